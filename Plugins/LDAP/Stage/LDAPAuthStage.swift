@@ -1,0 +1,197 @@
+import LDAPDirectory
+import TollgatePolicy
+
+/// The `ldap` policy stage: verifies AUTH PLAIN/LOGIN credentials against an LDAP
+/// directory and attaches the user's addresses, groups and department as facts.
+///
+/// A login: refuse an empty password before anything else; consult the throttle
+/// and the caches; search (service connection) for the one entry the escaped
+/// `user_filter` matches; bind as that DN (user-bind connection); check
+/// `required_group`. Any directory trouble — unreachable, slow, an error other
+/// than invalidCredentials — is a temporary failure (`454 4.7.0`), never success.
+/// Concurrent logins with the same credentials share one directory round trip.
+public final class LDAPAuthStage: PolicyStage {
+    let settings: LDAPStageSettings
+    private let directory: LDAPDirectory
+    private let host: any PolicyHost
+    private let state: LDAPAuthState
+    private let digester = CredentialDigester()
+
+    /// Longest user name passed to the directory, in UTF-8 bytes.
+    static let maxUsernameLength = 256
+
+    init(settings: LDAPStageSettings, bindPassword: String?, host: any PolicyHost) {
+        self.settings = settings
+        self.host = host
+        self.directory = LDAPDirectory(configuration: settings.clientConfiguration(bindPassword: bindPassword))
+        self.state = LDAPAuthState(
+            cache: LDAPAuthCache(
+                positiveTTL: settings.cacheTTL,
+                negativeTTL: settings.negativeCacheTTL,
+                maxFailures: settings.maxFailuresPerUser,
+                window: settings.failureWindow
+            )
+        )
+    }
+
+    /// Authorization is the other stages' business: every phase continues.
+    public func evaluate(_ context: PolicyContext) async throws -> PolicyDecision {
+        .continue
+    }
+
+    public func authenticate(_ credentials: AuthCredentials, context: PolicyContext) async throws -> AuthOutcome {
+        let user = credentials.username
+        // RFC 4513 §5.1.2: an empty password would be an unauthenticated bind, which
+        // some servers answer with success. Never send one.
+        guard !credentials.password.isEmpty else {
+            return .failure(reason: "empty password refused before any bind")
+        }
+        guard !user.isEmpty, user.utf8.count <= Self.maxUsernameLength else {
+            return .failure(reason: "empty or overlong user name")
+        }
+        let digest = digester.digest(username: user, password: credentials.password)
+
+        switch await state.lookup(user: user, digest: digest, now: host.now()) {
+        case .throttled:
+            log(.warning, "LDAP login throttled", user: user, context: context, reason: "too many failed logins")
+            return .temporaryFailure(reason: "too many failed logins for this user; try again later")
+        case .hit(let facts):
+            return .success(facts)
+        case .negative(let reason):
+            return .failure(reason: "\(reason) (cached)")
+        case .miss:
+            break
+        }
+
+        let key = LDAPAuthState.FlightKey(user: user, digest: digest)
+        let password = credentials.password
+        let dryRun = context.dryRun
+        let outcome = await state.coalesce(key) { [self] in
+            let verdict = await verify(user: user, password: password)
+            if !dryRun { await record(verdict, user: user, digest: digest) }
+            return verdict
+        }
+        switch outcome {
+        case .success(let facts):
+            log(.info, "LDAP login succeeded", user: user, context: context, reason: nil)
+            return .success(facts)
+        case .failure(let reason, _):
+            log(.notice, "LDAP login failed", user: user, context: context, reason: reason)
+            return .failure(reason: reason)
+        case .unavailable(let reason):
+            log(.warning, "LDAP directory unavailable", user: user, context: context, reason: reason)
+            return .temporaryFailure(reason: reason)
+        }
+    }
+
+    /// Unbinds every connection and stops the worker threads.
+    public func shutdown() async {
+        await directory.shutdown()
+    }
+
+    // MARK: - Directory round trip
+
+    private func verify(user: String, password: String) async -> LDAPAuthState.Verdict {
+        let departments = host.departments()
+        let filter = LDAPEscaping.userFilter(template: settings.userFilter, username: user)
+        let attributes = LDAPUserFacts.attributes(settings: settings, departments: departments)
+        switch await directory.login(base: settings.base, filter: filter, attributes: attributes, password: password) {
+        case .authenticated(let entry):
+            let facts = LDAPUserFacts.facts(user: user, entry: entry, settings: settings, departments: departments)
+            if let group = settings.requiredGroup, !LDAPUserFacts.isMember(of: group, groups: facts.groups) {
+                return .failure(reason: "not a member of the required group", isGuess: false)
+            }
+            return .success(facts)
+        case .invalidCredentials:
+            return .failure(reason: "wrong password", isGuess: true)
+        case .noSuchUser:
+            return .failure(reason: "unknown user", isGuess: true)
+        case .ambiguous:
+            return .failure(reason: "user filter matched more than one entry", isGuess: true)
+        case .unavailable(let error):
+            return .unavailable(reason: "LDAP directory unavailable: \(error)")
+        }
+    }
+
+    private func record(_ verdict: LDAPAuthState.Verdict, user: String, digest: [UInt8]) async {
+        let now = host.now()
+        switch verdict {
+        case .success(let facts):
+            await state.recordSuccess(user: user, digest: digest, facts: facts, now: now)
+        case .failure(let reason, let isGuess):
+            await state.recordFailure(user: user, digest: digest, reason: reason, isGuess: isGuess, now: now)
+        case .unavailable:
+            break  // never cached: the next login asks again
+        }
+    }
+
+    private func log(_ level: PolicyLogLevel, _ message: String, user: String, context: PolicyContext, reason: String?) {
+        var metadata = ["ldap.user": user, "smtp.session.id": context.sessionID]
+        if let reason { metadata["ldap.reason"] = reason }
+        host.log(level, message, metadata: metadata)
+    }
+}
+
+/// The mutable part of ``LDAPAuthStage``: the cache and the logins in flight.
+actor LDAPAuthState {
+    enum Verdict: Sendable {
+        case success(SessionFacts)
+        case failure(reason: String, isGuess: Bool)
+        case unavailable(reason: String)
+    }
+
+    struct FlightKey: Hashable, Sendable {
+        var user: String
+        var digest: [UInt8]
+    }
+
+    private var cache: LDAPAuthCache
+    private var inFlight: [FlightKey: (id: UInt64, task: Task<Verdict, Never>)] = [:]
+    private var lastFlightID: UInt64 = 0
+
+    init(cache: LDAPAuthCache) {
+        self.cache = cache
+    }
+
+    func lookup(user: String, digest: [UInt8], now: Double) -> LDAPAuthCache.Lookup {
+        cache.lookup(user: user, digest: digest, now: now)
+    }
+
+    func recordSuccess(user: String, digest: [UInt8], facts: SessionFacts, now: Double) {
+        cache.recordSuccess(user: user, digest: digest, facts: facts, now: now)
+    }
+
+    func recordFailure(user: String, digest: [UInt8], reason: String, isGuess: Bool, now: Double) {
+        cache.recordFailure(user: user, digest: digest, reason: reason, isGuess: isGuess, now: now)
+    }
+
+    /// Runs `operation` once for concurrent callers with the same key. A caller
+    /// whose task is cancelled stops waiting at once (answering unavailable); the
+    /// shared round trip goes on for the others.
+    func coalesce(_ key: FlightKey, _ operation: @escaping @Sendable () async -> Verdict) async -> Verdict {
+        let task: Task<Verdict, Never>
+        if let running = inFlight[key] {
+            task = running.task
+        } else {
+            lastFlightID += 1
+            let id = lastFlightID
+            // Runs isolated to this actor: the entry is removed before the result is
+            // visible to anyone, so a later login never sees a stale answer.
+            task = Task {
+                let verdict = await operation()
+                if inFlight[key]?.id == id { inFlight[key] = nil }
+                return verdict
+            }
+            inFlight[key] = (id, task)
+        }
+        let result = LDAPOneShot<Verdict>()
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Verdict, Never>) in
+                result.install(continuation)
+                Task { result.resolve(await task.value) }
+            }
+        } onCancel: {
+            result.resolve(.unavailable(reason: "cancelled while waiting for the directory"))
+        }
+    }
+}

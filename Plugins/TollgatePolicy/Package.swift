@@ -1,0 +1,15 @@
+// swift-tools-version:6.0
+// The plugin API of Tollgate: the only module a policy plugin links against.
+// It lives in its own package so that the relay and every plugin share one
+// dynamic copy of it (see README, "Writing a plugin").
+import PackageDescription
+
+let package = Package(
+    name: "TollgatePolicy",
+    products: [
+        .library(name: "TollgatePolicy", type: .dynamic, targets: ["TollgatePolicy"])
+    ],
+    targets: [
+        .target(name: "TollgatePolicy", swiftSettings: [.swiftLanguageMode(.v6)])
+    ]
+)

@@ -1,0 +1,77 @@
+/// The relay as a plugin sees it: logging, a clock and per-department settings.
+///
+/// Plugins never see the relay's own types (`Logger`, `ByteBuffer`): those would be
+/// linked twice, once on each side of the library boundary.
+public protocol PolicyHost: Sendable {
+    /// Logs a message with the relay's logger; `metadata` keys are dotted (`ldap.user`).
+    func log(_ level: PolicyLogLevel, _ message: String, metadata: [String: String])
+    /// Seconds since 1970, from the relay's clock (injectable in tests).
+    func now() -> Double
+    /// The settings section for this plugin in a department's policy file, if the
+    /// department has one. Sections are validated by the factory at load and at `check`.
+    func departmentSettings(_ department: String) -> PolicySettings?
+    /// Every department the relay knows, with its membership rules (see ``DepartmentInfo``).
+    func departments() -> [DepartmentInfo]
+}
+
+public enum PolicyLogLevel: String, Sendable {
+    case trace, debug, info, notice, warning, error, critical
+}
+
+/// A department as written in `policies/*.yaml`.
+public struct DepartmentInfo: Sendable, Hashable {
+    public var name: String
+    /// Directory groups (DNs) whose members belong to the department.
+    public var ldapGroups: [String]
+    /// Attribute values (`attribute=value`) that put a user in the department.
+    public var ldapAttributes: [String: [String]]
+    /// Client networks (CIDR) whose sessions belong to the department.
+    public var networks: [String]
+
+    public init(name: String, ldapGroups: [String] = [], ldapAttributes: [String: [String]] = [:], networks: [String] = []) {
+        self.name = name
+        self.ldapGroups = ldapGroups
+        self.ldapAttributes = ldapAttributes
+        self.networks = networks
+    }
+}
+
+/// One stage of the pipeline. Stages are shared by all sessions: keep state in an
+/// actor or behind a lock.
+public protocol PolicyStage: Sendable {
+    /// Decides one phase. Throwing counts as a failure of the stage and yields its
+    /// configured `on_error` answer.
+    func evaluate(_ context: PolicyContext) async throws -> PolicyDecision
+
+    /// Verifies AUTH credentials. Stages that do not authenticate keep the default,
+    /// which answers ``AuthOutcome/notHandled``.
+    func authenticate(_ credentials: AuthCredentials, context: PolicyContext) async throws -> AuthOutcome
+
+    /// Told after a message is durably queued (for counters of accepted mail).
+    func messageAccepted(_ message: AcceptedMessage) async
+
+    /// Called once when the stage is replaced (reload) or the relay stops.
+    func shutdown() async
+}
+
+extension PolicyStage {
+    public func authenticate(_ credentials: AuthCredentials, context: PolicyContext) async throws -> AuthOutcome {
+        .notHandled
+    }
+    public func messageAccepted(_ message: AcceptedMessage) async {}
+    public func shutdown() async {}
+}
+
+/// What a plugin library hands the relay: a factory that validates settings and makes stages.
+///
+/// A plugin's `tollgate_plugin_create` entry point returns an instance of a class
+/// conforming to this protocol, retained (`Unmanaged.passRetained(f).toOpaque()`).
+public protocol PolicyStageFactory: AnyObject, Sendable {
+    /// The plugin's name as used after `use:` in the configuration.
+    var name: String { get }
+    /// Checks `settings` (and each department's section, through `host`) and returns
+    /// every problem found, located. An empty answer means valid.
+    func validate(settings: PolicySettings, host: any PolicyHost) -> [PolicyDiagnostic]
+    /// Makes a stage from valid settings.
+    func makeStage(settings: PolicySettings, host: any PolicyHost) async throws -> any PolicyStage
+}

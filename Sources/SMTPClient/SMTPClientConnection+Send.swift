@@ -1,0 +1,79 @@
+import Logging
+import NIOCore
+import SMTPCore
+
+extension SMTPClientConnection {
+    /// Runs one mail transaction: MAIL FROM, RCPT TO per recipient, DATA and the content
+    /// (RFC 5321 §3.3), as one pipelined group when the server offers PIPELINING
+    /// (RFC 2920).
+    ///
+    /// Refused before anything is sent: 8-bit content to a server without 8BITMIME,
+    /// an envelope needing SMTPUTF8 to a server without it, a message over the server's
+    /// SIZE, and any argument containing CR, LF or NUL.
+    ///
+    /// - Parameter content: the stored message; dot-stuffed, CRLF-canonicalised and folded
+    ///   at 998 octets by `DataEncoder` on the way out.
+    /// - Returns: the server's answers; see ``DeliveryReport/outcome(forRecipientAt:)``.
+    /// - Throws: ``SMTPClientError``. A connection lost or timed out before the final
+    ///   dot's reply is a temporary failure for every recipient (RFC 5321 §3.8: 451).
+    public func send(_ envelope: OutboundEnvelope, content: ByteBuffer) async throws -> DeliveryReport {
+        let plan = try TransactionPlan(
+            envelope: envelope,
+            contentSize: content.readableBytes,
+            contentHasEightBit: content.readableBytesView.contains { $0 >= 0x80 },
+            capabilities: serverCapabilities
+        )
+        try acquire()
+        defer { release() }
+        guard await upstream.isIdleAndHealthy else {
+            markBroken(SMTPClientError.connectionClosed)
+            throw SMTPClientError.connectionClosed
+        }
+        do {
+            if state.withLockedValue({ $0.openTransaction }) {
+                try await resetExchange()
+            }
+            return try await run(plan, content: content)
+        } catch {
+            markBroken(error)
+            throw error
+        }
+    }
+
+    private func run(_ plan: TransactionPlan, content: ByteBuffer) async throws(SMTPClientError) -> DeliveryReport {
+        var machine = TransactionStateMachine(plan: plan, pipelining: serverCapabilities.pipelining)
+        var step = machine.start()
+        while true {
+            switch step.output {
+            case .commands(let commands):
+                upstream.send(commands)
+            case .content:
+                upstream.write(DataEncoder.encode(content))
+            case .terminatorOnly:
+                upstream.write(ByteBuffer(string: ".\r\n"))
+            case nil:
+                break
+            }
+            switch step.next {
+            case .awaitReply(.command):
+                step = machine.received(try await upstream.read(timeout: configuration.commandTimeout, waitingFor: "transaction reply"))
+            case .awaitReply(.dataTermination):
+                do {
+                    step = machine.received(try await upstream.read(timeout: configuration.dataTimeout, waitingFor: "reply to the final dot"))
+                } catch {
+                    // RELIABILITY F6: the duplicate window.
+                    logger.warning("no reply after the final dot; the message may be delivered twice", metadata: ["error": "\(error)"])
+                    throw error
+                }
+            case .finished(let report, let serverClosing, let openTransaction):
+                if serverClosing {
+                    logger.info("upstream closing the session mid-transaction")
+                    markBroken(SMTPClientError.connectionClosed)
+                } else {
+                    state.withLockedValue { $0.openTransaction = openTransaction }
+                }
+                return report
+            }
+        }
+    }
+}

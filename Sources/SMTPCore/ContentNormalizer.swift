@@ -1,0 +1,80 @@
+import NIOCore
+
+/// Canonicalises BDAT chunks (RFC 3030): no dot-stuffing, but the same CR/LF and NUL
+/// discipline as ``DataReceiver`` so nothing non-canonical is ever stored or forwarded.
+public struct ContentNormalizer: Sendable {
+    public let maxSize: Int
+    public let bareNewline: BareNewlinePolicy
+    public private(set) var content: ByteBuffer
+    public private(set) var size = 0
+    public private(set) var outcome: DataReceiver.Outcome = .ok
+    private var pendingCR = false
+
+    public init(maxSize: Int, bareNewline: BareNewlinePolicy, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+        self.maxSize = maxSize
+        self.bareNewline = bareNewline
+        self.content = allocator.buffer(capacity: min(maxSize, 16 * 1024))
+    }
+
+    /// Appends one chunk's bytes.
+    public mutating func append(_ chunk: ByteBuffer) {
+        chunk.withUnsafeReadableBytes { raw in
+            var runStart = 0
+            for i in 0..<raw.count {
+                let b = raw[i]
+                if pendingCR {
+                    pendingCR = false
+                    if b == 10 {
+                        write(crlf: true)
+                        runStart = i + 1
+                        continue
+                    }
+                    stray()
+                    write(crlf: true)
+                }
+                if b == 13 || b == 10 || b == 0 {
+                    write(UnsafeRawBufferPointer(rebasing: raw[runStart..<i]))
+                    runStart = i + 1
+                    if b == 13 {
+                        pendingCR = true
+                    } else if b == 10 {
+                        stray()
+                        write(crlf: true)
+                    } else if outcome == .ok {
+                        outcome = .nul
+                    }
+                }
+            }
+            write(UnsafeRawBufferPointer(rebasing: raw[runStart..<raw.count]))
+        }
+    }
+
+    /// Ends the content: a trailing CR becomes CRLF, and content that does not end
+    /// with CRLF gets one (RFC 5322 messages end with a line break).
+    public mutating func finish() {
+        if pendingCR {
+            pendingCR = false
+            stray()
+            write(crlf: true)
+        }
+        if size > 0, size <= maxSize {
+            let last = content.getBytes(at: content.writerIndex - min(2, content.readableBytes), length: min(2, content.readableBytes)) ?? []
+            if last != [13, 10] { write(crlf: true) }
+        }
+    }
+
+    private mutating func stray() {
+        if bareNewline == .reject, outcome == .ok { outcome = .bareNewline }
+    }
+
+    private mutating func write(crlf: Bool) {
+        size += 2
+        if size <= maxSize { content.writeStaticString("\r\n") } else { outcome = .tooLarge }
+    }
+
+    private mutating func write(_ bytes: UnsafeRawBufferPointer) {
+        guard !bytes.isEmpty else { return }
+        size += bytes.count
+        if size <= maxSize { content.writeBytes(bytes) } else { outcome = .tooLarge }
+    }
+}

@@ -1,0 +1,57 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The `Received:` trace header Tollgate prepends (RFC 5321 §4.4, RFC 3848 protocol names).
+public enum ReceivedHeader {
+    public static func make(
+        helo: String?,
+        clientAddress: String,
+        hostname: String,
+        protocolName: String,
+        queueID: String,
+        recipient: String?,
+        date: Double
+    ) -> String {
+        var header = "Received: from \(sanitize(helo ?? "unknown")) ([\(sanitize(clientAddress))])\r\n"
+        header += "\tby \(sanitize(hostname)) (Tollgate) with \(protocolName) id \(queueID)"
+        if let recipient {
+            header += "\r\n\tfor <\(sanitize(recipient))>; \(rfc5322Date(date))\r\n"
+        } else {
+            header += ";\r\n\t\(rfc5322Date(date))\r\n"
+        }
+        return header
+    }
+
+    /// RFC 3848: ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both); SMTP for HELO.
+    public static func protocolName(extended: Bool, tls: Bool, authenticated: Bool) -> String {
+        guard extended else { return "SMTP" }
+        return "ESMTP" + (tls ? "S" : "") + (authenticated ? "A" : "")
+    }
+
+    /// Keeps printable ASCII only and bounds the length, so a client's EHLO cannot
+    /// inject header lines (RELIABILITY C21).
+    static func sanitize(_ s: String) -> String {
+        var out = ""
+        for scalar in s.unicodeScalars.prefix(255) {
+            if scalar.value > 32, scalar.value < 127, scalar != "(", scalar != ")", scalar != ";" {
+                out.unicodeScalars.append(scalar)
+            } else {
+                out.append("_")
+            }
+        }
+        return out.isEmpty ? "unknown" : out
+    }
+
+    /// `Sun, 29 Nov 2026 03:26:47 +0000` (RFC 5322 §3.3).
+    public static func rfc5322Date(_ date: Double) -> String {
+        var t = time_t(date)
+        var tmValue = tm()
+        gmtime_r(&t, &tmValue)
+        var buffer = [Int8](repeating: 0, count: 64)
+        let n = strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S +0000", &tmValue)
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

@@ -1,0 +1,189 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+
+/// One listening socket (`listeners[]`): accepts connections, applies the client
+/// allowlist and connection caps, and gives each session its handler.
+public final class SMTPListener: Sendable {
+    public struct Configuration: Sendable {
+        public var name: String
+        public var host: String
+        public var port: Int
+        public var tls: ListenerTLSMode
+        public var clients: [CIDR]
+        public var maxConnections: Int
+        public var maxConnectionsPerClient: Int
+        public var timeouts: SMTPServerHandler.Timeouts
+
+        public init(name: String, host: String, port: Int, tls: ListenerTLSMode, clients: [CIDR], maxConnections: Int, maxConnectionsPerClient: Int, timeouts: SMTPServerHandler.Timeouts) {
+            self.name = name
+            self.host = host
+            self.port = port
+            self.tls = tls
+            self.clients = clients
+            self.maxConnections = maxConnections
+            self.maxConnectionsPerClient = maxConnectionsPerClient
+            self.timeouts = timeouts
+        }
+    }
+
+    struct Connections {
+        var total = 0
+        var perClient: [String: Int] = [:]
+        var channels: [ObjectIdentifier: any Channel] = [:]
+        var nextSession: UInt64 = 0
+    }
+
+    public let configuration: Configuration
+    private let session: NIOLockedValueBox<SMTPSessionConfiguration>
+    private let delegate: NIOLockedValueBox<any SMTPSessionDelegate>
+    private let sslContext: NIOSSLContext?
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let connections = NIOLockedValueBox(Connections())
+    private let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
+    private let sessionPrefix: String
+
+    public init(
+        configuration: Configuration,
+        session: SMTPSessionConfiguration,
+        sslContext: NIOSSLContext?,
+        delegate: any SMTPSessionDelegate,
+        group: any EventLoopGroup,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.session = NIOLockedValueBox(session)
+        self.delegate = NIOLockedValueBox(delegate)
+        self.sslContext = sslContext
+        self.group = group
+        var logger = logger
+        logger[metadataKey: "smtp.listener"] = .string(configuration.name)
+        self.logger = logger
+        self.sessionPrefix = String(UInt32.random(in: 0x1000_0000...0xffff_ffff), radix: 36, uppercase: true)
+    }
+
+    /// New sessions use these from now on (configuration reload); sessions already
+    /// running keep what they started with.
+    public func update(session: SMTPSessionConfiguration, delegate: any SMTPSessionDelegate) {
+        self.session.withLockedValue { $0 = session }
+        self.delegate.withLockedValue { $0 = delegate }
+    }
+
+    /// The bound address (useful with port 0).
+    public var localAddress: SocketAddress? {
+        serverChannel.withLockedValue { $0?.localAddress }
+    }
+
+    public var activeConnections: Int {
+        connections.withLockedValue { $0.total }
+    }
+
+    public func start() async throws {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try self.initialize(channel)
+                }
+            }
+        let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        serverChannel.withLockedValue { $0 = channel }
+        logger.info("listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+    }
+
+    /// Stops accepting, asks every session to finish, and waits up to `grace` for them;
+    /// the rest are closed.
+    public func shutdown(grace: TimeAmount) async {
+        if let channel = serverChannel.withLockedValue({ $0 }) {
+            try? await channel.close()
+        }
+        let channels = connections.withLockedValue { Array($0.channels.values) }
+        for channel in channels {
+            channel.pipeline.fireUserInboundEventTriggered(SMTPServerEvent.drain)
+        }
+        let deadline = NIODeadline.now() + grace
+        while activeConnections > 0, NIODeadline.now() < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        for channel in connections.withLockedValue({ Array($0.channels.values) }) {
+            try? await channel.close()
+        }
+    }
+
+    private func initialize(_ channel: any Channel) throws {
+        let sync = channel.pipeline.syncOperations
+        let remote = channel.remoteAddress
+        let clientAddress = remote?.ipAddress ?? "unknown"
+        let allowed = remote.map { address in configuration.clients.contains { $0.contains(address) } } ?? false
+        if !allowed {
+            logger.notice("client not allowed", metadata: ["client.address": "\(clientAddress)"])
+            try sync.addHandler(RefuseHandler(reply: "554 5.7.1 Access denied\r\n"))
+            return
+        }
+        let admitted: UInt64? = connections.withLockedValue { state in
+            guard state.total < configuration.maxConnections,
+                state.perClient[clientAddress, default: 0] < configuration.maxConnectionsPerClient
+            else { return nil }
+            state.total += 1
+            state.perClient[clientAddress, default: 0] += 1
+            state.channels[ObjectIdentifier(channel)] = channel
+            state.nextSession += 1
+            return state.nextSession
+        }
+        guard let sessionNumber = admitted else {
+            logger.notice("connection limit reached", metadata: ["client.address": "\(clientAddress)"])
+            try sync.addHandler(RefuseHandler(reply: "421 4.7.0 Too many connections, try again later\r\n"))
+            return
+        }
+        channel.closeFuture.whenComplete { [connections] _ in
+            connections.withLockedValue { state in
+                state.total -= 1
+                state.perClient[clientAddress, default: 1] -= 1
+                if state.perClient[clientAddress] == 0 { state.perClient[clientAddress] = nil }
+                state.channels[ObjectIdentifier(channel)] = nil
+            }
+        }
+        let implicitTLS = configuration.tls == .implicit
+        if implicitTLS {
+            guard let sslContext else { throw ChannelError.operationUnsupported }
+            try sync.addHandler(NIOSSLServerHandler(context: sslContext))
+        }
+        try sync.addHandler(
+            SMTPServerHandler(
+                configuration: session.withLockedValue { $0 },
+                delegate: delegate.withLockedValue { $0 },
+                sslContext: configuration.tls == .starttls ? sslContext : nil,
+                implicitTLS: implicitTLS,
+                timeouts: configuration.timeouts,
+                sessionID: "\(sessionPrefix)-\(String(sessionNumber, radix: 36, uppercase: true))",
+                clientAddress: clientAddress,
+                logger: logger
+            )
+        )
+    }
+}
+
+/// Answers one line and closes: for refused clients and connection caps.
+final class RefuseHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let reply: String
+
+    init(reply: String) {
+        self.reply = reply
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: reply.utf8.count)
+        buffer.writeString(reply)
+        context.writeAndFlush(NIOAny(buffer)).whenComplete { [context = NIOLoopBound(context, eventLoop: context.eventLoop)] _ in
+            context.value.close(promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+}

@@ -1,0 +1,557 @@
+import Logging
+import NIOCore
+import NIOSSL
+import NIOTLS
+import SMTPCore
+import TollgatePolicy
+
+/// Events the listener sends down a session's pipeline.
+public enum SMTPServerEvent: Sendable {
+    /// The server is stopping: finish the current transaction, then say 421.
+    case drain
+}
+
+/// The NIO side of one SMTP session: frames bytes into command lines, DATA and BDAT
+/// chunks, feeds them to ``SMTPSessionStateMachine`` and carries out its actions.
+/// All protocol decisions live in the state machine; this type only does I/O.
+public final class SMTPServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = Never
+    public typealias OutboundIn = Never
+    public typealias OutboundOut = ByteBuffer
+
+    /// Per-session timing limits (`limits.command_timeout`, `limits.data_timeout`).
+    public struct Timeouts: Sendable {
+        public var command: TimeAmount
+        public var data: TimeAmount
+        public init(command: TimeAmount, data: TimeAmount) {
+            self.command = command
+            self.data = data
+        }
+    }
+
+    enum Mode {
+        case command
+        /// Skipping the rest of an over-long command line.
+        case discardingLine
+        case data(DataReceiver)
+        case bdat(remaining: Int, size: Int, last: Bool, discard: Bool)
+        /// Between the 220 to STARTTLS and the end of the handshake: plaintext is dropped.
+        case startingTLS
+        case closed
+    }
+
+    private var machine: SMTPSessionStateMachine
+    private let delegate: any SMTPSessionDelegate
+    private let sslContext: NIOSSLContext?
+    private let timeouts: Timeouts
+    private var logger: Logger
+    private let sessionID: String
+    private let clientAddress: String
+
+    private var mode: Mode = .command
+    private var buffer = ByteBuffer()
+    private var busy = false
+    private var pendingRead = false
+    private var needsFlush = false
+    private var deadline: Scheduled<Void>?
+    private var rearmDeadline = true
+    private var facts = SessionFacts()
+    private var sessionTrace: [PolicyTraceEntry] = []
+    private var transactionTrace: [PolicyTraceEntry] = []
+    private var content: ByteBuffer?
+    private var bdatContent: ContentNormalizer?
+    private var lastPolicyContext: PolicyContext?
+
+    public init(
+        configuration: SMTPSessionConfiguration,
+        delegate: any SMTPSessionDelegate,
+        sslContext: NIOSSLContext?,
+        implicitTLS: Bool,
+        timeouts: Timeouts,
+        sessionID: String,
+        clientAddress: String,
+        logger: Logger
+    ) {
+        self.machine = SMTPSessionStateMachine(configuration: configuration, tlsActive: implicitTLS)
+        self.delegate = delegate
+        self.sslContext = sslContext
+        self.timeouts = timeouts
+        self.sessionID = sessionID
+        self.clientAddress = clientAddress
+        var logger = logger
+        logger[metadataKey: "smtp.session.id"] = .string(sessionID)
+        logger[metadataKey: "client.address"] = .string(clientAddress)
+        self.logger = logger
+    }
+
+    // MARK: - Channel events
+
+    public func channelActive(context: ChannelHandlerContext) {
+        logger.debug("session started")
+        buffer = context.channel.allocator.buffer(capacity: 1024)
+        perform(machine.connected(), context: context)
+        flushIfNeeded(context: context)
+        context.fireChannelActive()
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+        if case .closed = mode {} else {
+            logger.debug("client disconnected")
+        }
+        mode = .closed
+        context.fireChannelInactive()
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        switch mode {
+        case .closed:
+            return
+        case .startingTLS:
+            // RFC 3207 / CVE-2011-0411: nothing sent before the handshake may be
+            // taken as a command after it.
+            return
+        default:
+            buffer.writeBuffer(&bytes)
+        }
+        process(context: context)
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        flushIfNeeded(context: context)
+    }
+
+    public func read(context: ChannelHandlerContext) {
+        // Back-pressure: no more reads while a decision or a write to disk is pending,
+        // or while a pipelined backlog waits.
+        if busy || buffer.readableBytes > SMTPLimits.maxCommandLine * 32 {
+            pendingRead = true
+        } else {
+            context.read()
+        }
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tlsEvent = event as? TLSUserEvent, case .handshakeCompleted = tlsEvent, case .startingTLS = mode {
+            buffer.clear()
+            mode = .command
+            logger.debug("STARTTLS handshake completed")
+            perform(machine.tlsEstablished(), context: context)
+            process(context: context)
+            flushIfNeeded(context: context)
+            return
+        }
+        if let smtpEvent = event as? SMTPServerEvent, case .drain = smtpEvent {
+            perform(machine.shutdownRequested(), context: context)
+            flushIfNeeded(context: context)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("session error", metadata: ["error": "\(error)"])
+        mode = .closed
+        context.close(promise: nil)
+    }
+
+    // MARK: - Framing
+
+    private func process(context: ChannelHandlerContext) {
+        loop: while !busy {
+            switch mode {
+            case .closed, .startingTLS:
+                break loop
+            case .discardingLine:
+                guard let lf = buffer.readableBytesView.firstIndex(of: 10) else {
+                    buffer.clear()
+                    break loop
+                }
+                buffer.moveReaderIndex(to: lf + 1)
+                mode = .command
+            case .command:
+                guard machine.acceptsCommands else { break loop }
+                let view = buffer.readableBytesView
+                let limit = machine.inAuthExchange ? SMTPLimits.maxAuthLine : SMTPLimits.maxCommandLine
+                guard let lf = view.prefix(limit).firstIndex(of: 10) else {
+                    if view.count >= limit {
+                        buffer.clear()
+                        mode = .discardingLine
+                        perform(machine.lineTooLong(), context: context)
+                    }
+                    break loop
+                }
+                var lineEnd = lf
+                if lineEnd > view.startIndex, view[lineEnd - 1] == 13 { lineEnd -= 1 }
+                let line = Array(view[view.startIndex..<lineEnd])
+                buffer.moveReaderIndex(to: lf + 1)
+                rearmDeadline = true
+                if violatesPipelining(line[...]) {
+                    logger.notice("SMTP protocol synchronization error")
+                    mode = .closed
+                    perform(.replyAndClose(.syncError), context: context)
+                    break loop
+                }
+                perform(machine.receivedLine(line[...]), context: context)
+            case .data(var receiver):
+                let done = receiver.consume(&buffer)
+                mode = .data(receiver)
+                guard done else {
+                    buffer.discardReadBytes()
+                    break loop
+                }
+                mode = .command
+                rearmDeadline = true
+                content = receiver.content
+                if !machine.pipeliningNegotiated, buffer.readableBytes > 0 {
+                    // RELIABILITY A2: commands in the same write as the final dot, without PIPELINING.
+                    mode = .closed
+                    perform(.replyAndClose(.syncError), context: context)
+                    break loop
+                }
+                perform(machine.dataReceived(receiver.outcome), context: context)
+            case .bdat(let remaining, let size, let last, let discard):
+                let take = min(remaining, buffer.readableBytes)
+                if take > 0 {
+                    let chunk = buffer.readSlice(length: take)!
+                    if !discard { bdatContent?.append(chunk) }
+                }
+                if remaining - take > 0 {
+                    mode = .bdat(remaining: remaining - take, size: size, last: last, discard: discard)
+                    buffer.discardReadBytes()
+                    break loop
+                }
+                mode = .command
+                rearmDeadline = true
+                var outcome = DataReceiver.Outcome.ok
+                if var normalizer = bdatContent, !discard {
+                    if last {
+                        normalizer.finish()
+                        content = normalizer.content
+                        bdatContent = nil
+                    } else {
+                        bdatContent = normalizer
+                    }
+                    outcome = normalizer.outcome
+                }
+                perform(machine.bdatChunkReceived(size: size, outcome: outcome), context: context)
+            }
+        }
+        if !busy, pendingRead, buffer.readableBytes <= SMTPLimits.maxCommandLine * 32 {
+            pendingRead = false
+            context.read()
+        }
+        armDeadlineIfNeeded(context: context)
+    }
+
+    /// RFC 2920 §3.1: EHLO, DATA, VRFY, EXPN, TURN, QUIT and NOOP end a pipelined group,
+    /// and a client that did not get PIPELINING may not pipeline at all.
+    private func violatesPipelining(_ line: ArraySlice<UInt8>) -> Bool {
+        guard buffer.readableBytes > 0, !machine.inAuthExchange else { return false }
+        if !machine.pipeliningNegotiated, machine.helo != nil { return true }
+        let verb = String(decoding: line.prefix { $0 != 32 }.prefix(8), as: UTF8.self).uppercased()
+        return ["EHLO", "HELO", "DATA", "VRFY", "EXPN", "TURN", "NOOP"].contains(verb)
+    }
+
+    // MARK: - Actions
+
+    private func perform(_ action: SMTPSessionStateMachine.Action, context: ChannelHandlerContext) {
+        switch action {
+        case .none:
+            break
+        case .reply(let reply):
+            write(reply, context: context)
+        case .replyAndClose(let reply):
+            write(reply, context: context)
+            close(context: context)
+        case .evaluatePolicy(let phase):
+            evaluatePolicy(phase, context: context)
+        case .verifyCredentials(let credentials):
+            verify(credentials, context: context)
+        case .startTLS(let reply):
+            startTLS(reply, context: context)
+        case .receiveData(let reply):
+            content = nil
+            mode = .data(DataReceiver(
+                maxSize: maxMessageSize,
+                bareNewline: machine.configuration.bareNewline,
+                allocator: context.channel.allocator
+            ))
+            write(reply, context: context)
+            armDeadline(timeouts.data, context: context)
+            rearmDeadline = false
+        case .receiveBDATChunk(let size, let last, let discard, let first):
+            if first {
+                bdatContent = ContentNormalizer(maxSize: maxMessageSize, bareNewline: machine.configuration.bareNewline, allocator: context.channel.allocator)
+            }
+            mode = .bdat(remaining: size, size: size, last: last, discard: discard)
+            armDeadline(timeouts.data, context: context)
+            rearmDeadline = false
+        case .storeMessage(let transaction):
+            store(transaction, context: context)
+        }
+    }
+
+    /// The department's own size limit when it is smaller than the listener's.
+    private var maxMessageSize: Int {
+        if let limit = facts.tags["max_message_size"].flatMap(Int.init) {
+            return min(limit, machine.configuration.maxMessageSize)
+        }
+        return machine.configuration.maxMessageSize
+    }
+
+    private func write(_ reply: SMTPReply, context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
+        var out = context.channel.allocator.buffer(capacity: 64)
+        reply.write(to: &out)
+        context.write(wrapOutboundOut(out), promise: nil)
+        needsFlush = true
+        if reply.code >= 400 {
+            logger.info("refused", metadata: ["smtp.reply": "\(reply)"])
+        }
+    }
+
+    private func flushIfNeeded(context: ChannelHandlerContext) {
+        if needsFlush {
+            needsFlush = false
+            context.flush()
+        }
+    }
+
+    private func close(context: ChannelHandlerContext) {
+        mode = .closed
+        deadline?.cancel()
+        deadline = nil
+        flushIfNeeded(context: context)
+        context.close(promise: nil)
+    }
+
+    private func armDeadlineIfNeeded(context: ChannelHandlerContext) {
+        guard rearmDeadline, !busy else { return }
+        switch mode {
+        case .command, .discardingLine:
+            rearmDeadline = false
+            armDeadline(timeouts.command, context: context)
+        default:
+            break
+        }
+    }
+
+    /// A per-request deadline: it is set when Tollgate starts waiting and is not
+    /// extended by bytes that trickle in, only by a complete command.
+    private func armDeadline(_ amount: TimeAmount, context: ChannelHandlerContext) {
+        deadline?.cancel()
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        deadline = context.eventLoop.scheduleTask(in: amount) {
+            let (handler, context) = bound.value
+            guard !handler.busy else { return }
+            if case .closed = handler.mode { return }
+            handler.logger.info("session timed out")
+            handler.perform(handler.machine.timedOut(), context: context)
+        }
+    }
+
+    // MARK: - Asynchronous steps
+
+    private func policyContext(_ phase: PolicyPhase) -> PolicyContext {
+        let tx = machine.transaction
+        var context = PolicyContext(
+            phase: phase,
+            sessionID: sessionID,
+            listener: machine.configuration.listenerName,
+            clientAddress: clientAddress,
+            helo: machine.helo,
+            tls: machine.tlsActive,
+            authenticatedUser: machine.authenticatedUser,
+            sender: tx?.sender.address,
+            recipients: tx?.recipients.map { $0.mailbox.normalized } ?? [],
+            recipient: machine.pendingRecipient?.normalized,
+            facts: facts
+        )
+        if phase == .data, let content {
+            context.messageSize = content.readableBytes
+            context.headers = MessageHeaders.parse(content)
+        }
+        return context
+    }
+
+    /// Runs `work` off the event loop, then `resume` back on it, with reads paused.
+    private func suspend<T: Sendable>(
+        context: ChannelHandlerContext,
+        _ work: @escaping @Sendable () async -> T,
+        resume: @escaping (SMTPServerHandler, ChannelHandlerContext, T) -> Void
+    ) {
+        busy = true
+        deadline?.cancel()
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let resumeBound = NIOLoopBound(resume, eventLoop: context.eventLoop)
+        context.eventLoop.makeFutureWithTask(work).whenSuccess { value in
+            let (handler, context) = bound.value
+            handler.busy = false
+            if case .closed = handler.mode { return }
+            handler.rearmDeadline = true
+            resumeBound.value(handler, context, value)
+            handler.process(context: context)
+            handler.flushIfNeeded(context: context)
+        }
+    }
+
+    private func evaluatePolicy(_ phase: PolicyPhase, context: ChannelHandlerContext) {
+        if phase == .data, let refusal = hopCountRefusal() {
+            perform(machine.policyDecided(.reject(refusal)), context: context)
+            return
+        }
+        if phase == .mail { transactionTrace = [] }
+        guard delegate.hasPolicyStages else {
+            perform(machine.policyDecided(.continue), context: context)
+            return
+        }
+        let policyContext = policyContext(phase)
+        lastPolicyContext = policyContext
+        let delegate = self.delegate
+        suspend(context: context, { await delegate.evaluate(policyContext) }) { handler, context, outcome in
+            handler.facts.merge(outcome.facts)
+            handler.record(outcome.trace, phase: phase)
+            handler.perform(handler.machine.policyDecided(outcome.verdict), context: context)
+        }
+    }
+
+    private func record(_ trace: [PolicyTraceEntry], phase: PolicyPhase) {
+        switch phase {
+        case .connect, .helo, .starttls, .auth: sessionTrace += trace
+        default: transactionTrace += trace
+        }
+    }
+
+    /// RFC 5321 §6.3 loop detection, as Postfix's `hopcount_limit = 50`.
+    private func hopCountRefusal() -> PolicyReply? {
+        guard let content else { return nil }
+        let hops = MessageHeaders.parse(content).filter { $0.name.lowercased() == "received" }.count
+        return hops >= 50 ? PolicyReply(code: 554, enhancedCode: "5.4.6", text: "Error: too many hops (mail loop?)") : nil
+    }
+
+    private func verify(_ credentials: AuthCredentials, context: ChannelHandlerContext) {
+        let policyContext = policyContext(.auth)
+        let delegate = self.delegate
+        suspend(context: context, { await delegate.authenticate(credentials, context: policyContext) }) { handler, context, result in
+            let (outcome, trace) = result
+            handler.sessionTrace += trace
+            switch outcome {
+            case .success(let facts):
+                handler.facts.merge(facts)
+                handler.logger.info("authenticated", metadata: ["smtp.auth.user": "\(facts.user ?? credentials.username)"])
+            case .failure(let reason):
+                handler.logger.notice("authentication failed", metadata: ["smtp.auth.user": "\(credentials.username)", "reason": "\(reason)"])
+            case .temporaryFailure(let reason):
+                handler.logger.warning("authentication unavailable", metadata: ["reason": "\(reason)"])
+            case .notHandled:
+                handler.logger.notice("no stage verified the credentials", metadata: ["smtp.auth.user": "\(credentials.username)"])
+            }
+            handler.perform(handler.machine.authenticationFinished(outcome), context: context)
+        }
+    }
+
+    private func startTLS(_ reply: SMTPReply, context: ChannelHandlerContext) {
+        guard let sslContext else {
+            perform(.reply(SMTPReply(454, "4.7.0", "TLS not available due to local problem")), context: context)
+            return
+        }
+        // Everything pipelined after STARTTLS is dropped (CVE-2011-0411).
+        buffer.clear()
+        mode = .startingTLS
+        var out = context.channel.allocator.buffer(capacity: 64)
+        reply.write(to: &out)
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(out), promise: promise)
+        needsFlush = false
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        promise.futureResult.whenComplete { result in
+            let (handler, context) = bound.value
+            guard case .success = result, case .startingTLS = handler.mode else { return }
+            handler.buffer.clear()
+            let tls = NIOSSLServerHandler(context: sslContext)
+            do {
+                try context.pipeline.syncOperations.addHandler(tls, position: .first)
+            } catch {
+                handler.close(context: context)
+            }
+        }
+    }
+
+    private func store(_ transaction: Transaction, context: ChannelHandlerContext) {
+        guard var body = content else {
+            perform(machine.storeFinished(queueID: nil), context: context)
+            return
+        }
+        content = nil
+        let queueID = delegate.makeQueueID()
+        let receivedAt = wallClock()
+        let header = ReceivedHeader.make(
+            helo: machine.helo,
+            clientAddress: clientAddress,
+            hostname: machine.configuration.hostname,
+            protocolName: ReceivedHeader.protocolName(extended: machine.extended, tls: machine.tlsActive, authenticated: machine.authenticatedUser != nil),
+            queueID: queueID,
+            recipient: transaction.recipients.count == 1 ? transaction.recipients[0].mailbox.description : nil,
+            date: receivedAt
+        )
+        var full = context.channel.allocator.buffer(capacity: header.utf8.count + body.readableBytes)
+        full.writeString(header)
+        full.writeBuffer(&body)
+        let message = ReceivedMessage(
+            queueID: queueID,
+            transaction: transaction,
+            content: full,
+            sessionID: sessionID,
+            listener: machine.configuration.listenerName,
+            clientAddress: clientAddress,
+            helo: machine.helo,
+            tls: machine.tlsActive,
+            authenticatedUser: machine.authenticatedUser,
+            facts: facts,
+            trace: sessionTrace + transactionTrace,
+            receivedAt: receivedAt
+        )
+        let policyContext = lastPolicyContext ?? self.policyContext(.data)
+        let delegate = self.delegate
+        let logger = self.logger
+        suspend(context: context, { () async -> Bool in
+            do {
+                try await delegate.store(message)
+                return true
+            } catch {
+                logger.error("could not store message", metadata: ["queue.id": "\(queueID)", "error": "\(error)"])
+                return false
+            }
+        }) { handler, context, stored in
+            handler.transactionTrace = []
+            if stored {
+                handler.logger.info(
+                    "message accepted",
+                    metadata: [
+                        "queue.id": "\(queueID)",
+                        "smtp.mail.from": "\(transaction.sender)",
+                        "smtp.rcpt.count": "\(transaction.recipients.count)",
+                        "message.size": "\(message.content.readableBytes)",
+                    ]
+                )
+                Task { await delegate.messageAccepted(message, context: policyContext) }
+            }
+            handler.perform(handler.machine.storeFinished(queueID: stored ? queueID : nil), context: context)
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Seconds since 1970 from the system clock.
+func wallClock() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}

@@ -1,0 +1,54 @@
+import SMTPCore
+
+/// How a listener handles TLS (`listeners[].tls`).
+public enum ListenerTLSMode: String, Sendable, Hashable {
+    case none, starttls, implicit
+}
+
+/// Whether a listener offers or requires AUTH (`listeners[].auth`). AUTH is only ever
+/// offered after TLS.
+public enum ListenerAuthMode: String, Sendable, Hashable {
+    case none, optional, required
+}
+
+/// Everything one session needs to know about its listener and the limits.
+public struct SMTPSessionConfiguration: Sendable {
+    public var hostname: String
+    public var listenerName: String
+    public var tls: ListenerTLSMode
+    public var auth: ListenerAuthMode
+    public var maxMessageSize: Int
+    public var maxRecipients: Int
+    public var bareNewline: BareNewlinePolicy
+    /// Protocol errors (5xx to syntax or sequence) before the session is closed with 421
+    /// (Postfix `smtpd_hard_error_limit`).
+    public var maxErrors: Int
+    /// NOOP/RSET/VRFY/HELP before the session is closed (Postfix `smtpd_junk_command_limit`).
+    public var maxJunkCommands: Int
+    /// Failed AUTH attempts in one session before it is closed with 421.
+    public var maxAuthFailures: Int
+
+    public init(
+        hostname: String,
+        listenerName: String = "relay",
+        tls: ListenerTLSMode = .none,
+        auth: ListenerAuthMode = .none,
+        maxMessageSize: Int = 25 * 1024 * 1024,
+        maxRecipients: Int = 100,
+        bareNewline: BareNewlinePolicy = .normalize,
+        maxErrors: Int = 20,
+        maxJunkCommands: Int = 100,
+        maxAuthFailures: Int = 3
+    ) {
+        self.hostname = hostname
+        self.listenerName = listenerName
+        self.tls = tls
+        self.auth = auth
+        self.maxMessageSize = maxMessageSize
+        self.maxRecipients = maxRecipients
+        self.bareNewline = bareNewline
+        self.maxErrors = maxErrors
+        self.maxJunkCommands = maxJunkCommands
+        self.maxAuthFailures = maxAuthFailures
+    }
+}

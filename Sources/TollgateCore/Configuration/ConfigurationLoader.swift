@@ -1,0 +1,303 @@
+import Foundation
+import SMTPCore
+import SMTPServer
+import TollgatePolicy
+import Yams
+
+/// Reads `tollgate.yaml` into a ``TollgateConfiguration``. Every problem is reported
+/// with its location; unknown keys are errors (typo safety).
+public enum ConfigurationLoader {
+    public struct Failure: Error, CustomStringConvertible {
+        public var diagnostics: [PolicyDiagnostic]
+        public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
+    }
+
+    /// The file to use: `-c FILE`, else `$TOLLGATE_CONFIG`, else `./tollgate.yaml`,
+    /// else `/etc/tollgate/tollgate.yaml`.
+    public static func resolvePath(_ explicit: String?) -> String {
+        if let explicit { return explicit }
+        if let env = ProcessInfo.processInfo.environment["TOLLGATE_CONFIG"], !env.isEmpty { return env }
+        if FileManager.default.fileExists(atPath: "tollgate.yaml") { return "tollgate.yaml" }
+        return "/etc/tollgate/tollgate.yaml"
+    }
+
+    public static func load(_ path: String) throws(Failure) -> TollgateConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw Failure(diagnostics: [PolicyDiagnostic(SourceLocation(file: path, line: 1, column: 1), "cannot read the configuration file")])
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw Failure(diagnostics: [PolicyDiagnostic(SourceLocation(file: path, line: 1, column: 1), "the configuration file is not UTF-8")])
+        }
+        return try parse(text, file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws(Failure) -> TollgateConfiguration {
+        var reader = YAMLReader(file: file)
+        var config = TollgateConfiguration(file: file)
+        let base = (file as NSString).deletingLastPathComponent
+        func resolve(_ path: String) -> String {
+            path.hasPrefix("/") ? path : (base.isEmpty ? path : base + "/" + path)
+        }
+        guard let root = reader.compose(text) else {
+            if reader.diagnostics.isEmpty {
+                reader.error(nil, "the configuration file is empty")
+            }
+            throw Failure(diagnostics: reader.diagnostics)
+        }
+        let top: Set = ["hostname", "listeners", "tls", "limits", "spool", "upstreams", "delivery", "plugins", "stages", "policies", "metrics", "log"]
+        var listenersNode: Node?
+        var upstreamsNode: Node?
+        var defaultUpstreamNode: Node?
+        var tlsNode: Node?
+        for (key, keyNode, value) in reader.mapping(root, allowed: top, what: "the configuration") {
+            switch key {
+            case "hostname":
+                if let h = reader.string(value, "hostname") {
+                    if h.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) { config.hostname = h } else { reader.error(value, "hostname must be plain ASCII without spaces") }
+                }
+            case "listeners":
+                listenersNode = value
+                config.listeners = reader.sequence(value, "listeners").compactMap { readListener($0, &reader) }
+            case "tls":
+                tlsNode = value
+                var certificate: String?
+                var key: String?
+                for (k, _, v) in reader.mapping(value, allowed: ["certificate", "key"], what: "tls") {
+                    let path = reader.string(v, "tls.\(k)").map(resolve)
+                    if let path, !FileManager.default.isReadableFile(atPath: path) { reader.error(v, "cannot read \(path)") }
+                    if k == "certificate" { certificate = path } else { key = path }
+                }
+                if let certificate, let key {
+                    config.tls = .init(certificate: certificate, key: key)
+                } else {
+                    reader.error(value, "tls needs both certificate and key")
+                }
+            case "limits":
+                readLimits(value, &reader, &config.limits)
+            case "spool":
+                for (_, _, v) in reader.mapping(value, allowed: ["path"], what: "spool") {
+                    if let p = reader.string(v, "spool.path") { config.spool.path = resolve(p) }
+                }
+            case "upstreams":
+                upstreamsNode = value
+                config.upstreams = reader.sequence(value, "upstreams").compactMap { readUpstream($0, &reader, resolve) }
+            case "delivery":
+                for (k, _, v) in reader.mapping(value, allowed: ["default_upstream", "retry", "max_lifetime", "concurrency"], what: "delivery") {
+                    switch k {
+                    case "default_upstream":
+                        defaultUpstreamNode = v
+                        config.delivery.defaultUpstream = reader.string(v, "delivery.default_upstream")
+                    case "retry":
+                        let list = reader.sequence(v, "delivery.retry").compactMap { reader.duration($0, "a retry interval") }
+                        if list.isEmpty { reader.error(v, "delivery.retry needs at least one interval") } else { config.delivery.retry = list }
+                    case "max_lifetime":
+                        if let d = reader.duration(v, "delivery.max_lifetime") { config.delivery.maxLifetime = d }
+                    default:
+                        if let n = reader.int(v, "delivery.concurrency", min: 1) { config.delivery.concurrency = n }
+                    }
+                }
+            case "plugins":
+                for (_, _, v) in reader.mapping(value, allowed: ["path"], what: "plugins") {
+                    config.plugins.path = reader.strings(v, "plugins.path").map(resolve)
+                }
+            case "stages":
+                config.stages = reader.sequence(value, "stages").compactMap { readStage($0, &reader, resolve) }
+            case "policies":
+                if let p = reader.string(value, "policies") {
+                    let path = resolve(p)
+                    var isDirectory: ObjCBool = false
+                    if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) || !isDirectory.boolValue {
+                        reader.error(value, "policies: \(path) is not a folder")
+                    }
+                    config.policies = path
+                }
+            case "metrics":
+                for (_, _, v) in reader.mapping(value, allowed: ["address"], what: "metrics") {
+                    if let (h, p) = reader.hostPort(v, "metrics.address") { config.metrics = .init(host: h, port: p) }
+                }
+            case "log":
+                for (k, _, v) in reader.mapping(value, allowed: ["level", "format"], what: "log") {
+                    guard let s = reader.string(v, "log.\(k)") else { continue }
+                    if k == "level" {
+                        let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+                        if levels.contains(s) { config.log.level = s } else { reader.error(v, "log.level must be one of \(levels.joined(separator: ", "))") }
+                    } else {
+                        if ["text", "json"].contains(s) { config.log.format = s } else { reader.error(v, "log.format must be text or json") }
+                    }
+                }
+            default:
+                reader.error(keyNode, "unknown key '\(key)'")
+            }
+        }
+
+        // Cross-checks.
+        if config.listeners.isEmpty, reader.diagnostics.isEmpty {
+            reader.error(listenersNode ?? root, "at least one listener is needed")
+        }
+        var names = Set<String>()
+        for listener in config.listeners {
+            if !names.insert(listener.name).inserted {
+                reader.diagnostics.append(PolicyDiagnostic(listener.location, "duplicate listener name '\(listener.name)'"))
+            }
+            if listener.tls != .none, config.tls == nil {
+                reader.diagnostics.append(PolicyDiagnostic(listener.location, "listener '\(listener.name)' uses TLS but there is no tls: section with a certificate and key"))
+            }
+            if listener.auth != .none, listener.tls == .none {
+                reader.diagnostics.append(PolicyDiagnostic(listener.location, "listener '\(listener.name)' has auth but no TLS: AUTH is only offered after TLS"))
+            }
+        }
+        if config.upstreams.isEmpty, reader.diagnostics.isEmpty {
+            reader.error(upstreamsNode ?? root, "at least one upstream is needed")
+        }
+        var upstreamNames = Set<String>()
+        for upstream in config.upstreams where !upstreamNames.insert(upstream.name).inserted {
+            reader.diagnostics.append(PolicyDiagnostic(upstream.location, "duplicate upstream name '\(upstream.name)'"))
+        }
+        if let name = config.delivery.defaultUpstream {
+            if config.upstream(named: name) == nil {
+                reader.error(defaultUpstreamNode, "delivery.default_upstream names '\(name)', which is not among the upstreams")
+            }
+        } else if let first = config.upstreams.first {
+            config.delivery.defaultUpstream = first.name
+        }
+        _ = tlsNode
+        if !reader.diagnostics.isEmpty { throw Failure(diagnostics: reader.diagnostics) }
+        return config
+    }
+
+    static func readListener(_ node: Node, _ reader: inout YAMLReader) -> TollgateConfiguration.Listener? {
+        var name: String?
+        var address: (String, Int)?
+        var listener = TollgateConfiguration.Listener(name: "", host: "", port: 0, location: reader.location(node))
+        for (k, _, v) in reader.mapping(node, allowed: ["name", "address", "tls", "auth", "clients"], what: "a listener") {
+            switch k {
+            case "name": name = reader.string(v, "listener name")
+            case "address": address = reader.hostPort(v, "listener address")
+            case "tls": listener.tls = reader.choice(v, "listener tls", ListenerTLSMode.self, [.none, .starttls, .implicit]) ?? .none
+            case "auth": listener.auth = reader.choice(v, "listener auth", ListenerAuthMode.self, [.none, .optional, .required]) ?? .none
+            default:
+                listener.clients = reader.sequence(v, "clients").compactMap { n in
+                    guard let s = reader.string(n, "a client network") else { return nil }
+                    guard let cidr = CIDR(s) else {
+                        reader.error(n, "'\(s)' is not an IP network (like 10.0.0.0/8 or ::1/128)")
+                        return nil
+                    }
+                    return cidr
+                }
+            }
+        }
+        guard let name else {
+            reader.error(node, "a listener needs a name")
+            return nil
+        }
+        guard let address else {
+            reader.error(node, "listener '\(name)' needs an address (host:port)")
+            return nil
+        }
+        listener.name = name
+        listener.host = address.0
+        listener.port = address.1
+        return listener
+    }
+
+    static func readLimits(_ node: Node, _ reader: inout YAMLReader, _ limits: inout TollgateConfiguration.Limits) {
+        let allowed: Set = ["max_message_size", "max_recipients", "max_connections", "max_connections_per_client", "command_timeout", "data_timeout", "bare_newline"]
+        for (k, _, v) in reader.mapping(node, allowed: allowed, what: "limits") {
+            switch k {
+            case "max_message_size":
+                if let s = reader.size(v, "limits.max_message_size") {
+                    if s < SMTPLimits.minMessageSize { reader.error(v, "limits.max_message_size must be at least 64KB (RFC 5321 §4.5.3.1.7)") } else { limits.maxMessageSize = s }
+                }
+            case "max_recipients":
+                if let n = reader.int(v, "limits.max_recipients") {
+                    if n < SMTPLimits.minRecipients { reader.error(v, "limits.max_recipients must be at least 100 (RFC 5321 §4.5.3.1.8)") } else { limits.maxRecipients = n }
+                }
+            case "max_connections":
+                if let n = reader.int(v, "limits.max_connections", min: 1) { limits.maxConnections = n }
+            case "max_connections_per_client":
+                if let n = reader.int(v, "limits.max_connections_per_client", min: 1) { limits.maxConnectionsPerClient = n }
+            case "command_timeout":
+                if let d = reader.duration(v, "limits.command_timeout") { limits.commandTimeout = max(d, 1) }
+            case "data_timeout":
+                if let d = reader.duration(v, "limits.data_timeout") { limits.dataTimeout = max(d, 1) }
+            default:
+                if let p = reader.choice(v, "limits.bare_newline", BareNewlinePolicy.self, [.normalize, .reject]) { limits.bareNewline = p }
+            }
+        }
+    }
+
+    static func readUpstream(_ node: Node, _ reader: inout YAMLReader, _ resolve: (String) -> String) -> TollgateConfiguration.Upstream? {
+        let allowed: Set = ["name", "hosts", "directory", "tls", "verify_certificate", "ca_file", "auth", "max_connections"]
+        var name: String?
+        var hosts: [(String, Int)]?
+        var directory: String?
+        var upstream = TollgateConfiguration.Upstream(name: "", kind: .directory(""), location: reader.location(node))
+        for (k, _, v) in reader.mapping(node, allowed: allowed, what: "an upstream") {
+            switch k {
+            case "name": name = reader.string(v, "upstream name")
+            case "hosts":
+                hosts = reader.sequence(v, "upstream hosts").compactMap { reader.hostPort($0, "an upstream host") }
+                if hosts?.isEmpty == true { reader.error(v, "hosts needs at least one host:port") }
+            case "directory": directory = reader.string(v, "upstream directory").map(resolve)
+            case "tls":
+                if let s = reader.string(v, "upstream tls") {
+                    if ["none", "opportunistic", "required", "implicit"].contains(s) { upstream.tls = s } else { reader.error(v, "upstream tls must be one of none, opportunistic, required, implicit") }
+                }
+            case "verify_certificate": upstream.verifyCertificate = reader.bool(v, "verify_certificate") ?? true
+            case "ca_file":
+                if let p = reader.string(v, "ca_file").map(resolve) {
+                    if !FileManager.default.isReadableFile(atPath: p) { reader.error(v, "cannot read \(p)") }
+                    upstream.caFile = p
+                }
+            case "auth":
+                for (ak, _, av) in reader.mapping(v, allowed: ["username", "password_file"], what: "upstream auth") {
+                    if ak == "username" {
+                        upstream.username = reader.string(av, "auth.username")
+                    } else if let p = reader.string(av, "auth.password_file").map(resolve) {
+                        if !FileManager.default.isReadableFile(atPath: p) { reader.error(av, "cannot read \(p)") }
+                        upstream.passwordFile = p
+                    }
+                }
+                if (upstream.username == nil) != (upstream.passwordFile == nil) { reader.error(v, "upstream auth needs both username and password_file") }
+            default:
+                if let n = reader.int(v, "max_connections", min: 1) { upstream.maxConnections = n }
+            }
+        }
+        guard let name else {
+            reader.error(node, "an upstream needs a name")
+            return nil
+        }
+        upstream.name = name
+        switch (hosts, directory) {
+        case (let h?, nil): upstream.kind = .smtp(hosts: h.map { (host: $0.0, port: $0.1) })
+        case (nil, let d?): upstream.kind = .directory(d)
+        case (.some, .some):
+            reader.error(node, "upstream '\(name)' has both hosts and directory; give one")
+            return nil
+        case (nil, nil):
+            reader.error(node, "upstream '\(name)' needs hosts (SMTP) or directory (outbox)")
+            return nil
+        }
+        return upstream
+    }
+
+    static func readStage(_ node: Node, _ reader: inout YAMLReader, _ resolve: (String) -> String) -> TollgateConfiguration.Stage? {
+        var use: String?
+        var stage = TollgateConfiguration.Stage(use: "", settings: .empty(at: reader.location(node)), location: reader.location(node))
+        for (k, _, v) in reader.mapping(node, allowed: ["use", "library", "settings", "timeout", "on_error"], what: "a stage") {
+            switch k {
+            case "use": use = reader.string(v, "stage use")
+            case "library": stage.library = reader.string(v, "stage library").map(resolve)
+            case "settings": stage.settings = reader.settings(v)
+            case "timeout": if let d = reader.duration(v, "stage timeout") { stage.timeout = max(d, 0.001) }
+            default: stage.onError = reader.choice(v, "on_error", TollgateConfiguration.OnError.self, [.defer, .accept, .reject]) ?? .defer
+            }
+        }
+        guard let use else {
+            reader.error(node, "a stage needs use: PLUGIN-NAME")
+            return nil
+        }
+        stage.use = use
+        return stage
+    }
+}

@@ -1,0 +1,112 @@
+import SMTPCore
+import SMTPServer
+import TollgatePolicy
+
+/// The whole configuration (`tollgate.yaml`, SPEC §3), with working defaults.
+/// Decoding from YAML lives in ``ConfigurationLoader``.
+public struct TollgateConfiguration: Sendable {
+    public var file: String
+    public var hostname: String = "localhost"
+    public var listeners: [Listener] = []
+    public var tls: TLSFiles?
+    public var limits = Limits()
+    public var spool = Spool()
+    public var upstreams: [Upstream] = []
+    public var delivery = Delivery()
+    public var plugins = Plugins()
+    public var stages: [Stage] = []
+    /// The folder of department policy files, resolved.
+    public var policies: String?
+    public var metrics: Metrics?
+    public var log = Log()
+
+    public init(file: String) {
+        self.file = file
+    }
+
+    public struct Listener: Sendable {
+        public var name: String
+        public var host: String
+        public var port: Int
+        public var tls: ListenerTLSMode = .none
+        public var auth: ListenerAuthMode = .none
+        public var clients: [CIDR] = [CIDR("127.0.0.0/8")!, CIDR("::1/128")!]
+        public var location: SourceLocation
+    }
+
+    public struct TLSFiles: Sendable {
+        public var certificate: String
+        public var key: String
+    }
+
+    public struct Limits: Sendable {
+        public var maxMessageSize = 25 * 1024 * 1024
+        public var maxRecipients = 100
+        public var maxConnections = 2000
+        public var maxConnectionsPerClient = 100
+        public var commandTimeout: Double = 300
+        public var dataTimeout: Double = 600
+        public var bareNewline: BareNewlinePolicy = .normalize
+    }
+
+    public struct Spool: Sendable {
+        public var path = "var/spool"
+    }
+
+    public enum UpstreamKind: Sendable {
+        case smtp(hosts: [(host: String, port: Int)])
+        case directory(String)
+    }
+
+    public struct Upstream: Sendable {
+        public var name: String
+        public var kind: UpstreamKind
+        public var tls: String = "opportunistic"
+        public var verifyCertificate = true
+        public var caFile: String?
+        public var username: String?
+        public var passwordFile: String?
+        public var maxConnections = 20
+        public var location: SourceLocation
+    }
+
+    public struct Delivery: Sendable {
+        public var defaultUpstream: String?
+        public var retry: [Double] = [60, 300, 900, 3600, 14400]
+        public var maxLifetime: Double = 5 * 86400
+        /// Parallel deliveries in flight across all upstreams.
+        public var concurrency = 64
+    }
+
+    public struct Plugins: Sendable {
+        public var path: [String] = []
+    }
+
+    public enum OnError: String, Sendable {
+        case `defer`, accept, reject
+    }
+
+    public struct Stage: Sendable {
+        public var use: String
+        public var library: String?
+        public var settings: PolicySettings
+        public var timeout: Double = 10
+        public var onError: OnError = .defer
+        public var location: SourceLocation
+    }
+
+    public struct Metrics: Sendable {
+        public var host: String
+        public var port: Int
+    }
+
+    public struct Log: Sendable {
+        public var level = "info"
+        public var format = "text"
+    }
+
+    /// The upstream named `name`.
+    public func upstream(named name: String) -> Upstream? {
+        upstreams.first { $0.name == name }
+    }
+}

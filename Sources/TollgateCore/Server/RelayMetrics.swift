@@ -1,0 +1,35 @@
+import Prometheus
+
+/// The relay's counters and histograms, exposed in Prometheus text format at `/metrics`.
+public final class RelayMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    private let accepted: Counter
+    private let refusedStore: Counter
+    private var stageDuration: MetricNameDescriptor { MetricNameDescriptor(namespace: "tollgate", subsystem: "policy", metricName: "stage_duration", unitName: "seconds", helpText: "Time a policy stage took to decide one phase") }
+    private var decisions: MetricNameDescriptor { MetricNameDescriptor(namespace: "tollgate", subsystem: "policy", metricName: "decisions", unitName: "total", helpText: "Policy decisions by stage, phase and verdict") }
+    private var deliveries: MetricNameDescriptor { MetricNameDescriptor(namespace: "tollgate", subsystem: "delivery", metricName: "recipients", unitName: "total", helpText: "Recipient delivery outcomes by upstream and result") }
+
+    public init() {
+        accepted = registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "smtp", metricName: "messages_accepted", unitName: "total", helpText: "Messages accepted and queued"), labels: [])
+        refusedStore = registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "spool", metricName: "write_failures", unitName: "total", helpText: "Messages that could not be stored (answered 4xx)"), labels: [])
+    }
+
+    public func messageAccepted(department: String?) { accepted.increment() }
+    public func storeFailed() { refusedStore.increment() }
+
+    public func stageDecided(stage: String, phase: String, verdict: String, seconds: Double) {
+        registry.makeCounter(descriptor: decisions, labels: [("stage", stage), ("phase", phase), ("verdict", verdict)]).increment()
+        registry.makeValueHistogram(descriptor: stageDuration, labels: [("stage", stage), ("phase", phase)], buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5])
+            .record(seconds)
+    }
+
+    public func recipientDelivered(upstream: String, result: String) {
+        registry.makeCounter(descriptor: deliveries, labels: [("upstream", upstream), ("result", result)]).increment()
+    }
+
+    public func exposition() -> [UInt8] {
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return buffer
+    }
+}

@@ -1,0 +1,78 @@
+import Logging
+import NIOCore
+import SMTPCore
+import SMTPServer
+import TollgatePolicy
+
+/// Connects sessions to the rest of the relay: the policy pipeline, the spool and
+/// the queue runner.
+public final class RelaySessionDelegate: SMTPSessionDelegate {
+    public let pipeline: PolicyPipeline
+    let spool: SQLiteSpool
+    let scheduler: DeliveryScheduler?
+    let metrics: RelayMetrics?
+    let routes: @Sendable (SessionFacts) -> String?
+
+    public init(pipeline: PolicyPipeline, spool: SQLiteSpool, scheduler: DeliveryScheduler?, metrics: RelayMetrics?, routes: @escaping @Sendable (SessionFacts) -> String? = { _ in nil }) {
+        self.pipeline = pipeline
+        self.spool = spool
+        self.scheduler = scheduler
+        self.metrics = metrics
+        self.routes = routes
+    }
+
+    public var hasPolicyStages: Bool { !pipeline.isEmpty }
+
+    public func evaluate(_ context: PolicyContext) async -> PolicyOutcome {
+        await pipeline.evaluate(context)
+    }
+
+    public func authenticate(_ credentials: AuthCredentials, context: PolicyContext) async -> (AuthOutcome, [PolicyTraceEntry]) {
+        await pipeline.authenticate(credentials, context: context)
+    }
+
+    public func makeQueueID() -> String { spool.ids.next() }
+
+    public func store(_ message: ReceivedMessage) async throws {
+        let tx = message.transaction
+        var envelope = SpoolEnvelope()
+        envelope.eightBit = tx.parameters.body == .eightBitMIME || message.content.readableBytesView.contains { $0 >= 0x80 }
+        envelope.smtpUTF8 = tx.parameters.smtpUTF8
+        envelope.ret = tx.parameters.ret
+        envelope.envelopeID = tx.parameters.envelopeID
+        envelope.listener = message.listener
+        envelope.clientAddress = message.clientAddress
+        envelope.helo = message.helo
+        envelope.tls = message.tls
+        envelope.authenticatedUser = message.authenticatedUser
+        envelope.user = message.facts.user ?? message.authenticatedUser
+        envelope.department = message.facts.department
+        envelope.tags = message.facts.tags
+        envelope.trace = message.trace
+        let recipients = tx.recipients.map {
+            SpoolRecipient(address: $0.mailbox.description, notify: $0.parameters.notify, originalRecipient: $0.parameters.originalRecipient)
+        }
+        let spoolMessage = SpoolMessage(
+            id: message.queueID,
+            createdAt: message.receivedAt,
+            sender: tx.sender.address,
+            recipients: recipients,
+            envelope: envelope,
+            content: Array(message.content.readableBytesView),
+            upstream: routes(message.facts)
+        )
+        do {
+            try await spool.insert(spoolMessage)
+        } catch {
+            metrics?.storeFailed()
+            throw error
+        }
+        metrics?.messageAccepted(department: message.facts.department)
+        scheduler?.wake()
+    }
+
+    public func messageAccepted(_ message: ReceivedMessage, context: PolicyContext) async {
+        guard hasPolicyStages else { return }
+        await pipeline.messageAccepted(AcceptedMessage(queueID: message.queueID, context: context))
+    }
+}

@@ -1,0 +1,105 @@
+import SMTPServer
+import TollgatePolicy
+
+/// States of a queued message, as `tollgate queue list` shows them.
+public enum QueueState: String, Sendable, Codable, CaseIterable {
+    /// Waiting for its first attempt, or due now.
+    case queued
+    /// Tried and waiting for the next retry.
+    case deferred
+    /// Set aside by an administrator; never delivered until released.
+    case held
+}
+
+/// A recipient's delivery state.
+public enum RecipientState: String, Sendable, Codable {
+    case pending, delivered, failed
+}
+
+public struct SpoolRecipient: Sendable, Codable, Hashable {
+    public var address: String
+    /// DSN `NOTIFY=` values, if given (RFC 3461).
+    public var notify: [String]?
+    /// DSN `ORCPT=`, if given.
+    public var originalRecipient: String?
+    public var state: RecipientState = .pending
+    public var lastReply: String?
+    public var attempts = 0
+
+    public init(address: String, notify: [String]? = nil, originalRecipient: String? = nil) {
+        self.address = address
+        self.notify = notify
+        self.originalRecipient = originalRecipient
+    }
+}
+
+/// What was known when the message was accepted: the envelope's parameters, the
+/// session, the facts attached by policy stages and the decision trace.
+public struct SpoolEnvelope: Sendable, Codable, Hashable {
+    public var eightBit: Bool = false
+    public var smtpUTF8: Bool = false
+    public var ret: String?
+    public var envelopeID: String?
+    public var listener: String = ""
+    public var clientAddress: String = ""
+    public var helo: String?
+    public var tls: Bool = false
+    public var authenticatedUser: String?
+    public var user: String?
+    public var department: String?
+    public var tags: [String: String] = [:]
+    public var trace: [PolicyTraceEntry] = []
+    /// Set on delivery status notifications that Tollgate generated: never bounced.
+    public var isBounce: Bool = false
+
+    public init() {}
+}
+
+/// One message in the spool.
+public struct SpoolMessage: Sendable {
+    public var id: String
+    public var createdAt: Double
+    /// The envelope sender without brackets; `""` is the null sender.
+    public var sender: String
+    public var recipients: [SpoolRecipient]
+    public var envelope: SpoolEnvelope
+    /// The canonical content (CRLF lines, no dot-stuffing), `Received:` header first.
+    public var content: [UInt8]
+    public var state: QueueState = .queued
+    public var nextAttempt: Double
+    public var attempts = 0
+    public var lastError: String?
+    /// The upstream chosen at acceptance (a department's route), if not the default.
+    public var upstream: String?
+    /// `tollgate queue bounce` asked for the DSN to be sent now.
+    public var bounceRequested = false
+
+    public init(id: String, createdAt: Double, sender: String, recipients: [SpoolRecipient], envelope: SpoolEnvelope, content: [UInt8], upstream: String? = nil) {
+        self.id = id
+        self.createdAt = createdAt
+        self.sender = sender
+        self.recipients = recipients
+        self.envelope = envelope
+        self.content = content
+        self.nextAttempt = createdAt
+        self.upstream = upstream
+    }
+
+    public var size: Int { content.count }
+    public var pendingRecipients: [SpoolRecipient] { recipients.filter { $0.state == .pending } }
+}
+
+/// A message without its content: what `queue list` prints and the scheduler plans with.
+public struct QueueListing: Sendable, Codable {
+    public var id: String
+    public var createdAt: Double
+    public var size: Int
+    public var sender: String
+    public var recipients: [String]
+    public var state: QueueState
+    public var attempts: Int
+    public var lastError: String?
+    public var nextAttempt: Double
+    public var user: String?
+    public var department: String?
+}

@@ -1,0 +1,173 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TollgateCore
+
+struct Queue: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Inspect and manage the queue (works whether or not the server runs).",
+        subcommands: [List.self, Show.self, Retry.self, Hold.self, Release.self, Delete.self, Bounce.self]
+    )
+
+    static func openSpool(_ options: ConfigOption) throws -> SQLiteSpool {
+        let configuration = try options.load()
+        var logger = Logger(label: "tollgate.queue")
+        logger.logLevel = .warning
+        do {
+            return try SQLiteSpool(directory: configuration.spool.path, logger: logger)
+        } catch {
+            throw UserError(message: "\(error)")
+        }
+    }
+
+    static func requireAll(_ ids: [String], found: [String]) throws {
+        let missing = ids.filter { !found.contains($0) }
+        if !missing.isEmpty { throw UserError(message: "unknown queue id: \(missing.joined(separator: ", "))") }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "One line per queued message.")
+        @OptionGroup var options: ConfigOption
+        @Flag(help: "One JSON object per line.") var json = false
+        @Option(help: "queued, deferred or held.") var state: String?
+        @Option(help: "Only messages from this sender.") var sender: String?
+        @Option(help: "Only messages with this pending recipient.") var recipient: String?
+        @Option(help: "Only messages from this authenticated user.") var user: String?
+        @Option(help: "Only messages of this department.") var department: String?
+
+        func validate() throws {
+            if let state, QueueState(rawValue: state) == nil {
+                throw ValidationError("--state must be one of \(QueueState.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
+
+        func run() throws {
+            let spool = try Queue.openSpool(options)
+            let now = Date().timeIntervalSince1970
+            let rows = try spool.list().filter { m in
+                (state == nil || m.state.rawValue == state)
+                    && (sender == nil || m.sender.lowercased() == sender!.lowercased())
+                    && (recipient == nil || m.recipients.contains { $0.lowercased() == recipient!.lowercased() })
+                    && (user == nil || m.user == user)
+                    && (department == nil || m.department == department)
+            }
+            for m in rows {
+                if json {
+                    let object: [String: Any] = [
+                        "id": m.id, "age_seconds": Int(now - m.createdAt), "size": m.size, "sender": m.sender,
+                        "recipients": m.recipients, "state": m.state.rawValue, "attempts": m.attempts,
+                        "last_error": m.lastError ?? NSNull(), "user": m.user ?? NSNull(), "department": m.department ?? NSNull(),
+                    ]
+                    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+                    print(String(decoding: data, as: UTF8.self))
+                } else {
+                    let age = QueueFormat.age(now - m.createdAt)
+                    let error = m.lastError.map { " \($0)" } ?? ""
+                    print("\(m.id) \(age) \(m.size) <\(m.sender)> \(m.recipients.map { "<\($0)>" }.joined(separator: ",")) \(m.state.rawValue) \(m.attempts)\(error)")
+                }
+            }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Envelope, recipients, attempts and the policy decision trace of one message.")
+        @OptionGroup var options: ConfigOption
+        @Argument(help: "Queue id.") var id: String
+
+        func run() throws {
+            let spool = try Queue.openSpool(options)
+            guard let m = try spool.load(id) else { throw UserError(message: "unknown queue id: \(id)") }
+            print(QueueFormat.show(m))
+        }
+    }
+
+    struct Retry: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make messages due now.")
+        @OptionGroup var options: ConfigOption
+        @Flag(help: "Every message.") var all = false
+        @Argument(help: "Queue ids.") var ids: [String] = []
+
+        func validate() throws {
+            if all == !ids.isEmpty { throw ValidationError("give queue ids or --all") }
+        }
+
+        func run() throws {
+            let spool = try Queue.openSpool(options)
+            if all {
+                try spool.retry(nil)
+            } else {
+                try Queue.requireAll(ids, found: try spool.retry(ids))
+            }
+        }
+    }
+
+    struct Hold: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set messages aside; they are not delivered until released.")
+        @OptionGroup var options: ConfigOption
+        @Argument(help: "Queue ids.") var ids: [String]
+        func run() throws {
+            try Queue.requireAll(ids, found: try Queue.openSpool(options).setState(ids, to: .held))
+        }
+    }
+
+    struct Release: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Release held messages; they are due now.")
+        @OptionGroup var options: ConfigOption
+        @Argument(help: "Queue ids.") var ids: [String]
+        func run() throws {
+            try Queue.requireAll(ids, found: try Queue.openSpool(options).setState(ids, to: .queued, dueNow: true))
+        }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove messages without delivering or bouncing them.")
+        @OptionGroup var options: ConfigOption
+        @Argument(help: "Queue ids.") var ids: [String]
+        func run() throws {
+            try Queue.requireAll(ids, found: try Queue.openSpool(options).delete(ids))
+        }
+    }
+
+    struct Bounce: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Return messages to their senders now (the server sends the DSN on its next pass).")
+        @OptionGroup var options: ConfigOption
+        @Argument(help: "Queue ids.") var ids: [String]
+        func run() throws {
+            try Queue.requireAll(ids, found: try Queue.openSpool(options).requestBounce(ids))
+        }
+    }
+}
+
+enum QueueFormat {
+    static func age(_ seconds: Double) -> String {
+        let s = Int(max(0, seconds))
+        if s < 120 { return "\(s)s" }
+        if s < 7200 { return "\(s / 60)m" }
+        if s < 172_800 { return "\(s / 3600)h" }
+        return "\(s / 86400)d"
+    }
+
+    static func show(_ m: SpoolMessage) -> String {
+        var lines: [String] = []
+        let date = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: m.createdAt))
+        lines.append("id:          \(m.id)")
+        lines.append("received:    \(date) from \(m.envelope.clientAddress) (\(m.envelope.helo ?? "-")) on \(m.envelope.listener)\(m.envelope.tls ? " with TLS" : "")")
+        lines.append("sender:      <\(m.sender)>")
+        lines.append("size:        \(m.size)")
+        lines.append("state:       \(m.state.rawValue), attempts \(m.attempts), next \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: m.nextAttempt)))")
+        if let user = m.envelope.user { lines.append("user:        \(user)") }
+        if let dept = m.envelope.department { lines.append("department:  \(dept)") }
+        if let upstream = m.upstream { lines.append("upstream:    \(upstream)") }
+        if let e = m.lastError { lines.append("last error:  \(e)") }
+        lines.append("recipients:")
+        for r in m.recipients {
+            lines.append("  <\(r.address)> \(r.state.rawValue), attempts \(r.attempts)\(r.lastReply.map { ", last reply: \($0)" } ?? "")")
+        }
+        lines.append("decision trace:")
+        if m.envelope.trace.isEmpty { lines.append("  (no policy stages)") }
+        for t in m.envelope.trace {
+            lines.append("  \(t.phase) \(t.stage): \(t.verdict)\(t.reason.isEmpty ? "" : " (\(t.reason))") \(String(format: "%.2f", t.milliseconds))ms")
+        }
+        return lines.joined(separator: "\n")
+    }
+}

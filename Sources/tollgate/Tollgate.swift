@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import TollgateCore
+
+/// The `tollgate` command. This file only parses arguments; the work is in TollgateCore.
+@main
+struct Tollgate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tollgate",
+        abstract: "An SMTP smart-host relay with a pipeline of policy stages.",
+        subcommands: [Serve.self, Check.self, Queue.self, Explain.self, Version.self]
+    )
+
+    /// Exit codes per SPEC §2: 0 success, 1 user error, 2 usage error.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let failure as UserError {
+            FileHandle.standardError.write(Data("tollgate: \(failure.message)\n".utf8))
+            Foundation.exit(1)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                exit(withError: error)
+            }
+            if code == .validationFailure || error is ValidationError {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
+}
+
+/// A problem the user can fix (exit code 1), reported as one line.
+struct UserError: Error {
+    var message: String
+}
+
+struct ConfigOption: ParsableArguments {
+    @Option(name: .shortAndLong, help: "The configuration file (default: $TOLLGATE_CONFIG, ./tollgate.yaml, /etc/tollgate/tollgate.yaml).")
+    var config: String?
+
+    var path: String { ConfigurationLoader.resolvePath(config) }
+
+    func load() throws -> TollgateConfiguration {
+        do {
+            return try ConfigurationLoader.load(path)
+        } catch {
+            throw UserError(message: "invalid configuration:\n\(error.description)")
+        }
+    }
+}

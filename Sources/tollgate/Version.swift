@@ -1,0 +1,12 @@
+import ArgumentParser
+import TollgateCore
+import TollgatePolicy
+
+struct Version: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the version and the plugin ABI version.")
+
+    func run() {
+        print("tollgate \(TollgateVersion.string)")
+        print("plugin ABI \(TollgatePolicyABI.version) (Swift \(TollgateVersion.compiler))")
+    }
+}

@@ -1,0 +1,334 @@
+import LDAPDirectory
+import TestSupport
+import TollgatePolicy
+import Testing
+
+@testable import LDAPStage
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `ldap` stage against a real slapd (started per test in a temporary folder
+/// on a free loopback port, loaded with demo/ldap/directory.ldif).
+@Suite("ldap stage against a real slapd", .timeLimit(.minutes(2)))
+struct LDAPStageIntegrationTests {
+    static let aliceDN = "uid=alice,ou=people,dc=example,dc=com"
+    static let bobDN = "uid=bob,ou=people,dc=example,dc=com"
+
+    /// Starts a slapd and an `ldap` stage for it through the factory, runs `body`,
+    /// then shuts both down.
+    func withStage(
+        _ extra: [(String, Settings.Node)] = [],
+        departments: [DepartmentInfo] = TestHost.exampleDepartments,
+        _ body: (Slapd, any PolicyStage, TestHost) async throws -> Void
+    ) async throws {
+        let slapd = try await Slapd.start()
+        let host = TestHost(departments: departments)
+        var entries: [(String, Settings.Node)] = [
+            ("uri", .scalar(slapd.uri)),
+            ("bind_dn", .scalar(Slapd.serviceDN)),
+            ("bind_password", .scalar(Slapd.servicePassword)),
+            ("base", .scalar(Slapd.baseDN)),
+            ("timeout", "1s"),
+        ]
+        for (key, value) in extra {
+            entries.removeAll { $0.0 == key }
+            entries.append((key, value))
+        }
+        let settings = PolicySettings(
+            .map(entries.enumerated().map { index, entry in
+                let location = SourceLocation(file: "/test.yaml", line: index + 1, column: 1)
+                switch entry.1 {
+                case .scalar(let s): return (entry.0, location, PolicySettings(.scalar(s), at: location))
+                case .list(let l):
+                    return (entry.0, location, PolicySettings(.list(l.map { PolicySettings(.scalar($0), at: location) }), at: location))
+                }
+            }),
+            at: SourceLocation(file: "/test.yaml", line: 1, column: 1)
+        )
+        let factory = LDAPStageFactory()
+        #expect(factory.validate(settings: settings, host: host).isEmpty)
+        let stage = try await factory.makeStage(settings: settings, host: host)
+        do {
+            try await body(slapd, stage, host)
+        } catch {
+            await stage.shutdown()
+            await slapd.shutdown()
+            throw error
+        }
+        await stage.shutdown()
+        await slapd.shutdown()
+    }
+
+    /// AUTH with a deadline: a hung directory call fails the test instead of hanging it.
+    func login(_ stage: any PolicyStage, _ user: String, _ password: String, within seconds: Double = 10) async -> AuthOutcome? {
+        await withDeadline(seconds) {
+            do {
+                return try await stage.authenticate(
+                    AuthCredentials(username: user, password: password, mechanism: "PLAIN"),
+                    context: authContext()
+                )
+            } catch {
+                return .temporaryFailure(reason: "threw \(error)")
+            }
+        }
+    }
+
+    func facts(_ outcome: AuthOutcome?) -> SessionFacts? {
+        if case .success(let facts) = outcome { return facts }
+        return nil
+    }
+
+    func isFailure(_ outcome: AuthOutcome?, reason: String? = nil) -> Bool {
+        if case .failure(let why) = outcome { return reason.map { why.contains($0) } ?? true }
+        return false
+    }
+
+    func isTemporaryFailure(_ outcome: AuthOutcome?) -> Bool {
+        if case .temporaryFailure = outcome { return true }
+        return false
+    }
+
+    func seconds(_ body: () async -> Void) async -> Double {
+        let start = ContinuousClock.now
+        await body()
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+
+    // MARK: - Logins
+
+    @Test("good login: user, lower-cased addresses, groups and department as facts")
+    func goodLogin() async throws {
+        try await withStage { _, stage, _ in
+            let outcome = await login(stage, "alice", "alice-pw")
+            let alice = try #require(facts(outcome), "\(String(describing: outcome))")
+            #expect(alice.user == "alice")
+            #expect(alice.allowedSenders == ["alice@finance.example.com", "a.andersen@finance.example.com"])
+            #expect(Set(alice.groups) == [
+                "cn=finance,ou=groups,dc=example,dc=com", "cn=relay-users,ou=groups,dc=example,dc=com",
+            ])
+            #expect(alice.department == "finance")
+            #expect(alice.tags["ldap.dn"] == Self.aliceDN)
+
+            let bob = try #require(self.facts(await login(stage, "bob", "bob-pw")))
+            #expect(bob.department == "engineering")
+            #expect(bob.allowedSenders == ["bob@engineering.example.com"])
+
+            // carol: department from an attribute rule; a password full of filter metacharacters.
+            let carol = try #require(self.facts(await login(stage, "carol", "carol(*)\\pw")))
+            #expect(carol.department == "sales")
+
+            // dave: in no department.
+            let dave = try #require(self.facts(await login(stage, "dave", "dave-pw")))
+            #expect(dave.department == nil)
+            #expect(dave.allowedSenders == ["dave@example.com"])
+            #expect(dave.groups.isEmpty)
+        }
+    }
+
+    @Test("department_attribute gives the department")
+    func departmentAttribute() async throws {
+        try await withStage([("department_attribute", "departmentNumber")], departments: []) { _, stage, _ in
+            #expect(facts(await login(stage, "alice", "alice-pw"))?.department == "finance")
+            #expect(facts(await login(stage, "bob", "bob-pw"))?.department == "engineering")
+            #expect(facts(await login(stage, "dave", "dave-pw"))?.department == nil)
+        }
+    }
+
+    @Test("bad password and unknown user fail (535), not temporarily")
+    func badCredentials() async throws {
+        try await withStage { slapd, stage, _ in
+            #expect(isFailure(await login(stage, "alice", "wrong"), reason: "wrong password"))
+            #expect(isFailure(await login(stage, "alice", "ALICE-PW"), reason: "wrong password"))
+            #expect(isFailure(await login(stage, "mallory", "alice-pw"), reason: "unknown user"))
+            // The unknown user was never bound as.
+            #expect(slapd.bindRequests(dn: "uid=mallory,ou=people,dc=example,dc=com") == 0)
+        }
+    }
+
+    @Test("an empty password is refused before any bind, even with the directory frozen")
+    func emptyPassword() async throws {
+        // A long timeout: had the stage asked the frozen directory, it would hang for 3 s.
+        try await withStage([("timeout", "3s")]) { slapd, stage, _ in
+            let before = slapd.bindRequests
+            let searches = slapd.searchRequests
+            slapd.pause()
+            var outcome: AuthOutcome?
+            let elapsed = await seconds { outcome = await login(stage, "alice", "") }
+            slapd.resume()
+            #expect(isFailure(outcome, reason: "empty password"))
+            #expect(elapsed < 1.5)
+            #expect(isFailure(await login(stage, "", "")))
+            // Give slapd a moment to log anything it might have received.
+            try await Task.sleep(nanoseconds: 200_000_000)
+            #expect(slapd.bindRequests == before)
+            #expect(slapd.searchRequests == searches)
+        }
+    }
+
+    @Test(
+        "filter injection attempts fail as unknown users",
+        arguments: ["*", "bob)(uid=*", "admin)(|(uid=*", "bob\u{0}", "bob\u{0})(uid=*", "\\", "bo*", "*)(uid=bob", "bob\\29"]
+    )
+    func injection(username: String) async throws {
+        try await withStage { slapd, stage, _ in
+            // With bob's real password: an unescaped "bob)(uid=*" would find bob and bind.
+            let outcome = await login(stage, username, "bob-pw")
+            #expect(isFailure(outcome, reason: "unknown user"), "\(String(describing: outcome))")
+            #expect(slapd.bindRequests(dn: Self.bobDN) == 0)
+        }
+    }
+
+    @Test("a filter that matches several entries lets nobody in")
+    func ambiguous() async throws {
+        try await withStage([("user_filter", "(|(uid=%u)(objectClass=organizationalUnit))")]) { _, stage, _ in
+            #expect(isFailure(await login(stage, "alice", "alice-pw"), reason: "more than one entry"))
+        }
+    }
+
+    @Test("required_group: members get in, others are refused")
+    func requiredGroup() async throws {
+        try await withStage([("required_group", "cn=relay-users, ou=groups, dc=example, dc=com")]) { _, stage, _ in
+            #expect(facts(await login(stage, "alice", "alice-pw")) != nil)
+            #expect(isFailure(await login(stage, "dave", "dave-pw"), reason: "required group"))
+        }
+    }
+
+    @Test("a wrong service password is a temporary failure, never a login failure or success")
+    func wrongServicePassword() async throws {
+        try await withStage([("bind_password", "not-the-password")]) { _, stage, _ in
+            #expect(isTemporaryFailure(await login(stage, "alice", "alice-pw")))
+        }
+    }
+
+    // MARK: - Outages
+
+    @Test("directory stopped mid-run: temporary failure, then recovery when it returns")
+    func stoppedMidRun() async throws {
+        try await withStage([("cache_ttl", "0"), ("negative_cache_ttl", "0")]) { slapd, stage, _ in
+            #expect(facts(await login(stage, "alice", "alice-pw")) != nil)
+            await slapd.stop()
+            var outcome: AuthOutcome?
+            let elapsed = await seconds { outcome = await login(stage, "alice", "alice-pw") }
+            #expect(isTemporaryFailure(outcome), "\(String(describing: outcome))")
+            #expect(elapsed < 5)
+            #expect(isTemporaryFailure(await login(stage, "bob", "bob-pw")))
+            try await slapd.restart()
+            #expect(facts(await login(stage, "alice", "alice-pw")) != nil)
+            #expect(facts(await login(stage, "bob", "bob-pw")) != nil)
+        }
+    }
+
+    @Test("directory frozen: temporary failure within the timeout, then recovery")
+    func frozen() async throws {
+        try await withStage([("cache_ttl", "0"), ("timeout", "500ms")]) { slapd, stage, _ in
+            #expect(facts(await login(stage, "alice", "alice-pw")) != nil)
+            slapd.pause()
+            var outcome: AuthOutcome?
+            let elapsed = await seconds { outcome = await login(stage, "bob", "bob-pw") }
+            #expect(isTemporaryFailure(outcome), "\(String(describing: outcome))")
+            #expect(elapsed < 4)
+            slapd.resume()
+            #expect(facts(await login(stage, "bob", "bob-pw")) != nil)
+        }
+    }
+
+    // MARK: - Caches and throttling
+
+    @Test("a cached login does not touch the directory, until the TTL passes")
+    func positiveCache() async throws {
+        try await withStage([("cache_ttl", "60s"), ("timeout", "500ms")]) { slapd, stage, host in
+            let first = try #require(facts(await login(stage, "alice", "alice-pw")))
+            let binds = slapd.bindRequests(dn: Self.aliceDN)
+            #expect(binds == 1)
+            slapd.pause()
+            var outcome: AuthOutcome?
+            let elapsed = await seconds { outcome = await login(stage, "alice", "alice-pw") }
+            #expect(facts(outcome) == first)
+            #expect(elapsed < 0.3)
+            // A different password is not served from the cache.
+            #expect(isTemporaryFailure(await login(stage, "alice", "other-pw")))
+            // After the TTL the directory is asked again (and is still frozen).
+            host.advance(61)
+            #expect(isTemporaryFailure(await login(stage, "alice", "alice-pw")))
+            slapd.resume()
+            let again = await login(stage, "alice", "alice-pw")
+            #expect(facts(again) == first, "\(String(describing: again))")
+            #expect(slapd.bindRequests(dn: Self.aliceDN) == 2)
+        }
+    }
+
+    @Test("a repeated wrong password is answered from the negative cache")
+    func negativeCache() async throws {
+        try await withStage([("negative_cache_ttl", "30s"), ("max_failures_per_user", "0")]) { slapd, stage, host in
+            #expect(isFailure(await login(stage, "alice", "wrong")))
+            #expect(slapd.bindRequests(dn: Self.aliceDN) == 1)
+            slapd.pause()
+            #expect(isFailure(await login(stage, "alice", "wrong"), reason: "cached"))
+            slapd.resume()
+            #expect(slapd.bindRequests(dn: Self.aliceDN) == 1)
+            // The right password is not blocked by the negative entry.
+            #expect(facts(await login(stage, "alice", "alice-pw")) != nil)
+            host.advance(31)
+            #expect(isFailure(await login(stage, "alice", "wrong"), reason: "wrong password"))
+            #expect(slapd.bindRequests(dn: Self.aliceDN) == 3)
+        }
+    }
+
+    @Test("after max_failures_per_user guesses the user is throttled, until the window passes")
+    func throttling() async throws {
+        try await withStage([
+            ("max_failures_per_user", "3"), ("failure_window", "60s"), ("negative_cache_ttl", "0"), ("cache_ttl", "0"),
+        ]) { slapd, stage, host in
+            for guess in ["guess1", "guess2", "guess3"] {
+                #expect(isFailure(await login(stage, "alice", guess), reason: "wrong password"))
+            }
+            let binds = slapd.bindRequests(dn: Self.aliceDN)
+            #expect(binds == 3)
+            #expect(isTemporaryFailure(await login(stage, "alice", "alice-pw")))
+            #expect(isTemporaryFailure(await login(stage, "alice", "guess4")))
+            #expect(slapd.bindRequests(dn: Self.aliceDN) == binds)
+            // Other users are not affected.
+            #expect(facts(await login(stage, "bob", "bob-pw")) != nil)
+            host.advance(61)
+            #expect(facts(await login(stage, "alice", "alice-pw")) != nil)
+        }
+    }
+
+    @Test("a burst of identical logins makes one directory round trip")
+    func burst() async throws {
+        try await withStage([("cache_ttl", "60s")]) { slapd, stage, _ in
+            let outcomes = await withTaskGroup(of: AuthOutcome?.self) { group in
+                for _ in 0..<20 { group.addTask { await login(stage, "alice", "alice-pw") } }
+                var all: [AuthOutcome?] = []
+                for await outcome in group { all.append(outcome) }
+                return all
+            }
+            #expect(outcomes.allSatisfy { facts($0) != nil })
+            #expect(slapd.bindRequests(dn: Self.aliceDN) == 1)
+        }
+    }
+
+    @Test("after shutdown the stage answers temporarily, at once")
+    func shutdown() async throws {
+        try await withStage([("cache_ttl", "0")]) { _, stage, _ in
+            #expect(facts(await login(stage, "bob", "bob-pw")) != nil)
+            await stage.shutdown()
+            #expect(isTemporaryFailure(await login(stage, "bob", "bob-pw")))
+        }
+    }
+
+    @Test("evaluate continues at every phase")
+    func evaluate() async throws {
+        try await withStage { _, stage, _ in
+            for phase in PolicyPhase.allCases {
+                let decision = try await stage.evaluate(
+                    PolicyContext(phase: phase, sessionID: "S", listener: "relay", clientAddress: "127.0.0.1")
+                )
+                #expect(decision.verdict == .continue)
+            }
+        }
+    }
+}

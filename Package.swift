@@ -9,6 +9,8 @@ let package = Package(
     products: [
         .executable(name: "tollgate", targets: ["tollgate"]),
         // BEGIN plugin products
+        // The `ldap` policy plugin: libtollgate-ldap.so, loaded at run time, never linked into tollgate.
+        .library(name: "tollgate-ldap", type: .dynamic, targets: ["LDAPPluginEntry"]),
         // END plugin products
     ],
     dependencies: [
@@ -87,6 +89,34 @@ let package = Package(
             swiftSettings: strict
         ),
         // BEGIN plugin targets
+        // ldap plugin: OpenLDAP's C API (system library, pkg-config `ldap`).
+        .systemLibrary(
+            name: "CLDAP",
+            path: "Plugins/CLDAP",
+            pkgConfig: "ldap",
+            providers: [.apt(["libldap2-dev"])]
+        ),
+        // ldap plugin: blocking libldap calls on the plugin's own threads, RFC 4515/4514 escaping.
+        .target(
+            name: "LDAPDirectory",
+            dependencies: ["CLDAP"],
+            path: "Plugins/LDAP/Directory",
+            swiftSettings: strict
+        ),
+        // ldap plugin: the stage (settings, cache, throttle, facts). Tests link this target.
+        .target(
+            name: "LDAPStage",
+            dependencies: ["LDAPDirectory", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            path: "Plugins/LDAP/Stage",
+            swiftSettings: strict
+        ),
+        // ldap plugin: the two C entry points only, so tests can link LDAPStage without them.
+        .target(
+            name: "LDAPPluginEntry",
+            dependencies: ["LDAPStage", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            path: "Plugins/LDAP/Entry",
+            swiftSettings: strict
+        ),
         // END plugin targets
 
         // Helpers for tests: child processes, certificates, sinks, free ports.
@@ -97,6 +127,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Tests/TestSupport",
+            exclude: ["Resources"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -130,10 +161,19 @@ let package = Package(
                 "SMTPClient", "SMTPCore", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
         // BEGIN plugin tests
+        .testTarget(
+            name: "LDAPStageTests",
+            dependencies: [
+                "LDAPStage", "LDAPDirectory", "TestSupport",
+                .product(name: "TollgatePolicy", package: "TollgatePolicy"),
+            ],
+            swiftSettings: strict
+        ),
         // END plugin tests
     ]
 )

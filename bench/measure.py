@@ -14,7 +14,7 @@ Phases, all against the same relay instance:
               failed).  accepted msg/s = M / smtp-source wall time.
               delivered msg/s = M / (time from the start of phase 2 until the
               sink has received the M-th message of this phase).
-3. latency    k = max(1, N // 10) probe sessions (asyncio, below) replace k of
+3. latency    k = max(1, N // 4) probe sessions (asyncio, below) replace k of
               smtp-source's sessions for --lat-duration seconds, so the relay
               still sees N concurrent sessions.  Each probe transaction sends
               exactly what smtp-source sends (HELO once, then MAIL, RCPT x r,
@@ -468,7 +468,7 @@ def main():
             f"{res['delivered_per_s']:.0f}/s delivered (tail {res.get('drain_tail_seconds', '?')}s)")
 
         # 3. latency
-        k = max(1, n // 10)
+        k = max(1, n // 4)
         bg = None
         if n - k > 0:
             bg_count = min(a.max_messages * 5, int(rate * a.lat_duration * 3) + 1000)

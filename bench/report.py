@@ -15,6 +15,10 @@ def size_str(n):
     return str(n)
 
 
+def human(n):
+    return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} B"
+
+
 def fmt(v, nd=1):
     if v is None:
         return "-"
@@ -61,7 +65,7 @@ def main(argv):
     for key in order:
         n, size, rcpts = key
         rs = sorted(cases[key], key=lambda r: (r["system"] != baseline, r["system"]))
-        print(f"== {n} session(s), {size_str(size)}B messages, {rcpts} recipient(s)")
+        print(f"== {n} session(s), {human(size)} messages, {rcpts} recipient(s)")
         print(header)
         for r in rs:
             print(row([r["system"], n, size_str(size), rcpts, r.get("messages", "-"),
@@ -88,13 +92,13 @@ def main(argv):
         print()
     if summary:
         print(f"== throughput ratios against {baseline} (higher is better)")
-        print(f"{'case':<22}  {'system':<18}  {'accepted':>9}  {'delivered':>9}")
+        print(f"{'sessions x size x rcpts':<24}  {'system':<18}  {'accepted':>9}  {'delivered':>9}")
         for (n, size, rcpts), system, acc, dlv in summary:
-            print(f"{f'{n}s x {size_str(size)}B x {rcpts}r':<22}  {system:<18}  {acc:>9}  {dlv:>9}")
+            print(f"{f'{n} x {human(size)} x {rcpts}':<24}  {system:<18}  {acc:>9}  {dlv:>9}")
         print()
     print("accepted/s: smtp-source messages / its wall time (250 after the final dot, fsync'd by both).")
     print("delivered/s: the same messages / time from the first submission until smtp-sink received the last.")
-    print("p50/p99: MAIL FROM .. reply to the final dot, from k=max(1,N/10) probe sessions replacing k of")
+    print("p50/p99: MAIL FROM .. reply to the final dot, from k=max(1,N/4) probe sessions replacing k of")
     print("  smtp-source's N sessions in a separate phase.  RSS: VmHWM for a single-process relay, else")
     print("  the peak of summed VmRSS over the process tree (shared pages counted once per process);")
     print("  PSS: peak of summed Pss (shared pages split), the fair memory comparison for Postfix.")

@@ -26,7 +26,8 @@
 # default 10, quick 3), BENCH_LAT_DURATION (latency phase, 6 / 2),
 # BENCH_DRAIN_MAX (max wait for the sink after a phase, 120 / 30),
 # TOLLGATE_BIN (default .build/release/tollgate, built if missing),
-# BENCH_OUT (results folder, default bench/out/<timestamp>).
+# BENCH_OUT (results folder, default bench/out/<timestamp>),
+# BENCH_WORKDIR_BASE (where queues and spools go, default /var/tmp).
 #
 # Needs root (it starts a private Postfix instance and may install Postfix).
 # Every process it starts is stopped by PID when it exits.  See bench/README.md.
@@ -414,7 +415,11 @@ ensure_packages
 ensure_tollgate
 command -v smtp-source >/dev/null && command -v smtp-sink >/dev/null || die "smtp-source/smtp-sink missing"
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-bench.XXXXXX")
+# on a real disk (never tmpfs, where fsync costs nothing): /var/tmp by default
+WORK=$(mktemp -d "${BENCH_WORKDIR_BASE:-/var/tmp}/tollgate-bench.XXXXXX")
+if [ "$(df --output=fstype "$WORK" | tail -1)" = tmpfs ]; then
+  say "WARNING: $WORK is on tmpfs: fsync is free there, the durability cost is not measured"
+fi
 chmod 755 "$WORK" # Postfix's unprivileged daemons must reach their queue
 PIDS_FILE="$WORK/pids"
 : >"$PIDS_FILE"
@@ -424,7 +429,7 @@ ln -sfn "$OUT" "$HERE/out/latest" 2>/dev/null || true
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "host: $(uname -srm), $(nproc) CPU(s), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-  echo "work dir: $WORK ($(df -T "$WORK" | awk 'NR==2 {print $2}'))"
+  echo "work dir: $WORK ($(df --output=fstype "$WORK" | tail -1))"
   echo "postfix: $(postconf -d -h mail_version 2>/dev/null)"
   if want_tollgate; then echo "tollgate: $("$TG_BIN" version 2>&1 | head -1 || true) ($TG_BIN)"; fi
   echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo ' (dirty)')"

@@ -23,7 +23,17 @@ struct LDAPStageIntegrationTests {
         departments: [DepartmentInfo] = TestHost.exampleDepartments,
         _ body: (Slapd, any PolicyStage, TestHost) async throws -> Void
     ) async throws {
-        let slapd = try await Slapd.start()
+        try await withStage(tls: false, { _ in extra }, departments: departments, body)
+    }
+
+    func withStage(
+        tls: Bool,
+        _ extraFor: (Slapd) -> [(String, Settings.Node)],
+        departments: [DepartmentInfo] = TestHost.exampleDepartments,
+        _ body: (Slapd, any PolicyStage, TestHost) async throws -> Void
+    ) async throws {
+        let slapd = try await Slapd.start(tls: tls)
+        let extra = extraFor(slapd)
         let host = TestHost(departments: departments)
         var entries: [(String, Settings.Node)] = [
             ("uri", .scalar(slapd.uri)),
@@ -203,6 +213,55 @@ struct LDAPStageIntegrationTests {
         }
     }
 
+    // MARK: - TLS to the directory
+
+    @Test("StartTLS with the directory's CA")
+    func startTLS() async throws {
+        try await withStage(tls: true, { [("starttls", "true"), ("ca_file", .scalar($0.caFile!))] }) { slapd, stage, _ in
+            #expect(facts(await login(stage, "alice", "alice-pw")) != nil)
+            // The service and user binds went over TLS.
+            try await Task.sleep(nanoseconds: 100_000_000)
+            let log = try #require(readText(slapd.logPath))
+            #expect(log.contains("STARTTLS"))
+            let binds = log.split(separator: "\n").filter {
+                $0.contains("mech=SIMPLE") && ($0.contains(Slapd.serviceDN) || $0.contains(Self.aliceDN))
+            }
+            #expect(binds.count == 2)
+            #expect(binds.allSatisfy { !$0.hasSuffix(" ssf=0") && $0.contains(" ssf=") }, "\(binds)")
+        }
+    }
+
+    @Test("ldaps:// with the directory's CA")
+    func ldaps() async throws {
+        try await withStage(tls: true, { [("uri", .scalar($0.ldapsURI!)), ("ca_file", .scalar($0.caFile!))] }) { _, stage, _ in
+            #expect(facts(await login(stage, "bob", "bob-pw")) != nil)
+        }
+    }
+
+    @Test("StartTLS to a directory whose certificate is not trusted is a temporary failure")
+    func untrustedCertificate() async throws {
+        try await withStage(tls: true, { _ in [("starttls", "true")] }) { _, stage, _ in
+            #expect(isTemporaryFailure(await login(stage, "alice", "alice-pw")))
+        }
+    }
+
+    @Test("a frozen directory over StartTLS or ldaps:// is still bounded by the timeout", arguments: [false, true])
+    func frozenTLS(ldaps: Bool) async throws {
+        try await withStage(tls: true, { slapd in
+            ldaps
+                ? [("uri", .scalar(slapd.ldapsURI!)), ("ca_file", .scalar(slapd.caFile!)), ("timeout", "500ms"), ("cache_ttl", "0")]
+                : [("starttls", "true"), ("ca_file", .scalar(slapd.caFile!)), ("timeout", "500ms"), ("cache_ttl", "0")]
+        }) { slapd, stage, _ in
+            slapd.pause()
+            var outcome: AuthOutcome?
+            let elapsed = await seconds { outcome = await login(stage, "alice", "alice-pw") }
+            slapd.resume()
+            #expect(isTemporaryFailure(outcome), "\(String(describing: outcome))")
+            #expect(elapsed < 4)
+            #expect(facts(await login(stage, "alice", "alice-pw")) != nil)
+        }
+    }
+
     // MARK: - Outages
 
     @Test("directory stopped mid-run: temporary failure, then recovery when it returns")
@@ -331,4 +390,17 @@ struct LDAPStageIntegrationTests {
             }
         }
     }
+}
+
+private func readText(_ path: String) -> String? {
+    guard let file = fopen(path, "rb") else { return nil }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = fread(&buffer, 1, buffer.count, file)
+        if count <= 0 { break }
+        bytes += buffer[0..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }

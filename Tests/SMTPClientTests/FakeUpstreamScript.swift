@@ -102,6 +102,9 @@ class Session:
                     self.reply(cfg["starttls_reply"])
                     continue
                 self.send(("220 2.0.0 go ahead\r\n" + cfg.get("starttls_inject", "")).encode())
+                if "starttls_inject_delayed" in cfg:
+                    time.sleep(0.3)
+                    self.send(cfg["starttls_inject_delayed"])
                 self.buf = b""
                 self.sock = tls_context().wrap_socket(self.sock, server_side=True)
                 self.tls = True

@@ -13,6 +13,10 @@ import Glibc
 /// operations it has seen. ``pause()``/``resume()`` freeze it with SIGSTOP/SIGCONT
 /// (connections are accepted by the kernel but never answered); ``stop()`` and
 /// ``restart()`` take it away and bring it back on the same port with the same data.
+///
+/// With `tls: true` it also gets a certificate for 127.0.0.1 from a throwaway CA
+/// (``caFile``, made with the `openssl` command), offers StartTLS on ``uri`` and
+/// listens on ``ldapsURI``.
 public final class Slapd: @unchecked Sendable {
     public static let baseDN = "dc=example,dc=com"
     public static let peopleDN = "ou=people,dc=example,dc=com"
@@ -32,7 +36,12 @@ public final class Slapd: @unchecked Sendable {
 
     public let folder: TemporaryDirectory
     public let port: Int
+    /// The ldaps:// port, with `tls: true`.
+    public let tlsPort: Int?
     public var uri: String { "ldap://127.0.0.1:\(port)" }
+    public var ldapsURI: String? { tlsPort.map { "ldaps://127.0.0.1:\($0)" } }
+    /// The PEM file of the CA that signed slapd's certificate, with `tls: true`.
+    public var caFile: String? { tlsPort == nil ? nil : folder.path + "/ca.pem" }
     public var logPath: String { folder.path + "/slapd.log" }
 
     private let lock = SlapdLock()
@@ -41,21 +50,22 @@ public final class Slapd: @unchecked Sendable {
     /// Log lines from runs before the current one (a restart truncates the log).
     private var earlierLog = ""
 
-    private init(folder: TemporaryDirectory, port: Int) {
+    private init(folder: TemporaryDirectory, port: Int, tlsPort: Int?) {
         self.folder = folder
         self.port = port
+        self.tlsPort = tlsPort
     }
 
     /// Creates the folder and configuration, starts slapd and loads `ldif`
     /// (default: `demo/ldap/directory.ldif`). Throws if any step fails.
-    public static func start(ldif: String? = nil) async throws -> Slapd {
+    public static func start(ldif: String? = nil, tls: Bool = false) async throws -> Slapd {
         // A "free" port can be taken by someone's outgoing connection before slapd
         // binds it: try a few.
         var attempt = 0
         while true {
             attempt += 1
             let folder = try TemporaryDirectory()
-            let slapd = Slapd(folder: folder, port: try freePort())
+            let slapd = Slapd(folder: folder, port: try freePort(), tlsPort: tls ? try freePort() : nil)
             do {
                 try await slapd.configure()
                 try await slapd.launch()
@@ -145,14 +155,23 @@ public final class Slapd: @unchecked Sendable {
         guard let template = readFile(Self.demoFolder + "/slapd-config.ldif") else {
             throw SlapdError("cannot read \(Self.demoFolder)/slapd-config.ldif")
         }
-        try writeFile(dir + "/config.ldif", template.replacingAll("@DIR@", with: dir))
+        var config = template.replacingAll("@DIR@", with: dir)
+        if tlsPort != nil {
+            try await makeCertificates()
+            config = config.replacingAll(
+                "olcLogLevel: stats\n",
+                with: "olcLogLevel: stats\nolcTLSCACertificateFile: \(dir)/ca.pem\n"
+                    + "olcTLSCertificateFile: \(dir)/server.pem\nolcTLSCertificateKeyFile: \(dir)/server.key\n"
+            )
+        }
+        try writeFile(dir + "/config.ldif", config)
         try await runTool("/usr/sbin/slapadd", ["-n", "0", "-F", dir + "/slapd.d", "-l", dir + "/config.ldif"])
     }
 
     private func launch() async throws {
         let child = try ChildProcess.spawn(
             "/usr/sbin/slapd",
-            ["-F", folder.path + "/slapd.d", "-h", uri + "/", "-d", "stats"],
+            ["-F", folder.path + "/slapd.d", "-h", ([uri] + (ldapsURI.map { [$0] } ?? [])).map { $0 + "/" }.joined(separator: " "), "-d", "stats"],
             environment: nil,
             workingDirectory: folder.path,
             stdoutPath: folder.path + "/slapd.out",
@@ -169,6 +188,28 @@ public final class Slapd: @unchecked Sendable {
             await stop()
             throw SlapdError("slapd did not listen on port \(port) within 10 s; log: \(readLog().suffix(2000))")
         }
+    }
+
+    /// A CA and a certificate for 127.0.0.1 / localhost signed by it (P-256, 2 days).
+    private func makeCertificates() async throws {
+        let dir = folder.path
+        let openssl = "/usr/bin/openssl"
+        try await runTool(openssl, [
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", dir + "/ca.key", "-out", dir + "/ca.pem", "-days", "2", "-subj", "/CN=Tollgate Test LDAP CA",
+        ])
+        try await runTool(openssl, [
+            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", dir + "/server.key", "-out", dir + "/server.csr", "-subj", "/CN=127.0.0.1",
+        ])
+        try writeFile(
+            dir + "/server.ext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+        )
+        try await runTool(openssl, [
+            "x509", "-req", "-in", dir + "/server.csr", "-CA", dir + "/ca.pem", "-CAkey", dir + "/ca.key",
+            "-CAcreateserial", "-out", dir + "/server.pem", "-days", "2", "-extfile", dir + "/server.ext",
+        ])
     }
 
     /// Runs a command to completion (polling, so no cooperative thread blocks);

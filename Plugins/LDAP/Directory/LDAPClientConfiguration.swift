@@ -55,7 +55,7 @@ public struct LDAPEntry: Sendable, Hashable {
     }
 }
 
-/// The answer of ``LDAPDirectory/login(base:filter:attributes:password:)``.
+/// The answer of ``LDAPClient/login(base:filter:attributes:password:)``.
 public enum LDAPLoginResult: Sendable {
     /// The user was found and the bind as that DN succeeded.
     case authenticated(LDAPEntry)

@@ -9,16 +9,26 @@ import Glibc
 /// design (one owner thread), although libldap 2.5 itself is.
 final class LDAPConnection {
     private var handle: OpaquePointer?
+    private let watch = LDAPSocketWatch()
+    private let watchdog: LDAPWatchdog
+    /// How long one blocking call may take before the watchdog cuts the socket:
+    /// connect, TLS handshake and the operation, each bounded by the timeout, plus slack.
+    private let callLimit: Double
 
     /// Opens a handle for `configuration.uri`, sets LDAPv3, the timeouts and TLS
     /// options, and runs StartTLS if asked. No bind.
-    init(configuration: LDAPClientConfiguration) throws(LDAPError) {
+    init(configuration: LDAPClientConfiguration, watchdog: LDAPWatchdog) throws(LDAPError) {
+        self.watchdog = watchdog
+        self.callLimit = configuration.timeout * 3 + 1
         var ld: OpaquePointer?
         let rc = ldap_initialize(&ld, configuration.uri)
         guard rc == LDAP_SUCCESS, let ld else {
             throw LDAPError(code: rc, operation: "connect", message: Self.text(rc))
         }
         handle = ld
+        guard cldap_socket_watch_install(ld, watch.pointer) == LDAP_OPT_SUCCESS else {
+            throw LDAPError(code: LDAP_PARAM_ERROR, operation: "connect", message: "cannot install connection callbacks")
+        }
 
         var version: Int32 = LDAP_VERSION3
         var network = Self.timeval(configuration.timeout)
@@ -42,7 +52,7 @@ final class LDAPConnection {
             try set(LDAP_OPT_X_TLS_NEWCTX, &newContext, "TLS context")
         }
         if configuration.startTLS {
-            let rc = ldap_start_tls_s(ld, nil, nil)
+            let rc = watchdog.guarded(watch, seconds: callLimit) { ldap_start_tls_s(ld, nil, nil) }
             guard rc == LDAP_SUCCESS else { throw error(rc, "starttls") }
         }
     }
@@ -65,7 +75,9 @@ final class LDAPConnection {
             var credential = berval()
             credential.bv_len = ber_len_t(buffer.count)
             credential.bv_val = UnsafeMutableRawPointer(buffer.baseAddress)?.assumingMemoryBound(to: CChar.self)
-            return ldap_sasl_bind_s(handle, dn, cldap_sasl_simple(), &credential, nil, nil, nil)
+            return watchdog.guarded(watch, seconds: callLimit) {
+                ldap_sasl_bind_s(handle, dn, cldap_sasl_simple(), &credential, nil, nil, nil)
+            }
         }
         // Do not leave the password in a heap buffer longer than needed.
         for index in bytes.indices { bytes[index] = 0 }
@@ -91,10 +103,12 @@ final class LDAPConnection {
         var limit = Self.timeval(timeout)
         var message: OpaquePointer?
         let rc = cAttributes.withUnsafeMutableBufferPointer { buffer in
-            ldap_search_ext_s(
-                handle, base, cldap_scope_subtree(), filter, buffer.baseAddress, 0,
-                nil, nil, &limit, sizeLimit, &message
-            )
+            watchdog.guarded(watch, seconds: callLimit) {
+                ldap_search_ext_s(
+                    handle, base, cldap_scope_subtree(), filter, buffer.baseAddress, 0,
+                    nil, nil, &limit, sizeLimit, &message
+                )
+            }
         }
         defer { if let message { ldap_msgfree(message) } }
         guard rc == LDAP_SUCCESS || rc == LDAP_SIZELIMIT_EXCEEDED else { throw error(rc, "search") }

@@ -6,7 +6,7 @@ import Glibc
 
 /// A fixed set of threads, each owning a ``LDAPWorkerConnections``, that run
 /// blocking libldap calls. Async callers submit jobs through
-/// ``LDAPDirectory``; Swift's cooperative threads never block on the directory.
+/// ``LDAPClient``; Swift's cooperative threads never block on the directory.
 final class LDAPWorkerPool: @unchecked Sendable {
     struct Job {
         /// Runs on a worker thread with that worker's connections.
@@ -18,6 +18,7 @@ final class LDAPWorkerPool: @unchecked Sendable {
 
     private let lock = LDAPConditionLock()
     private let configuration: LDAPClientConfiguration
+    private let watchdog = LDAPWatchdog()
     // Guarded by `lock`:
     private var queue: [Job] = []
     private var queueHead = 0
@@ -70,6 +71,7 @@ final class LDAPWorkerPool: @unchecked Sendable {
             return rest
         }
         for job in abandoned { job.abandon("the LDAP stage is shutting down") }
+        defer { watchdog.stop() }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let done: Bool = lock.withLock {
                 if running == 0 { return true }
@@ -95,7 +97,7 @@ final class LDAPWorkerPool: @unchecked Sendable {
     }
 
     private func workerLoop() {
-        let connections = LDAPWorkerConnections(configuration: configuration)
+        let connections = LDAPWorkerConnections(configuration: configuration, watchdog: watchdog)
         while let job = next() {
             if monotonicSeconds() > job.deadline {
                 job.abandon("waited too long for a free LDAP connection")
@@ -129,11 +131,13 @@ final class LDAPWorkerPool: @unchecked Sendable {
 /// away after a connection-level error or timeout.
 final class LDAPWorkerConnections {
     let configuration: LDAPClientConfiguration
+    private let watchdog: LDAPWatchdog
     private var service: LDAPConnection?
     private var user: LDAPConnection?
 
-    init(configuration: LDAPClientConfiguration) {
+    init(configuration: LDAPClientConfiguration, watchdog: LDAPWatchdog) {
         self.configuration = configuration
+        self.watchdog = watchdog
     }
 
     /// Runs `body` on the service connection, opening and binding one if needed;
@@ -146,7 +150,7 @@ final class LDAPWorkerConnections {
             if let service {
                 connection = service
             } else {
-                connection = try LDAPConnection(configuration: configuration)
+                connection = try LDAPConnection(configuration: configuration, watchdog: watchdog)
                 if let dn = configuration.bindDN {
                     do {
                         try connection.simpleBind(dn: dn, password: configuration.bindPassword ?? "", operation: "service bind")
@@ -181,7 +185,7 @@ final class LDAPWorkerConnections {
             if let user {
                 connection = user
             } else {
-                connection = try LDAPConnection(configuration: configuration)
+                connection = try LDAPConnection(configuration: configuration, watchdog: watchdog)
                 user = connection
             }
             do {

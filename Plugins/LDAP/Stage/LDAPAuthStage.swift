@@ -12,7 +12,7 @@ import TollgatePolicy
 /// Concurrent logins with the same credentials share one directory round trip.
 public final class LDAPAuthStage: PolicyStage {
     let settings: LDAPStageSettings
-    private let directory: LDAPDirectory
+    private let directory: LDAPClient
     private let host: any PolicyHost
     private let state: LDAPAuthState
     private let digester = CredentialDigester()
@@ -23,7 +23,7 @@ public final class LDAPAuthStage: PolicyStage {
     init(settings: LDAPStageSettings, bindPassword: String?, host: any PolicyHost) {
         self.settings = settings
         self.host = host
-        self.directory = LDAPDirectory(configuration: settings.clientConfiguration(bindPassword: bindPassword))
+        self.directory = LDAPClient(configuration: settings.clientConfiguration(bindPassword: bindPassword))
         self.state = LDAPAuthState(
             cache: LDAPAuthCache(
                 positiveTTL: settings.cacheTTL,

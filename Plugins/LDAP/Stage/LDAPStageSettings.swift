@@ -176,7 +176,7 @@ struct LDAPStageSettings: Sendable, Hashable {
         return password
     }
 
-    /// The client configuration for ``LDAPDirectory``.
+    /// The client configuration for ``LDAPClient``.
     func clientConfiguration(bindPassword: String?) -> LDAPClientConfiguration {
         LDAPClientConfiguration(
             uri: uri, startTLS: startTLS, caFile: caFile, bindDN: bindDN, bindPassword: bindPassword,

@@ -1,12 +1,41 @@
+import Foundation
 import Logging
 import TollgatePolicy
 
-/// Loads the plugins named in `stages:` and builds the pipeline from them.
+/// The loaded policy: the pipeline of stages and the department policies.
+public struct PolicySetup: Sendable {
+    public var pipeline: PolicyPipeline
+    public var policies: DepartmentPolicies
+}
+
+/// Loads the department policies and the plugins named in `stages:`, and builds the
+/// pipeline from them.
 public enum PipelineBuilder {
-    /// Locates and loads every stage's plugin and validates its settings. Problems are
-    /// returned located (`FILE:LINE:COLUMN: message`), never thrown past the caller.
-    public static func loadFactories(_ configuration: TollgateConfiguration, host: any PolicyHost) -> ([(TollgateConfiguration.Stage, any PolicyStageFactory)], [PolicyDiagnostic]) {
-        var loaded: [(TollgateConfiguration.Stage, any PolicyStageFactory)] = []
+    public struct Failure: Error, CustomStringConvertible {
+        public var diagnostics: [PolicyDiagnostic]
+        public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
+    }
+
+    public typealias Clock = @Sendable () -> Double
+
+    public static func loadPolicies(_ configuration: TollgateConfiguration) -> (DepartmentPolicies, [PolicyDiagnostic]) {
+        guard let folder = configuration.policies else { return (DepartmentPolicies(), []) }
+        return DepartmentPolicies.load(
+            folder: folder,
+            plugins: Set(configuration.stages.map(\.use)),
+            upstreams: Set(configuration.upstreams.map(\.name))
+        )
+    }
+
+    /// Locates and loads every stage's plugin and validates its settings (and its
+    /// sections of the department policies). Problems are returned located.
+    public static func loadFactories(
+        _ configuration: TollgateConfiguration,
+        policies: DepartmentPolicies,
+        logger: Logger,
+        clock: @escaping Clock
+    ) -> ([(TollgateConfiguration.Stage, any PolicyStageFactory, RelayPolicyHost)], [PolicyDiagnostic]) {
+        var loaded: [(TollgateConfiguration.Stage, any PolicyStageFactory, RelayPolicyHost)] = []
         var diagnostics: [PolicyDiagnostic] = []
         let searchPath = PluginLoader.searchPath(configured: configuration.plugins.path)
         for stage in configuration.stages {
@@ -26,24 +55,33 @@ public enum PipelineBuilder {
                 diagnostics.append(PolicyDiagnostic(stage.location, "\(path) is the plugin '\(factory.name)', not '\(stage.use)'"))
                 continue
             }
+            let host = RelayPolicyHost(plugin: stage.use, logger: logger, policies: policies, clock: clock)
             let problems = factory.validate(settings: stage.settings, host: host)
             diagnostics += problems
-            if problems.isEmpty { loaded.append((stage, factory)) }
+            if problems.isEmpty { loaded.append((stage, factory, host)) }
         }
         return (loaded, diagnostics)
     }
 
-    public struct Failure: Error, CustomStringConvertible {
-        public var diagnostics: [PolicyDiagnostic]
-        public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
+    /// Every problem in the policy files and plugin settings, for `tollgate check`.
+    public static func check(_ configuration: TollgateConfiguration, logger: Logger) -> (PolicySetupSummary, [PolicyDiagnostic]) {
+        let (policies, policyProblems) = loadPolicies(configuration)
+        let (loaded, pluginProblems) = loadFactories(configuration, policies: policies, logger: logger, clock: { Date().timeIntervalSince1970 })
+        return (PolicySetupSummary(stages: loaded.map(\.0.use), departments: policies.departments.map(\.info.name)), policyProblems + pluginProblems)
     }
 
     /// Builds a ready pipeline, or fails with every problem found.
-    public static func build(_ configuration: TollgateConfiguration, host: any PolicyHost, logger: Logger, metrics: RelayMetrics?) async throws -> PolicyPipeline {
-        let (loaded, diagnostics) = loadFactories(configuration, host: host)
-        guard diagnostics.isEmpty else { throw Failure(diagnostics: diagnostics) }
+    public static func build(
+        _ configuration: TollgateConfiguration,
+        logger: Logger,
+        metrics: RelayMetrics?,
+        clock: @escaping Clock = { Date().timeIntervalSince1970 }
+    ) async throws -> PolicySetup {
+        let (policies, policyProblems) = loadPolicies(configuration)
+        let (loaded, diagnostics) = loadFactories(configuration, policies: policies, logger: logger, clock: clock)
+        guard policyProblems.isEmpty, diagnostics.isEmpty else { throw Failure(diagnostics: policyProblems + diagnostics) }
         var stages: [PolicyPipeline.Stage] = []
-        for (stage, factory) in loaded {
+        for (stage, factory, host) in loaded {
             do {
                 let instance = try await factory.makeStage(settings: stage.settings, host: host)
                 stages.append(.init(name: stage.use, stage: instance, timeout: stage.timeout, onError: stage.onError))
@@ -52,6 +90,11 @@ public enum PipelineBuilder {
                 throw Failure(diagnostics: [PolicyDiagnostic(stage.location, "plugin '\(stage.use)' could not start: \(error)")])
             }
         }
-        return PolicyPipeline(stages: stages, logger: logger, metrics: metrics)
+        return PolicySetup(pipeline: PolicyPipeline(stages: stages, logger: logger, metrics: metrics), policies: policies)
     }
+}
+
+public struct PolicySetupSummary: Sendable {
+    public var stages: [String]
+    public var departments: [String]
 }

@@ -2,13 +2,18 @@ import Foundation
 import Logging
 import TollgatePolicy
 
-/// The relay as plugins see it: logging, the clock and department policies.
+/// The relay as one plugin sees it: logging, the clock, and its own section of each
+/// department policy file.
 public final class RelayPolicyHost: PolicyHost {
     private let logger: Logger
     private let clock: @Sendable () -> Double
+    public let plugin: String
     public let policies: DepartmentPolicies
 
-    public init(logger: Logger, policies: DepartmentPolicies, clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+    public init(plugin: String, logger: Logger, policies: DepartmentPolicies, clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+        self.plugin = plugin
+        var logger = logger
+        logger[metadataKey: "policy.stage"] = .string(plugin)
         self.logger = logger
         self.policies = policies
         self.clock = clock
@@ -22,7 +27,7 @@ public final class RelayPolicyHost: PolicyHost {
     public func now() -> Double { clock() }
 
     public func departmentSettings(_ department: String) -> PolicySettings? {
-        nil
+        policies.department(named: department)?.sections[plugin]
     }
 
     public func departments() -> [DepartmentInfo] {

@@ -25,8 +25,7 @@ public enum ConfigurationCheck {
             return Report(diagnostics: error.diagnostics, summary: "")
         }
         let logger = Logger(label: "tollgate.check")
-        let host = RelayPolicyHost(logger: logger, policies: DepartmentPolicies())
-        let (loaded, diagnostics) = PipelineBuilder.loadFactories(configuration, host: host)
+        let (setup, diagnostics) = PipelineBuilder.check(configuration, logger: logger)
         if !diagnostics.isEmpty { return Report(diagnostics: diagnostics, summary: "") }
         var lines = ["\(path): OK"]
         lines.append("  hostname: \(configuration.hostname)")
@@ -39,7 +38,8 @@ public enum ConfigurationCheck {
             case .directory(let d): lines.append("  upstream \(u.name): directory \(d)")
             }
         }
-        lines.append("  stages: \(loaded.isEmpty ? "none" : loaded.map(\.0.use).joined(separator: " -> "))")
+        lines.append("  stages: \(setup.stages.isEmpty ? "none" : setup.stages.joined(separator: " -> "))")
+        lines.append("  departments: \(setup.departments.isEmpty ? "none" : setup.departments.joined(separator: ", "))")
         lines.append("  spool: \(configuration.spool.path)")
         return Report(diagnostics: [], summary: lines.joined(separator: "\n"))
     }

@@ -10,15 +10,16 @@ public enum ExplainCommand {
     public static func run(configuration: TollgateConfiguration, from: String, to: [String], user: String?, client: String, tls: Bool) async throws -> String {
         var logger = Logger(label: "tollgate.explain")
         logger.logLevel = .warning
-        let host = RelayPolicyHost(logger: logger, policies: DepartmentPolicies())
-        let pipeline = try await PipelineBuilder.build(configuration, host: host, logger: logger, metrics: nil)
+        let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: nil)
+        let pipeline = setup.pipeline
+        let delegate = RelayPolicyEvaluator(setup: setup)
         defer { Task { await pipeline.shutdown() } }
         var out = ""
         var context = PolicyContext(phase: .connect, sessionID: "explain", listener: configuration.listeners.first?.name ?? "relay", clientAddress: client, tls: tls, dryRun: true)
         var refused = false
         func run(_ phase: PolicyPhase) async -> PolicyVerdict {
             context.phase = phase
-            let outcome = await pipeline.evaluate(context)
+            let outcome = await delegate.evaluate(context)
             context.facts.merge(outcome.facts)
             for entry in outcome.trace {
                 out += "\(entry.phase.padding(toLength: 9, withPad: " ", startingAt: 0)) \(entry.stage.padding(toLength: 18, withPad: " ", startingAt: 0)) \(entry.verdict.padding(toLength: 10, withPad: " ", startingAt: 0)) \(entry.reason)\n"

@@ -7,28 +7,26 @@ import TollgatePolicy
 /// Connects sessions to the rest of the relay: the policy pipeline, the spool and
 /// the queue runner.
 public final class RelaySessionDelegate: SMTPSessionDelegate {
-    public let pipeline: PolicyPipeline
+    public let policy: RelayPolicyEvaluator
     let spool: SQLiteSpool
     let scheduler: DeliveryScheduler?
     let metrics: RelayMetrics?
-    let routes: @Sendable (SessionFacts) -> String?
 
-    public init(pipeline: PolicyPipeline, spool: SQLiteSpool, scheduler: DeliveryScheduler?, metrics: RelayMetrics?, routes: @escaping @Sendable (SessionFacts) -> String? = { _ in nil }) {
-        self.pipeline = pipeline
+    public init(policy: RelayPolicyEvaluator, spool: SQLiteSpool, scheduler: DeliveryScheduler?, metrics: RelayMetrics?) {
+        self.policy = policy
         self.spool = spool
         self.scheduler = scheduler
         self.metrics = metrics
-        self.routes = routes
     }
 
-    public var hasPolicyStages: Bool { !pipeline.isEmpty }
+    public var hasPolicyStages: Bool { policy.isActive }
 
     public func evaluate(_ context: PolicyContext) async -> PolicyOutcome {
-        await pipeline.evaluate(context)
+        await policy.evaluate(context)
     }
 
     public func authenticate(_ credentials: AuthCredentials, context: PolicyContext) async -> (AuthOutcome, [PolicyTraceEntry]) {
-        await pipeline.authenticate(credentials, context: context)
+        await policy.authenticate(credentials, context: context)
     }
 
     public func makeQueueID() -> String { spool.ids.next() }
@@ -59,7 +57,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
             recipients: recipients,
             envelope: envelope,
             content: Array(message.content.readableBytesView),
-            upstream: routes(message.facts)
+            upstream: message.facts.tags["route.upstream"]
         )
         do {
             try await spool.insert(spoolMessage)
@@ -72,7 +70,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
     }
 
     public func messageAccepted(_ message: ReceivedMessage, context: PolicyContext) async {
-        guard hasPolicyStages else { return }
-        await pipeline.messageAccepted(AcceptedMessage(queueID: message.queueID, context: context))
+        guard !policy.setup.pipeline.isEmpty else { return }
+        await policy.setup.pipeline.messageAccepted(AcceptedMessage(queueID: message.queueID, context: context))
     }
 }

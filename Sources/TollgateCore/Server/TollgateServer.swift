@@ -20,7 +20,7 @@ public final class TollgateServer: Sendable {
     private let metrics = RelayMetrics()
     private let scheduler: DeliveryScheduler
     private let listeners: [SMTPListener]
-    private let pipeline: NIOLockedValueBox<PolicyPipeline>
+    private let policy: NIOLockedValueBox<PolicySetup>
 
     /// Everything is checked and opened here, so that `serve` fails fast and clearly.
     public init(configPath: String, configuration: TollgateConfiguration, logger: Logger) async throws {
@@ -30,11 +30,10 @@ public final class TollgateServer: Sendable {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         self.spool = try SQLiteSpool(directory: configuration.spool.path, logger: logger)
         self.scheduler = try DeliveryScheduler(spool: spool, configuration: configuration, group: group, logger: logger)
-        let host = RelayPolicyHost(logger: logger, policies: DepartmentPolicies())
-        let pipeline = try await PipelineBuilder.build(configuration, host: host, logger: logger, metrics: metrics)
-        self.pipeline = NIOLockedValueBox(pipeline)
+        let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics)
+        self.policy = NIOLockedValueBox(setup)
         let sslContext = try Self.makeSSLContext(configuration)
-        let delegate = RelaySessionDelegate(pipeline: pipeline, spool: spool, scheduler: scheduler, metrics: metrics)
+        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, scheduler: scheduler, metrics: metrics)
         let group = self.group
         listeners = configuration.listeners.map { listener in
             SMTPListener(
@@ -88,7 +87,7 @@ public final class TollgateServer: Sendable {
         }
         let serviceGroup = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await serviceGroup.run()
-        await pipeline.withLockedValue { $0 }.shutdown()
+        await policy.withLockedValue { $0 }.pipeline.shutdown()
         try await group.shutdownGracefully()
         logger.info("stopped")
     }
@@ -105,20 +104,19 @@ public final class TollgateServer: Sendable {
             logger.error("new configuration refused; keeping the running one", metadata: ["problems": "\(error.description)"])
             return
         }
-        let host = RelayPolicyHost(logger: logger, policies: DepartmentPolicies())
-        let newPipeline: PolicyPipeline
+        let newSetup: PolicySetup
         do {
-            newPipeline = try await PipelineBuilder.build(configuration, host: host, logger: logger, metrics: metrics)
+            newSetup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics)
         } catch {
-            logger.error("new policy pipeline refused; keeping the running one", metadata: ["problems": "\(error)"])
+            logger.error("new policy refused; keeping the running one", metadata: ["problems": "\(error)"])
             return
         }
-        let old = pipeline.withLockedValue { p -> PolicyPipeline in
+        let old = policy.withLockedValue { p -> PolicySetup in
             let old = p
-            p = newPipeline
+            p = newSetup
             return old
         }
-        let delegate = RelaySessionDelegate(pipeline: newPipeline, spool: spool, scheduler: scheduler, metrics: metrics)
+        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: newSetup), spool: spool, scheduler: scheduler, metrics: metrics)
         for listener in listeners {
             if let l = configuration.listeners.first(where: { $0.name == listener.configuration.name }) {
                 listener.update(session: Self.sessionConfiguration(l, configuration), delegate: delegate)
@@ -128,9 +126,9 @@ public final class TollgateServer: Sendable {
         // Sessions that started before keep the old stages until they end.
         Task {
             try? await Task.sleep(for: .seconds(configuration.limits.commandTimeout))
-            await old.shutdown()
+            await old.pipeline.shutdown()
         }
-        logger.info("configuration reloaded", metadata: ["stages": "\(newPipeline.stages.count)"])
+        logger.info("configuration reloaded", metadata: ["stages": "\(newSetup.pipeline.stages.count)", "departments": "\(newSetup.policies.departments.count)"])
     }
 
     struct ListenerService: Service {

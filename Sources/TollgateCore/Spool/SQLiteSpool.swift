@@ -33,6 +33,12 @@ public final class SQLiteSpool: Sendable {
         }
         do {
             pool = try DatabasePool(path: path, configuration: config)
+            // GRDB switches the writer to `synchronous = NORMAL` when it enables WAL,
+            // after `prepareDatabase` ran: in WAL mode NORMAL does not sync commits.
+            // Set FULL again on the writer so every commit is fsync'd before 250.
+            try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+            }
             try Self.migrator.migrate(pool)
         } catch {
             throw Error(description: "cannot open the spool at \(path): \(error)")
@@ -245,6 +251,11 @@ public final class SQLiteSpool: Sendable {
                 )
             }
         }
+    }
+
+    /// The writer's `PRAGMA synchronous` (2 = FULL): what makes a commit durable.
+    public func writerSynchronousMode() throws -> Int {
+        try pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
     public var count: Int {

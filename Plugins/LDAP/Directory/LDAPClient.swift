@@ -11,8 +11,9 @@ import Glibc
 /// on a continuation. A request that cannot get a worker within the configured
 /// timeout, or finds the queue full, fails as unavailable. Cancelling the calling
 /// task answers at once with ``LDAPLoginResult/unavailable(_:)``; the worker
-/// finishes its current call in the background.
-public final class LDAPDirectory: Sendable {
+/// finishes its current call in the background. libldap calls that overrun their
+/// timeouts have their socket cut by an ``LDAPWatchdog``.
+public final class LDAPClient: Sendable {
     public let configuration: LDAPClientConfiguration
     private let pool: LDAPWorkerPool
 
@@ -102,6 +103,14 @@ public final class LDAPDirectory: Sendable {
     ) async -> T {
         let outcome = LDAPOneShot<T>()
         let deadline = monotonicSeconds() + configuration.timeout
+        // A backstop: whatever happens on the worker, the caller hears back within
+        // the queue wait plus a full login's worth of timeouts.
+        let limit = configuration.timeout * 6 + 1
+        let timer = Task {
+            try? await Task.sleep(nanoseconds: UInt64(limit * 1_000_000_000))
+            if !Task.isCancelled { outcome.resolve(unavailable("no answer from the directory within \(limit) s")) }
+        }
+        defer { timer.cancel() }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
                 outcome.install(continuation)

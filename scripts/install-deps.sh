@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Tollgate's build, tests, demo and benchmark need,
+# only those missing, without questions and without starting Debian's own
+# postfix or slapd services. Usage: scripts/install-deps.sh [run|test|bench]
+set -euo pipefail
+
+what="${1:-test}"
+packages=(libsqlite3-dev libldap2-dev openssl swaks slapd ldap-utils python3)
+case "$what" in
+  test|bench) packages+=(postfix) ;;
+esac
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing packages: ${missing[*]}; run as root or install them with apt-get" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# Debian's services must not start: Tollgate's tests and demo run their own instances.
+ours=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  ours=1
+fi
+trap '[ -n "$ours" ] && rm -f /usr/sbin/policy-rc.d' EXIT
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null

@@ -8,7 +8,8 @@ import Glibc
 /// listening only on `ldap://127.0.0.1:<free port>`, with the entries of
 /// `demo/ldap/directory.ldif` added online with `ldapadd` so that memberOf is filled.
 ///
-/// slapd runs in the foreground (`-d stats`) as our child, its log in
+/// Self-contained (posix_spawn, waitpid; no Foundation.Process, which can hang
+/// in tests): slapd runs in the foreground (`-d stats`) as our child, its log in
 /// `<folder>/slapd.log`; ``bindRequests`` and ``searchRequests`` count the
 /// operations it has seen. ``pause()``/``resume()`` freeze it with SIGSTOP/SIGCONT
 /// (connections are accepted by the kernel but never answered); ``stop()`` and
@@ -34,23 +35,24 @@ public final class Slapd: @unchecked Sendable {
         return path + "/demo/ldap"
     }()
 
-    public let folder: TemporaryDirectory
+    /// The temporary folder: slapd.d/, data/, slapd.log, certificates.
+    public let folder: String
     public let port: Int
     /// The ldaps:// port, with `tls: true`.
     public let tlsPort: Int?
     public var uri: String { "ldap://127.0.0.1:\(port)" }
     public var ldapsURI: String? { tlsPort.map { "ldaps://127.0.0.1:\($0)" } }
     /// The PEM file of the CA that signed slapd's certificate, with `tls: true`.
-    public var caFile: String? { tlsPort == nil ? nil : folder.path + "/ca.pem" }
-    public var logPath: String { folder.path + "/slapd.log" }
+    public var caFile: String? { tlsPort == nil ? nil : folder + "/ca.pem" }
+    public var logPath: String { folder + "/slapd.log" }
 
     private let lock = SlapdLock()
-    private var process: ChildProcess?
+    private var process: pid_t?
     private var paused = false
     /// Log lines from runs before the current one (a restart truncates the log).
     private var earlierLog = ""
 
-    private init(folder: TemporaryDirectory, port: Int, tlsPort: Int?) {
+    private init(folder: String, port: Int, tlsPort: Int?) {
         self.folder = folder
         self.port = port
         self.tlsPort = tlsPort
@@ -64,8 +66,9 @@ public final class Slapd: @unchecked Sendable {
         var attempt = 0
         while true {
             attempt += 1
-            let folder = try TemporaryDirectory()
-            let slapd = Slapd(folder: folder, port: try freePort(), tlsPort: tls ? try freePort() : nil)
+            let folder = try makeTemporaryFolder()
+            let port = try freeLoopbackPort()
+            let slapd = Slapd(folder: folder, port: port, tlsPort: tls ? try freeLoopbackPort() : nil)
             do {
                 try await slapd.configure()
                 try await slapd.launch()
@@ -83,7 +86,7 @@ public final class Slapd: @unchecked Sendable {
 
     /// Stops slapd (SIGCONT first if paused, then SIGTERM, SIGKILL after 5 s). Idempotent.
     public func stop() async {
-        let (current, wasPaused): (ChildProcess?, Bool) = lock.withLock {
+        let (current, wasPaused): (pid_t?, Bool) = lock.withLock {
             defer {
                 process = nil
                 paused = false
@@ -91,8 +94,18 @@ public final class Slapd: @unchecked Sendable {
             return (process, paused)
         }
         guard let current else { return }
-        if wasPaused { _ = kill(current.pid, SIGCONT) }
-        await current.terminate(timeout: 5)
+        if wasPaused { _ = kill(current, SIGCONT) }
+        _ = kill(current, SIGTERM)
+        let deadline = monotonicNow() + 5
+        while !reap(current) {
+            if monotonicNow() > deadline {
+                _ = kill(current, SIGKILL)
+                var status: Int32 = 0
+                _ = waitpid(current, &status, 0)
+                return
+            }
+            try? await Task.sleep(nanoseconds: 10_000_000)
+        }
     }
 
     /// Starts slapd again on the same port with the same database.
@@ -107,7 +120,7 @@ public final class Slapd: @unchecked Sendable {
     public func pause() {
         lock.withLock {
             guard let process, !paused else { return }
-            _ = kill(process.pid, SIGSTOP)
+            _ = kill(process, SIGSTOP)
             paused = true
         }
     }
@@ -116,13 +129,13 @@ public final class Slapd: @unchecked Sendable {
     public func resume() {
         lock.withLock {
             guard let process, paused else { return }
-            _ = kill(process.pid, SIGCONT)
+            _ = kill(process, SIGCONT)
             paused = false
         }
     }
 
     /// The PID of the running slapd, if any.
-    public var pid: pid_t? { lock.withLock { process?.pid } }
+    public var pid: pid_t? { lock.withLock { process } }
 
     /// Bind requests slapd has received (all runs), from its stats log.
     public var bindRequests: Int { countLogLines { $0.contains(" BIND dn=") && $0.contains(" method=") } }
@@ -136,20 +149,21 @@ public final class Slapd: @unchecked Sendable {
     /// Stops slapd and removes the folder.
     public func shutdown() async {
         await stop()
-        folder.remove()
+        removeTree(folder)
     }
 
     deinit {
         if let process {
-            _ = kill(process.pid, SIGCONT)
-            process.kill()
+            _ = kill(process, SIGKILL)
+            var status: Int32 = 0
+            _ = waitpid(process, &status, 0)
         }
     }
 
     // MARK: - Steps
 
     private func configure() async throws {
-        let dir = folder.path
+        let dir = folder
         try makeDirectory(dir + "/slapd.d")
         try makeDirectory(dir + "/data")
         guard let template = readFile(Self.demoFolder + "/slapd-config.ldif") else {
@@ -169,20 +183,19 @@ public final class Slapd: @unchecked Sendable {
     }
 
     private func launch() async throws {
-        let child = try ChildProcess.spawn(
+        var listeners = uri + "/"
+        if let ldapsURI { listeners += " " + ldapsURI + "/" }
+        let child = try spawn(
             "/usr/sbin/slapd",
-            ["-F", folder.path + "/slapd.d", "-h", ([uri] + (ldapsURI.map { [$0] } ?? [])).map { $0 + "/" }.joined(separator: " "), "-d", "stats"],
-            environment: nil,
-            workingDirectory: folder.path,
-            stdoutPath: folder.path + "/slapd.out",
-            stderrPath: logPath
+            ["-F", folder + "/slapd.d", "-h", listeners, "-d", "stats"],
+            outputPath: logPath
         )
         lock.withLock { process = child }
-        let port = self.port
-        let log = logPath
         // Ready when it accepts connections; given up early when it has exited.
-        _ = await waitUntil(timeout: 10) {
-            Self.canConnect(port: port) || (readFile(log) ?? "").contains("slapd stopped")
+        let deadline = monotonicNow() + 10
+        while !Self.canConnect(port: port), monotonicNow() < deadline {
+            if (readFile(logPath) ?? "").contains("slapd stopped") { break }
+            try? await Task.sleep(nanoseconds: 10_000_000)
         }
         guard Self.canConnect(port: port) else {
             await stop()
@@ -192,7 +205,7 @@ public final class Slapd: @unchecked Sendable {
 
     /// A CA and a certificate for 127.0.0.1 / localhost signed by it (P-256, 2 days).
     private func makeCertificates() async throws {
-        let dir = folder.path
+        let dir = folder
         let openssl = "/usr/bin/openssl"
         try await runTool(openssl, [
             "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
@@ -216,9 +229,22 @@ public final class Slapd: @unchecked Sendable {
     /// throws with its output if it fails.
     @discardableResult
     func runTool(_ executable: String, _ arguments: [String]) async throws -> String {
-        let output = folder.path + "/tool-\(arguments.count)-\(UInt32.random(in: 0...UInt32.max)).out"
+        let output = folder + "/tool-\(arguments.count)-\(UInt32.random(in: 0...UInt32.max)).out"
         defer { unlink(output) }
-        let status = try await spawnAndWait(executable, arguments, outputPath: output)
+        let pid = try spawn(executable, arguments, outputPath: output)
+        var delay: UInt64 = 1_000_000
+        var status: Int32 = 0
+        while true {
+            let rc = waitpid(pid, &status, WNOHANG)
+            if rc == pid { break }
+            if rc < 0 && errno != EINTR {
+                throw SlapdError("waitpid \(executable): \(String(cString: strerror(errno)))")
+            }
+            try? await Task.sleep(nanoseconds: delay)
+            delay = min(delay * 2, 20_000_000)
+        }
+        // WIFEXITED / WEXITSTATUS, else 128 + signal
+        status = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
         let text = readFile(output) ?? ""
         guard status == 0 else {
             throw SlapdError("\(executable) \(arguments.joined(separator: " ")) exited with \(status): \(text)")
@@ -254,7 +280,7 @@ public struct SlapdError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-// MARK: - Small POSIX helpers (one-shot tools must be waited for here, not left to ChildProcess)
+// MARK: - Small POSIX helpers
 
 private final class SlapdLock: @unchecked Sendable {
     private var mutex = pthread_mutex_t()
@@ -268,8 +294,9 @@ private final class SlapdLock: @unchecked Sendable {
 }
 
 /// posix_spawn with default signal dispositions and an empty mask (children of a
-/// test inherit libdispatch's blocked mask otherwise), stdout+stderr to a file.
-private func spawnAndWait(_ executable: String, _ arguments: [String], outputPath: String) async throws -> Int32 {
+/// test inherit libdispatch's blocked mask otherwise, and would ignore SIGTERM),
+/// stdin from /dev/null, stdout and stderr to `outputPath`.
+private func spawn(_ executable: String, _ arguments: [String], outputPath: String) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
@@ -291,19 +318,72 @@ private func spawnAndWait(_ executable: String, _ arguments: [String], outputPat
     var pid: pid_t = 0
     let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
     guard rc == 0 else { throw SlapdError("cannot start \(executable): \(String(cString: strerror(rc)))") }
+    return pid
+}
+
+/// Whether `pid` has exited (and is now reaped).
+private func reap(_ pid: pid_t) -> Bool {
     var status: Int32 = 0
-    var delay: UInt64 = 1_000_000
-    while true {
-        let rc = waitpid(pid, &status, WNOHANG)
-        if rc == pid { break }
-        if rc < 0 && errno != EINTR {
-            throw SlapdError("waitpid \(executable): \(String(cString: strerror(errno)))")
-        }
-        try? await Task.sleep(nanoseconds: delay)
-        delay = min(delay * 2, 20_000_000)
+    let rc = waitpid(pid, &status, WNOHANG)
+    return rc == pid || (rc < 0 && errno == ECHILD)
+}
+
+private func monotonicNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1_000_000_000
+}
+
+private func makeTemporaryFolder() throws -> String {
+    var template = Array("/tmp/tollgate-slapd-XXXXXX".utf8CString)
+    guard let path = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+        throw SlapdError("mkdtemp: \(String(cString: strerror(errno)))")
     }
-    // WIFEXITED / WEXITSTATUS
-    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    return String(cString: path)
+}
+
+/// Removes a folder tree that this harness made (files and folders only).
+private func removeTree(_ path: String) {
+    guard let dir = opendir(path) else {
+        unlink(path)
+        return
+    }
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+        }
+        if name == "." || name == ".." { continue }
+        let child = path + "/" + name
+        var info = stat()
+        if lstat(child, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
+            removeTree(child)
+        } else {
+            unlink(child)
+        }
+    }
+    closedir(dir)
+    rmdir(path)
+}
+
+/// A loopback port that was free a moment ago (the kernel's choice for port 0).
+private func freeLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw SlapdError("socket: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
+    guard bound == 0 else { throw SlapdError("bind: \(String(cString: strerror(errno)))") }
+    let named = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    guard named == 0 else { throw SlapdError("getsockname: \(String(cString: strerror(errno)))") }
+    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 private func makeDirectory(_ path: String) throws {

@@ -11,6 +11,10 @@ let package = Package(
         // BEGIN plugin products
         // The `ldap` policy plugin: libtollgate-ldap.so, loaded at run time, never linked into tollgate.
         .library(name: "tollgate-ldap", type: .dynamic, targets: ["LDAPPluginEntry"]),
+        // The `sender-allowlist` policy plugin: libtollgate-sender-allowlist.so.
+        .library(name: "tollgate-sender-allowlist", type: .dynamic, targets: ["SenderAllowlistPluginEntry"]),
+        // The `rate-limit` policy plugin: libtollgate-rate-limit.so.
+        .library(name: "tollgate-rate-limit", type: .dynamic, targets: ["RateLimitPluginEntry"]),
         // END plugin products
     ],
     dependencies: [
@@ -117,6 +121,34 @@ let package = Package(
             path: "Plugins/LDAP/Entry",
             swiftSettings: strict
         ),
+        // sender-allowlist plugin: the stage (patterns, CIDR, From: parsing). Tests link this target.
+        .target(
+            name: "SenderAllowlistStage",
+            dependencies: [.product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            path: "Plugins/SenderAllowlist/Stage",
+            swiftSettings: strict
+        ),
+        // sender-allowlist plugin: the two C entry points only.
+        .target(
+            name: "SenderAllowlistPluginEntry",
+            dependencies: ["SenderAllowlistStage", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            path: "Plugins/SenderAllowlist/Entry",
+            swiftSettings: strict
+        ),
+        // rate-limit plugin: the stage (rules, sliding-log counters). Tests link this target.
+        .target(
+            name: "RateLimitStage",
+            dependencies: [.product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            path: "Plugins/RateLimit/Stage",
+            swiftSettings: strict
+        ),
+        // rate-limit plugin: the two C entry points only.
+        .target(
+            name: "RateLimitPluginEntry",
+            dependencies: ["RateLimitStage", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            path: "Plugins/RateLimit/Entry",
+            swiftSettings: strict
+        ),
         // END plugin targets
 
         // Helpers for tests: child processes, certificates, sinks, free ports.
@@ -172,6 +204,16 @@ let package = Package(
                 "LDAPStage", "LDAPDirectory", "TestSupport",
                 .product(name: "TollgatePolicy", package: "TollgatePolicy"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SenderAllowlistTests",
+            dependencies: ["SenderAllowlistStage", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "RateLimitTests",
+            dependencies: ["RateLimitStage", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
             swiftSettings: strict
         ),
         // END plugin tests

@@ -58,6 +58,4 @@ public struct SMTPClientConfiguration: Sendable {
         self.dataTimeout = dataTimeout
     }
 
-    /// Whether AUTH is configured.
-    var hasCredentials: Bool { username != nil }
 }

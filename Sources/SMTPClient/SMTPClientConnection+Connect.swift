@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -33,6 +34,9 @@ extension SMTPClientConnection {
         let serverHostname = isIPLiteral(host) ? nil : host
         let implicitTLS = configuration.tls == .implicit
 
+        // The handler outlives its place in the pipeline (a failed handshake removes it
+        // before we look), so keep hold of it from the start.
+        let handlerBox = NIOLockedValueBox<NIOLoopBound<SMTPClientHandler>?>(nil)
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(configuration.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -42,7 +46,9 @@ extension SMTPClientConnection {
                     if implicitTLS, let sslContext {
                         try sync.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: serverHostname))
                     }
-                    try sync.addHandler(SMTPClientHandler(implicitTLS: implicitTLS, eventLoop: channel.eventLoop))
+                    let handler = SMTPClientHandler(implicitTLS: implicitTLS, eventLoop: channel.eventLoop)
+                    try sync.addHandler(handler)
+                    handlerBox.withLockedValue { $0 = NIOLoopBound(handler, eventLoop: channel.eventLoop) }
                 }
             }
         let channel: any Channel
@@ -52,8 +58,12 @@ extension SMTPClientConnection {
             logger.info("upstream connect failed", metadata: ["error": "\(error)"])
             throw SMTPClientError.connectFailed(String(describing: error))
         }
+        guard let handler = handlerBox.withLockedValue({ $0 }) else {
+            channel.close(promise: nil)
+            throw SMTPClientError.connectFailed("channel set-up failed")
+        }
 
-        let upstream = try await UpstreamChannel.attach(to: channel, logger: logger)
+        let upstream = UpstreamChannel(channel: channel, handler: handler, logger: logger)
         do {
             var session = SessionSetup(upstream: upstream, configuration: configuration, ehlo: ehlo, logger: logger)
             let capabilities = try await session.run(

@@ -9,13 +9,6 @@ struct UpstreamChannel: Sendable {
     let handler: NIOLoopBound<SMTPClientHandler>
     let logger: Logger
 
-    static func attach(to channel: any Channel, logger: Logger) async throws -> UpstreamChannel {
-        let handler = try await channel.eventLoop.submit {
-            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: SMTPClientHandler.self), eventLoop: channel.eventLoop)
-        }.get()
-        return UpstreamChannel(channel: channel, handler: handler, logger: logger)
-    }
-
     /// Writes the commands in one flush (one TCP write for a pipelined group).
     func send(_ commands: [ClientCommand]) {
         var buffer = channel.allocator.buffer(capacity: commands.count * 64)

@@ -141,8 +141,8 @@ public struct DataReceiver: Sendable {
                         state = .text
                         i += 1
                     } else {
-                        // A line that starts with a single dot the client forgot to stuff.
-                        appendDot()
+                        // RFC 5321 §4.5.2: "If the first character is a period and there
+                        // are other characters on the line, the first character is deleted."
                         state = .text
                     }
                 case .dotCR(let canonical):

@@ -91,6 +91,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler, RemovableChannelHand
         logger.debug("session started")
         buffer = context.channel.allocator.buffer(capacity: 1024)
         perform(machine.connected(), context: context)
+        armDeadlineIfNeeded(context: context)
         flushIfNeeded(context: context)
         context.fireChannelActive()
     }

@@ -356,6 +356,22 @@ struct LDAPStageIntegrationTests {
         }
     }
 
+    @Test("a dry run (tollgate explain) neither caches nor counts failures")
+    func dryRun() async throws {
+        try await withStage([("max_failures_per_user", "1"), ("negative_cache_ttl", "30s")]) { slapd, stage, _ in
+            var context = authContext()
+            context.dryRun = true
+            for _ in 0..<3 {
+                let outcome = try await stage.authenticate(
+                    AuthCredentials(username: "alice", password: "wrong", mechanism: "PLAIN"), context: context
+                )
+                #expect(isFailure(outcome, reason: "wrong password"))
+            }
+            #expect(slapd.bindRequests(dn: Self.aliceDN) == 3)
+            #expect(facts(await login(stage, "alice", "alice-pw")) != nil)
+        }
+    }
+
     @Test("a burst of identical logins makes one directory round trip")
     func burst() async throws {
         try await withStage([("cache_ttl", "60s")]) { slapd, stage, _ in

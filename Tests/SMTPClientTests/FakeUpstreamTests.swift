@@ -284,7 +284,7 @@ struct FakeUpstreamTransactionTests {
         let small = ByteBuffer(string: "Subject: x\r\n\r\nhi\r\n")
         #expect(try await connection.send(Client.envelope(["a@example.test"]), content: small).dataReply?.code == 250)
         await connection.close()
-        #expect(upstream.session(1).contains("MAIL FROM:<sender@example.test> SIZE=\(small.readableBytes) "))
+        #expect(upstream.session(1).contains("MAIL FROM:<sender@example.test> SIZE=\(small.readableBytes)\r\n"))
     }
 
     /// RELIABILITY C18 end to end: nothing is written, the connection stays usable.

@@ -58,9 +58,11 @@ final class ServerProcess: @unchecked Sendable {
 
     var isRunning: Bool { process.isRunning }
 
+    /// SIGKILL: children inherit the test process's blocked signal mask, so smtp-sink
+    /// never sees a SIGTERM.
     func stop() {
         if process.isRunning {
-            process.terminate()
+            kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
         try? stdin.fileHandleForWriting.close()

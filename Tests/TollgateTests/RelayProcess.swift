@@ -47,7 +47,8 @@ final class RelayProcess: @unchecked Sendable {
             stdoutPath: directory.path + "/stdout.log",
             stderrPath: directory.path + "/serve.log"
         )
-        guard waitForPort(port, timeout: 30) else {
+        // Watch the socket table rather than connect, so no test sees a stray session.
+        guard waitUntil(timeout: 30, { isListening(port: port) }) else {
             throw TestFailure("tollgate did not start listening: \(log)")
         }
     }

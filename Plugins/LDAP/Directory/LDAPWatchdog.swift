@@ -78,6 +78,7 @@ final class LDAPWatchdog: @unchecked Sendable {
     }
 
     private func run() {
+        pthread_setname_np(pthread_self(), "tollgate-ldapdog")
         lock.lock()
         while !stopped {
             if armed.isEmpty {

@@ -5,14 +5,13 @@ import LDAPStage
 import TollgatePolicy
 
 /// Writes the plugin's ``TollgatePluginHandshake`` (the API and compiler versions
-/// it was built with) into `out`, which must point to at least
-/// `MemoryLayout<TollgatePluginHandshake>.size` writable, aligned bytes.
+/// it was built with) into the relay's buffer.
 ///
 /// C: `void tollgate_plugin_handshake(void *out)`. A Swift struct cannot be the
 /// result of a `@_cdecl` function, so the handshake is written through a pointer.
 @_cdecl("tollgate_plugin_handshake")
 public func tollgatePluginHandshake(_ out: UnsafeMutableRawPointer) {
-    out.storeBytes(of: TollgatePluginHandshake.current, as: TollgatePluginHandshake.self)
+    TollgatePluginHandshake.current.write(to: out)
 }
 
 /// Returns a retained ``LDAPStageFactory`` (`Unmanaged.passRetained(…).toOpaque()`);

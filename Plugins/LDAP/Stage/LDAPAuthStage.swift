@@ -63,9 +63,9 @@ public final class LDAPAuthStage: PolicyStage {
             break
         }
 
-        let key = LDAPAuthState.FlightKey(user: user, digest: digest)
-        let password = credentials.password
         let dryRun = context.dryRun
+        let key = LDAPAuthState.FlightKey(user: user, digest: digest, dryRun: dryRun)
+        let password = credentials.password
         let outcome = await state.coalesce(key) { [self] in
             let verdict = await verify(user: user, password: password)
             if !dryRun { await record(verdict, user: user, digest: digest) }
@@ -143,6 +143,8 @@ actor LDAPAuthState {
     struct FlightKey: Hashable, Sendable {
         var user: String
         var digest: [UInt8]
+        /// Dry runs (`tollgate explain`) record nothing, so they do not share with real logins.
+        var dryRun: Bool
     }
 
     private var cache: LDAPAuthCache

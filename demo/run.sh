@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
-# Starts the demo relay in the foreground (Ctrl-C stops it).
+# Starts the demo: a throwaway slapd with the example directory (demo/ldap), then
+# the relay in the foreground. Ctrl-C stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/make-certs.sh demo/certs >/dev/null
-mkdir -p demo/var/outbox
+mkdir -p demo/var/outbox demo/var/outbox-finance
 bin="$(swift build -c release --show-bin-path)/tollgate"
+sh demo/ldap/start-slapd.sh demo/var/ldap 3389
+trap 'kill "$(cat demo/var/ldap/slapd.pid)" 2>/dev/null || true' EXIT
 "$bin" check -c demo/tollgate.yaml
 cat <<MSG
 
-Tollgate demo: relay on 127.0.0.1:2525 (STARTTLS), submission on 127.0.0.1:2587 (STARTTLS + AUTH).
-Delivered mail is written to demo/var/outbox/*.eml. Try, in another terminal:
+Tollgate demo
+  relay      127.0.0.1:2525  STARTTLS, no AUTH: local applications sending as *@apps.example.com
+  submission 127.0.0.1:2587  STARTTLS + AUTH against the demo directory (demo/ldap/directory.ldif)
+Delivered mail lands in demo/var/outbox/ (finance's in demo/var/outbox-finance/).
 
-  swaks --server 127.0.0.1:2525 --from app@example.com --to someone@example.net
-  swaks --server 127.0.0.1:2525 -tls --tls-ca-path demo/certs/ca.pem --from app@example.com --to someone@example.net
+Try, in another terminal:
+  # allowed: alice (finance) sends as her own address
+  swaks --server 127.0.0.1:2587 -tls --tls-ca-path demo/certs/ca.pem -a PLAIN -au alice -ap alice-pw \\
+        --from alice@finance.example.com --to someone@example.net
+  # refused (553 5.7.1): alice sends as bob
+  swaks --server 127.0.0.1:2587 -tls --tls-ca-path demo/certs/ca.pem -a PLAIN -au alice -ap alice-pw \\
+        --from bob@engineering.example.com --to someone@example.net
+  # an application on this host
+  swaks --server 127.0.0.1:2525 --from backup@apps.example.com --to ops@example.net
+  $bin explain -c demo/tollgate.yaml --user alice --from alice@finance.example.com --to someone@example.net
   $bin queue list -c demo/tollgate.yaml
   curl -s 127.0.0.1:9464/metrics
 
 MSG
-exec "$bin" serve -c demo/tollgate.yaml
+"$bin" serve -c demo/tollgate.yaml

@@ -358,7 +358,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler, RemovableChannelHand
     // MARK: - Asynchronous steps
 
     private func policyContext(_ phase: PolicyPhase) -> PolicyContext {
-        let tx = machine.transaction
+        let tx = machine.transactionUnderDecision
         var context = PolicyContext(
             phase: phase,
             sessionID: sessionID,

@@ -122,6 +122,18 @@ public struct SMTPSessionStateMachine: Sendable {
         }
     }
 
+    /// The transaction a pending policy decision is about: the one being opened at
+    /// the mail phase, the one a recipient is added to at rcpt, the complete one at data.
+    public var transactionUnderDecision: Transaction? {
+        if case .awaitingPolicy(let pending) = state {
+            switch pending {
+            case .mail(let tx), .rcpt(let tx, _), .data(let tx): return tx
+            default: break
+            }
+        }
+        return transaction
+    }
+
     public var inAuthExchange: Bool {
         if case .authExchange = state { return true }
         return false

@@ -261,3 +261,20 @@ import TollgatePolicy
         #expect(r.code == 554)
     }
 }
+
+extension SessionStateMachineTests {
+    /// Stages must see the sender at the mail phase and the recipients so far at rcpt,
+    /// although the transaction is only opened once the verdict is in.
+    @Test func policySeesTheTransactionUnderDecision() {
+        var m = machine(tls: .none, auth: .none)
+        send(&m, "EHLO c")
+        #expect(m.receivedLine(Array("MAIL FROM:<a@b.example>".utf8)[...]) == .evaluatePolicy(.mail))
+        #expect(m.transaction == nil)
+        #expect(m.transactionUnderDecision?.sender.address == "a@b.example")
+        _ = m.policyDecided(.continue)
+        send(&m, "RCPT TO:<one@d.example>")
+        #expect(m.receivedLine(Array("RCPT TO:<two@d.example>".utf8)[...]) == .evaluatePolicy(.rcpt))
+        #expect(m.transactionUnderDecision?.recipients.map(\.mailbox.description) == ["one@d.example"])
+        #expect(m.pendingRecipient?.description == "two@d.example")
+    }
+}

@@ -78,7 +78,7 @@ final class LDAPWatchdog: @unchecked Sendable {
     }
 
     private func run() {
-        pthread_setname_np(pthread_self(), "tollgate-ldapdog")
+        cldap_set_thread_name("tollgate-ldapdog")
         lock.lock()
         while !stopped {
             if armed.isEmpty {

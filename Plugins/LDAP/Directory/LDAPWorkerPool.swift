@@ -97,7 +97,7 @@ final class LDAPWorkerPool: @unchecked Sendable {
     }
 
     private func workerLoop() {
-        pthread_setname_np(pthread_self(), "tollgate-ldap")
+        cldap_set_thread_name("tollgate-ldap")
         let connections = LDAPWorkerConnections(configuration: configuration, watchdog: watchdog)
         while let job = next() {
             if monotonicSeconds() > job.deadline {

@@ -4,7 +4,7 @@
 #
 # usage: bench/run.sh [--quick] [--systems LIST] [--cases LIST]
 #                     [--tollgate-config FILE] [--variant LABEL=FILE]...
-#                     [--keep] [--no-fsync-check]
+#                     [--keep] [--no-fsync-check] [--pipeline-only|--no-pipeline]
 #
 #   --quick               short smoke run (also BENCH_QUICK=1)
 #   --systems LIST        comma list of postfix, tollgate, tollgate:LABEL
@@ -21,6 +21,17 @@
 #   --keep                keep the work directory (BENCH_KEEP=1)
 #   --no-fsync-check      skip the strace check that each system fsyncs
 #                         before its 250 (BENCH_FSYNC_CHECK=0)
+#   --pipeline-only       run only the pipeline-overhead section
+#                         (BENCH_PIPELINE=only)
+#   --no-pipeline         skip it (BENCH_PIPELINE=0)
+#
+# The pipeline-overhead section (after the Postfix comparison) drives Tollgate
+# with STARTTLS and AUTH (bench/pipeline.py) with the policy pipeline off and
+# on (ldap against a throwaway slapd, sender-allowlist, rate-limit, department
+# policies), alternating, in the same run.  BENCH_PIPELINE_SESSIONS (default
+# 1,20,100, quick 1,20), BENCH_PIPELINE_ROUNDS (3, quick 1),
+# BENCH_PIPELINE_DURATION (s, 10, quick 3), BENCH_PIPELINE_WARMUP (s, 3,
+# quick 1), BENCH_PIPELINE_RECONNECT (messages per session, 25).
 #
 # Other environment: BENCH_DURATION (s, target length of the throughput phase,
 # default 10, quick 3), BENCH_LAT_DURATION (latency phase, 6 / 2),
@@ -44,6 +55,7 @@ VARIANTS=${BENCH_TOLLGATE_VARIANTS:-}
 KEEP=${BENCH_KEEP:-0}
 FSYNC_CHECK=${BENCH_FSYNC_CHECK:-1}
 TG_BIN=${TOLLGATE_BIN:-$ROOT/.build/release/tollgate}
+PIPELINE=${BENCH_PIPELINE:-1}
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -54,19 +66,29 @@ while [ $# -gt 0 ]; do
     --variant) VARIANTS="$VARIANTS $2"; shift ;;
     --keep) KEEP=1 ;;
     --no-fsync-check) FSYNC_CHECK=0 ;;
+    --pipeline-only) PIPELINE=only ;;
+    --no-pipeline) PIPELINE=0 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
 done
 
+case "$PIPELINE" in 0|1|only) ;; *) echo "bench: BENCH_PIPELINE must be 0, 1 or only" >&2; exit 2 ;; esac
 if [ "$QUICK" = 1 ]; then
   DURATION=${BENCH_DURATION:-3}; LAT_DURATION=${BENCH_LAT_DURATION:-2}; DRAIN_MAX=${BENCH_DRAIN_MAX:-30}
   CASES=${CASES:-1x4Kx1,20x4Kx1,100x100Kx10}
+  PL_SESSIONS=${BENCH_PIPELINE_SESSIONS:-1,20}; PL_ROUNDS=${BENCH_PIPELINE_ROUNDS:-1}
+  PL_DURATION=${BENCH_PIPELINE_DURATION:-3}; PL_WARMUP=${BENCH_PIPELINE_WARMUP:-1}
 else
   DURATION=${BENCH_DURATION:-10}; LAT_DURATION=${BENCH_LAT_DURATION:-6}; DRAIN_MAX=${BENCH_DRAIN_MAX:-120}
   CASES=${CASES:-1x4Kx1,1x4Kx10,1x100Kx1,1x100Kx10,20x4Kx1,20x4Kx10,20x100Kx1,20x100Kx10,100x4Kx1,100x4Kx10,100x100Kx1,100x100Kx10}
+  PL_SESSIONS=${BENCH_PIPELINE_SESSIONS:-1,20,100}; PL_ROUNDS=${BENCH_PIPELINE_ROUNDS:-3}
+  PL_DURATION=${BENCH_PIPELINE_DURATION:-10}; PL_WARMUP=${BENCH_PIPELINE_WARMUP:-3}
 fi
+PL_RECONNECT=${BENCH_PIPELINE_RECONNECT:-25}
+COMPARISON=1
+[ "$PIPELINE" = only ] && COMPARISON=0
 if [ -z "$SYSTEMS" ]; then
   SYSTEMS=postfix,tollgate
   for v in $VARIANTS; do SYSTEMS="$SYSTEMS,tollgate:${v%%=*}"; done
@@ -80,29 +102,52 @@ die() { say "$*"; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root (private Postfix instance, package installs)"
 
 # ----------------------------------------------------------------------------
-# Process bookkeeping: every background process is recorded as "PID NAME" and
-# killed by PID at exit (only if /proc/PID still runs NAME).
+# Process bookkeeping: every background process is recorded as "PID NAME
+# STARTTIME" and killed by PID at exit, only if /proc/PID still runs NAME and
+# (when recorded) still has that start time, so that a reused PID is never hit.
+# Never by name: other people's processes (tests under /tmp/tollgate-test-…)
+# carry "tollgate" or "slapd" in their command lines too.
 
 WORK=""
 PIDS_FILE=""
+PL_DIR=""
 PF_DIRS=()
 CREATED_POLICY_RC=0
 
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
-runs() { # runs PID NAME: is PID alive and running NAME?
-  alive "$1" && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -q -- "$2"
+starttime() { # starttime PID: field 22 of /proc/PID/stat (clock ticks since boot)
+  local s
+  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  s=${s##*) }
+  set -- $s
+  echo "${20}"
 }
 
-track() { echo "$1 $2" >>"$PIDS_FILE"; }
+runs() { # runs PID NAME [STARTTIME]: is PID alive, running NAME, started then?
+  alive "$1" && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -q -- "$2" || return 1
+  [ -z "${3:-}" ] || [ "$(starttime "$1")" = "$3" ]
+}
 
-stop_pid() { # stop_pid PID NAME [GRACE_SECONDS]
-  local pid=$1 name=$2 grace=${3:-10} i
-  runs "$pid" "$name" || return 0
+STARTS=() # STARTS[PID]=start time, for stop_pid calls made by this script
+
+track() { # track PID NAME
+  local st
+  st=$(starttime "$1") || st=""
+  [ -n "$st" ] && STARTS[$1]=$st
+  echo "$1 $2 $st" >>"$PIDS_FILE"
+}
+
+stop_pid() { # stop_pid PID NAME [GRACE_SECONDS [STARTTIME]]
+  local pid=$1 name=$2 grace=${3:-10} st=${4:-} i
+  [ -n "$pid" ] || return 0
+  [ -n "$st" ] || st=${STARTS[$pid]:-}
+  runs "$pid" "$name" "$st" || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < grace * 10; i++)); do alive "$pid" || return 0; sleep 0.1; done
-  runs "$pid" "$name" && kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < grace * 10; i++)); do alive "$pid" || break; sleep 0.1; done
+  if alive "$pid"; then runs "$pid" "$name" "$st" && kill -KILL "$pid" 2>/dev/null || true; fi
   wait "$pid" 2>/dev/null || true
+  return 0
 }
 
 postfix_pids() { # PIDs of every process of the private instance in DIR
@@ -126,10 +171,15 @@ postfix_stop() { # postfix_stop DIR
 }
 
 cleanup() {
-  local rc=$? pid name d
+  local rc=$? pid name st d
   set +e
   if [ -n "$PIDS_FILE" ] && [ -f "$PIDS_FILE" ]; then
-    while read -r pid name; do stop_pid "$pid" "$name" 5; done < <(tac "$PIDS_FILE")
+    while read -r pid name st; do stop_pid "$pid" "$name" 5 "$st"; done < <(tac "$PIDS_FILE")
+  fi
+  # a slapd whose start script was interrupted before run.sh could record it
+  if [ -n "$PL_DIR" ] && [ -s "$PL_DIR/slapd/slapd.pid" ]; then
+    pid=$(tr -d ' \n' <"$PL_DIR/slapd/slapd.pid")
+    if runs "$pid" "$PL_DIR/slapd"; then stop_pid "$pid" "$PL_DIR/slapd" 5; fi
   fi
   for d in "${PF_DIRS[@]}"; do postfix_stop "$d"; done
   if [ "$CREATED_POLICY_RC" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
@@ -151,11 +201,18 @@ ensure_packages() {
     command -v "$c" >/dev/null 2>&1 || { pkgs+=(postfix); break; }
   done
   command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
-  if [ "$FSYNC_CHECK" = 1 ]; then command -v strace >/dev/null 2>&1 || pkgs+=(strace); fi
+  if [ "$FSYNC_CHECK" = 1 ] && [ "$COMPARISON" = 1 ]; then command -v strace >/dev/null 2>&1 || pkgs+=(strace); fi
+  if [ "$PIPELINE" != 0 ]; then
+    command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || pkgs+=(slapd)
+    for c in slapadd ldapadd ldapwhoami; do
+      command -v "$c" >/dev/null 2>&1 || [ -x "/usr/sbin/$c" ] || { pkgs+=(ldap-utils); break; }
+    done
+    command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
+  fi
   [ ${#pkgs[@]} -gt 0 ] || return 0
   say "installing ${pkgs[*]}"
   if [ ! -e /usr/sbin/policy-rc.d ]; then
-    # keep Debian's own postfix service from starting on port 25
+    # keep Debian's own postfix (and slapd) service from starting
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
     CREATED_POLICY_RC=1
@@ -168,13 +225,24 @@ ensure_packages() {
   if [ -f /var/spool/postfix/pid/master.pid ] && alive "$(tr -d ' \n' </var/spool/postfix/pid/master.pid)"; then
     postfix stop >/dev/null 2>&1 || true
   fi
+  # likewise Debian's slapd (port 389), if it was installed just now
+  if [[ " ${pkgs[*]} " == *" slapd "* ]] && [ -f /var/run/slapd/slapd.pid ] &&
+    alive "$(tr -d ' \n' </var/run/slapd/slapd.pid)"; then
+    kill -TERM "$(tr -d ' \n' </var/run/slapd/slapd.pid)" 2>/dev/null || true
+  fi
 }
 
 want_tollgate() { [[ ",$SYSTEMS," == *,tollgate* ]]; }
 
 ensure_tollgate() {
-  want_tollgate || return 0
-  if [ ! -x "$TG_BIN" ]; then
+  want_tollgate || [ "$PIPELINE" != 0 ] || return 0
+  local bindir p missing=0
+  bindir=$(dirname "$TG_BIN")
+  if [ "$PIPELINE" != 0 ]; then
+    # the bundled stages are built into the same folder and loaded from there
+    for p in ldap sender-allowlist rate-limit; do [ -f "$bindir/libtollgate-$p.so" ] || missing=1; done
+  fi
+  if [ ! -x "$TG_BIN" ] || [ "$missing" = 1 ]; then
     say "building Tollgate (swift build -c release)"
     (cd "$ROOT" && swift build -c release) >"$OUT/build.log" 2>&1 ||
       die "swift build -c release failed; see $OUT/build.log"
@@ -407,6 +475,121 @@ run_one() { # SYSTEM SESSIONS SIZE RCPTS INDEX
 }
 
 # ----------------------------------------------------------------------------
+# Pipeline overhead: Tollgate with the policy pipeline off and on, driven with
+# STARTTLS (and AUTH when on) by bench/pipeline.py.  One slapd for the whole
+# section; a fresh Tollgate and sink per measurement.
+
+LDAP_PORT=""
+SLAPD_PID=""
+
+pipeline_setup() {
+  local rc=0
+  PL_DIR="$WORK/pipeline"
+  mkdir -p "$PL_DIR"
+  bash "$ROOT/scripts/make-certs.sh" "$PL_DIR/certs" >/dev/null || die "scripts/make-certs.sh failed"
+  # the shipped department policies with only their rate-limit numbers raised
+  python3 "$HERE/pipeline.py" policies "$ROOT/policies" "$PL_DIR/policies" >"$OUT/pipeline-policies.diff"
+  LDAP_PORT=$(freeport)
+  sh "$ROOT/demo/ldap/start-slapd.sh" "$PL_DIR/slapd" "$LDAP_PORT" >"$PL_DIR/slapd.start" 2>&1 || rc=$?
+  if [ -s "$PL_DIR/slapd/slapd.pid" ]; then
+    SLAPD_PID=$(tr -d ' \n' <"$PL_DIR/slapd/slapd.pid")
+    track "$SLAPD_PID" slapd
+  fi
+  [ "$rc" = 0 ] || die "slapd did not start: $(tail -5 "$PL_DIR/slapd.start")"
+  say "pipeline: slapd on 127.0.0.1:$LDAP_PORT (PID $SLAPD_PID)"
+}
+
+pipeline_config() { # MODE PORT SINKPORT METRICSPORT SPOOL -> stdout
+  sed -e "s|@LISTEN_ADDRESS@|127.0.0.1:$2|g" -e "s|@UPSTREAM_ADDRESS@|127.0.0.1:$3|g" \
+    -e "s|@METRICS_ADDRESS@|127.0.0.1:$4|g" -e "s|@SPOOL_PATH@|$5|g" -e "s|@WORKDIR@|$(dirname "$5")|g" \
+    -e "s|@CERT_DIR@|$PL_DIR/certs|g" -e "s|@LDAP_URI@|ldap://127.0.0.1:$LDAP_PORT|g" \
+    -e "s|@POLICIES@|$PL_DIR/policies|g" "$HERE/tollgate-pipeline-$1.yaml.in"
+}
+
+pipeline_check() { # MODE: tollgate check of the generated configuration
+  local mode=$1 dir="$PL_DIR/check-$1"
+  mkdir -p "$dir/spool"
+  pipeline_config "$mode" "$(freeport)" "$(freeport)" "$(freeport)" "$dir/spool" >"$dir/tollgate.yaml"
+  cp "$dir/tollgate.yaml" "$OUT/pipeline-tollgate-$mode.yaml"
+  if ! timeout 60 "$TG_BIN" check -c "$dir/tollgate.yaml" >"$OUT/pipeline-check-$mode.txt" 2>&1; then
+    cat "$OUT/pipeline-check-$mode.txt" >&2
+    die "tollgate check refused the pipeline-$mode configuration"
+  fi
+}
+
+pipeline_one() { # MODE SESSIONS ROUND INDEX
+  local mode=$1 n=$2 round=$3 idx=$4 dir port sinkport mport tg mp rc=0 tag
+  tag="pipeline-$idx-$mode-$n"
+  dir="$PL_DIR/$tag"
+  mkdir -p "$dir/spool"
+  port=$(freeport); sinkport=$(freeport); mport=$(freeport)
+  say "pipeline $idx: $mode, $n session(s), round $round"
+  start_sink "$dir" "$sinkport"
+  pipeline_config "$mode" "$port" "$sinkport" "$mport" "$dir/spool" >"$dir/tollgate.yaml"
+  "$TG_BIN" serve -c "$dir/tollgate.yaml" >"$dir/tollgate.log" 2>&1 &
+  tg=$!
+  track "$tg" tollgate
+  if ! python3 "$HERE/util.py" wait-smtp "$port" 60 "$tg"; then
+    tail -20 "$dir/tollgate.log" >&2 || true
+    printf '{"mode":"%s","sessions":%d,"round":%d,"errors":["tollgate did not start; see %s"],"ok":false}\n' \
+      "$mode" "$n" "$round" "$OUT/logs/$tag.log" >>"$OUT/pipeline.jsonl"
+  else
+    timeout --kill-after=15 $((200 + PL_WARMUP + PL_DURATION + 2 * ${DRAIN_MAX%.*})) \
+      python3 "$HERE/pipeline.py" load --port "$port" --ca "$PL_DIR/certs/ca.pem" --mode "$mode" \
+      --sessions "$n" --round "$round" --duration "$PL_DURATION" --warmup "$PL_WARMUP" \
+      --reconnect "$PL_RECONNECT" --sink-count-file "$dir/sink.count" --drain-max "$DRAIN_MAX" \
+      --metrics-url "http://127.0.0.1:$mport/metrics" --slapd-log "$PL_DIR/slapd/slapd.log" \
+      --server-pid "$tg" --slapd-pid "$SLAPD_PID" >"$dir/result.json" &
+    mp=$!
+    track "$mp" pipeline.py
+    wait "$mp" || rc=$?
+    if [ -s "$dir/result.json" ]; then
+      cat "$dir/result.json" >>"$OUT/pipeline.jsonl"
+    else
+      printf '{"mode":"%s","sessions":%d,"round":%d,"errors":["pipeline.py exited %d without a result"],"ok":false}\n' \
+        "$mode" "$n" "$round" "$rc" >>"$OUT/pipeline.jsonl"
+    fi
+    # the policy counters as Tollgate exposes them, for the record
+    python3 -c 'import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' \
+      "http://127.0.0.1:$mport/metrics" 2>/dev/null | grep -E '^tollgate_(policy_decisions|smtp_messages_accepted)' \
+      >"$OUT/logs/$tag.metrics" || true
+  fi
+  stop_pid "$tg" tollgate 20
+  stop_pid "$SINK_PID" smtp-sink
+  mkdir -p "$OUT/logs"
+  {
+    echo "== warnings and errors (first 50)"
+    grep -iE 'warn|error|fatal|panic|critical' "$dir/tollgate.log" | head -n 50 || true
+    echo "== last 100 lines"
+    tail -n 100 "$dir/tollgate.log"
+  } >"$OUT/logs/$tag.log" 2>/dev/null || true
+  rm -rf "$dir"
+}
+
+pipeline_section() {
+  local n r idx=0 order
+  IFS=, read -r -a PL_SESSION_LIST <<<"$PL_SESSIONS"
+  : >"$OUT/pipeline.jsonl"
+  pipeline_setup
+  pipeline_check off
+  pipeline_check on
+  for n in "${PL_SESSION_LIST[@]}"; do
+    for ((r = 1; r <= PL_ROUNDS; r++)); do
+      idx=$((idx + 1))
+      # alternate which mode goes first, so that drifts of the machine do not
+      # always favour the same one
+      if ((idx % 2 == 1)); then order=(off on); else order=(on off); fi
+      pipeline_one "${order[0]}" "$n" "$r" "$idx"
+      pipeline_one "${order[1]}" "$n" "$r" "$idx"
+    done
+  done
+  # every BIND slapd saw in the whole section, with its result
+  grep -E ' BIND dn=| RESULT tag=97 ' "$PL_DIR/slapd/slapd.log" >"$OUT/pipeline-slapd-binds.txt" 2>/dev/null || true
+  stop_pid "$SLAPD_PID" slapd 10
+}
+
+# ----------------------------------------------------------------------------
 
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT=${BENCH_OUT:-$HERE/out/$STAMP}
@@ -431,20 +614,29 @@ ln -sfn "$OUT" "$HERE/out/latest" 2>/dev/null || true
   echo "host: $(uname -srm), $(nproc) CPU(s), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
   echo "work dir: $WORK ($(df --output=fstype "$WORK" | tail -1))"
   echo "postfix: $(postconf -d -h mail_version 2>/dev/null)"
-  if want_tollgate; then echo "tollgate: $("$TG_BIN" version 2>&1 | head -1 || true) ($TG_BIN)"; fi
+  if want_tollgate || [ "$PIPELINE" != 0 ]; then
+    echo "tollgate: $("$TG_BIN" version 2>&1 | head -1 || true) ($TG_BIN)"
+  fi
   echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo ' (dirty)')"
-  echo "systems: ${SYSTEM_LIST[*]}"
-  for s in "${SYSTEM_LIST[@]}"; do
-    if [[ $s == tollgate* ]]; then echo "  $s config template: $(template_for "$s")"; fi
-  done
-  echo "cases: ${CASE_LIST[*]}"
-  echo "phases: throughput ~${DURATION}s, latency ${LAT_DURATION}s, drain wait <= ${DRAIN_MAX}s"
+  if [ "$COMPARISON" = 1 ]; then
+    echo "systems: ${SYSTEM_LIST[*]}"
+    for s in "${SYSTEM_LIST[@]}"; do
+      if [[ $s == tollgate* ]]; then echo "  $s config template: $(template_for "$s")"; fi
+    done
+    echo "cases: ${CASE_LIST[*]}"
+    echo "phases: throughput ~${DURATION}s, latency ${LAT_DURATION}s, drain wait <= ${DRAIN_MAX}s"
+  fi
+  if [ "$PIPELINE" != 0 ]; then
+    echo "pipeline section: sessions ${PL_SESSIONS}, ${PL_ROUNDS} round(s), warm-up ${PL_WARMUP}s, measured ${PL_DURATION}s, reconnect every ${PL_RECONNECT} messages"
+    echo "  slapd: $(slapd -VV 2>&1 | grep -m1 -o 'slapd [0-9.]*' || true)"
+  fi
+  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "disk fsync rate at start: $(python3 "$HERE/util.py" fsync-rate "$WORK")/s (4 KiB write+fsync)"
 } >"$OUT/meta.txt"
 cat "$OUT/meta.txt" >&2
 
 FAILED=0
-if [ "$FSYNC_CHECK" = 1 ]; then
+if [ "$FSYNC_CHECK" = 1 ] && [ "$COMPARISON" = 1 ]; then
   : >"$OUT/fsync-check.txt"
   for s in "${SYSTEM_LIST[@]}"; do
     fsync_check "$s" || { FAILED=1; say "fsync check: $s did not show an fsync before 250"; }
@@ -453,6 +645,7 @@ if [ "$FSYNC_CHECK" = 1 ]; then
 fi
 
 idx=0
+[ "$COMPARISON" = 1 ] || CASE_LIST=()
 for c in "${CASE_LIST[@]}"; do
   IFS=x read -r n size rcpts <<<"$c"
   size=$(parse_size "$size")
@@ -467,13 +660,24 @@ for c in "${CASE_LIST[@]}"; do
   for s in "${order[@]}"; do run_one "$s" "$n" "$size" "$rcpts" "$idx"; done
 done
 
+if [ "$PIPELINE" != 0 ]; then pipeline_section; fi
+
 echo "disk fsync rate at end: $(python3 "$HERE/util.py" fsync-rate "$WORK")/s" >>"$OUT/meta.txt"
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
 {
   cat "$OUT/meta.txt"
   echo
-  if [ -f "$OUT/fsync-check.txt" ]; then echo "fsync before 250:"; cat "$OUT/fsync-check.txt"; fi
-  python3 "$HERE/report.py" "$OUT/results.jsonl" postfix || FAILED=1
+  if [ "$COMPARISON" = 1 ]; then
+    if [ -f "$OUT/fsync-check.txt" ]; then echo "fsync before 250:"; cat "$OUT/fsync-check.txt"; fi
+    python3 "$HERE/report.py" "$OUT/results.jsonl" postfix || FAILED=1
+  fi
+  if [ "$PIPELINE" != 0 ]; then
+    echo
+    echo "== pipeline overhead: Tollgate, STARTTLS, 4 KiB messages, 1 recipient; pipeline off (no AUTH, no"
+    echo "   stages) vs on (AUTH PLAIN + ldap, sender-allowlist, rate-limit, department policies; LDAP cache warm)"
+    python3 "$HERE/pipeline.py" report "$OUT/pipeline.jsonl" || FAILED=1
+  fi
 } >"$OUT/report.txt" 2>&1
 cat "$OUT/report.txt"
-say "results in $OUT (report.txt, results.jsonl, fsync-check.txt, logs/)"
+say "results in $OUT (report.txt, results.jsonl, pipeline.jsonl, fsync-check.txt, logs/)"
 exit "$FAILED"

@@ -3,26 +3,36 @@ import Logging
 import NIOCore
 import NIOPosix
 import SMTPCore
+import Synchronization
 import Testing
 import TestSupport
 
 @testable import SMTPClient
 
+/// Where ``Certificates/shared`` lives; removed when the test process exits.
+private let certificateFolder = Mutex<TemporaryDirectory?>(nil)
+
 /// Certificates shared by the TLS tests, made once per run: a CA with a server
-/// certificate for `localhost` and 127.0.0.1, a self-signed one, an expired one.
+/// certificate for `localhost` and 127.0.0.1, a self-signed one, an expired one, and
+/// one for another name.
 struct Certificates: Sendable {
     let trusted: TestCertificates
     let selfSigned: TestCertificates
     let expired: TestCertificates
+    /// From its own CA, for `mx.example.test` only.
+    let otherName: TestCertificates
 
     static let shared: Result<Certificates, TestSupportError> = {
         do {
             let folder = try TemporaryDirectory(label: "smtpclient-certs")
+            certificateFolder.withLock { $0 = folder }
+            atexit { certificateFolder.withLock { $0?.remove() } }
             return .success(
                 Certificates(
                     trusted: try TestCertificates.make(in: folder.path),
                     selfSigned: try TestCertificates.makeSelfSigned(in: folder.path),
-                    expired: try TestCertificates.makeExpired(in: folder.path)
+                    expired: try TestCertificates.makeExpired(in: folder.path),
+                    otherName: try TestCertificates.make(in: folder.path, name: "othername", hostnames: ["mx.example.test"], ips: [])
                 )
             )
         } catch let error as TestSupportError {

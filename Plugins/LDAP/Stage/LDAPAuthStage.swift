@@ -197,3 +197,21 @@ actor LDAPAuthState {
         }
     }
 }
+
+extension LDAPAuthStage: PolicyUserLookup {
+    /// The facts a login of `user` would attach, found with the service connection
+    /// only (no bind as the user, nothing cached or counted): for `tollgate explain`.
+    public func lookUpUser(_ user: String) async throws -> SessionFacts? {
+        guard !user.isEmpty, user.utf8.count <= Self.maxUsernameLength else { return nil }
+        let departments = host.departments()
+        let filter = LDAPEscaping.userFilter(template: settings.userFilter, username: user)
+        let attributes = LDAPUserFacts.attributes(settings: settings, departments: departments)
+        switch await directory.search(base: settings.base, filter: filter, attributes: attributes, sizeLimit: 2) {
+        case .success(let entries):
+            guard entries.count == 1, let entry = entries.first else { return nil }
+            return LDAPUserFacts.facts(user: user, entry: entry, settings: settings, departments: departments)
+        case .failure(let error):
+            throw error
+        }
+    }
+}

@@ -39,6 +39,22 @@ public enum ExplainCommand {
         if !refused, let user {
             context.authenticatedUser = user
             context.facts.user = user
+            // What a login would attach, from the first stage that can look users up.
+            for stage in pipeline.stages {
+                guard let lookup = stage.stage as? any PolicyUserLookup else { continue }
+                do {
+                    if let facts = try await lookup.lookUpUser(user) {
+                        out += "auth      \(stage.name.padding(toLength: 18, withPad: " ", startingAt: 0)) found     user \(user)\(facts.department.map { ", department \($0)" } ?? ""), may send as \(facts.allowedSenders.joined(separator: ", "))\n"
+                        context.facts.merge(facts)
+                        if let d = facts.department { context.facts.merge(setup.policies.facts(for: d)) }
+                    } else {
+                        out += "auth      \(stage.name.padding(toLength: 18, withPad: " ", startingAt: 0)) unknown   no such user \(user)\n"
+                    }
+                } catch {
+                    out += "auth      \(stage.name.padding(toLength: 18, withPad: " ", startingAt: 0)) error     \(error)\n"
+                }
+                break
+            }
             if await run(.auth).reply != nil { refused = true }
         }
         if !refused {

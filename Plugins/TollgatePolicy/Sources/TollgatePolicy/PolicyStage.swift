@@ -75,3 +75,12 @@ public protocol PolicyStageFactory: AnyObject, Sendable {
     /// Makes a stage from valid settings.
     func makeStage(settings: PolicySettings, host: any PolicyHost) async throws -> any PolicyStage
 }
+
+/// A stage that can describe a user without their password — the facts a login
+/// would attach — so that `tollgate explain --user U` shows what a real session of
+/// that user would get. Optional: stages that authenticate may adopt it.
+public protocol PolicyUserLookup: PolicyStage {
+    /// The facts for `user`, or `nil` if the stage does not know the user. Must not
+    /// count as a login attempt.
+    func lookUpUser(_ user: String) async throws -> SessionFacts?
+}

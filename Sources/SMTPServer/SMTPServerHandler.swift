@@ -537,6 +537,8 @@ public final class SMTPServerHandler: ChannelDuplexHandler, RemovableChannelHand
                         "smtp.mail.from": "\(transaction.sender)",
                         "smtp.rcpt.count": "\(transaction.recipients.count)",
                         "message.size": "\(message.content.readableBytes)",
+                        "policy.trace": "\(message.trace.map { "\($0.phase)/\($0.stage)=\($0.verdict)" }.joined(separator: " "))",
+                        "policy.department": "\(message.facts.department ?? "-")",
                     ]
                 )
                 Task { await delegate.messageAccepted(message, context: policyContext) }

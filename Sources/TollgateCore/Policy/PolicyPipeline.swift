@@ -59,7 +59,8 @@ public final class PolicyPipeline: Sendable {
             trace.append(PolicyTraceEntry(phase: context.phase.rawValue, stage: stage.name, verdict: decision.verdict.name, reason: decision.reason, milliseconds: elapsed))
             metrics?.stageDecided(stage: stage.name, phase: context.phase.rawValue, verdict: decision.verdict.name, seconds: elapsed / 1000)
             if decision.verdict != .continue || !decision.reason.isEmpty {
-                logger.debug(
+                logger.log(
+                    level: decision.verdict == .continue ? .debug : .info,
                     "policy decision",
                     metadata: [
                         "smtp.session.id": "\(context.sessionID)", "policy.stage": "\(stage.name)", "policy.phase": "\(context.phase.rawValue)",

@@ -24,7 +24,6 @@ struct ClientCommand: Sendable, Hashable, CustomStringConvertible {
     static let data = ClientCommand(line: "DATA")
     static let rset = ClientCommand(line: "RSET")
     static let quit = ClientCommand(line: "QUIT")
-    static let noop = ClientCommand(line: "NOOP")
 
     static func ehlo(_ name: String) throws(SMTPClientError) -> ClientCommand {
         try checkLineSafe(name, what: "EHLO name")

@@ -53,8 +53,6 @@ final class SMTPClientHandler: ChannelInboundHandler, RemovableChannelHandler {
         return false
     }
 
-    var isFailed: Bool { failure != nil }
-
     var isIdleAndHealthy: Bool {
         failure == nil && context != nil && replies.isEmpty && waiter == nil && parser.bufferedBytes == 0
     }
@@ -66,7 +64,9 @@ final class SMTPClientHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let reply = replies.popFirst() { return eventLoop.makeSucceededFuture(reply) }
         if let failure { return eventLoop.makeFailedFuture(failure) }
         guard context != nil else { return eventLoop.makeFailedFuture(SMTPClientError.connectionClosed) }
-        precondition(waiter == nil, "two callers waiting for one reply")
+        guard waiter == nil else {
+            return eventLoop.makeFailedFuture(SMTPClientError.protocolError("two callers waiting for one reply"))
+        }
         let promise = eventLoop.makePromise(of: SMTPReply.self)
         waiter = promise
         armDeadline(timeout, what: what)

@@ -131,7 +131,7 @@ let package = Package(
         // sender-allowlist plugin: the two C entry points only.
         .target(
             name: "SenderAllowlistPluginEntry",
-            dependencies: ["SenderAllowlistStage", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            dependencies: ["SenderAllowlistStage", "PolicyTestSupport", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
             path: "Plugins/SenderAllowlist/Entry",
             swiftSettings: strict
         ),
@@ -160,6 +160,13 @@ let package = Package(
             ],
             path: "Tests/TestSupport",
             exclude: ["Resources"],
+            swiftSettings: strict
+        ),
+        // Helpers for the plugins' unit tests: settings with locations, a host with a clock.
+        .target(
+            name: "PolicyTestSupport",
+            dependencies: [.product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            path: "Tests/PolicyTestSupport",
             swiftSettings: strict
         ),
         .testTarget(
@@ -208,12 +215,12 @@ let package = Package(
         ),
         .testTarget(
             name: "SenderAllowlistTests",
-            dependencies: ["SenderAllowlistStage", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            dependencies: ["SenderAllowlistStage", "PolicyTestSupport", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
             swiftSettings: strict
         ),
         .testTarget(
             name: "RateLimitTests",
-            dependencies: ["RateLimitStage", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            dependencies: ["RateLimitStage", "PolicyTestSupport", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
             swiftSettings: strict
         ),
         // END plugin tests

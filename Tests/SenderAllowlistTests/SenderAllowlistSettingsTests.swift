@@ -1,4 +1,5 @@
 import Testing
+import PolicyTestSupport
 import TollgatePolicy
 
 @testable import SenderAllowlistStage

@@ -1,23 +1,25 @@
+/// Helpers shared by the plugins' unit tests: settings trees with source locations
+/// and a policy host with an injected clock.
 import Synchronization
 import TollgatePolicy
 
 /// A settings tree written like YAML, turned into ``PolicySettings`` with the
 /// locations a YAML loader would report (block style: one key or list item per line,
 /// nested nodes indented by two columns, a scalar value after `key: `).
-indirect enum Y: ExpressibleByStringLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByIntegerLiteral, ExpressibleByNilLiteral {
+public indirect enum Y: Sendable, ExpressibleByStringLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByIntegerLiteral, ExpressibleByNilLiteral {
     case scalar(String)
     case list([Y])
     case map([(String, Y)])
     case null
 
-    init(stringLiteral value: String) { self = .scalar(value) }
-    init(integerLiteral value: Int) { self = .scalar("\(value)") }
-    init(arrayLiteral elements: Y...) { self = .list(elements) }
-    init(dictionaryLiteral elements: (String, Y)...) { self = .map(elements) }
-    init(nilLiteral: ()) { self = .null }
+    public init(stringLiteral value: String) { self = .scalar(value) }
+    public init(integerLiteral value: Int) { self = .scalar("\(value)") }
+    public init(arrayLiteral elements: Y...) { self = .list(elements) }
+    public init(dictionaryLiteral elements: (String, Y)...) { self = .map(elements) }
+    public init(nilLiteral: ()) { self = .null }
 
     /// The tree as it would be loaded from `file`, its first line being `line`.
-    func settings(file: String = "/etc/tollgate/tollgate.yaml", line: Int = 10, column: Int = 5) -> PolicySettings {
+    public func settings(file: String = "/etc/tollgate/tollgate.yaml", line: Int = 10, column: Int = 5) -> PolicySettings {
         var current = line
         return build(file: file, line: &current, column: column)
     }
@@ -58,31 +60,31 @@ indirect enum Y: ExpressibleByStringLiteral, ExpressibleByArrayLiteral, Expressi
 
 /// A ``PolicyHost`` for tests: a clock the test advances, fixed departments and their
 /// sections for the plugin under test, captured logs.
-final class TestHost: PolicyHost {
+public final class TestHost: PolicyHost {
     private let state = Mutex<(now: Double, logs: [String])>((1_700_000_000, []))
-    let departmentList: [DepartmentInfo]
-    let sections: [String: PolicySettings]
+    public let departmentList: [DepartmentInfo]
+    public let sections: [String: PolicySettings]
 
-    init(departments: [DepartmentInfo] = TestHost.exampleDepartments, sections: [String: PolicySettings] = [:]) {
+    public init(departments: [DepartmentInfo] = TestHost.exampleDepartments, sections: [String: PolicySettings] = [:]) {
         self.departmentList = departments
         self.sections = sections
     }
 
-    static let exampleDepartments: [DepartmentInfo] = [
+    public static let exampleDepartments: [DepartmentInfo] = [
         DepartmentInfo(name: "finance", ldapGroups: ["cn=finance,ou=groups,dc=example,dc=com"], networks: ["10.20.0.0/16"]),
         DepartmentInfo(name: "sales", ldapAttributes: ["departmentNumber": ["Sales"]]),
         DepartmentInfo(name: "engineering", ldapGroups: ["cn=engineering,ou=groups,dc=example,dc=com"]),
     ]
 
-    func log(_ level: PolicyLogLevel, _ message: String, metadata: [String: String]) {
+    public func log(_ level: PolicyLogLevel, _ message: String, metadata: [String: String]) {
         let line = "\(level.rawValue) \(message) " + metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         state.withLock { $0.logs.append(line) }
     }
 
-    func now() -> Double { state.withLock { $0.now } }
-    func advance(_ seconds: Double) { state.withLock { $0.now += seconds } }
-    var logs: [String] { state.withLock { $0.logs } }
+    public func now() -> Double { state.withLock { $0.now } }
+    public func advance(_ seconds: Double) { state.withLock { $0.now += seconds } }
+    public var logs: [String] { state.withLock { $0.logs } }
 
-    func departmentSettings(_ department: String) -> PolicySettings? { sections[department] }
-    func departments() -> [DepartmentInfo] { departmentList }
+    public func departmentSettings(_ department: String) -> PolicySettings? { sections[department] }
+    public func departments() -> [DepartmentInfo] { departmentList }
 }

@@ -142,6 +142,33 @@ async def open_session(a, ctx, user):
         raise
 
 
+class SinkSum:
+    """The message counts of several smtp-sinks (measure.SinkCounter), summed."""
+
+    def __init__(self, paths):
+        self.sinks = [SinkCounter(p) for p in paths]
+
+    def start(self):
+        for s in self.sinks:
+            s.start()
+
+    def stop(self):
+        for s in self.sinks:
+            s.stopping.set()
+
+    def snapshot(self):
+        snaps = [s.snapshot() for s in self.sinks]
+        return sum(c for c, _ in snaps), max(t for _, t in snaps)
+
+    def wait_for(self, target, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            c, t = self.snapshot()
+            if c >= target or time.monotonic() > deadline:
+                return c >= target, c, t
+            time.sleep(0.02)
+
+
 class Stats:
     def __init__(self):
         self.lat = []
@@ -149,6 +176,7 @@ class Stats:
         self.accepted = 0
         self.connects = 0
         self.logins = 0
+        self.by_user = {}
         self.errors = []
 
 
@@ -196,6 +224,7 @@ async def session_loop(a, ctx, sid, deadline, st, body, stop):
                 await transaction(c, user[2], body, sid, n)
                 st.lat.append(time.perf_counter() - t1)
                 st.accepted += 1
+                st.by_user[user[0]] = st.by_user.get(user[0], 0) + 1
         except Exception as e:  # noqa: BLE001
             ok = False
             st.errors.append(f"transaction as {user[0]}: {type(e).__name__}: {e}")
@@ -231,11 +260,12 @@ async def first_logins(a, ctx):
 # --------------------------------------------------------------------------
 # Evidence: metrics, slapd's log, CPU time.
 
-METRIC = re.compile(r'^tollgate_policy_decisions_total\{([^}]*)\}\s+([0-9.eE+-]+)\s*$')
+METRIC = re.compile(r'^(tollgate_policy_decisions_total|tollgate_delivery_recipients_total)\{([^}]*)\}\s+([0-9.eE+-]+)\s*$')
 
 
-def read_decisions(url):
-    """{"stage/phase/verdict": count} from /metrics, or None if unreachable."""
+def read_metrics(url, which="decisions"):
+    """From /metrics: which="decisions": {"stage/phase/verdict": count};
+    which="deliveries": {"upstream/result": count}.  None if unreachable."""
     if not url:
         return None
     try:
@@ -248,10 +278,19 @@ def read_decisions(url):
         m = METRIC.match(line.strip())
         if not m:
             continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-        key = f"{labels.get('stage')}/{labels.get('phase')}/{labels.get('verdict')}"
-        out[key] = out.get(key, 0) + int(float(m.group(2)))
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        if which == "decisions" and m.group(1) == "tollgate_policy_decisions_total":
+            key = f"{labels.get('stage')}/{labels.get('phase')}/{labels.get('verdict')}"
+        elif which == "deliveries" and m.group(1) == "tollgate_delivery_recipients_total":
+            key = f"{labels.get('upstream')}/{labels.get('result')}"
+        else:
+            continue
+        out[key] = out.get(key, 0) + int(float(m.group(3)))
     return out
+
+
+def read_decisions(url):
+    return read_metrics(url, "decisions")
 
 
 def diff_counts(before, after):
@@ -268,7 +307,9 @@ def slapd_ops(path):
     try:
         with open(path, errors="replace") as f:
             for line in f:
-                if " BIND dn=" in line:
+                # slapd logs a BIND twice: the request ("method=128") and, once
+                # done, "mech=SIMPLE ..."; count requests
+                if " BIND dn=" in line and " method=" in line:
                     if 'dn="uid=' in line:
                         c["bind_user"] += 1
                     elif 'dn="cn=relay,' in line:
@@ -292,6 +333,17 @@ def cpu_seconds(pid):
         return None
     fields = s[s.rfind(b")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
+
+
+def busy_cpu():
+    """Seconds of non-idle CPU time of the whole machine (all cores)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return None
+    idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+    return (sum(v[:8]) - idle) / CLK
 
 
 def self_cpu():
@@ -318,9 +370,10 @@ def cmd_load(a):
     body = smtp_source_body(a.size)
     res = {"mode": a.mode, "sessions": a.sessions, "round": a.round, "reconnect_every": a.reconnect,
            "size": a.size, "users": [u[0] for u in a.users], "errors": []}
-    sink = SinkCounter(a.sink_count_file) if a.sink_count_file else None
+    sink = SinkSum(a.sink_count_file) if a.sink_count_file else None
     if sink:
         sink.start()
+    by_user = {}
 
     async def run():
         # 1. one login per user
@@ -334,6 +387,8 @@ def cmd_load(a):
         st, el = await load_phase(a, ctx, a.sessions, a.warmup, body)
         res["warmup"] = {"seconds": round(el, 3), "accepted": st.accepted, "logins": st.logins,
                          "msgs_per_s": round(st.accepted / el, 1) if el else None}
+        for k, v in st.by_user.items():
+            by_user[k] = by_user.get(k, 0) + v
         if st.errors:
             res["errors"].append(f"warm-up: {len(st.errors)} error(s), first: {st.errors[0]}")
             return
@@ -345,16 +400,20 @@ def cmd_load(a):
         # 3. measured phase
         d0 = read_decisions(a.metrics_url)
         b0 = slapd_ops(a.slapd_log)
-        cpu0 = (cpu_seconds(a.server_pid), cpu_seconds(a.slapd_pid), self_cpu())
+        res["loadavg"] = open("/proc/loadavg").read().split()[0]
+        cpu0 = (cpu_seconds(a.server_pid), cpu_seconds(a.slapd_pid), self_cpu(), busy_cpu())
         sink0 = sink.snapshot()[0] if sink else 0
         t0 = time.monotonic()
         st, el = await load_phase(a, ctx, a.sessions, a.duration, body)
         t1 = time.monotonic()
-        cpu1 = (cpu_seconds(a.server_pid), cpu_seconds(a.slapd_pid), self_cpu())
+        cpu1 = (cpu_seconds(a.server_pid), cpu_seconds(a.slapd_pid), self_cpu(), busy_cpu())
         b1 = slapd_ops(a.slapd_log)
         d1 = read_decisions(a.metrics_url)
         lat = sorted(st.lat)
         setup = sorted(st.setup)
+        for k, v in st.by_user.items():
+            by_user[k] = by_user.get(k, 0) + v
+        res["accepted_by_user"] = by_user  # warm-up + measured
         res.update({
             "seconds": round(el, 3), "accepted": st.accepted,
             "msgs_per_s": round(st.accepted / el, 1) if el else None,
@@ -371,6 +430,12 @@ def cmd_load(a):
         res["slapd_cpu_s"] = None if slapd_cpu is None else round(slapd_cpu, 2)
         res["client_cpu_s"] = round(cpu1[2] - cpu0[2], 2)
         res["client_cpu_share"] = round((cpu1[2] - cpu0[2]) / el, 2) if el else None
+        busy = sub(cpu1[3], cpu0[3])
+        if busy is not None and server_cpu is not None and el:
+            res["server_cpu_share"] = round(server_cpu / el, 2)
+            # everything else the machine did meanwhile (smtp-sink, kernel
+            # threads, other people's builds and tests): a noise indicator
+            res["other_cpu_share"] = round(max(0.0, busy - server_cpu - (slapd_cpu or 0) - (cpu1[2] - cpu0[2])) / el, 2)
         if b0 is not None and b1 is not None:
             res["slapd_measured"] = {k: b1[k] - b0[k] for k in b1}
             res["slapd_total"] = b1
@@ -387,13 +452,24 @@ def cmd_load(a):
                 res["drain_tail_seconds"] = round(max(0.0, t_last - t1), 3)
             if not ok:
                 res["errors"].append(f"sink received {got} of {st.accepted} messages within {a.drain_max:.0f}s")
+        res["deliveries_total"] = read_metrics(a.metrics_url, "deliveries")
+        if sink and len(sink.sinks) > 1:
+            # per sink, everything it received (warm-up + measured)
+            res["sink_counts"] = [s.snapshot()[0] for s in sink.sinks]
+            if a.route_check:
+                want = by_user.get(a.route_check, 0)
+                got_route = res["sink_counts"][-1]
+                res["route_check"] = {"user": a.route_check, "sent": want, "received": got_route}
+                if want == 0 or got_route != want:
+                    res["errors"].append(f"route check: {a.route_check} sent {want} messages, "
+                                         f"their upstream's sink received {got_route}")
 
     try:
         asyncio.run(asyncio.wait_for(run(), a.warmup + a.duration + 2 * a.drain_max + 120))
     except Exception as e:  # noqa: BLE001
         res["errors"].append(f"{type(e).__name__}: {e}")
     if sink:
-        sink.stopping.set()
+        sink.stop()
     res["ok"] = not res["errors"]
     log(f"{a.mode} {a.sessions} session(s): {res.get('msgs_per_s')} msg/s, p50 {res.get('p50_ms')} ms, "
         f"p99 {res.get('p99_ms')} ms, {res.get('logins', 0)} logins, errors {len(res['errors'])}")
@@ -462,9 +538,8 @@ def cmd_report(path):
         print("no pipeline results")
         return 1
     failed = [r for r in rs if not r.get("ok")]
-    cols = ("mode", "sessions", "round", "msgs/s", "p50 ms", "p99 ms", "setup p50", "logins", "CPU ms/msg", "client CPU")
-    print(f"{cols[0]:<5}  {cols[1]:>8}  {cols[2]:>5}  {cols[3]:>8}  {cols[4]:>7}  {cols[5]:>7}  {cols[6]:>9}  "
-          f"{cols[7]:>6}  {cols[8]:>10}  {cols[9]:>10}")
+    print(f"{'mode':<5}  {'sessions':>8}  {'round':>5}  {'msgs/s':>8}  {'p50 ms':>7}  {'p99 ms':>7}  {'setup p50':>9}  "
+          f"{'logins':>6}  {'CPU ms/msg':>10}  {'cores: TG':>9}  {'client':>6}  {'other':>5}")
     summary = []
     for n in sorted({r["sessions"] for r in rs}):
         for mode in ("off", "on"):
@@ -473,7 +548,8 @@ def cmd_report(path):
                 print(f"{mode:<5}  {n:>8}  {r.get('round', '-'):>5}  {fmt(r.get('msgs_per_s')):>8}  "
                       f"{fmt(r.get('p50_ms'), 2):>7}  {fmt(r.get('p99_ms'), 2):>7}  {fmt(r.get('setup_p50_ms'), 2):>9}  "
                       f"{r.get('logins', '-'):>6}  {fmt(r.get('server_cpu_ms_per_msg'), 3):>10}  "
-                      f"{fmt(r.get('client_cpu_share'), 2):>10}")
+                      f"{fmt(r.get('server_cpu_share'), 2):>9}  {fmt(r.get('client_cpu_share'), 2):>6}  "
+                      f"{fmt(r.get('other_cpu_share'), 2):>5}")
                 for e in r.get("errors", []):
                     print(f"    ! {e}")
         off = [r for r in rs if r["sessions"] == n and r["mode"] == "off" and r.get("ok")]
@@ -521,6 +597,14 @@ def cmd_report(path):
                 problems.append(f"{tag}: {k} {d.get(k, 0)} < accepted {acc}")
         if (r.get("slapd_measured") or {}).get("bind_user", 0) * 10 > max(1, r.get("logins", 0)):
             problems.append(f"{tag}: {r['slapd_measured']['bind_user']} user BINDs for {r.get('logins', 0)} logins: cache not warm")
+    checks = [r["route_check"] for r in on_all if r.get("route_check")]
+    if checks:
+        sent = sum(c["sent"] for c in checks)
+        got = sum(c["received"] for c in checks)
+        print(f"department route: {checks[0]['user']} (finance) sent {sent} messages; the sink behind "
+              f"upstream finance-outbox received {got}, the other sink the rest")
+    elif on_all:
+        problems.append("no route check: the finance policy's route was not verified")
     for r in rs:
         if r["mode"] == "off" and r.get("decisions_total"):
             problems.append(f"off, {r['sessions']} session(s): policy decisions recorded with the pipeline off: {r['decisions_total']}")
@@ -530,8 +614,10 @@ def cmd_report(path):
     print("msgs/s: messages answered 250 in the measured phase / its wall time; sessions reconnect (STARTTLS,")
     print("  EHLO, and with the pipeline on AUTH PLAIN) every few messages.  p50/p99: MAIL FROM .. reply to")
     print("  the final dot.  setup p50: connect .. ready for MAIL (with AUTH when on).  CPU ms/msg: Tollgate's")
-    print("  user+system CPU in the measured phase / messages.  client CPU: the driver's CPU share (1.00 = one")
-    print("  core busy); near 1.0 means the client, not Tollgate, limits msgs/s and the ratio understates the cost.")
+    print("  user+system CPU in the measured phase / messages.  cores: CPU time / wall time of the measured")
+    print("  phase, of Tollgate, of the driver (near 1.00 = the client limits msgs/s, the ratio then")
+    print("  understates the cost) and of everything else on the machine (smtp-sink, other people's jobs:")
+    print("  noise; this VM has 2 cores).")
     if failed:
         print(f"\n{len(failed)} run(s) had errors (marked !).")
     return 1 if failed or problems else 0
@@ -555,7 +641,10 @@ def main(argv):
     lp.add_argument("--user", action="append", help="LOGIN:PASSWORD:ADDRESS (default: the demo directory's four)")
     lp.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for any one reply")
     lp.add_argument("--max-errors", type=int, default=20)
-    lp.add_argument("--sink-count-file", help="smtp-sink -c output, to wait for deliveries")
+    lp.add_argument("--sink-count-file", action="append",
+                    help="smtp-sink -c output, to wait for deliveries (repeat for several sinks: summed)")
+    lp.add_argument("--route-check", help="USER: the last --sink-count-file must have received exactly "
+                    "USER's messages (a department route to its own upstream)")
     lp.add_argument("--drain-max", type=float, default=60.0)
     lp.add_argument("--metrics-url")
     lp.add_argument("--slapd-log")

@@ -499,8 +499,9 @@ pipeline_setup() {
   say "pipeline: slapd on 127.0.0.1:$LDAP_PORT (PID $SLAPD_PID)"
 }
 
-pipeline_config() { # MODE PORT SINKPORT METRICSPORT SPOOL -> stdout
+pipeline_config() { # MODE PORT SINKPORT METRICSPORT SPOOL FINANCESINKPORT -> stdout
   sed -e "s|@LISTEN_ADDRESS@|127.0.0.1:$2|g" -e "s|@UPSTREAM_ADDRESS@|127.0.0.1:$3|g" \
+    -e "s|@FINANCE_UPSTREAM_ADDRESS@|127.0.0.1:$6|g" \
     -e "s|@METRICS_ADDRESS@|127.0.0.1:$4|g" -e "s|@SPOOL_PATH@|$5|g" -e "s|@WORKDIR@|$(dirname "$5")|g" \
     -e "s|@CERT_DIR@|$PL_DIR/certs|g" -e "s|@LDAP_URI@|ldap://127.0.0.1:$LDAP_PORT|g" \
     -e "s|@POLICIES@|$PL_DIR/policies|g" "$HERE/tollgate-pipeline-$1.yaml.in"
@@ -509,7 +510,7 @@ pipeline_config() { # MODE PORT SINKPORT METRICSPORT SPOOL -> stdout
 pipeline_check() { # MODE: tollgate check of the generated configuration
   local mode=$1 dir="$PL_DIR/check-$1"
   mkdir -p "$dir/spool"
-  pipeline_config "$mode" "$(freeport)" "$(freeport)" "$(freeport)" "$dir/spool" >"$dir/tollgate.yaml"
+  pipeline_config "$mode" "$(freeport)" "$(freeport)" "$(freeport)" "$dir/spool" "$(freeport)" >"$dir/tollgate.yaml"
   cp "$dir/tollgate.yaml" "$OUT/pipeline-tollgate-$mode.yaml"
   if ! timeout 60 "$TG_BIN" check -c "$dir/tollgate.yaml" >"$OUT/pipeline-check-$mode.txt" 2>&1; then
     cat "$OUT/pipeline-check-$mode.txt" >&2
@@ -518,14 +519,25 @@ pipeline_check() { # MODE: tollgate check of the generated configuration
 }
 
 pipeline_one() { # MODE SESSIONS ROUND INDEX
-  local mode=$1 n=$2 round=$3 idx=$4 dir port sinkport mport tg mp rc=0 tag
+  local mode=$1 n=$2 round=$3 idx=$4 dir port sinkport fport mport tg mp rc=0 tag sink fsink=""
+  local sinks=()
   tag="pipeline-$idx-$mode-$n"
   dir="$PL_DIR/$tag"
-  mkdir -p "$dir/spool"
-  port=$(freeport); sinkport=$(freeport); mport=$(freeport)
+  mkdir -p "$dir/spool" "$dir/finance"
+  port=$(freeport); sinkport=$(freeport); mport=$(freeport); fport=$(freeport)
   say "pipeline $idx: $mode, $n session(s), round $round"
+  mkdir -p "$OUT/logs"
   start_sink "$dir" "$sinkport"
-  pipeline_config "$mode" "$port" "$sinkport" "$mport" "$dir/spool" >"$dir/tollgate.yaml"
+  sink=$SINK_PID
+  sinks=(--sink-count-file "$dir/sink.count")
+  if [ "$mode" = on ]; then
+    # upstream finance-outbox (the finance department's route) gets its own
+    # sink, which must receive exactly alice's messages
+    start_sink "$dir/finance" "$fport"
+    fsink=$SINK_PID
+    sinks+=(--sink-count-file "$dir/finance/sink.count" --route-check alice)
+  fi
+  pipeline_config "$mode" "$port" "$sinkport" "$mport" "$dir/spool" "$fport" >"$dir/tollgate.yaml"
   "$TG_BIN" serve -c "$dir/tollgate.yaml" >"$dir/tollgate.log" 2>&1 &
   tg=$!
   track "$tg" tollgate
@@ -537,7 +549,7 @@ pipeline_one() { # MODE SESSIONS ROUND INDEX
     timeout --kill-after=15 $((200 + PL_WARMUP + PL_DURATION + 2 * ${DRAIN_MAX%.*})) \
       python3 "$HERE/pipeline.py" load --port "$port" --ca "$PL_DIR/certs/ca.pem" --mode "$mode" \
       --sessions "$n" --round "$round" --duration "$PL_DURATION" --warmup "$PL_WARMUP" \
-      --reconnect "$PL_RECONNECT" --sink-count-file "$dir/sink.count" --drain-max "$DRAIN_MAX" \
+      --reconnect "$PL_RECONNECT" "${sinks[@]}" --drain-max "$DRAIN_MAX" \
       --metrics-url "http://127.0.0.1:$mport/metrics" --slapd-log "$PL_DIR/slapd/slapd.log" \
       --server-pid "$tg" --slapd-pid "$SLAPD_PID" >"$dir/result.json" &
     mp=$!
@@ -556,8 +568,8 @@ print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' \
       >"$OUT/logs/$tag.metrics" || true
   fi
   stop_pid "$tg" tollgate 20
-  stop_pid "$SINK_PID" smtp-sink
-  mkdir -p "$OUT/logs"
+  stop_pid "$sink" smtp-sink
+  stop_pid "$fsink" smtp-sink
   {
     echo "== warnings and errors (first 50)"
     grep -iE 'warn|error|fatal|panic|critical' "$dir/tollgate.log" | head -n 50 || true

@@ -131,7 +131,7 @@ final class SMTPClientHandler: ChannelInboundHandler, RemovableChannelHandler {
         do {
             while let reply = try parser.next() {
                 if case .awaitingStartTLSReply(let setup, let promise) = tlsState {
-                    if reply.isPositive {
+                    if (200..<300).contains(reply.code) {
                         beginTLS(setup, promise: promise, context: context)
                         return
                     }

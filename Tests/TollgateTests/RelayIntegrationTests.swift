@@ -264,6 +264,7 @@ import Testing
             ("listeners:\n  - name: a\n    address: 127.0.0.1:1\n    tls: sometimes\nupstreams:\n  - name: u\n    directory: out\n", "4:10: listener tls must be one of none, starttls, implicit"),
             ("listeners:\n  - name: a\n    address: 127.0.0.1:1\nlimits:\n  max_recipients: 10\nupstreams:\n  - name: u\n    directory: out\n", "5:19: limits.max_recipients must be at least 100"),
             ("listeners:\n  - name: a\n    address: 127.0.0.1:1\nupstreams:\n  - name: u\n    directory: out\ndelivery:\n  default_upstream: nowhere\n", "8:21: delivery.default_upstream names 'nowhere'"),
+            ("listeners:\n  - name: a\n    address: 127.0.0.1:1\nupstreams:\n  - name: u\n    hosts: [127.0.0.1:1]\n    tls: none\n    auth: { username: x, password_file: /etc/hostname }\n", "8:11: upstream 'u' has auth with tls: none"),
             ("listeners: [\n", "YAML syntax error"),
             ("listeners:\n  - name: a\n    address: 127.0.0.1:1\nupstreams:\n  - name: u\n    directory: out\nstages:\n  - use: no-such-plugin\n", "8:5: plugin 'no-such-plugin' not found"),
         ]

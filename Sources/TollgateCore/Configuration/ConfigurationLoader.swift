@@ -231,6 +231,7 @@ public enum ConfigurationLoader {
         var name: String?
         var hosts: [(String, Int)]?
         var directory: String?
+        var authNode: Node?
         var upstream = TollgateConfiguration.Upstream(name: "", kind: .directory(""), location: reader.location(node))
         for (k, _, v) in reader.mapping(node, allowed: allowed, what: "an upstream") {
             switch k {
@@ -259,6 +260,7 @@ public enum ConfigurationLoader {
                     }
                 }
                 if (upstream.username == nil) != (upstream.passwordFile == nil) { reader.error(v, "upstream auth needs both username and password_file") }
+                authNode = v
             default:
                 if let n = reader.int(v, "max_connections", min: 1) { upstream.maxConnections = n }
             }
@@ -268,6 +270,10 @@ public enum ConfigurationLoader {
             return nil
         }
         upstream.name = name
+        if let authNode, upstream.tls == "none" || upstream.tls == "opportunistic" {
+            // Credentials only ever go over TLS: with these modes they might not.
+            reader.error(authNode, "upstream '\(name)' has auth with tls: \(upstream.tls); use tls: required or implicit so credentials never go in plaintext")
+        }
         switch (hosts, directory) {
         case (let h?, nil): upstream.kind = .smtp(hosts: h.map { (host: $0.0, port: $0.1) })
         case (nil, let d?): upstream.kind = .directory(d)

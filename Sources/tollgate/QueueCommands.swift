@@ -3,7 +3,7 @@ import Foundation
 import Logging
 import TollgateCore
 
-struct Queue: ParsableCommand {
+struct Queue: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Inspect and manage the queue (works whether or not the server runs).",
         subcommands: [List.self, Show.self, Retry.self, Hold.self, Release.self, Delete.self, Bounce.self]
@@ -69,14 +69,14 @@ struct Queue: ParsableCommand {
         }
     }
 
-    struct Show: ParsableCommand {
+    struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Envelope, recipients, attempts and the policy decision trace of one message.")
         @OptionGroup var options: ConfigOption
         @Argument(help: "Queue id.") var id: String
 
-        func run() throws {
+        func run() async throws {
             let spool = try Queue.openSpool(options)
-            guard let m = try spool.load(id) else { throw UserError(message: "unknown queue id: \(id)") }
+            guard let m = try await spool.load(id) else { throw UserError(message: "unknown queue id: \(id)") }
             print(QueueFormat.show(m))
         }
     }

@@ -94,7 +94,7 @@ public final class DeliveryScheduler: Sendable {
                 if capacity > 0 {
                     let ids: [String]
                     do {
-                        ids = try spool.due(now: now(), limit: capacity + state.withLockedValue { $0.inFlight.count })
+                        ids = try await spool.due(now: now(), limit: capacity + state.withLockedValue { $0.inFlight.count })
                     } catch {
                         logger.error("cannot read the queue", metadata: ["error": "\(error)"])
                         ids = []
@@ -164,7 +164,7 @@ public final class DeliveryScheduler: Sendable {
         logger[metadataKey: "queue.id"] = .string(id)
         let message: SpoolMessage
         do {
-            guard let m = try spool.load(id) else { return }
+            guard let m = try await spool.load(id) else { return }
             message = m
         } catch {
             logger.error("cannot load message", metadata: ["error": "\(error)"])

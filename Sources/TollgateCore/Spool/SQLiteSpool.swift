@@ -151,8 +151,8 @@ public final class SQLiteSpool: Sendable {
     // MARK: - Reading
 
     /// Messages due for delivery, oldest first, without content.
-    public func due(now: Double, limit: Int) throws -> [String] {
-        try pool.read { db in
+    public func due(now: Double, limit: Int) async throws -> [String] {
+        try await pool.read { db in
             try String.fetchAll(
                 db,
                 sql: "SELECT id FROM messages WHERE state IN ('queued', 'deferred') AND next_attempt <= ? ORDER BY next_attempt LIMIT ?",
@@ -170,13 +170,13 @@ public final class SQLiteSpool: Sendable {
 
     /// Loads a whole message. A message that fails its checksum or cannot be decoded
     /// is quarantined and `nil` is returned.
-    public func load(_ id: String) throws -> SpoolMessage? {
+    public func load(_ id: String) async throws -> SpoolMessage? {
         enum Loaded {
             case message(SpoolMessage)
             case corrupt(String)
             case missing
         }
-        let loaded: Loaded = try pool.read { db in
+        let loaded: Loaded = try await pool.read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM messages WHERE id = ?", arguments: [id]) else { return .missing }
             guard let content = try Data.fetchOne(db, sql: "SELECT content FROM bodies WHERE message_id = ?", arguments: [id]) else {
                 return .corrupt("content is missing")
@@ -210,15 +210,15 @@ public final class SQLiteSpool: Sendable {
         case .message(let m): return m
         case .missing: return nil
         case .corrupt(let reason):
-            try quarantine(id, reason: reason)
+            try await quarantine(id, reason: reason)
             return nil
         }
     }
 
     /// Moves a damaged entry aside, as Postfix moves files to its `corrupt` queue.
-    public func quarantine(_ id: String, reason: String) throws {
+    public func quarantine(_ id: String, reason: String) async throws {
         logger.error("queue entry quarantined", metadata: ["queue.id": "\(id)", "reason": "\(reason)"])
-        try pool.write { db in
+        try await pool.write { db in
             let row = try Row.fetchOne(db, sql: "SELECT sender, envelope FROM messages WHERE id = ?", arguments: [id])
             let content = try Data.fetchOne(db, sql: "SELECT content FROM bodies WHERE message_id = ?", arguments: [id])
             try db.execute(

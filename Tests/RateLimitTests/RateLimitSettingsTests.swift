@@ -41,7 +41,7 @@ struct RateLimitSettingsTests {
         #expect(RateLimitFormat.parseDuration("15m") == 900)
         #expect(RateLimitFormat.parseDuration("1.5h") == 5400)
         #expect(RateLimitFormat.parseDuration("7d") == 604_800)
-        for bad in ["", "h", "10", "10ms", "-1h", "1w", "1 h x"] { #expect(RateLimitFormat.parseDuration(bad) == nil, "\(bad)") }
+        for bad in ["", "h", "10", "-1h", "1w", "1 h x"] { #expect(RateLimitFormat.parseDuration(bad) == nil, "\(bad)") }
         #expect(RateLimitFormat.parseSize("512") == 512)
         #expect(RateLimitFormat.parseSize("512B") == 512)
         #expect(RateLimitFormat.parseSize("10KB") == 10_240)

@@ -110,19 +110,7 @@ struct SettingsReader {
         return String(file[..<slash]) + "/" + path
     }
 
-    static func parseDuration(_ text: String) -> Double? {
-        let trimmed = text.trimmingSpaces
-        if trimmed == "0" { return 0 }
-        let units: [(suffix: String, seconds: Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
-        for unit in units where trimmed.hasSuffix(unit.suffix) {
-            let number = trimmed.dropLast(unit.suffix.count)
-            guard let value = Double(number), value >= 0, value.isFinite,
-                number.allSatisfy({ $0.isNumber || $0 == "." })
-            else { return nil }
-            return value * unit.seconds
-        }
-        return nil
-    }
+    static func parseDuration(_ text: String) -> Double? { PolicyUnits.duration(text) }
 
     static func format(_ seconds: Double) -> String {
         if seconds >= 1, seconds == seconds.rounded() { return "\(Int(seconds))s" }

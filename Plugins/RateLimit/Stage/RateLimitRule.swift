@@ -125,39 +125,11 @@ enum RateLimitRules {
 
 /// Durations (`s`, `m`, `h`, `d`) and sizes (`KB`, `MB`, `GB` in powers of 1024, or plain bytes), as in SPEC §3.
 enum RateLimitFormat {
-    static func parseDuration(_ text: String) -> Double? {
-        let trimmed = text.trimmingSpaces.lowercased()
-        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-        guard let last = trimmed.last, let unit = units[last] else { return nil }
-        let number = trimmed.dropLast()
-        guard !number.isEmpty, number.allSatisfy({ ($0.isASCII && $0.isNumber) || $0 == "." }),
-            let value = Double(number), value.isFinite
-        else { return nil }
-        return value * unit
-    }
+    static func parseDuration(_ text: String) -> Double? { PolicyUnits.duration(text) }
 
-    static func parseSize(_ text: String) -> Int? {
-        let trimmed = text.trimmingSpaces.uppercased()
-        let units: [(String, Int)] = [("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1)]
-        var number = Substring(trimmed)
-        var multiplier = 1
-        for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
-            number = trimmed.dropLast(suffix.count)
-            multiplier = factor
-            break
-        }
-        let digits = number.trimmingSpaces
-        guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }), let value = Int(digits) else { return nil }
-        let (product, overflow) = value.multipliedReportingOverflow(by: multiplier)
-        return overflow ? nil : product
-    }
+    static func parseSize(_ text: String) -> Int? { PolicyUnits.size(text) }
 
-    static func duration(_ seconds: Double) -> String {
-        for (unit, size) in [("d", 86400.0), ("h", 3600.0), ("m", 60.0)] where seconds >= size && seconds.truncatingRemainder(dividingBy: size) == 0 {
-            return "\(Int(seconds / size))\(unit)"
-        }
-        return seconds == seconds.rounded() ? "\(Int(seconds))s" : "\(seconds)s"
-    }
+    static func duration(_ seconds: Double) -> String { PolicyUnits.formatDuration(seconds) }
 
     static func size(_ bytes: Int) -> String {
         for (unit, size) in [("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)] where bytes >= size && bytes % size == 0 {

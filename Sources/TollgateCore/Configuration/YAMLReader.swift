@@ -119,7 +119,7 @@ struct YAMLReader {
     mutating func duration(_ node: Node, _ what: String) -> Double? {
         guard let text = string(node, what) else { return nil }
         guard let value = Units.duration(text) else {
-            error(node, "\(what) must be a duration such as 30s, 5m, 1h or 5d, not '\(text)'")
+            error(node, "\(what) must be a duration such as 30s, 5m, 1h or 5d (a unit is required), not '\(text)'")
             return nil
         }
         return value
@@ -169,32 +169,9 @@ struct YAMLReader {
 
 /// Unit parsing shared by the configuration and plugin settings.
 public enum Units {
-    public static func duration(_ text: String) -> Double? {
-        let t = text.trimmingCharacters(in: " ")
-        guard let last = t.last else { return nil }
-        let factor: Double
-        var number = Substring(t)
-        switch last {
-        case "s": factor = 1; number = number.dropLast()
-        case "m": factor = 60; number = number.dropLast()
-        case "h": factor = 3600; number = number.dropLast()
-        case "d": factor = 86400; number = number.dropLast()
-        default: factor = 1
-        }
-        guard let v = Double(number), v >= 0, v.isFinite else { return nil }
-        return v * factor
-    }
+    public static func duration(_ text: String) -> Double? { PolicyUnits.duration(text) }
 
-    public static func size(_ text: String) -> Int? {
-        let t = text.trimmingCharacters(in: " ").uppercased()
-        let units: [(String, Int)] = [("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1)]
-        for (suffix, factor) in units where t.hasSuffix(suffix) {
-            guard let v = Int(t.dropLast(suffix.count).trimmingCharacters(in: " ")), v >= 0 else { return nil }
-            return v.multipliedReportingOverflow(by: factor).overflow ? nil : v * factor
-        }
-        guard let v = Int(t), v >= 0 else { return nil }
-        return v
-    }
+    public static func size(_ text: String) -> Int? { PolicyUnits.size(text) }
 
     public static func hostPort(_ text: String) -> (String, Int)? {
         var host: Substring

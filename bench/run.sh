@@ -576,7 +576,11 @@ print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' \
     echo "== last 100 lines"
     tail -n 100 "$dir/tollgate.log"
   } >"$OUT/logs/$tag.log" 2>/dev/null || true
-  rm -rf "$dir"
+  # a run with errors keeps its whole log
+  if ! grep -q '"ok": true' "$dir/result.json" 2>/dev/null; then
+    gzip -c "$dir/tollgate.log" >"$OUT/logs/$tag.tollgate.log.gz" 2>/dev/null || true
+  fi
+  [ "$KEEP" = 1 ] || rm -rf "$dir" # spools can be large
 }
 
 pipeline_section() {

@@ -168,4 +168,20 @@ import Testing
         #expect(try client.readReply().code == 250)
         #expect(process.waitForExit(timeout: 40) == 0)
     }
+
+    @Test func metricsAndHealth() throws {
+        let metricsPort = freePort()
+        let relay = try RelayProcess(rest: outbox + "\nmetrics: { address: 127.0.0.1:\(metricsPort) }\n")
+        try relay.start()
+        defer { relay.stop() }
+        #expect(try SMTPTestClient.sendMessage(port: relay.port, from: "a@example.com", to: ["b@example.net"], data: testMessage(marker: "metrics")).code == 250)
+        func get(_ path: String) throws -> String {
+            try ChildProcess.run("python3", ["-c", "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:\(metricsPort)\(path)', timeout=5).read().decode())"], timeout: 10).stdout
+        }
+        #expect(waitUntil(timeout: 10) { ((try? get("/metrics")) ?? "").contains("result=\"delivered\"") })
+        let text = try get("/metrics")
+        #expect(text.contains("tollgate_smtp_messages_accepted_total 1"))
+        #expect(text.contains("tollgate_delivery_recipients_total{upstream=\"out\",result=\"delivered\"} 1"))
+        #expect(try get("/healthz").contains("ok"))
+    }
 }

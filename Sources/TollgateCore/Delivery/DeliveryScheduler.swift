@@ -24,10 +24,19 @@ public final class DeliveryScheduler: Sendable {
     private let bounces: BounceBuilder
     private let logger: Logger
     private let now: @Sendable () -> Double
+    private let metrics: RelayMetrics?
     private let state = NIOLockedValueBox(State())
 
-    public init(spool: SQLiteSpool, configuration: TollgateConfiguration, group: any EventLoopGroup, logger: Logger, now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) throws {
+    public init(
+        spool: SQLiteSpool,
+        configuration: TollgateConfiguration,
+        group: any EventLoopGroup,
+        logger: Logger,
+        metrics: RelayMetrics? = nil,
+        now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
+    ) throws {
         self.spool = spool
+        self.metrics = metrics
         self.configuration = configuration
         self.logger = logger
         self.now = now
@@ -258,6 +267,7 @@ public final class DeliveryScheduler: Sendable {
         logger: Logger
     ) async {
         var updated = message.recipients
+        let upstreamName = message.upstream ?? configuration.delivery.defaultUpstream ?? "-"
         var failures: [BounceBuilder.Failure] = []
         var lastError: String?
         for i in updated.indices where updated[i].state == .pending {
@@ -266,13 +276,16 @@ public final class DeliveryScheduler: Sendable {
             updated[i].lastReply = reply.description
             if reply.isPositive {
                 updated[i].state = .delivered
+                metrics?.recipientDelivered(upstream: upstreamName, result: "delivered")
                 logger.info("delivered", metadata: ["smtp.rcpt": "\(updated[i].address)", "upstream.reply": "\(reply)", "upstream.host": "\(remoteMTA ?? "-")"])
             } else if reply.isPermanent {
                 updated[i].state = .failed
+                metrics?.recipientDelivered(upstream: upstreamName, result: "bounced")
                 failures.append(.init(recipient: updated[i], diagnostic: reply.description, remoteMTA: remoteMTA))
                 logger.notice("delivery failed permanently", metadata: ["smtp.rcpt": "\(updated[i].address)", "upstream.reply": "\(reply)"])
             } else {
                 lastError = reply.description
+                metrics?.recipientDelivered(upstream: upstreamName, result: "deferred")
                 logger.info("delivery deferred", metadata: ["smtp.rcpt": "\(updated[i].address)", "upstream.reply": "\(reply)"])
             }
         }

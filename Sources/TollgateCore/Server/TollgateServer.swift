@@ -29,7 +29,7 @@ public final class TollgateServer: Sendable {
         self.state = NIOLockedValueBox(configuration)
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         self.spool = try SQLiteSpool(directory: configuration.spool.path, logger: logger)
-        self.scheduler = try DeliveryScheduler(spool: spool, configuration: configuration, group: group, logger: logger)
+        self.scheduler = try DeliveryScheduler(spool: spool, configuration: configuration, group: group, logger: logger, metrics: metrics)
         let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics)
         self.policy = NIOLockedValueBox(setup)
         let sslContext = try Self.makeSSLContext(configuration)
@@ -83,7 +83,7 @@ public final class TollgateServer: Sendable {
         let reloadService = ReloadService(server: self)
         var services: [any Service] = [queueService, listenerService, reloadService]
         if let metricsAddress = state.withLockedValue({ $0.metrics }) {
-            services.append(MetricsService(server: MetricsServer(metrics: metrics, group: group, logger: logger, health: { true }), host: metricsAddress.host, port: metricsAddress.port))
+            services.append(MetricsService(server: MetricsServer(metrics: metrics, group: group, logger: logger, health: { [spool] in spool.isReadable }), host: metricsAddress.host, port: metricsAddress.port))
         }
         let serviceGroup = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await serviceGroup.run()

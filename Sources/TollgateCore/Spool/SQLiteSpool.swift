@@ -258,6 +258,11 @@ public final class SQLiteSpool: Sendable {
         try pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
+    /// Whether the spool answers a query (for `/healthz`).
+    public var isReadable: Bool {
+        (try? pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }) == 1
+    }
+
     public var count: Int {
         (try? pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM messages") }) ?? 0
     }

@@ -41,27 +41,27 @@ public final class SMTPServerHandler: ChannelDuplexHandler, RemovableChannelHand
         case closed
     }
 
-    private var machine: SMTPSessionStateMachine
-    private let delegate: any SMTPSessionDelegate
-    private let sslContext: NIOSSLContext?
-    private let timeouts: Timeouts
-    private var logger: Logger
-    private let sessionID: String
-    private let clientAddress: String
+    var machine: SMTPSessionStateMachine
+    let delegate: any SMTPSessionDelegate
+    let sslContext: NIOSSLContext?
+    let timeouts: Timeouts
+    var logger: Logger
+    let sessionID: String
+    let clientAddress: String
 
-    private var mode: Mode = .command
-    private var buffer = ByteBuffer()
-    private var busy = false
-    private var pendingRead = false
-    private var needsFlush = false
-    private var deadline: Scheduled<Void>?
-    private var rearmDeadline = true
-    private var facts = SessionFacts()
-    private var sessionTrace: [PolicyTraceEntry] = []
-    private var transactionTrace: [PolicyTraceEntry] = []
-    private var content: ByteBuffer?
-    private var bdatContent: ContentNormalizer?
-    private var lastPolicyContext: PolicyContext?
+    var mode: Mode = .command
+    var buffer = ByteBuffer()
+    var busy = false
+    var pendingRead = false
+    var needsFlush = false
+    var deadline: Scheduled<Void>?
+    var rearmDeadline = true
+    var facts = SessionFacts()
+    var sessionTrace: [PolicyTraceEntry] = []
+    var transactionTrace: [PolicyTraceEntry] = []
+    var content: ByteBuffer?
+    var bdatContent: ContentNormalizer?
+    var lastPolicyContext: PolicyContext?
 
     public init(
         configuration: SMTPSessionConfiguration,
@@ -161,7 +161,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler, RemovableChannelHand
 
     // MARK: - Framing
 
-    private func process(context: ChannelHandlerContext) {
+    func process(context: ChannelHandlerContext) {
         loop: while !busy {
             switch mode {
             case .closed, .startingTLS:
@@ -250,7 +250,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler, RemovableChannelHand
 
     /// RFC 2920 §3.1: EHLO, DATA, VRFY, EXPN, TURN, QUIT and NOOP end a pipelined group,
     /// and a client that did not get PIPELINING may not pipeline at all.
-    private func violatesPipelining(_ line: ArraySlice<UInt8>) -> Bool {
+    func violatesPipelining(_ line: ArraySlice<UInt8>) -> Bool {
         guard buffer.readableBytes > 0, !machine.inAuthExchange else { return false }
         if !machine.pipeliningNegotiated, machine.helo != nil { return true }
         let verb = String(decoding: line.prefix { $0 != 32 }.prefix(8), as: UTF8.self).uppercased()
@@ -259,7 +259,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler, RemovableChannelHand
 
     // MARK: - Actions
 
-    private func perform(_ action: SMTPSessionStateMachine.Action, context: ChannelHandlerContext) {
+    func perform(_ action: SMTPSessionStateMachine.Action, context: ChannelHandlerContext) {
         switch action {
         case .none:
             break
@@ -297,14 +297,14 @@ public final class SMTPServerHandler: ChannelDuplexHandler, RemovableChannelHand
     }
 
     /// The department's own size limit when it is smaller than the listener's.
-    private var maxMessageSize: Int {
+    var maxMessageSize: Int {
         if let limit = facts.tags["max_message_size"].flatMap(Int.init) {
             return min(limit, machine.configuration.maxMessageSize)
         }
         return machine.configuration.maxMessageSize
     }
 
-    private func write(_ reply: SMTPReply, context: ChannelHandlerContext) {
+    func write(_ reply: SMTPReply, context: ChannelHandlerContext) {
         guard context.channel.isActive else { return }
         var out = context.channel.allocator.buffer(capacity: 64)
         reply.write(to: &out)
@@ -315,14 +315,14 @@ public final class SMTPServerHandler: ChannelDuplexHandler, RemovableChannelHand
         }
     }
 
-    private func flushIfNeeded(context: ChannelHandlerContext) {
+    func flushIfNeeded(context: ChannelHandlerContext) {
         if needsFlush {
             needsFlush = false
             context.flush()
         }
     }
 
-    private func close(context: ChannelHandlerContext) {
+    func close(context: ChannelHandlerContext) {
         mode = .closed
         deadline?.cancel()
         deadline = nil
@@ -330,7 +330,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler, RemovableChannelHand
         context.close(promise: nil)
     }
 
-    private func armDeadlineIfNeeded(context: ChannelHandlerContext) {
+    func armDeadlineIfNeeded(context: ChannelHandlerContext) {
         guard rearmDeadline, !busy else { return }
         switch mode {
         case .command, .discardingLine:
@@ -343,7 +343,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler, RemovableChannelHand
 
     /// A per-request deadline: it is set when Tollgate starts waiting and is not
     /// extended by bytes that trickle in, only by a complete command.
-    private func armDeadline(_ amount: TimeAmount, context: ChannelHandlerContext) {
+    func armDeadline(_ amount: TimeAmount, context: ChannelHandlerContext) {
         deadline?.cancel()
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         deadline = context.eventLoop.scheduleTask(in: amount) {
@@ -352,198 +352,6 @@ public final class SMTPServerHandler: ChannelDuplexHandler, RemovableChannelHand
             if case .closed = handler.mode { return }
             handler.logger.info("session timed out")
             handler.perform(handler.machine.timedOut(), context: context)
-        }
-    }
-
-    // MARK: - Asynchronous steps
-
-    private func policyContext(_ phase: PolicyPhase) -> PolicyContext {
-        let tx = machine.transactionUnderDecision
-        var context = PolicyContext(
-            phase: phase,
-            sessionID: sessionID,
-            listener: machine.configuration.listenerName,
-            clientAddress: clientAddress,
-            helo: machine.helo,
-            tls: machine.tlsActive,
-            authenticatedUser: machine.authenticatedUser,
-            sender: tx?.sender.address,
-            recipients: tx?.recipients.map { $0.mailbox.normalized } ?? [],
-            recipient: machine.pendingRecipient?.normalized,
-            facts: facts
-        )
-        if phase == .data, let content {
-            context.messageSize = content.readableBytes
-            context.headers = MessageHeaders.parse(content)
-        }
-        return context
-    }
-
-    /// Runs `work` off the event loop, then `resume` back on it, with reads paused.
-    private func suspend<T: Sendable>(
-        context: ChannelHandlerContext,
-        _ work: @escaping @Sendable () async -> T,
-        resume: @escaping (SMTPServerHandler, ChannelHandlerContext, T) -> Void
-    ) {
-        busy = true
-        deadline?.cancel()
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        let resumeBound = NIOLoopBound(resume, eventLoop: context.eventLoop)
-        context.eventLoop.makeFutureWithTask(work).whenSuccess { value in
-            let (handler, context) = bound.value
-            handler.busy = false
-            if case .closed = handler.mode { return }
-            handler.rearmDeadline = true
-            resumeBound.value(handler, context, value)
-            handler.process(context: context)
-            handler.flushIfNeeded(context: context)
-        }
-    }
-
-    private func evaluatePolicy(_ phase: PolicyPhase, context: ChannelHandlerContext) {
-        if phase == .data, let refusal = hopCountRefusal() {
-            perform(machine.policyDecided(.reject(refusal)), context: context)
-            return
-        }
-        if phase == .mail { transactionTrace = [] }
-        guard delegate.hasPolicyStages else {
-            perform(machine.policyDecided(.continue), context: context)
-            return
-        }
-        let policyContext = policyContext(phase)
-        lastPolicyContext = policyContext
-        let delegate = self.delegate
-        suspend(context: context, { await delegate.evaluate(policyContext) }) { handler, context, outcome in
-            handler.facts.merge(outcome.facts)
-            handler.record(outcome.trace, phase: phase)
-            handler.perform(handler.machine.policyDecided(outcome.verdict), context: context)
-        }
-    }
-
-    private func record(_ trace: [PolicyTraceEntry], phase: PolicyPhase) {
-        switch phase {
-        case .connect, .helo, .starttls, .auth: sessionTrace += trace
-        default: transactionTrace += trace
-        }
-    }
-
-    /// RFC 5321 §6.3 loop detection, as Postfix's `hopcount_limit = 50`.
-    private func hopCountRefusal() -> PolicyReply? {
-        guard let content else { return nil }
-        let hops = MessageHeaders.parse(content).filter { $0.name.lowercased() == "received" }.count
-        return hops >= 50 ? PolicyReply(code: 554, enhancedCode: "5.4.6", text: "Error: too many hops (mail loop?)") : nil
-    }
-
-    private func verify(_ credentials: AuthCredentials, context: ChannelHandlerContext) {
-        let policyContext = policyContext(.auth)
-        let delegate = self.delegate
-        suspend(context: context, { await delegate.authenticate(credentials, context: policyContext) }) { handler, context, result in
-            let (outcome, trace) = result
-            handler.sessionTrace += trace
-            switch outcome {
-            case .success(let facts):
-                handler.facts.merge(facts)
-                handler.logger.info("authenticated", metadata: ["smtp.auth.user": "\(facts.user ?? credentials.username)"])
-            case .failure(let reason):
-                handler.logger.notice("authentication failed", metadata: ["smtp.auth.user": "\(credentials.username)", "reason": "\(reason)"])
-            case .temporaryFailure(let reason):
-                handler.logger.warning("authentication unavailable", metadata: ["reason": "\(reason)"])
-            case .notHandled:
-                handler.logger.notice("no stage verified the credentials", metadata: ["smtp.auth.user": "\(credentials.username)"])
-            }
-            handler.perform(handler.machine.authenticationFinished(outcome), context: context)
-        }
-    }
-
-    private func startTLS(_ reply: SMTPReply, context: ChannelHandlerContext) {
-        guard let sslContext else {
-            perform(.reply(SMTPReply(454, "4.7.0", "TLS not available due to local problem")), context: context)
-            return
-        }
-        // Everything pipelined after STARTTLS is dropped (CVE-2011-0411).
-        buffer.clear()
-        mode = .startingTLS
-        var out = context.channel.allocator.buffer(capacity: 64)
-        reply.write(to: &out)
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(out), promise: promise)
-        needsFlush = false
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        promise.futureResult.whenComplete { result in
-            let (handler, context) = bound.value
-            guard case .success = result, case .startingTLS = handler.mode else { return }
-            handler.buffer.clear()
-            let tls = NIOSSLServerHandler(context: sslContext)
-            do {
-                try context.pipeline.syncOperations.addHandler(tls, position: .first)
-            } catch {
-                handler.close(context: context)
-            }
-        }
-    }
-
-    private func store(_ transaction: Transaction, context: ChannelHandlerContext) {
-        guard var body = content else {
-            perform(machine.storeFinished(queueID: nil), context: context)
-            return
-        }
-        content = nil
-        let queueID = delegate.makeQueueID()
-        let receivedAt = wallClock()
-        let header = ReceivedHeader.make(
-            helo: machine.helo,
-            clientAddress: clientAddress,
-            hostname: machine.configuration.hostname,
-            protocolName: ReceivedHeader.protocolName(extended: machine.extended, tls: machine.tlsActive, authenticated: machine.authenticatedUser != nil),
-            queueID: queueID,
-            recipient: transaction.recipients.count == 1 ? transaction.recipients[0].mailbox.description : nil,
-            date: receivedAt
-        )
-        var full = context.channel.allocator.buffer(capacity: header.utf8.count + body.readableBytes)
-        full.writeString(header)
-        full.writeBuffer(&body)
-        let message = ReceivedMessage(
-            queueID: queueID,
-            transaction: transaction,
-            content: full,
-            sessionID: sessionID,
-            listener: machine.configuration.listenerName,
-            clientAddress: clientAddress,
-            helo: machine.helo,
-            tls: machine.tlsActive,
-            authenticatedUser: machine.authenticatedUser,
-            facts: facts,
-            trace: sessionTrace + transactionTrace,
-            receivedAt: receivedAt
-        )
-        let policyContext = lastPolicyContext ?? self.policyContext(.data)
-        let delegate = self.delegate
-        let logger = self.logger
-        suspend(context: context, { () async -> Bool in
-            do {
-                try await delegate.store(message)
-                return true
-            } catch {
-                logger.error("could not store message", metadata: ["queue.id": "\(queueID)", "error": "\(error)"])
-                return false
-            }
-        }) { handler, context, stored in
-            handler.transactionTrace = []
-            if stored {
-                handler.logger.info(
-                    "message accepted",
-                    metadata: [
-                        "queue.id": "\(queueID)",
-                        "smtp.mail.from": "\(transaction.sender)",
-                        "smtp.rcpt.count": "\(transaction.recipients.count)",
-                        "message.size": "\(message.content.readableBytes)",
-                        "policy.trace": "\(message.trace.map { "\($0.phase)/\($0.stage)=\($0.verdict)" }.joined(separator: " "))",
-                        "policy.department": "\(message.facts.department ?? "-")",
-                    ]
-                )
-                Task { await delegate.messageAccepted(message, context: policyContext) }
-            }
-            handler.perform(handler.machine.storeFinished(queueID: stored ? queueID : nil), context: context)
         }
     }
 }

@@ -82,21 +82,21 @@ public struct SMTPSessionStateMachine: Sendable {
     }
 
     public let configuration: SMTPSessionConfiguration
-    private var state: State = .connecting
+    var state: State = .connecting
 
     // Session facts (RFC 5321 §4.1.4: reset by EHLO after STARTTLS, RFC 3207 §4.2).
-    public private(set) var helo: String?
-    public private(set) var extended = false
-    public private(set) var tlsActive: Bool
-    public private(set) var authenticatedUser: String?
-    public private(set) var transaction: Transaction?
+    public internal(set) var helo: String?
+    public internal(set) var extended = false
+    public internal(set) var tlsActive: Bool
+    public internal(set) var authenticatedUser: String?
+    public internal(set) var transaction: Transaction?
     /// At the rcpt phase, the recipient being decided.
-    public private(set) var pendingRecipient: Mailbox?
-    public private(set) var errorCount = 0
-    public private(set) var junkCount = 0
-    public private(set) var authFailures = 0
-    public private(set) var messagesAccepted = 0
-    private var draining = false
+    public internal(set) var pendingRecipient: Mailbox?
+    public internal(set) var errorCount = 0
+    public internal(set) var junkCount = 0
+    public internal(set) var authFailures = 0
+    public internal(set) var messagesAccepted = 0
+    var draining = false
 
     public init(configuration: SMTPSessionConfiguration, tlsActive: Bool = false) {
         self.configuration = configuration
@@ -294,25 +294,6 @@ public struct SMTPSessionStateMachine: Sendable {
         }
     }
 
-    /// The verifier's answer to ``Action/verifyCredentials(_:)``.
-    public mutating func authenticationFinished(_ outcome: AuthOutcome) -> Action {
-        guard case .verifyingCredentials(let user) = state else { return .none }
-        state = .ready
-        switch outcome {
-        case .success(let facts):
-            return startPolicy(.auth(user: facts.user ?? user), .auth)
-        case .failure, .notHandled:
-            authFailures += 1
-            if authFailures >= configuration.maxAuthFailures {
-                state = .closed
-                return .replyAndClose(SMTPReply(421, "4.7.0", "Error: too many failed authentication attempts"))
-            }
-            return .reply(SMTPReply(535, "5.7.8", "Error: authentication failed"))
-        case .temporaryFailure:
-            return .reply(SMTPReply(454, "4.7.0", "Temporary authentication failure"))
-        }
-    }
-
     /// STARTTLS completed: forget everything learnt before it (RFC 3207 §4.2).
     public mutating func tlsEstablished() -> Action {
         guard case .startingTLS = state else { return .none }
@@ -323,60 +304,6 @@ public struct SMTPSessionStateMachine: Sendable {
         transaction = nil
         state = .awaitingPolicy(.starttls)
         return .evaluatePolicy(.starttls)
-    }
-
-    /// The end of DATA was read; `outcome` says whether the content is acceptable.
-    public mutating func dataReceived(_ outcome: DataReceiver.Outcome) -> Action {
-        guard case .receivingData = state, let tx = transaction else { return .none }
-        state = .ready
-        if let refusal = outcome.reply {
-            transaction = nil
-            return finishTransaction(refusal)
-        }
-        state = .awaitingPolicy(.data(tx))
-        return .evaluatePolicy(.data)
-    }
-
-    /// A BDAT chunk was read. For the last one, `outcome` covers the whole content.
-    public mutating func bdatChunkReceived(size: Int, outcome: DataReceiver.Outcome) -> Action {
-        guard case .receivingBDAT(let last, let refused) = state else { return .none }
-        if let refused {
-            state = .ready
-            if last { transaction = nil }
-            return .reply(refused)
-        }
-        if !last {
-            if outcome == .tooLarge {
-                // Keep reading chunks to stay in sync, refuse at the end.
-                state = .ready
-                return .reply(SMTPReply(250, "2.0.0", "\(size) octets received"))
-            }
-            state = .ready
-            return .reply(SMTPReply(250, "2.0.0", "\(size) octets received"))
-        }
-        guard let tx = transaction else {
-            state = .ready
-            return .reply(.badSequence)
-        }
-        if let refusal = outcome.reply {
-            state = .ready
-            transaction = nil
-            return finishTransaction(refusal)
-        }
-        state = .awaitingPolicy(.data(tx))
-        return .evaluatePolicy(.data)
-    }
-
-    /// The spool's answer to ``Action/storeMessage(_:)``: the queue id, or a failure.
-    public mutating func storeFinished(queueID: String?) -> Action {
-        guard case .storing = state else { return .none }
-        state = .ready
-        transaction = nil
-        guard let queueID else {
-            return finishTransaction(.localError)
-        }
-        messagesAccepted += 1
-        return finishTransaction(SMTPReply(250, "2.0.0", "Ok: queued as \(queueID)"))
     }
 
     // MARK: - Commands
@@ -418,32 +345,6 @@ public struct SMTPSessionStateMachine: Sendable {
         return startPolicy(.rcpt(tx, Transaction.Recipient(mailbox: mailbox, parameters: params)), .rcpt)
     }
 
-    private mutating func data() -> Action {
-        guard let tx = transaction else { return protocolError(SMTPReply(503, "5.5.1", "Error: need MAIL command")) }
-        guard !tx.usingBDAT else { return protocolError(SMTPReply(503, "5.5.1", "Error: DATA not allowed after BDAT")) }
-        guard !tx.recipients.isEmpty else { return protocolError(SMTPReply(554, "5.5.1", "Error: no valid recipients")) }
-        state = .receivingData
-        return .receiveData(.startData)
-    }
-
-    private mutating func bdat(size: Int, last: Bool) -> Action {
-        // RFC 3030 §2: the chunk is read even when it is refused, to stay in sync.
-        var refusal: SMTPReply?
-        if !extended {
-            refusal = SMTPReply(503, "5.5.1", "Error: BDAT requires EHLO")
-        } else if let tx = transaction {
-            if tx.recipients.isEmpty { refusal = SMTPReply(554, "5.5.1", "Error: no valid recipients") }
-        } else {
-            refusal = SMTPReply(503, "5.5.1", "Error: need MAIL command")
-        }
-        if refusal == nil {
-            transaction?.usingBDAT = true
-            transaction?.bdatChunks += 1
-        }
-        state = .receivingBDAT(last: last, refused: refusal)
-        return .receiveBDATChunk(size: size, last: last, discard: refusal != nil, first: transaction?.bdatChunks == 1)
-    }
-
     private mutating func startTLS() -> Action {
         guard configuration.tls == .starttls else { return protocolError(SMTPReply(502, "5.5.1", "Error: STARTTLS not available")) }
         guard !tlsActive else { return protocolError(SMTPReply(554, "5.5.1", "Error: TLS already active")) }
@@ -452,80 +353,14 @@ public struct SMTPSessionStateMachine: Sendable {
         return .startTLS(SMTPReply(220, "2.0.0", "Ready to start TLS"))
     }
 
-    private mutating func auth(_ mechanism: String, _ initial: String?) -> Action {
-        guard configuration.auth != .none else { return protocolError(SMTPReply(502, "5.5.1", "Error: authentication not enabled")) }
-        guard tlsActive else {
-            return protocolError(SMTPReply(538, "5.7.11", "Encryption required for requested authentication mechanism"))
-        }
-        guard helo != nil, extended else { return protocolError(SMTPReply(503, "5.5.1", "Error: send EHLO first")) }
-        guard authenticatedUser == nil else { return protocolError(SMTPReply(503, "5.5.1", "Error: already authenticated")) }
-        guard transaction == nil else { return protocolError(SMTPReply(503, "5.5.1", "Error: AUTH not allowed in a mail transaction")) }
-        switch mechanism {
-        case "PLAIN":
-            if let initial {
-                return authResponse(.plain, initial)
-            }
-            state = .authExchange(.plain)
-            return .reply(SMTPReply(code: 334, enhancedCode: nil, lines: [""]))
-        case "LOGIN":
-            if let initial {
-                return authResponse(.loginUsername, initial)
-            }
-            state = .authExchange(.loginUsername)
-            return .reply(SMTPReply(code: 334, enhancedCode: nil, lines: [Base64.encode("Username:")]))
-        default:
-            return protocolError(SMTPReply(504, "5.5.4", "Error: unsupported authentication mechanism"))
-        }
-    }
-
-    private mutating func authResponse(_ step: AuthStep, _ line: String) -> Action {
-        state = .ready
-        if line == "*" { return protocolError(SMTPReply(501, "5.0.0", "Authentication cancelled")) }
-        guard line.utf8.count <= SMTPLimits.maxAuthLine else { return protocolError(SMTPReply(500, "5.5.6", "Error: authentication exchange line too long")) }
-        // "=" is an empty initial response (RFC 4954 §4).
-        let text = line == "=" ? "" : line
-        do throws(SASL.Failure) {
-            switch step {
-            case .plain:
-                let (user, password) = try SASL.decodePlain(text)
-                return verify(user, password, "PLAIN")
-            case .loginUsername:
-                let user = try SASL.decodeLoginField(text)
-                guard !user.isEmpty else { return protocolError(SMTPReply(501, "5.5.2", "Error: empty username")) }
-                state = .authExchange(.loginPassword(username: user))
-                return .reply(SMTPReply(code: 334, enhancedCode: nil, lines: [Base64.encode("Password:")]))
-            case .loginPassword(let user):
-                let password = try SASL.decodeLoginField(text)
-                return verify(user, password, "LOGIN")
-            }
-        } catch {
-            if error.reply.code == 535 { return authenticationFailedLocally(error.reply) }
-            return protocolError(error.reply)
-        }
-    }
-
-    private mutating func verify(_ user: String, _ password: String, _ mechanism: String) -> Action {
-        // RFC 4513 §6.3.1: an empty password must never reach a directory bind.
-        if password.isEmpty {
-            return authenticationFailedLocally(SMTPReply(535, "5.7.8", "Error: authentication failed"))
-        }
-        state = .verifyingCredentials(user: user)
-        return .verifyCredentials(AuthCredentials(username: user, password: password, mechanism: mechanism))
-    }
-
-    private mutating func authenticationFailedLocally(_ reply: SMTPReply) -> Action {
-        state = .verifyingCredentials(user: "")
-        return authenticationFinished(.failure(reason: reply.text))
-    }
-
     // MARK: - Helpers
 
-    private mutating func startPolicy(_ pending: Pending, _ phase: PolicyPhase) -> Action {
+    mutating func startPolicy(_ pending: Pending, _ phase: PolicyPhase) -> Action {
         state = .awaitingPolicy(pending)
         return .evaluatePolicy(phase)
     }
 
-    private mutating func finishTransaction(_ reply: SMTPReply) -> Action {
+    mutating func finishTransaction(_ reply: SMTPReply) -> Action {
         if draining {
             state = .closed
             return .replyAndClose(SMTPReply(code: reply.code, enhancedCode: reply.enhancedCode, lines: reply.lines))
@@ -533,7 +368,7 @@ public struct SMTPSessionStateMachine: Sendable {
         return .reply(reply)
     }
 
-    private mutating func protocolError(_ reply: SMTPReply) -> Action {
+    mutating func protocolError(_ reply: SMTPReply) -> Action {
         errorCount += 1
         if errorCount >= configuration.maxErrors {
             state = .closed
@@ -542,7 +377,7 @@ public struct SMTPSessionStateMachine: Sendable {
         return .reply(reply)
     }
 
-    private mutating func junk(_ reply: SMTPReply) -> Action {
+    mutating func junk(_ reply: SMTPReply) -> Action {
         junkCount += 1
         if junkCount > configuration.maxJunkCommands {
             state = .closed

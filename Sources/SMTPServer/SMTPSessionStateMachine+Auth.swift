@@ -1,0 +1,90 @@
+import SMTPCore
+import TollgatePolicy
+
+/// AUTH (RFC 4954): the PLAIN and LOGIN exchanges and the verifier's answer.
+extension SMTPSessionStateMachine {
+    /// The verifier's answer to ``Action/verifyCredentials(_:)``.
+    public mutating func authenticationFinished(_ outcome: AuthOutcome) -> Action {
+        guard case .verifyingCredentials(let user) = state else { return .none }
+        state = .ready
+        switch outcome {
+        case .success(let facts):
+            return startPolicy(.auth(user: facts.user ?? user), .auth)
+        case .failure, .notHandled:
+            authFailures += 1
+            if authFailures >= configuration.maxAuthFailures {
+                state = .closed
+                return .replyAndClose(SMTPReply(421, "4.7.0", "Error: too many failed authentication attempts"))
+            }
+            return .reply(SMTPReply(535, "5.7.8", "Error: authentication failed"))
+        case .temporaryFailure:
+            return .reply(SMTPReply(454, "4.7.0", "Temporary authentication failure"))
+        }
+    }
+
+    mutating func auth(_ mechanism: String, _ initial: String?) -> Action {
+        guard configuration.auth != .none else { return protocolError(SMTPReply(502, "5.5.1", "Error: authentication not enabled")) }
+        guard tlsActive else {
+            return protocolError(SMTPReply(538, "5.7.11", "Encryption required for requested authentication mechanism"))
+        }
+        guard helo != nil, extended else { return protocolError(SMTPReply(503, "5.5.1", "Error: send EHLO first")) }
+        guard authenticatedUser == nil else { return protocolError(SMTPReply(503, "5.5.1", "Error: already authenticated")) }
+        guard transaction == nil else { return protocolError(SMTPReply(503, "5.5.1", "Error: AUTH not allowed in a mail transaction")) }
+        switch mechanism {
+        case "PLAIN":
+            if let initial {
+                return authResponse(.plain, initial)
+            }
+            state = .authExchange(.plain)
+            return .reply(SMTPReply(code: 334, enhancedCode: nil, lines: [""]))
+        case "LOGIN":
+            if let initial {
+                return authResponse(.loginUsername, initial)
+            }
+            state = .authExchange(.loginUsername)
+            return .reply(SMTPReply(code: 334, enhancedCode: nil, lines: [Base64.encode("Username:")]))
+        default:
+            return protocolError(SMTPReply(504, "5.5.4", "Error: unsupported authentication mechanism"))
+        }
+    }
+
+    mutating func authResponse(_ step: AuthStep, _ line: String) -> Action {
+        state = .ready
+        if line == "*" { return protocolError(SMTPReply(501, "5.0.0", "Authentication cancelled")) }
+        guard line.utf8.count <= SMTPLimits.maxAuthLine else { return protocolError(SMTPReply(500, "5.5.6", "Error: authentication exchange line too long")) }
+        // "=" is an empty initial response (RFC 4954 §4).
+        let text = line == "=" ? "" : line
+        do throws(SASL.Failure) {
+            switch step {
+            case .plain:
+                let (user, password) = try SASL.decodePlain(text)
+                return verify(user, password, "PLAIN")
+            case .loginUsername:
+                let user = try SASL.decodeLoginField(text)
+                guard !user.isEmpty else { return protocolError(SMTPReply(501, "5.5.2", "Error: empty username")) }
+                state = .authExchange(.loginPassword(username: user))
+                return .reply(SMTPReply(code: 334, enhancedCode: nil, lines: [Base64.encode("Password:")]))
+            case .loginPassword(let user):
+                let password = try SASL.decodeLoginField(text)
+                return verify(user, password, "LOGIN")
+            }
+        } catch {
+            if error.reply.code == 535 { return authenticationFailedLocally(error.reply) }
+            return protocolError(error.reply)
+        }
+    }
+
+    mutating func verify(_ user: String, _ password: String, _ mechanism: String) -> Action {
+        // RFC 4513 §6.3.1: an empty password must never reach a directory bind.
+        if password.isEmpty {
+            return authenticationFailedLocally(SMTPReply(535, "5.7.8", "Error: authentication failed"))
+        }
+        state = .verifyingCredentials(user: user)
+        return .verifyCredentials(AuthCredentials(username: user, password: password, mechanism: mechanism))
+    }
+
+    mutating func authenticationFailedLocally(_ reply: SMTPReply) -> Action {
+        state = .verifyingCredentials(user: "")
+        return authenticationFinished(.failure(reason: reply.text))
+    }
+}

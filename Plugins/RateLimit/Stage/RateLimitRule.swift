@@ -139,15 +139,4 @@ enum RateLimitFormat {
     }
 }
 
-extension String {
-    var trimmingSpaces: String {
-        var slice = Substring(self)
-        while let first = slice.first, first.isWhitespace { slice.removeFirst() }
-        while let last = slice.last, last.isWhitespace { slice.removeLast() }
-        return String(slice)
-    }
-}
 
-extension Substring {
-    var trimmingSpaces: String { String(self).trimmingSpaces }
-}

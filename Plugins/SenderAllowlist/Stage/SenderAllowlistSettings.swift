@@ -54,7 +54,7 @@ public struct SenderAllowlistSettings: Sendable, Hashable {
 
     static func patterns(_ key: String, _ reader: inout SettingsReader) -> [SenderPattern] {
         var result: [SenderPattern] = []
-        for item in reader.stringList(key) ?? [] {
+        for item in reader.locatedStrings(key) ?? [] {
             switch SenderPattern.parse(item.text) {
             case .success(let pattern): result.append(pattern)
             case .failure(let error): reader.fail(item.location, "'\(key)': \(error.message)")
@@ -65,7 +65,7 @@ public struct SenderAllowlistSettings: Sendable, Hashable {
 
     static func networks(_ key: String, _ reader: inout SettingsReader) -> [CIDRNetwork] {
         var result: [CIDRNetwork] = []
-        for item in reader.stringList(key) ?? [] {
+        for item in reader.locatedStrings(key) ?? [] {
             switch CIDRNetwork.parse(item.text) {
             case .success(let network): result.append(network)
             case .failure(let error): reader.fail(item.location, "'\(key)': \(error.message)")

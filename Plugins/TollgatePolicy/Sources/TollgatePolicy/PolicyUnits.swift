@@ -52,3 +52,13 @@ public enum PolicyUnits {
         return String(sub)
     }
 }
+
+extension StringProtocol {
+    /// The text without leading and trailing white space (settings values as written).
+    public var trimmingSpaces: String {
+        var slice = Substring(self)
+        while let first = slice.first, first.isWhitespace { slice.removeFirst() }
+        while let last = slice.last, last.isWhitespace { slice.removeLast() }
+        return String(slice)
+    }
+}

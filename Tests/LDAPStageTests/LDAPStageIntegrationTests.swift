@@ -160,8 +160,8 @@ struct LDAPStageIntegrationTests {
 
     @Test("an empty password is refused before any bind, even with the directory frozen")
     func emptyPassword() async throws {
-        // A long timeout: had the stage asked the frozen directory, it would hang for 3 s.
-        try await withStage([("timeout", "3s")]) { slapd, stage, _ in
+        // A long timeout: had the stage asked the frozen directory, it would hang for 10 s.
+        try await withStage([("timeout", "10s")]) { slapd, stage, _ in
             let before = slapd.bindRequests
             let searches = slapd.searchRequests
             slapd.pause()
@@ -169,7 +169,7 @@ struct LDAPStageIntegrationTests {
             let elapsed = await seconds { outcome = await login(stage, "alice", "") }
             slapd.resume()
             #expect(isFailure(outcome, reason: "empty password"))
-            #expect(elapsed < 1.5)
+            #expect(elapsed < 5)
             #expect(isFailure(await login(stage, "", "")))
             // Give slapd a moment to log anything it might have received.
             try await Task.sleep(nanoseconds: 200_000_000)
@@ -257,7 +257,7 @@ struct LDAPStageIntegrationTests {
             let elapsed = await seconds { outcome = await login(stage, "alice", "alice-pw") }
             slapd.resume()
             #expect(isTemporaryFailure(outcome), "\(String(describing: outcome))")
-            #expect(elapsed < 4)
+            #expect(elapsed < 15, "not bounded: \(elapsed) s")
             #expect(facts(await login(stage, "alice", "alice-pw")) != nil)
         }
     }
@@ -272,7 +272,7 @@ struct LDAPStageIntegrationTests {
             var outcome: AuthOutcome?
             let elapsed = await seconds { outcome = await login(stage, "alice", "alice-pw") }
             #expect(isTemporaryFailure(outcome), "\(String(describing: outcome))")
-            #expect(elapsed < 5)
+            #expect(elapsed < 15, "not bounded: \(elapsed) s")
             #expect(isTemporaryFailure(await login(stage, "bob", "bob-pw")))
             try await slapd.restart()
             #expect(facts(await login(stage, "alice", "alice-pw")) != nil)
@@ -288,7 +288,7 @@ struct LDAPStageIntegrationTests {
             var outcome: AuthOutcome?
             let elapsed = await seconds { outcome = await login(stage, "bob", "bob-pw") }
             #expect(isTemporaryFailure(outcome), "\(String(describing: outcome))")
-            #expect(elapsed < 4)
+            #expect(elapsed < 15, "not bounded: \(elapsed) s")
             slapd.resume()
             #expect(facts(await login(stage, "bob", "bob-pw")) != nil)
         }
@@ -305,8 +305,10 @@ struct LDAPStageIntegrationTests {
             slapd.pause()
             var outcome: AuthOutcome?
             let elapsed = await seconds { outcome = await login(stage, "alice", "alice-pw") }
+            // Served from the cache: the frozen directory would have given a temporary failure.
             #expect(facts(outcome) == first)
-            #expect(elapsed < 0.3)
+            #expect(slapd.bindRequests(dn: Self.aliceDN) == binds)
+            #expect(elapsed < 2)
             // A different password is not served from the cache.
             #expect(isTemporaryFailure(await login(stage, "alice", "other-pw")))
             // After the TTL the directory is asked again (and is still frozen).

@@ -21,7 +21,7 @@ run: deps-run release
 
 test: deps-test
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --parallel --num-workers 2
+	$(SWIFT) test --skip-build
 
 bench: deps-test release
 	@bash bench/run.sh

@@ -564,7 +564,7 @@ pipeline_one() { # MODE SESSIONS ROUND INDEX
     # the policy counters as Tollgate exposes them, for the record
     python3 -c 'import sys, urllib.request
 print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' \
-      "http://127.0.0.1:$mport/metrics" 2>/dev/null | grep -E '^tollgate_(policy_decisions|smtp_messages_accepted)' \
+      "http://127.0.0.1:$mport/metrics" 2>/dev/null | grep -E '^tollgate_(policy_decisions|policy_stage_duration_seconds_(sum|count)|smtp_messages_accepted)' \
       >"$OUT/logs/$tag.metrics" || true
   fi
   stop_pid "$tg" tollgate 20
@@ -631,7 +631,7 @@ ln -sfn "$OUT" "$HERE/out/latest" 2>/dev/null || true
   echo "work dir: $WORK ($(df --output=fstype "$WORK" | tail -1))"
   echo "postfix: $(postconf -d -h mail_version 2>/dev/null)"
   if want_tollgate || [ "$PIPELINE" != 0 ]; then
-    echo "tollgate: $("$TG_BIN" version 2>&1 | head -1 || true) ($TG_BIN)"
+    echo "tollgate: $("$TG_BIN" version 2>&1 | head -1 || true) ($TG_BIN, built $(date -u -r "$TG_BIN" +%Y-%m-%dT%H:%M:%SZ))"
   fi
   echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo ' (dirty)')"
   if [ "$COMPARISON" = 1 ]; then

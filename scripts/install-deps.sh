@@ -5,7 +5,7 @@
 set -euo pipefail
 
 what="${1:-test}"
-packages=(libsqlite3-dev libldap2-dev openssl swaks slapd ldap-utils python3)
+packages=(libsqlite3-dev libldap2-dev openssl swaks slapd ldap-utils python3 sqlite3)
 case "$what" in
   test|bench) packages+=(postfix) ;;
 esac

@@ -258,7 +258,7 @@ struct LDAPStageIntegrationTests {
             slapd.resume()
             #expect(isTemporaryFailure(outcome), "\(String(describing: outcome))")
             #expect(elapsed < 15, "not bounded: \(elapsed) s")
-            #expect(facts(await login(stage, "alice", "alice-pw")) != nil)
+            #expect(await recovers { facts(await login(stage, "alice", "alice-pw")) != nil })
         }
     }
 
@@ -290,7 +290,9 @@ struct LDAPStageIntegrationTests {
             #expect(isTemporaryFailure(outcome), "\(String(describing: outcome))")
             #expect(elapsed < 15, "not bounded: \(elapsed) s")
             slapd.resume()
-            #expect(facts(await login(stage, "bob", "bob-pw")) != nil)
+            // Recovery: the next logins succeed once slapd has caught up (a busy
+            // machine may need a moment; each attempt is bounded by the timeout).
+            #expect(await recovers { facts(await login(stage, "bob", "bob-pw")) != nil })
         }
     }
 
@@ -376,14 +378,15 @@ struct LDAPStageIntegrationTests {
 
     @Test("a burst of identical logins makes one directory round trip")
     func burst() async throws {
-        try await withStage([("cache_ttl", "60s")]) { slapd, stage, _ in
+        // A generous timeout: this is about round trips, not speed, and CI machines are busy.
+        try await withStage([("cache_ttl", "60s"), ("timeout", "20s")]) { slapd, stage, _ in
             let outcomes = await withTaskGroup(of: AuthOutcome?.self) { group in
                 for _ in 0..<20 { group.addTask { await login(stage, "alice", "alice-pw") } }
                 var all: [AuthOutcome?] = []
                 for await outcome in group { all.append(outcome) }
                 return all
             }
-            #expect(outcomes.allSatisfy { facts($0) != nil })
+            #expect(outcomes.allSatisfy { facts($0) != nil }, "\(outcomes)")
             #expect(slapd.bindRequests(dn: Self.aliceDN) == 1)
         }
     }
@@ -421,4 +424,13 @@ private func readText(_ path: String) -> String? {
         bytes += buffer[0..<count]
     }
     return String(decoding: bytes, as: UTF8.self)
+}
+
+/// Tries `attempt` up to 20 times, half a second apart, until it succeeds.
+func recovers(_ attempt: () async -> Bool) async -> Bool {
+    for _ in 0..<20 {
+        if await attempt() { return true }
+        try? await Task.sleep(nanoseconds: 500_000_000)
+    }
+    return false
 }

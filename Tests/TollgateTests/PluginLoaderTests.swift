@@ -7,103 +7,105 @@ import TollgatePolicy
 
 /// Plugins are loaded from their shared objects through the relay's loader — never
 /// linked into the tests.
-@Suite(.serialized, .timeLimit(.minutes(10))) struct PluginLoaderTests {
-    /// The folder where `swift build` put the executable and the plugin libraries.
-    static var binFolder: String { (RelayProcess.binary as NSString).deletingLastPathComponent }
+extension LiveRelayTests {
+    @Suite(.serialized, .timeLimit(.minutes(10))) struct PluginLoaderTests {
+        /// The folder where `swift build` put the executable and the plugin libraries.
+        static var binFolder: String { (RelayProcess.binary as NSString).deletingLastPathComponent }
 
-    static func host() -> RelayPolicyHost {
-        RelayPolicyHost(plugin: "test", logger: Logger(label: "test"), policies: DepartmentPolicies())
-    }
-
-    @Test(arguments: ["ldap", "sender-allowlist", "rate-limit"])
-    func bundledPluginLoadsFromItsSharedObject(_ name: String) throws {
-        let path = try #require(PluginLoader.locate(name, searchPath: [Self.binFolder]), "no library for \(name) in \(Self.binFolder)")
-        #expect(path.hasSuffix("libtollgate-\(name).so"))
-        let factory = try PluginLoader.load(path)
-        #expect(factory.name == name)
-        // Settings errors come back located.
-        let location = SourceLocation(file: "t.yaml", line: 7, column: 5)
-        let bogus = PolicySettings(.map([(key: "no_such_key", keyLocation: location, value: PolicySettings(.scalar("1"), at: location))]), at: location)
-        let problems = factory.validate(settings: bogus, host: Self.host())
-        #expect(problems.contains { $0.description.hasPrefix("t.yaml:7:5: ") && $0.message.contains("no_such_key") })
-    }
-
-    @Test func thirdPartyPluginBuiltSeparatelyLoadsLikeABundledOne() async throws {
-        let scratch = try TemporaryDirectory()
-        let packagePath = Self.repositoryRoot + "/Tests/Fixtures/ThirdPartyPlugin"
-        let build = try ChildProcess.run("swift", ["build", "--package-path", packagePath, "--scratch-path", scratch.path + "/build"], timeout: 600)
-        #expect(build.status == 0, "\(build.stdout)\(build.stderr)")
-        let library = scratch.path + "/build/debug/libtollgate-domain-block.so"
-        let factory = try PluginLoader.load(library)
-        #expect(factory.name == "domain-block")
-        let location = SourceLocation(file: "t.yaml", line: 1, column: 1)
-        let settings = PolicySettings(.map([(key: "domains", keyLocation: location, value: PolicySettings(.list([PolicySettings(.scalar("blocked.example"), at: location)]), at: location))]), at: location)
-        #expect(factory.validate(settings: settings, host: Self.host()).isEmpty)
-        let stage = try await factory.makeStage(settings: settings, host: Self.host())
-        let blocked = try await stage.evaluate(PolicyContext(phase: .rcpt, sessionID: "s", listener: "l", clientAddress: "127.0.0.1", recipient: "x@blocked.example"))
-        #expect(blocked.verdict.reply?.code == 550)
-        let allowed = try await stage.evaluate(PolicyContext(phase: .rcpt, sessionID: "s", listener: "l", clientAddress: "127.0.0.1", recipient: "x@fine.example"))
-        #expect(allowed.verdict == .continue)
-        #expect(allowed.facts.tags["domain-block"] == "checked")
-    }
-
-    @Test func incompatibleAndBrokenLibrariesAreRefusedWithTheReason() throws {
-        let dir = try TemporaryDirectory()
-        let fixtures = Self.repositoryRoot + "/Tests/Fixtures/IncompatiblePlugin"
-        for name in ["incompatible", "notaplugin"] {
-            let cc = try ChildProcess.run("cc", ["-shared", "-fPIC", "-o", "\(dir.path)/lib\(name).so", "\(fixtures)/\(name).c"], timeout: 60)
-            #expect(cc.status == 0, "\(cc.stderr)")
+        static func host() -> RelayPolicyHost {
+            RelayPolicyHost(plugin: "test", logger: Logger(label: "test"), policies: DepartmentPolicies())
         }
-        func refusal(_ path: String) -> String? {
-            do {
-                _ = try PluginLoader.load(path)
-                return nil
-            } catch {
-                return error.description
+
+        @Test(arguments: ["ldap", "sender-allowlist", "rate-limit"])
+        func bundledPluginLoadsFromItsSharedObject(_ name: String) throws {
+            let path = try #require(PluginLoader.locate(name, searchPath: [Self.binFolder]), "no library for \(name) in \(Self.binFolder)")
+            #expect(path.hasSuffix("libtollgate-\(name).so"))
+            let factory = try PluginLoader.load(path)
+            #expect(factory.name == name)
+            // Settings errors come back located.
+            let location = SourceLocation(file: "t.yaml", line: 7, column: 5)
+            let bogus = PolicySettings(.map([(key: "no_such_key", keyLocation: location, value: PolicySettings(.scalar("1"), at: location))]), at: location)
+            let problems = factory.validate(settings: bogus, host: Self.host())
+            #expect(problems.contains { $0.description.hasPrefix("t.yaml:7:5: ") && $0.message.contains("no_such_key") })
+        }
+
+        @Test func thirdPartyPluginBuiltSeparatelyLoadsLikeABundledOne() async throws {
+            let scratch = try TemporaryDirectory()
+            let packagePath = Self.repositoryRoot + "/Tests/Fixtures/ThirdPartyPlugin"
+            let build = try ChildProcess.run("swift", ["build", "--package-path", packagePath, "--scratch-path", scratch.path + "/build"], timeout: 600)
+            #expect(build.status == 0, "\(build.stdout)\(build.stderr)")
+            let library = scratch.path + "/build/debug/libtollgate-domain-block.so"
+            let factory = try PluginLoader.load(library)
+            #expect(factory.name == "domain-block")
+            let location = SourceLocation(file: "t.yaml", line: 1, column: 1)
+            let settings = PolicySettings(.map([(key: "domains", keyLocation: location, value: PolicySettings(.list([PolicySettings(.scalar("blocked.example"), at: location)]), at: location))]), at: location)
+            #expect(factory.validate(settings: settings, host: Self.host()).isEmpty)
+            let stage = try await factory.makeStage(settings: settings, host: Self.host())
+            let blocked = try await stage.evaluate(PolicyContext(phase: .rcpt, sessionID: "s", listener: "l", clientAddress: "127.0.0.1", recipient: "x@blocked.example"))
+            #expect(blocked.verdict.reply?.code == 550)
+            let allowed = try await stage.evaluate(PolicyContext(phase: .rcpt, sessionID: "s", listener: "l", clientAddress: "127.0.0.1", recipient: "x@fine.example"))
+            #expect(allowed.verdict == .continue)
+            #expect(allowed.facts.tags["domain-block"] == "checked")
+        }
+
+        @Test func incompatibleAndBrokenLibrariesAreRefusedWithTheReason() throws {
+            let dir = try TemporaryDirectory()
+            let fixtures = Self.repositoryRoot + "/Tests/Fixtures/IncompatiblePlugin"
+            for name in ["incompatible", "notaplugin"] {
+                let cc = try ChildProcess.run("cc", ["-shared", "-fPIC", "-o", "\(dir.path)/lib\(name).so", "\(fixtures)/\(name).c"], timeout: 60)
+                #expect(cc.status == 0, "\(cc.stderr)")
             }
+            func refusal(_ path: String) -> String? {
+                do {
+                    _ = try PluginLoader.load(path)
+                    return nil
+                } catch {
+                    return error.description
+                }
+            }
+            let future = try #require(refusal("\(dir.path)/libincompatible.so"))
+            #expect(future.hasPrefix("\(dir.path)/libincompatible.so: "))
+            #expect(future.contains("ABI 999"))
+            let foreign = try #require(refusal("\(dir.path)/libnotaplugin.so"))
+            #expect(foreign.contains("is not a Tollgate plugin"))
+            try "this is not an ELF file".write(toFile: "\(dir.path)/libgarbage.so", atomically: true, encoding: .utf8)
+            let garbage = try #require(refusal("\(dir.path)/libgarbage.so"))
+            #expect(garbage.contains("cannot be loaded"))
+            #expect(refusal("\(dir.path)/libmissing.so")?.contains("no such file") == true)
+
+            // Through `tollgate check`: the file and the reason, located at the stage.
+            let config = """
+                listeners:
+                  - name: a
+                    address: 127.0.0.1:1
+                upstreams:
+                  - name: u
+                    directory: out
+                stages:
+                  - use: incompatible
+                    library: \(dir.path)/libincompatible.so
+                """
+            try config.write(toFile: dir.path + "/t.yaml", atomically: true, encoding: .utf8)
+            let check = try ChildProcess.run(RelayProcess.binary, ["check", "-c", dir.path + "/t.yaml"], timeout: 30)
+            #expect(check.status == 1)
+            #expect(check.stderr.contains("\(dir.path)/t.yaml:8:5: plugin 'incompatible' refused: \(dir.path)/libincompatible.so"))
         }
-        let future = try #require(refusal("\(dir.path)/libincompatible.so"))
-        #expect(future.hasPrefix("\(dir.path)/libincompatible.so: "))
-        #expect(future.contains("ABI 999"))
-        let foreign = try #require(refusal("\(dir.path)/libnotaplugin.so"))
-        #expect(foreign.contains("is not a Tollgate plugin"))
-        try "this is not an ELF file".write(toFile: "\(dir.path)/libgarbage.so", atomically: true, encoding: .utf8)
-        let garbage = try #require(refusal("\(dir.path)/libgarbage.so"))
-        #expect(garbage.contains("cannot be loaded"))
-        #expect(refusal("\(dir.path)/libmissing.so")?.contains("no such file") == true)
 
-        // Through `tollgate check`: the file and the reason, located at the stage.
-        let config = """
-            listeners:
-              - name: a
-                address: 127.0.0.1:1
-            upstreams:
-              - name: u
-                directory: out
-            stages:
-              - use: incompatible
-                library: \(dir.path)/libincompatible.so
-            """
-        try config.write(toFile: dir.path + "/t.yaml", atomically: true, encoding: .utf8)
-        let check = try ChildProcess.run(RelayProcess.binary, ["check", "-c", dir.path + "/t.yaml"], timeout: 30)
-        #expect(check.status == 1)
-        #expect(check.stderr.contains("\(dir.path)/t.yaml:8:5: plugin 'incompatible' refused: \(dir.path)/libincompatible.so"))
-    }
-
-    @Test func relayExecutableDoesNotContainThePlugins() throws {
-        let nm = try ChildProcess.run("nm", ["-D", "--defined-only", RelayProcess.binary], timeout: 60)
-        #expect(nm.status == 0)
-        #expect(!nm.stdout.contains("tollgate_plugin_create"))
-        let ldd = try ChildProcess.run("ldd", [RelayProcess.binary], timeout: 60)
-        #expect(ldd.stdout.contains("libTollgatePolicy.so"))
-        #expect(!ldd.stdout.contains("libtollgate-"))
-    }
-
-    static var repositoryRoot: String {
-        var dir = Self.binFolder
-        while dir != "/", !FileManager.default.fileExists(atPath: dir + "/Package.swift") {
-            dir = (dir as NSString).deletingLastPathComponent
+        @Test func relayExecutableDoesNotContainThePlugins() throws {
+            let nm = try ChildProcess.run("nm", ["-D", "--defined-only", RelayProcess.binary], timeout: 60)
+            #expect(nm.status == 0)
+            #expect(!nm.stdout.contains("tollgate_plugin_create"))
+            let ldd = try ChildProcess.run("ldd", [RelayProcess.binary], timeout: 60)
+            #expect(ldd.stdout.contains("libTollgatePolicy.so"))
+            #expect(!ldd.stdout.contains("libtollgate-"))
         }
-        return dir
+
+        static var repositoryRoot: String {
+            var dir = Self.binFolder
+            while dir != "/", !FileManager.default.fileExists(atPath: dir + "/Package.swift") {
+                dir = (dir as NSString).deletingLastPathComponent
+            }
+            return dir
+        }
     }
 }

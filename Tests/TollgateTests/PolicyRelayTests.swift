@@ -4,156 +4,158 @@ import Testing
 
 /// The whole pipeline in a live relay: the bundled plugins loaded from their shared
 /// objects, authenticating against a real slapd, the example department policies.
-@Suite(.serialized, .timeLimit(.minutes(5))) struct PolicyRelayTests {
-    static var repositoryRoot: String { PluginLoaderTests.repositoryRoot }
+extension LiveRelayTests {
+    @Suite(.serialized, .timeLimit(.minutes(5))) struct PolicyRelayTests {
+        static var repositoryRoot: String { PluginLoaderTests.repositoryRoot }
 
-    struct Setup {
-        let slapd: Slapd
-        let relay: RelayProcess
-        let certs: TestCertificates
-        let held: Int
+        struct Setup {
+            let slapd: Slapd
+            let relay: RelayProcess
+            let certs: TestCertificates
+            let held: Int
 
-        /// AUTH PLAIN over STARTTLS with swaks; returns the transcript.
-        func send(user: String, password: String, from: String, to: String = "someone@example.net") throws -> String {
-            try Swaks.send(
-                port: relay.port, from: from, to: [to],
-                options: ["-tls", "--tls-verify", "--tls-ca-path", certs.caCertificatePath, "-a", "PLAIN", "-au", user, "-ap", password]
-            ).transcript
+            /// AUTH PLAIN over STARTTLS with swaks; returns the transcript.
+            func send(user: String, password: String, from: String, to: String = "someone@example.net") throws -> String {
+                try Swaks.send(
+                    port: relay.port, from: from, to: [to],
+                    options: ["-tls", "--tls-verify", "--tls-ca-path", certs.caCertificatePath, "-a", "PLAIN", "-au", user, "-ap", password]
+                ).transcript
+            }
         }
-    }
 
-    /// A relay whose finance route goes to an upstream that is down, so finance's
-    /// messages stay queued for `queue show`.
-    func start(extraLimits: String = "") async throws -> Setup {
-        let slapd = try await Slapd.start()
-        let dir = try TemporaryDirectory()
-        let certs = try TestCertificates.make(in: dir.path + "/certs")
-        let held = freePort()
-        let relay = try RelayProcess(
-            listener: "tls: starttls\n    auth: required",
-            rest: """
-                tls:
-                  certificate: \(certs.certificatePath)
-                  key: \(certs.keyPath)
-                upstreams:
-                  - name: outbox
-                    directory: outbox
-                  - name: finance-outbox
-                    hosts: [127.0.0.1:\(held)]
-                    tls: none
-                delivery:
-                  default_upstream: outbox
-                  retry: [1h]
-                stages:
-                  - use: ldap
-                    timeout: 3s
-                    settings:
-                      uri: \(slapd.uri)
-                      bind_dn: \(Slapd.serviceDN)
-                      bind_password: \(Slapd.servicePassword)
-                      base: \(Slapd.peopleDN)
-                      department_attribute: departmentNumber
-                      timeout: 1s
-                      cache_ttl: 5m
-                      negative_cache_ttl: 1s
-                  - use: sender-allowlist
-                    settings: {}
-                  - use: rate-limit
-                    settings:
-                      limits:
-                        - { key: user, messages: 3, per: 1h }
-                policies: \(Self.repositoryRoot)/policies
-                """,
-            directory: dir
-        )
-        try relay.start()
-        return Setup(slapd: slapd, relay: relay, certs: certs, held: held)
-    }
-
-    @Test func authenticationAndSenderRules() async throws {
-        let s = try await start()
-        defer { s.relay.stop() }
-        defer { Task { await s.slapd.stop() } }
-
-        // Good login, own address: accepted, routed by the finance policy, trace recorded.
-        let own = try s.send(user: "alice", password: "alice-pw", from: "alice@finance.example.com")
-        #expect(own.contains("<~  235 2.7.0"), "\(own)")
-        #expect(own.contains("<~  250 2.0.0 Ok: queued as"), "\(own)")
-        let id = try #require(own.split(separator: "\n").first { $0.contains("queued as") }?.split(separator: " ").last.map(String.init))
-        #expect(await waitUntil(timeout: 10) { ((try? s.relay.cli(["queue", "list", "--department", "finance"]))?.stdout ?? "").contains(id) })
-        let show = try s.relay.cli(["queue", "show", id]).stdout
-        #expect(show.contains("user:        alice"))
-        #expect(show.contains("department:  finance"))
-        #expect(show.contains("upstream:    finance-outbox"))
-        #expect(show.contains("auth ldap: accept"))
-        #expect(show.contains("mail sender-allowlist: continue"))
-
-        // Department-allowed address (finance: payroll@example.com).
-        #expect(try s.send(user: "alice", password: "alice-pw", from: "payroll@example.com").contains("<~  250 2.0.0 Ok: queued"))
-        // Someone else's address.
-        let other = try s.send(user: "alice", password: "alice-pw", from: "bob@engineering.example.com")
-        #expect(other.contains("<~* 553 5.7.1"), "\(other)")
-        // User in no department may still send as their own address, and nothing else.
-        #expect(try s.send(user: "dave", password: "dave-pw", from: "dave@example.com").contains("<~  250 2.0.0 Ok: queued"))
-        #expect(try s.send(user: "dave", password: "dave-pw", from: "payroll@example.com").contains("<~* 553 5.7.1"))
-    }
-
-    @Test func badCredentialsAndInjectionAreRefused() async throws {
-        let s = try await start()
-        defer { s.relay.stop() }
-        defer { Task { await s.slapd.stop() } }
-        #expect(try s.send(user: "alice", password: "wrong", from: "alice@finance.example.com").contains("<~* 535 5.7.8"))
-        #expect(try s.send(user: "nosuchuser", password: "x", from: "a@example.com").contains("<~* 535 5.7.8"))
-        for user in ["*", "bob)(uid=*", "admin)(|(uid=*", "*)(uid=*", "alice\\"] {
-            let t = try s.send(user: user, password: "alice-pw", from: "alice@finance.example.com")
-            #expect(t.contains("<~* 535 5.7.8"), "\(user): \(t)")
+        /// A relay whose finance route goes to an upstream that is down, so finance's
+        /// messages stay queued for `queue show`.
+        func start(extraLimits: String = "") async throws -> Setup {
+            let slapd = try await Slapd.start()
+            let dir = try TemporaryDirectory()
+            let certs = try TestCertificates.make(in: dir.path + "/certs")
+            let held = freePort()
+            let relay = try RelayProcess(
+                listener: "tls: starttls\n    auth: required",
+                rest: """
+                    tls:
+                      certificate: \(certs.certificatePath)
+                      key: \(certs.keyPath)
+                    upstreams:
+                      - name: outbox
+                        directory: outbox
+                      - name: finance-outbox
+                        hosts: [127.0.0.1:\(held)]
+                        tls: none
+                    delivery:
+                      default_upstream: outbox
+                      retry: [1h]
+                    stages:
+                      - use: ldap
+                        timeout: 3s
+                        settings:
+                          uri: \(slapd.uri)
+                          bind_dn: \(Slapd.serviceDN)
+                          bind_password: \(Slapd.servicePassword)
+                          base: \(Slapd.peopleDN)
+                          department_attribute: departmentNumber
+                          timeout: 1s
+                          cache_ttl: 5m
+                          negative_cache_ttl: 1s
+                      - use: sender-allowlist
+                        settings: {}
+                      - use: rate-limit
+                        settings:
+                          limits:
+                            - { key: user, messages: 3, per: 1h }
+                    policies: \(Self.repositoryRoot)/policies
+                    """,
+                directory: dir
+            )
+            try relay.start()
+            return Setup(slapd: slapd, relay: relay, certs: certs, held: held)
         }
-        // Empty password: refused before any bind reaches the directory.
-        let binds = s.slapd.bindRequests(dn: "uid=alice,\(Slapd.peopleDN)")
-        let empty = try Swaks.send(
-            port: s.relay.port, from: "alice@finance.example.com", to: ["x@example.net"],
-            options: ["-tls", "--tls-ca-path", s.certs.caCertificatePath, "-a", "PLAIN", "-au", "alice", "-ap", "<>"]
-        ).transcript
-        #expect(empty.contains("535"), "\(empty)")
-        #expect(s.slapd.bindRequests(dn: "uid=alice,\(Slapd.peopleDN)") == binds)
-    }
 
-    @Test func rateLimitCountsAcceptedMail() async throws {
-        let s = try await start()
-        defer { s.relay.stop() }
-        defer { Task { await s.slapd.stop() } }
-        for _ in 0..<3 {
+        @Test func authenticationAndSenderRules() async throws {
+            let s = try await start()
+            defer { s.relay.stop() }
+            defer { Task { await s.slapd.stop() } }
+
+            // Good login, own address: accepted, routed by the finance policy, trace recorded.
+            let own = try s.send(user: "alice", password: "alice-pw", from: "alice@finance.example.com")
+            #expect(own.contains("<~  235 2.7.0"), "\(own)")
+            #expect(own.contains("<~  250 2.0.0 Ok: queued as"), "\(own)")
+            let id = try #require(own.split(separator: "\n").first { $0.contains("queued as") }?.split(separator: " ").last.map(String.init))
+            #expect(await waitUntil(timeout: 10) { ((try? s.relay.cli(["queue", "list", "--department", "finance"]))?.stdout ?? "").contains(id) })
+            let show = try s.relay.cli(["queue", "show", id]).stdout
+            #expect(show.contains("user:        alice"))
+            #expect(show.contains("department:  finance"))
+            #expect(show.contains("upstream:    finance-outbox"))
+            #expect(show.contains("auth ldap: accept"))
+            #expect(show.contains("mail sender-allowlist: continue"))
+
+            // Department-allowed address (finance: payroll@example.com).
+            #expect(try s.send(user: "alice", password: "alice-pw", from: "payroll@example.com").contains("<~  250 2.0.0 Ok: queued"))
+            // Someone else's address.
+            let other = try s.send(user: "alice", password: "alice-pw", from: "bob@engineering.example.com")
+            #expect(other.contains("<~* 553 5.7.1"), "\(other)")
+            // User in no department may still send as their own address, and nothing else.
             #expect(try s.send(user: "dave", password: "dave-pw", from: "dave@example.com").contains("<~  250 2.0.0 Ok: queued"))
+            #expect(try s.send(user: "dave", password: "dave-pw", from: "payroll@example.com").contains("<~* 553 5.7.1"))
         }
-        let fourth = try s.send(user: "dave", password: "dave-pw", from: "dave@example.com")
-        #expect(fourth.contains("<~* 451 4.7.1"), "\(fourth)")
-    }
 
-    @Test func directoryOutageIsTemporaryAndRecovers() async throws {
-        let s = try await start()
-        defer { s.relay.stop() }
-        defer { Task { await s.slapd.stop() } }
-        await s.slapd.stop()
-        let down = try s.send(user: "bob", password: "bob-pw", from: "bob@engineering.example.com")
-        #expect(down.contains("<~* 454 4.7.0"), "\(down)")
-        try await s.slapd.restart()
-        let back = try s.send(user: "bob", password: "bob-pw", from: "bob@engineering.example.com")
-        #expect(back.contains("<~  250 2.0.0 Ok: queued"), "\(back)")
-    }
-
-    @Test func pluginsAreSeparateSharedObjectsInTheRunningServer() async throws {
-        let s = try await start()
-        defer { s.relay.stop() }
-        defer { Task { await s.slapd.stop() } }
-        let pid = try #require(s.relay.process?.pid)
-        // /proc files report size 0: read them with cat, not a sized read.
-        let maps = try ChildProcess.run("cat", ["/proc/\(pid)/maps"], timeout: 10).stdout
-        for library in ["libtollgate-ldap.so", "libtollgate-sender-allowlist.so", "libtollgate-rate-limit.so", "libTollgatePolicy.so"] {
-            #expect(maps.contains(library), "\(library) not mapped")
+        @Test func badCredentialsAndInjectionAreRefused() async throws {
+            let s = try await start()
+            defer { s.relay.stop() }
+            defer { Task { await s.slapd.stop() } }
+            #expect(try s.send(user: "alice", password: "wrong", from: "alice@finance.example.com").contains("<~* 535 5.7.8"))
+            #expect(try s.send(user: "nosuchuser", password: "x", from: "a@example.com").contains("<~* 535 5.7.8"))
+            for user in ["*", "bob)(uid=*", "admin)(|(uid=*", "*)(uid=*", "alice\\"] {
+                let t = try s.send(user: user, password: "alice-pw", from: "alice@finance.example.com")
+                #expect(t.contains("<~* 535 5.7.8"), "\(user): \(t)")
+            }
+            // Empty password: refused before any bind reaches the directory.
+            let binds = s.slapd.bindRequests(dn: "uid=alice,\(Slapd.peopleDN)")
+            let empty = try Swaks.send(
+                port: s.relay.port, from: "alice@finance.example.com", to: ["x@example.net"],
+                options: ["-tls", "--tls-ca-path", s.certs.caCertificatePath, "-a", "PLAIN", "-au", "alice", "-ap", "<>"]
+            ).transcript
+            #expect(empty.contains("535"), "\(empty)")
+            #expect(s.slapd.bindRequests(dn: "uid=alice,\(Slapd.peopleDN)") == binds)
         }
-        let explain = try s.relay.cli(["explain", "--from", "evil@elsewhere.example", "--to", "x@example.net", "--client", "192.0.2.9"])
-        #expect(explain.status == 0)
-        #expect(explain.stdout.contains("sender-allowlist"))
-        #expect(explain.stdout.contains("result:     refused"))
+
+        @Test func rateLimitCountsAcceptedMail() async throws {
+            let s = try await start()
+            defer { s.relay.stop() }
+            defer { Task { await s.slapd.stop() } }
+            for _ in 0..<3 {
+                #expect(try s.send(user: "dave", password: "dave-pw", from: "dave@example.com").contains("<~  250 2.0.0 Ok: queued"))
+            }
+            let fourth = try s.send(user: "dave", password: "dave-pw", from: "dave@example.com")
+            #expect(fourth.contains("<~* 451 4.7.1"), "\(fourth)")
+        }
+
+        @Test func directoryOutageIsTemporaryAndRecovers() async throws {
+            let s = try await start()
+            defer { s.relay.stop() }
+            defer { Task { await s.slapd.stop() } }
+            await s.slapd.stop()
+            let down = try s.send(user: "bob", password: "bob-pw", from: "bob@engineering.example.com")
+            #expect(down.contains("<~* 454 4.7.0"), "\(down)")
+            try await s.slapd.restart()
+            let back = try s.send(user: "bob", password: "bob-pw", from: "bob@engineering.example.com")
+            #expect(back.contains("<~  250 2.0.0 Ok: queued"), "\(back)")
+        }
+
+        @Test func pluginsAreSeparateSharedObjectsInTheRunningServer() async throws {
+            let s = try await start()
+            defer { s.relay.stop() }
+            defer { Task { await s.slapd.stop() } }
+            let pid = try #require(s.relay.process?.pid)
+            // /proc files report size 0: read them with cat, not a sized read.
+            let maps = try ChildProcess.run("cat", ["/proc/\(pid)/maps"], timeout: 10).stdout
+            for library in ["libtollgate-ldap.so", "libtollgate-sender-allowlist.so", "libtollgate-rate-limit.so", "libTollgatePolicy.so"] {
+                #expect(maps.contains(library), "\(library) not mapped")
+            }
+            let explain = try s.relay.cli(["explain", "--from", "evil@elsewhere.example", "--to", "x@example.net", "--client", "192.0.2.9"])
+            #expect(explain.status == 0)
+            #expect(explain.stdout.contains("sender-allowlist"))
+            #expect(explain.stdout.contains("result:     refused"))
+        }
     }
 }

@@ -544,6 +544,9 @@ def ratio(a, b):
     return "-" if a is None or b is None or not b else f"x{a / b:.3f}"
 
 
+NOISY = 0.3  # cores used by other processes during a run that mark it "*"
+
+
 def cmd_report(path):
     rs = []
     with open(path) as f:
@@ -565,7 +568,8 @@ def cmd_report(path):
                       f"{fmt(r.get('p50_ms'), 2):>7}  {fmt(r.get('p99_ms'), 2):>7}  {fmt(r.get('setup_p50_ms'), 2):>9}  "
                       f"{r.get('logins', '-'):>6}  {fmt(r.get('server_cpu_ms_per_msg'), 3):>10}  "
                       f"{fmt(r.get('server_cpu_share'), 2):>9}  {fmt(r.get('client_cpu_share'), 2):>6}  "
-                      f"{fmt(r.get('other_cpu_share'), 2):>5}  {fmt(r.get('stage_ms_per_msg'), 3):>9}")
+                      f"{fmt(r.get('other_cpu_share'), 2):>5}  {fmt(r.get('stage_ms_per_msg'), 3):>9}"
+                      f"{'  *' if (r.get('other_cpu_share') or 0) >= NOISY else ''}")
                 for e in r.get("errors", []):
                     print(f"    ! {e}")
         off = [r for r in rs if r["sessions"] == n and r["mode"] == "off" and r.get("ok")]
@@ -647,6 +651,9 @@ def cmd_report(path):
     print("  understates the cost) and of everything else on the machine (smtp-sink, other people's jobs:")
     print("  noise; this VM has 2 cores).  in stages: wall time inside stage calls per message, from Tollgate's")
     print("  tollgate_policy_stage_duration_seconds (all stages and phases, logins included), in ms.")
+    if any((r.get("other_cpu_share") or 0) >= NOISY for r in rs):
+        print(f"  * other processes used >= {NOISY} cores during that run: its msgs/s and latencies are disturbed;")
+        print("    compare CPU ms/msg, or the bracketed per-round ratios, or run again on a quiet machine.")
     if failed:
         print(f"\n{len(failed)} run(s) had errors (marked !).")
     return 1 if failed or problems else 0

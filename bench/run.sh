@@ -17,7 +17,8 @@
 #                         @LISTEN_ADDRESS@ @UPSTREAM_ADDRESS@ @SPOOL_PATH@ @WORKDIR@
 #   --variant LABEL=F     also run system "tollgate:LABEL" with template F
 #                         (BENCH_TOLLGATE_VARIANTS="LABEL=F LABEL2=F2"), e.g.
-#                         pipeline stages on vs off
+#                         other limits (driven by smtp-source: no TLS, no
+#                         AUTH; the policy pipeline has its own section)
 #   --keep                keep the work directory (BENCH_KEEP=1)
 #   --no-fsync-check      skip the strace check that each system fsyncs
 #                         before its 250 (BENCH_FSYNC_CHECK=0)

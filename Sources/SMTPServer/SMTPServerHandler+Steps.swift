@@ -56,7 +56,7 @@ extension SMTPServerHandler {
             return
         }
         if phase == .mail { transactionTrace = [] }
-        guard delegate.hasPolicyStages else {
+        guard delegate.needsEvaluation(phase) else {
             perform(machine.policyDecided(.continue), context: context)
             return
         }

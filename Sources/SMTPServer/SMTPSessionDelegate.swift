@@ -52,8 +52,9 @@ public struct ReceivedMessage: Sendable {
 /// What a session needs from the rest of the relay: policy decisions, credential
 /// checks, queue ids and durable storage. The session's single decision point.
 public protocol SMTPSessionDelegate: Sendable {
-    /// Whether any stage is configured; when not, every phase continues without a hop.
-    var hasPolicyStages: Bool { get }
+    /// Whether `phase` needs the pipeline; when not, it continues without leaving the
+    /// event loop.
+    func needsEvaluation(_ phase: PolicyPhase) -> Bool
     /// Runs the pipeline for one phase.
     func evaluate(_ context: PolicyContext) async -> PolicyOutcome
     /// Verifies AUTH credentials through the authenticating stages.

@@ -34,6 +34,9 @@ public final class LDAPAuthStage: PolicyStage {
         )
     }
 
+    /// The stage only verifies credentials: it decides no phase.
+    public var phases: Set<PolicyPhase> { [] }
+
     /// Authorization is the other stages' business: every phase continues.
     public func evaluate(_ context: PolicyContext) async throws -> PolicyDecision {
         .continue

@@ -51,6 +51,9 @@ public struct RateLimitStage: PolicyStage {
         }
     }
 
+    /// Messages at `mail`, recipients at `rcpt`, bytes (and a recheck) at `data`.
+    public var phases: Set<PolicyPhase> { [.mail, .rcpt, .data] }
+
     public func evaluate(_ context: PolicyContext) async throws -> PolicyDecision {
         let pending: Usage
         let measures: Set<RateLimitMeasure>

@@ -30,6 +30,9 @@ public struct SenderAllowlistStage: PolicyStage {
         self.host = host
     }
 
+    /// The envelope sender at `mail`; the `From:` header at `data` when configured.
+    public var phases: Set<PolicyPhase> { settings.checkHeaderFrom ? [.mail, .data] : [.mail] }
+
     public func evaluate(_ context: PolicyContext) async throws -> PolicyDecision {
         switch context.phase {
         case .mail:

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import TollgatePolicy
 
 /// The loaded policy: the pipeline of stages and the department policies.
@@ -75,6 +76,7 @@ public enum PipelineBuilder {
         _ configuration: TollgateConfiguration,
         logger: Logger,
         metrics: RelayMetrics?,
+        timers: (any EventLoop)? = nil,
         clock: @escaping Clock = { Date().timeIntervalSince1970 }
     ) async throws -> PolicySetup {
         let (policies, policyProblems) = loadPolicies(configuration)
@@ -90,7 +92,7 @@ public enum PipelineBuilder {
                 throw Failure(diagnostics: [PolicyDiagnostic(stage.location, "plugin '\(stage.use)' could not start: \(error)")])
             }
         }
-        return PolicySetup(pipeline: PolicyPipeline(stages: stages, logger: logger, metrics: metrics), policies: policies)
+        return PolicySetup(pipeline: PolicyPipeline(stages: stages, logger: logger, metrics: metrics, timers: timers), policies: policies)
     }
 }
 

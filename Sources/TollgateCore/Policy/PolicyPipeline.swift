@@ -1,5 +1,6 @@
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import SMTPCore
 import SMTPServer
 import TollgatePolicy
@@ -18,23 +19,32 @@ public final class PolicyPipeline: Sendable {
         public var stage: any PolicyStage
         public var timeout: Double
         public var onError: TollgateConfiguration.OnError
+        /// The phases the stage decides, read once.
+        public let phases: Set<PolicyPhase>
 
         public init(name: String, stage: any PolicyStage, timeout: Double, onError: TollgateConfiguration.OnError) {
             self.name = name
             self.stage = stage
             self.timeout = timeout
             self.onError = onError
+            self.phases = stage.phases
         }
     }
 
     public let stages: [Stage]
     private let logger: Logger
     private let metrics: RelayMetrics?
+    /// Where stage time limits are scheduled (cheaper than a sleeping task per call).
+    private let timers: (any EventLoop)?
+    /// The phases at least one stage decides.
+    public let phases: Set<PolicyPhase>
 
-    public init(stages: [Stage], logger: Logger, metrics: RelayMetrics? = nil) {
+    public init(stages: [Stage], logger: Logger, metrics: RelayMetrics? = nil, timers: (any EventLoop)? = nil) {
         self.stages = stages
         self.logger = logger
         self.metrics = metrics
+        self.timers = timers
+        self.phases = stages.reduce(into: []) { $0.formUnion($1.phases) }
     }
 
     public var isEmpty: Bool { stages.isEmpty }
@@ -43,9 +53,9 @@ public final class PolicyPipeline: Sendable {
         var context = context
         var facts = SessionFacts()
         var trace: [PolicyTraceEntry] = []
-        for stage in stages {
+        for stage in stages where stage.phases.contains(context.phase) {
             let started = monotonicSeconds()
-            let result = await withTimeout(stage.timeout) { [context] in try await stage.stage.evaluate(context) }
+            let result = await withTimeout(stage.timeout, timers: timers) { [context] in try await stage.stage.evaluate(context) }
             let elapsed = (monotonicSeconds() - started) * 1000
             let decision: PolicyDecision
             switch result {
@@ -93,7 +103,7 @@ public final class PolicyPipeline: Sendable {
         var trace: [PolicyTraceEntry] = []
         for stage in stages {
             let started = monotonicSeconds()
-            let result = await withTimeout(stage.timeout) { try await stage.stage.authenticate(credentials, context: context) }
+            let result = await withTimeout(stage.timeout, timers: timers) { try await stage.stage.authenticate(credentials, context: context) }
             let elapsed = (monotonicSeconds() - started) * 1000
             let outcome: AuthOutcome
             switch result {
@@ -141,8 +151,13 @@ struct StageTimeout: Error, CustomStringConvertible {
 
 /// Runs `operation` with a time limit; the result or the error (including a timeout).
 /// The operation runs in its own task, so a stage stuck in a blocking call cannot
-/// hold the session past its limit.
-func withTimeout<T: Sendable>(_ seconds: Double, _ operation: @escaping @Sendable () async throws -> T) async -> Result<T, any Error> {
+/// hold the session past its limit. The limit is a task scheduled on `timers` when
+/// given (an event loop's timer wheel), else a sleeping task.
+func withTimeout<T: Sendable>(
+    _ seconds: Double,
+    timers: (any EventLoop)? = nil,
+    _ operation: @escaping @Sendable () async throws -> T
+) async -> Result<T, any Error> {
     let slot = NIOLockedValueBox<CheckedContinuation<Result<T, any Error>, Never>?>(nil)
     let finish: @Sendable (Result<T, any Error>) -> Void = { result in
         slot.withLockedValue { c in
@@ -152,14 +167,23 @@ func withTimeout<T: Sendable>(_ seconds: Double, _ operation: @escaping @Sendabl
     }
     return await withCheckedContinuation { continuation in
         slot.withLockedValue { $0 = continuation }
-        let timer = Task {
-            try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
-            if !Task.isCancelled { finish(.failure(StageTimeout(seconds: seconds))) }
+        let cancelTimer: @Sendable () -> Void
+        if let timers {
+            let scheduled = timers.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
+                finish(.failure(StageTimeout(seconds: seconds)))
+            }
+            cancelTimer = { scheduled.cancel() }
+        } else {
+            let timer = Task {
+                try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+                if !Task.isCancelled { finish(.failure(StageTimeout(seconds: seconds))) }
+            }
+            cancelTimer = { timer.cancel() }
         }
         Task {
             let result: Result<T, any Error>
             do { result = .success(try await operation()) } catch { result = .failure(error) }
-            timer.cancel()
+            cancelTimer()
             finish(result)
         }
     }

@@ -13,6 +13,13 @@ public struct RelayPolicyEvaluator: Sendable {
     /// Whether sessions need to consult this evaluator at all.
     public var isActive: Bool { !setup.pipeline.isEmpty || !setup.policies.departments.isEmpty }
 
+    /// Whether `phase` needs a decision: some stage decides it, or (at connect) a
+    /// department may claim the client by its network.
+    public func needsEvaluation(_ phase: PolicyPhase) -> Bool {
+        if setup.pipeline.phases.contains(phase) { return true }
+        return phase == .connect && setup.policies.departments.contains { !$0.networks.isEmpty }
+    }
+
     public func evaluate(_ context: PolicyContext) async -> PolicyOutcome {
         var context = context
         var added = SessionFacts()

@@ -19,7 +19,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
         self.metrics = metrics
     }
 
-    public var hasPolicyStages: Bool { policy.isActive }
+    public func needsEvaluation(_ phase: PolicyPhase) -> Bool { policy.needsEvaluation(phase) }
 
     public func evaluate(_ context: PolicyContext) async -> PolicyOutcome {
         await policy.evaluate(context)

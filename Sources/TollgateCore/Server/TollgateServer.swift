@@ -30,7 +30,7 @@ public final class TollgateServer: Sendable {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         self.spool = try SQLiteSpool(directory: configuration.spool.path, logger: logger)
         self.scheduler = try DeliveryScheduler(spool: spool, configuration: configuration, group: group, logger: logger, metrics: metrics)
-        let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics)
+        let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics, timers: group.next())
         self.policy = NIOLockedValueBox(setup)
         let sslContext = try Self.makeSSLContext(configuration)
         let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, scheduler: scheduler, metrics: metrics)
@@ -106,7 +106,7 @@ public final class TollgateServer: Sendable {
         }
         let newSetup: PolicySetup
         do {
-            newSetup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics)
+            newSetup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics, timers: group.next())
         } catch {
             logger.error("new policy refused; keeping the running one", metadata: ["problems": "\(error)"])
             return

@@ -39,6 +39,11 @@ public struct DepartmentInfo: Sendable, Hashable {
 /// One stage of the pipeline. Stages are shared by all sessions: keep state in an
 /// actor or behind a lock.
 public protocol PolicyStage: Sendable {
+    /// The phases this stage decides. The relay does not call ``evaluate(_:)`` for the
+    /// others (and, where no stage needs a phase, does not consult the pipeline at all).
+    /// Read once when the pipeline is built. The default is every phase.
+    var phases: Set<PolicyPhase> { get }
+
     /// Decides one phase. Throwing counts as a failure of the stage and yields its
     /// configured `on_error` answer.
     func evaluate(_ context: PolicyContext) async throws -> PolicyDecision
@@ -55,6 +60,8 @@ public protocol PolicyStage: Sendable {
 }
 
 extension PolicyStage {
+    public var phases: Set<PolicyPhase> { Set(PolicyPhase.allCases) }
+
     public func authenticate(_ credentials: AuthCredentials, context: PolicyContext) async throws -> AuthOutcome {
         .notHandled
     }

@@ -20,6 +20,8 @@ final class DomainBlockFactory: PolicyStageFactory {
 struct DomainBlockStage: PolicyStage {
     let domains: Set<String>
 
+    var phases: Set<PolicyPhase> { [.rcpt] }
+
     func evaluate(_ context: PolicyContext) async throws -> PolicyDecision {
         guard context.phase == .rcpt, let rcpt = context.recipient, let at = rcpt.lastIndex(of: "@") else { return .continue }
         let domain = rcpt[rcpt.index(after: at)...].lowercased()

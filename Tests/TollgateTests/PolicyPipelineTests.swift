@@ -1,0 +1,107 @@
+import Logging
+import NIOPosix
+import Testing
+import TollgateCore
+import TollgatePolicy
+
+/// The pipeline runner: order, verdict folding, phases, time limits and `on_error`.
+@Suite struct PolicyPipelineTests {
+    struct Fixed: PolicyStage {
+        var decision: PolicyDecision
+        var phases: Set<PolicyPhase> = Set(PolicyPhase.allCases)
+        func evaluate(_ context: PolicyContext) async throws -> PolicyDecision { decision }
+    }
+
+    struct Slow: PolicyStage {
+        func evaluate(_ context: PolicyContext) async throws -> PolicyDecision {
+            try await Task.sleep(for: .seconds(30))
+            return .continue
+        }
+    }
+
+    struct Failing: PolicyStage {
+        struct Boom: Error {}
+        func evaluate(_ context: PolicyContext) async throws -> PolicyDecision { throw Boom() }
+        func authenticate(_ credentials: AuthCredentials, context: PolicyContext) async throws -> AuthOutcome { throw Boom() }
+    }
+
+    struct Verifier: PolicyStage {
+        var phases: Set<PolicyPhase> { [] }
+        func evaluate(_ context: PolicyContext) async throws -> PolicyDecision { .continue }
+        func authenticate(_ credentials: AuthCredentials, context: PolicyContext) async throws -> AuthOutcome {
+            credentials.password == "right" ? .success(SessionFacts(user: credentials.username, department: "finance")) : .failure(reason: "wrong password")
+        }
+    }
+
+    func pipeline(_ stages: [(String, any PolicyStage, TollgateConfiguration.OnError)], timeout: Double = 5) -> PolicyPipeline {
+        PolicyPipeline(
+            stages: stages.map { PolicyPipeline.Stage(name: $0.0, stage: $0.1, timeout: timeout, onError: $0.2) },
+            logger: Logger(label: "test"),
+            timers: MultiThreadedEventLoopGroup.singleton.next()
+        )
+    }
+
+    func context(_ phase: PolicyPhase) -> PolicyContext {
+        PolicyContext(phase: phase, sessionID: "s", listener: "l", clientAddress: "127.0.0.1", sender: "a@example.com")
+    }
+
+    let reject = PolicyDecision(.reject(PolicyReply(code: 553, enhancedCode: "5.7.1", text: "no")), reason: "refused")
+
+    @Test func endOfPipelineMeansAcceptAndFactsAccumulate() async {
+        let p = pipeline([
+            ("one", Fixed(decision: PolicyDecision(.continue, reason: "ok", facts: SessionFacts(tags: ["a": "1"]))), .defer),
+            ("two", Fixed(decision: PolicyDecision(.continue, facts: SessionFacts(department: "sales"))), .defer),
+        ])
+        let outcome = await p.evaluate(context(.mail))
+        #expect(outcome.verdict == .continue)
+        #expect(outcome.facts.tags["a"] == "1" && outcome.facts.department == "sales")
+        #expect(outcome.trace.map(\.stage) == ["one", "two"])
+    }
+
+    @Test func refusalStopsThePhaseAndAcceptStopsToo() async {
+        let refused = await pipeline([("first", Fixed(decision: reject), .defer), ("never", Failing(), .reject)]).evaluate(context(.mail))
+        #expect(refused.verdict.reply?.code == 553)
+        #expect(refused.trace.map(\.stage) == ["first"])
+        let accepted = await pipeline([("first", Fixed(decision: PolicyDecision(.accept)), .defer), ("never", Fixed(decision: reject), .defer)]).evaluate(context(.mail))
+        #expect(accepted.verdict == .accept)
+    }
+
+    @Test func stagesAreOnlyAskedForTheirPhases() async {
+        let p = pipeline([("rcpt-only", Fixed(decision: reject, phases: [.rcpt]), .defer)])
+        #expect(p.phases == [.rcpt])
+        #expect(await p.evaluate(context(.mail)).verdict == .continue)
+        #expect(await p.evaluate(context(.rcpt)).verdict.reply?.code == 553)
+    }
+
+    @Test(arguments: [TollgateConfiguration.OnError.defer, .accept, .reject])
+    func failureGivesTheOnErrorAnswer(_ onError: TollgateConfiguration.OnError) async {
+        let outcome = await pipeline([("broken", Failing(), onError)]).evaluate(context(.mail))
+        switch onError {
+        case .defer: #expect(outcome.verdict.reply?.code == 451)
+        case .accept: #expect(outcome.verdict == .accept)
+        case .reject: #expect(outcome.verdict.reply?.code == 550)
+        }
+    }
+
+    @Test func aStageOverItsTimeLimitIsAFailure() async {
+        let started = ContinuousClock.now
+        let outcome = await pipeline([("slow", Slow(), .defer)], timeout: 0.2).evaluate(context(.mail))
+        #expect(outcome.verdict.reply?.code == 451)
+        #expect(outcome.trace.first?.reason.contains("timed out") == true)
+        #expect(ContinuousClock.now - started < .seconds(20))
+    }
+
+    @Test func authenticationNeverSucceedsOnError() async {
+        let creds = AuthCredentials(username: "alice", password: "right", mechanism: "PLAIN")
+        let (broken, _) = await pipeline([("broken", Failing(), .accept)]).authenticate(creds, context: context(.auth))
+        guard case .temporaryFailure = broken else { Issue.record("\(broken)"); return }
+        let (good, trace) = await pipeline([("ldap", Verifier(), .defer)]).authenticate(creds, context: context(.auth))
+        guard case .success(let facts) = good else { Issue.record("\(good)"); return }
+        #expect(facts.user == "alice")
+        #expect(trace.first?.verdict == "accept")
+        let (bad, _) = await pipeline([("ldap", Verifier(), .defer)]).authenticate(AuthCredentials(username: "alice", password: "x", mechanism: "PLAIN"), context: context(.auth))
+        guard case .failure = bad else { Issue.record("\(bad)"); return }
+        let (nobody, _) = await pipeline([("none", Fixed(decision: .continue), .defer)]).authenticate(creds, context: context(.auth))
+        guard case .notHandled = nobody else { Issue.record("\(nobody)"); return }
+    }
+}

@@ -185,5 +185,38 @@ extension LiveRelayTests {
             #expect(text.contains("tollgate_delivery_recipients_total{upstream=\"out\",result=\"delivered\"} 1"))
             #expect(try get("/healthz").contains("ok"))
         }
+
+        @Test func departmentSizeLimitAndRoute() throws {
+            let dir = try TemporaryDirectory()
+            try FileManager.default.createDirectory(atPath: dir.path + "/policies", withIntermediateDirectories: true)
+            try """
+                department: local
+                members:
+                  networks: [127.0.0.0/8]
+                route:
+                  upstream: local-out
+                max_message_size: 2KB
+                """.write(toFile: dir.path + "/policies/local.yaml", atomically: true, encoding: .utf8)
+            let relay = try RelayProcess(
+                rest: """
+                    upstreams:
+                      - name: out
+                        directory: outbox
+                      - name: local-out
+                        directory: local-outbox
+                    delivery:
+                      default_upstream: out
+                    policies: policies
+                    """,
+                directory: dir
+            )
+            try relay.start()
+            defer { relay.stop() }
+            let big = try SMTPTestClient.sendMessage(port: relay.port, from: "a@example.com", to: ["b@example.net"], data: testMessage(marker: "big", size: 4000))
+            #expect(big.code == 552)
+            let small = try SMTPTestClient.sendMessage(port: relay.port, from: "a@example.com", to: ["b@example.net"], data: testMessage(marker: "small"))
+            #expect(small.code == 250)
+            #expect(waitUntil(timeout: 10) { ((try? FileManager.default.contentsOfDirectory(atPath: dir.path + "/local-outbox")) ?? []).count == 1 })
+        }
     }
 }

@@ -36,10 +36,13 @@ public struct DepartmentPolicies: Sendable {
     /// route and size limit.
     public func facts(for name: String) -> SessionFacts {
         guard let d = department(named: name) else { return SessionFacts() }
-        var tags: [String: String] = ["department.applied": name]
-        if let u = d.upstream { tags["route.upstream"] = u }
-        if let m = d.maxMessageSize { tags["max_message_size"] = String(m) }
-        return SessionFacts(tags: tags)
+        // Both keys are always set ("" = none), so that a department found later in
+        // the session (by AUTH) replaces what an earlier one (by network) set.
+        return SessionFacts(tags: [
+            "department.applied": name,
+            "route.upstream": d.upstream ?? "",
+            "max_message_size": d.maxMessageSize.map(String.init) ?? "",
+        ])
     }
 
     /// Reads every `*.yaml` in `folder`. `plugins` are the plugin names that may have
@@ -76,7 +79,14 @@ public struct DepartmentPolicies: Sendable {
                 case "members":
                     for (k, _, v) in reader.mapping(value, allowed: ["ldap_groups", "ldap_attributes", "networks"], what: "members") {
                         switch k {
-                        case "ldap_groups": info.ldapGroups = reader.strings(v, "members.ldap_groups")
+                        case "ldap_groups":
+                            info.ldapGroups = reader.strings(v, "members.ldap_groups")
+                            // In a [a, b] list an unquoted DN is split at its commas.
+                            for item in reader.sequence(v, "members.ldap_groups") {
+                                if case .scalar(let scalar) = item, scalar.style == .plain, !scalar.string.contains(",") {
+                                    reader.error(item, "'\(scalar.string)' is not a whole group DN; quote DNs in [ ] lists, e.g. [\"cn=finance,ou=groups,dc=example,dc=com\"]")
+                                }
+                            }
                         case "ldap_attributes":
                             for (attr, _, values) in reader.mapping(v, allowed: Self.anyKey(v), what: "members.ldap_attributes") {
                                 info.ldapAttributes[attr] = reader.strings(values, "values of \(attr)")

@@ -76,7 +76,8 @@ public enum ExplainCommand {
             if await run(.data).reply != nil { refused = true }
         }
         out += "department: \(context.facts.department ?? "(none)")\n"
-        let upstream = context.facts.tags["route.upstream"] ?? configuration.delivery.defaultUpstream ?? "(none)"
+        let route = context.facts.tags["route.upstream"].flatMap { $0.isEmpty ? nil : $0 }
+        let upstream = route ?? configuration.delivery.defaultUpstream ?? "(none)"
         out += "upstream:   \(upstream)\n"
         out += "result:     \(refused ? "refused" : "accepted for \(accepted.joined(separator: ", "))")\n"
         return out

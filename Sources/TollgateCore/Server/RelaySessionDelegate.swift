@@ -57,7 +57,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
             recipients: recipients,
             envelope: envelope,
             content: Array(message.content.readableBytesView),
-            upstream: message.facts.tags["route.upstream"]
+            upstream: message.facts.tags["route.upstream"].flatMap { $0.isEmpty ? nil : $0 }
         )
         do {
             try await spool.insert(spoolMessage)

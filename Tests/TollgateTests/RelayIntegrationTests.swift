@@ -5,6 +5,16 @@ import Testing
 /// A live `tollgate serve` process relaying to real SMTP server processes.
 extension LiveRelayTests {
     @Suite(.serialized, .timeLimit(.minutes(5))) struct RelayIntegrationTests {
+        /// A `tls:` section with the test's certificate, and an upstream on `upstreamPort`.
+        func tlsConfig(_ certs: TestCertificates, upstreamPort: Int) -> String {
+            """
+            tls:
+              certificate: \(certs.certificatePath)
+              key: \(certs.keyPath)
+            \(upstreamConfig(port: upstreamPort))
+            """
+        }
+
         func upstreamConfig(port: Int, extra: String = "") -> String {
             """
             upstreams:
@@ -104,12 +114,7 @@ extension LiveRelayTests {
             let certs = try TestCertificates.make(in: dir.path + "/certs")
             let relay = try RelayProcess(
                 listener: "tls: starttls\n    auth: optional",
-                rest: """
-                    tls:
-                      certificate: \(certs.certificatePath)
-                      key: \(certs.keyPath)
-                    \(upstreamConfig(port: freePort()))
-                    """,
+                rest: tlsConfig(certs, upstreamPort: freePort()),
                 directory: dir
             )
             try relay.start()
@@ -136,12 +141,7 @@ extension LiveRelayTests {
             defer { sink.stop() }
             let relay = try RelayProcess(
                 listener: "tls: starttls\n    auth: none",
-                rest: """
-                    tls:
-                      certificate: \(certs.certificatePath)
-                      key: \(certs.keyPath)
-                    \(upstreamConfig(port: sinkPort))
-                    """,
+                rest: tlsConfig(certs, upstreamPort: sinkPort),
                 directory: dir
             )
             try relay.start()
@@ -156,12 +156,7 @@ extension LiveRelayTests {
             let implicitDir = try TemporaryDirectory()
             let implicit = try RelayProcess(
                 listener: "tls: implicit\n    auth: none",
-                rest: """
-                    tls:
-                      certificate: \(certs.certificatePath)
-                      key: \(certs.keyPath)
-                    \(upstreamConfig(port: sinkPort))
-                    """,
+                rest: tlsConfig(certs, upstreamPort: sinkPort),
                 directory: implicitDir
             )
             try implicit.start()

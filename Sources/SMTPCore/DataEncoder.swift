@@ -33,9 +33,17 @@ public enum DataEncoder {
                     out.writeStaticString("\r\n ")
                     lineLength = 1
                 }
-                out.writeInteger(b)
-                lineLength += 1
-                i += 1
+                // Copy the run of ordinary bytes up to the next line break, NUL or fold point.
+                var j = i
+                let limit = min(n, i + (SMTPLimits.maxOutboundLine - lineLength))
+                while j < limit {
+                    let c = raw[j]
+                    if c == 13 || c == 10 || c == 0 { break }
+                    j += 1
+                }
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[i..<j]))
+                lineLength += j - i
+                i = j
             }
             if lineLength > 0 { out.writeStaticString("\r\n") }
         }

@@ -35,7 +35,7 @@ public final class SQLiteSpool: Sendable {
             pool = try DatabasePool(path: path, configuration: config)
             // GRDB switches the writer to `synchronous = NORMAL` when it enables WAL,
             // after `prepareDatabase` ran: in WAL mode NORMAL does not sync commits.
-            // Set FULL again on the writer so every commit is fsync'd before 250.
+            // Set FULL again; the group committer chooses per commit from then on.
             try pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = FULL")
             }
@@ -103,7 +103,7 @@ public final class SQLiteSpool: Sendable {
         let envelope = try JSONEncoder().encode(message.envelope)
         let content = Data(message.content)
         let checksum = Checksum.fnv1a(message.content)
-        try await committer.submit { db in
+        try await committer.submit(durable: true) { db in
             try db.execute(
                 sql: """
                     INSERT INTO messages (id, created, sender, envelope, size, checksum, state, next_attempt, attempts, upstream, user, department)
@@ -127,7 +127,7 @@ public final class SQLiteSpool: Sendable {
     /// Records the outcome of one delivery attempt: recipient states, and either the
     /// message's removal (nothing left to do) or its next attempt.
     public func recordAttempt(id: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?) async throws {
-        try await committer.submit { db in
+        try await committer.submit(durable: false) { db in
             for (index, r) in recipients.enumerated() {
                 try db.execute(
                     sql: "UPDATE recipients SET state = ?, last_reply = ?, attempts = ? WHERE message_id = ? AND idx = ?",
@@ -251,11 +251,6 @@ public final class SQLiteSpool: Sendable {
                 )
             }
         }
-    }
-
-    /// The writer's `PRAGMA synchronous` (2 = FULL): what makes a commit durable.
-    public func writerSynchronousMode() throws -> Int {
-        try pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
     /// Whether the spool answers a query (for `/healthz`).

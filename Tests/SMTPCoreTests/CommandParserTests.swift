@@ -79,7 +79,11 @@ import Testing
         #expect(failure("FOO")?.code == 500)
         #expect(failure("MAIL FROM:alice@example.com")?.code == 501)
         #expect(failure("MAIL FROM:<a@b> FOO=1")?.code == 555)
-        #expect(failure(#"MAIL FROM:<a@b> AUTH="x"#) != nil || true)
+        // RELIABILITY C19: quotes and odd values in parameters are data, parsed in bounds.
+        guard case .mail(_, let odd) = try? parse(#"MAIL FROM:<a@b.example> AUTH="x"#) else { Issue.record("AUTH=\"x not parsed"); return }
+        #expect(odd.auth == #""x"#)
+        #expect(failure("MAIL FROM:<a@b> AUTH=") != nil)
+        #expect(failure("MAIL FROM:<;sleep 66;>") != nil)
         #expect(failure("MAIL FROM:<a@b> SIZE=abc")?.code == 501)
         #expect(failure("MAIL FROM:<a@b> SIZE=1 SIZE=2")?.code == 501)
         #expect(failure("RCPT TO:<>")?.code == 501)

@@ -7,7 +7,9 @@ import TollgatePolicy
 /// The steps that leave the event loop — policy decisions, credential checks,
 /// storing — and STARTTLS. Reads are paused while one runs.
 extension SMTPServerHandler {
-    func policyContext(_ phase: PolicyPhase) -> PolicyContext {
+    /// What stages see at `phase`. At `data` the headers are parsed unless
+    /// `headers` is false.
+    func policyContext(_ phase: PolicyPhase, headers: Bool = true) -> PolicyContext {
         let tx = machine.transactionUnderDecision
         var context = PolicyContext(
             phase: phase,
@@ -24,7 +26,7 @@ extension SMTPServerHandler {
         )
         if phase == .data, let content {
             context.messageSize = content.readableBytes
-            context.headers = MessageHeaders.parse(content)
+            if headers { context.headers = MessageHeaders.parse(content) }
         }
         return context
     }
@@ -61,7 +63,7 @@ extension SMTPServerHandler {
             return
         }
         let policyContext = policyContext(phase)
-        lastPolicyContext = policyContext
+        if phase == .data { dataPolicyContext = policyContext }
         let delegate = self.delegate
         suspend(context: context, { await delegate.evaluate(policyContext) }) { handler, context, outcome in
             handler.facts.merge(outcome.facts)
@@ -137,6 +139,12 @@ extension SMTPServerHandler {
             perform(machine.storeFinished(queueID: nil), context: context)
             return
         }
+        // What stages are told once the message is queued: this transaction's data
+        // phase (reused if the pipeline saw it), with the facts as they are now.
+        var accepted = dataPolicyContext ?? policyContext(.data, headers: false)
+        accepted.facts = facts
+        let acceptedContext = accepted
+        dataPolicyContext = nil
         content = nil
         let queueID = delegate.makeQueueID()
         let receivedAt = wallClock()
@@ -166,7 +174,6 @@ extension SMTPServerHandler {
             trace: sessionTrace + transactionTrace,
             receivedAt: receivedAt
         )
-        let policyContext = lastPolicyContext ?? self.policyContext(.data)
         let delegate = self.delegate
         let logger = self.logger
         suspend(context: context, { () async -> Bool in
@@ -191,7 +198,7 @@ extension SMTPServerHandler {
                         "policy.department": "\(message.facts.department ?? "-")",
                     ]
                 )
-                Task { await delegate.messageAccepted(message, context: policyContext) }
+                Task { await delegate.messageAccepted(message, context: acceptedContext) }
             }
             handler.perform(handler.machine.storeFinished(queueID: stored ? queueID : nil), context: context)
         }

@@ -61,7 +61,8 @@ public final class SMTPServerHandler: ChannelDuplexHandler, RemovableChannelHand
     var transactionTrace: [PolicyTraceEntry] = []
     var content: ByteBuffer?
     var bdatContent: ContentNormalizer?
-    var lastPolicyContext: PolicyContext?
+    /// The context the pipeline saw at this transaction's data phase, if it ran.
+    var dataPolicyContext: PolicyContext?
 
     public init(
         configuration: SMTPSessionConfiguration,

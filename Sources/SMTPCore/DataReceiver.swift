@@ -59,8 +59,6 @@ public struct DataReceiver: Sendable {
     /// The size of the whole canonical content, counted even past `maxSize`.
     public private(set) var size: Int = 0
     public private(set) var outcome: Outcome = .ok
-    /// Whether any octet above 127 was seen (for BODY=8BITMIME handling).
-    public private(set) var saw8Bit = false
 
     public init(maxSize: Int, bareNewline: BareNewlinePolicy, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         self.maxSize = maxSize
@@ -88,7 +86,6 @@ public struct DataReceiver: Sendable {
                     while j < n {
                         let c = raw[j]
                         if c == 13 || c == 10 || c == 0 { break }
-                        if c >= 0x80 { saw8Bit = true }
                         j += 1
                     }
                     if j > i {

@@ -5,14 +5,21 @@ import Testing
 /// A live `tollgate serve` process relaying to real SMTP server processes.
 extension LiveRelayTests {
     @Suite(.serialized, .timeLimit(.minutes(5))) struct RelayIntegrationTests {
-        /// A `tls:` section with the test's certificate, and an upstream on `upstreamPort`.
-        func tlsConfig(_ certs: TestCertificates, upstreamPort: Int) -> String {
-            """
-            tls:
-              certificate: \(certs.certificatePath)
-              key: \(certs.keyPath)
-            \(upstreamConfig(port: upstreamPort))
-            """
+        /// A started relay whose listener uses `tls` and `auth`, with the test's
+        /// certificate, relaying to an upstream on `upstreamPort`.
+        func startTLSRelay(tls: String, auth: String, certs: TestCertificates, upstreamPort: Int, directory: TemporaryDirectory) throws -> RelayProcess {
+            let relay = try RelayProcess(
+                listener: "tls: \(tls)\n    auth: \(auth)",
+                rest: """
+                    tls:
+                      certificate: \(certs.certificatePath)
+                      key: \(certs.keyPath)
+                    \(upstreamConfig(port: upstreamPort))
+                    """,
+                directory: directory
+            )
+            try relay.start()
+            return relay
         }
 
         func upstreamConfig(port: Int, extra: String = "") -> String {
@@ -116,12 +123,7 @@ extension LiveRelayTests {
         @Test func pipelinedCommandsAfterStartTLSAreDiscardedAndAuthNeedsTLS() throws {
             let dir = try TemporaryDirectory()
             let certs = try TestCertificates.make(in: dir.path + "/certs")
-            let relay = try RelayProcess(
-                listener: "tls: starttls\n    auth: optional",
-                rest: tlsConfig(certs, upstreamPort: freePort()),
-                directory: dir
-            )
-            try relay.start()
+            let relay = try startTLSRelay(tls: "starttls", auth: "optional", certs: certs, upstreamPort: freePort(), directory: dir)
             defer { relay.stop() }
             let client = try SMTPTestClient.connect(port: relay.port)
             defer { client.close() }
@@ -143,12 +145,7 @@ extension LiveRelayTests {
             let sinkPort = freePort()
             let sink = try RawSMTPSink.start(port: sinkPort, directory: dir.path + "/sink", options: .init())
             defer { sink.stop() }
-            let relay = try RelayProcess(
-                listener: "tls: starttls\n    auth: none",
-                rest: tlsConfig(certs, upstreamPort: sinkPort),
-                directory: dir
-            )
-            try relay.start()
+            let relay = try startTLSRelay(tls: "starttls", auth: "none", certs: certs, upstreamPort: sinkPort, directory: dir)
             defer { relay.stop() }
             let starttls = try Swaks.send(port: relay.port, from: "a@example.com", to: ["tls@example.net"], options: ["-tls", "--tls-verify", "--tls-ca-path", certs.caCertificatePath])
             #expect(starttls.status == 0, "\(starttls.transcript)")
@@ -158,12 +155,7 @@ extension LiveRelayTests {
 
             // Implicit TLS on a second relay.
             let implicitDir = try TemporaryDirectory()
-            let implicit = try RelayProcess(
-                listener: "tls: implicit\n    auth: none",
-                rest: tlsConfig(certs, upstreamPort: sinkPort),
-                directory: implicitDir
-            )
-            try implicit.start()
+            let implicit = try startTLSRelay(tls: "implicit", auth: "none", certs: certs, upstreamPort: sinkPort, directory: implicitDir)
             defer { implicit.stop() }
             let tlsc = try Swaks.send(port: implicit.port, from: "a@example.com", to: ["implicit@example.net"], options: ["--tls-on-connect", "--tls-verify", "--tls-ca-path", certs.caCertificatePath])
             #expect(tlsc.status == 0, "\(tlsc.transcript)")

@@ -1,4 +1,5 @@
 import Foundation
+import SMTPClient
 import SMTPCore
 import SMTPServer
 import TollgatePolicy
@@ -48,7 +49,6 @@ public enum ConfigurationLoader {
         var listenersNode: Node?
         var upstreamsNode: Node?
         var defaultUpstreamNode: Node?
-        var tlsNode: Node?
         for (key, keyNode, value) in reader.mapping(root, allowed: top, what: "the configuration") {
             switch key {
             case "hostname":
@@ -59,7 +59,6 @@ public enum ConfigurationLoader {
                 listenersNode = value
                 config.listeners = reader.sequence(value, "listeners").compactMap { readListener($0, &reader) }
             case "tls":
-                tlsNode = value
                 var certificate: String?
                 var key: String?
                 for (k, _, v) in reader.mapping(value, allowed: ["certificate", "key"], what: "tls") {
@@ -160,7 +159,6 @@ public enum ConfigurationLoader {
         } else if let first = config.upstreams.first {
             config.delivery.defaultUpstream = first.name
         }
-        _ = tlsNode
         if !reader.diagnostics.isEmpty { throw Failure(diagnostics: reader.diagnostics) }
         return config
     }
@@ -241,9 +239,7 @@ public enum ConfigurationLoader {
                 if hosts?.isEmpty == true { reader.error(v, "hosts needs at least one host:port") }
             case "directory": directory = reader.string(v, "upstream directory").map(resolve)
             case "tls":
-                if let s = reader.string(v, "upstream tls") {
-                    if ["none", "opportunistic", "required", "implicit"].contains(s) { upstream.tls = s } else { reader.error(v, "upstream tls must be one of none, opportunistic, required, implicit") }
-                }
+                if let mode = reader.choice(v, "upstream tls", UpstreamTLSMode.self, UpstreamTLSMode.allCases) { upstream.tls = mode }
             case "verify_certificate": upstream.verifyCertificate = reader.bool(v, "verify_certificate") ?? true
             case "ca_file":
                 if let p = reader.string(v, "ca_file").map(resolve) {
@@ -270,9 +266,9 @@ public enum ConfigurationLoader {
             return nil
         }
         upstream.name = name
-        if let authNode, upstream.tls == "none" || upstream.tls == "opportunistic" {
+        if let authNode, upstream.tls == .none || upstream.tls == .opportunistic {
             // Credentials only ever go over TLS: with these modes they might not.
-            reader.error(authNode, "upstream '\(name)' has auth with tls: \(upstream.tls); use tls: required or implicit so credentials never go in plaintext")
+            reader.error(authNode, "upstream '\(name)' has auth with tls: \(upstream.tls.rawValue); use tls: required or implicit so credentials never go in plaintext")
         }
         switch (hosts, directory) {
         case (let h?, nil): upstream.kind = .smtp(hosts: h.map { (host: $0.0, port: $0.1) })

@@ -1,3 +1,4 @@
+import SMTPClient
 import SMTPCore
 import SMTPServer
 import TollgatePolicy
@@ -61,7 +62,7 @@ public struct TollgateConfiguration: Sendable {
     public struct Upstream: Sendable {
         public var name: String
         public var kind: UpstreamKind
-        public var tls: String = "opportunistic"
+        public var tls: UpstreamTLSMode = .opportunistic
         public var verifyCertificate = true
         public var caFile: String?
         public var username: String?

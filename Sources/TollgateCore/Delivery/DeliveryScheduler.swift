@@ -48,12 +48,12 @@ public final class DeliveryScheduler: Sendable {
             var password: String?
             if let file = upstream.passwordFile {
                 guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-                    throw SQLiteSpool.Error(description: "cannot read the password file \(file)")
+                    throw StartupError("cannot read the password file \(file)")
                 }
                 password = text.trimmingCharacters(in: .whitespacesAndNewlines)
             }
             let client = SMTPClientConfiguration(
-                tls: UpstreamTLSMode(rawValue: upstream.tls) ?? .opportunistic,
+                tls: upstream.tls,
                 verifyCertificate: upstream.verifyCertificate,
                 caFile: upstream.caFile,
                 username: upstream.username,
@@ -217,8 +217,10 @@ public final class DeliveryScheduler: Sendable {
         do {
             (connection, host) = try await pool.acquire()
         } catch {
+            // Connection trouble on every host is always temporary (the client says
+            // so: even a 5xx greeting means "try another host").
             let reply = (error as? SMTPClientError)?.reply ?? SMTPReply(451, "4.4.1", "\(error)")
-            await finish(message, results: [:], deferAllPending: reply.isPermanent ? SMTPReply(451, reply.enhancedCode.map { "4" + $0.dropFirst() }, reply.text) : reply, logger: logger)
+            await finish(message, results: [:], deferAllPending: reply.isTransient ? reply : SMTPReply(451, "4.4.1", reply.text), logger: logger)
             return
         }
         let recipients = pending.map { message.recipients[$0] }

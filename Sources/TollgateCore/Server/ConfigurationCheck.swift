@@ -34,7 +34,7 @@ public enum ConfigurationCheck {
         }
         for u in configuration.upstreams {
             switch u.kind {
-            case .smtp(let hosts): lines.append("  upstream \(u.name): \(hosts.map { "\($0.host):\($0.port)" }.joined(separator: ", ")) tls=\(u.tls)")
+            case .smtp(let hosts): lines.append("  upstream \(u.name): \(hosts.map { "\($0.host):\($0.port)" }.joined(separator: ", ")) tls=\(u.tls.rawValue)")
             case .directory(let d): lines.append("  upstream \(u.name): directory \(d)")
             }
         }

@@ -13,7 +13,6 @@ public enum ExplainCommand {
         let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: nil)
         let pipeline = setup.pipeline
         let delegate = RelayPolicyEvaluator(setup: setup)
-        defer { Task { await pipeline.shutdown() } }
         var out = ""
         var context = PolicyContext(phase: .connect, sessionID: "explain", listener: configuration.listeners.first?.name ?? "relay", clientAddress: client, tls: tls, dryRun: true)
         var refused = false
@@ -80,6 +79,7 @@ public enum ExplainCommand {
         let upstream = route ?? configuration.delivery.defaultUpstream ?? "(none)"
         out += "upstream:   \(upstream)\n"
         out += "result:     \(refused ? "refused" : "accepted for \(accepted.joined(separator: ", "))")\n"
+        await pipeline.shutdown()
         return out
     }
 }

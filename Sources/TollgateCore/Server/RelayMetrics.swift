@@ -14,7 +14,7 @@ public final class RelayMetrics: Sendable {
         refusedStore = registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "spool", metricName: "write_failures", unitName: "total", helpText: "Messages that could not be stored (answered 4xx)"), labels: [])
     }
 
-    public func messageAccepted(department: String?) { accepted.increment() }
+    public func messageAccepted() { accepted.increment() }
     public func storeFailed() { refusedStore.increment() }
 
     public func stageDecided(stage: String, phase: String, verdict: String, seconds: Double) {

@@ -65,7 +65,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
             metrics?.storeFailed()
             throw error
         }
-        metrics?.messageAccepted(department: message.facts.department)
+        metrics?.messageAccepted()
         scheduler?.wake()
     }
 

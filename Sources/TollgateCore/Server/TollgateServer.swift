@@ -56,7 +56,7 @@ public final class TollgateServer: Sendable {
             tlsConfiguration.minimumTLSVersion = .tlsv12
             return try NIOSSLContext(configuration: tlsConfiguration)
         } catch {
-            throw SQLiteSpool.Error(description: "cannot load the TLS certificate or key (\(tls.certificate), \(tls.key)): \(error)")
+            throw StartupError("cannot load the TLS certificate or key (\(tls.certificate), \(tls.key)): \(error)")
         }
     }
 

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 what="${1:-test}"
-packages=(libsqlite3-dev libldap2-dev openssl swaks slapd ldap-utils python3 sqlite3)
+packages=(libsqlite3-dev libldap2-dev openssl swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl slapd ldap-utils python3 sqlite3)
 case "$what" in
   test|bench) packages+=(postfix) ;;
 esac
@@ -32,5 +32,5 @@ fi
 trap '[ -n "$ours" ] && rm -f /usr/sbin/policy-rc.d' EXIT
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+apt-get -o DPkg::Lock::Timeout=600 update -qq
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" </dev/null

@@ -46,7 +46,6 @@ let package = Package(
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "TollgatePolicy", package: "TollgatePolicy"),
             ],
             swiftSettings: strict
         ),
@@ -131,7 +130,7 @@ let package = Package(
         // sender-allowlist plugin: the two C entry points only.
         .target(
             name: "SenderAllowlistPluginEntry",
-            dependencies: ["SenderAllowlistStage", "PolicyTestSupport", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            dependencies: ["SenderAllowlistStage", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
             path: "Plugins/SenderAllowlist/Entry",
             swiftSettings: strict
         ),
@@ -180,14 +179,17 @@ let package = Package(
                 "SMTPServer", "SMTPCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
-                .product(name: "TollgatePolicy", package: "TollgatePolicy"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
+            exclude: ["Transcripts"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "TollgateTests",
             dependencies: [
-                "TollgateCore", "SMTPCore", "TestSupport",
+                "TollgateCore", "SMTPCore", "SMTPServer", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "TollgatePolicy", package: "TollgatePolicy"),

@@ -8,6 +8,9 @@ public struct ContentNormalizer: Sendable {
     public private(set) var content: ByteBuffer
     public private(set) var size = 0
     public private(set) var outcome: DataReceiver.Outcome = .ok
+    /// Whether any octet of the content has the high bit set.
+    public var eightBit: Bool { highBits & 0x80 != 0 }
+    private var highBits: UInt8 = 0
     private var pendingCR = false
 
     public init(maxSize: Int, bareNewline: BareNewlinePolicy, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
@@ -20,8 +23,11 @@ public struct ContentNormalizer: Sendable {
     public mutating func append(_ chunk: ByteBuffer) {
         chunk.withUnsafeReadableBytes { raw in
             var runStart = 0
+            var high: UInt8 = 0
+            defer { highBits |= high }
             for i in 0..<raw.count {
                 let b = raw[i]
+                high |= b
                 if pendingCR {
                     pendingCR = false
                     if b == 10 {

@@ -59,6 +59,10 @@ public struct DataReceiver: Sendable {
     /// The size of the whole canonical content, counted even past `maxSize`.
     public private(set) var size: Int = 0
     public private(set) var outcome: Outcome = .ok
+    /// Whether any octet of the content has the high bit set (8-bit content), found
+    /// while framing so that nothing scans the message again for it.
+    public var eightBit: Bool { highBits & 0x80 != 0 }
+    private var highBits: UInt8 = 0
 
     public init(maxSize: Int, bareNewline: BareNewlinePolicy, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         self.maxSize = maxSize
@@ -83,11 +87,14 @@ public struct DataReceiver: Sendable {
                 case .text:
                     // Fast path: copy a run of ordinary bytes at once.
                     var j = i
+                    var high: UInt8 = 0
                     while j < n {
                         let c = raw[j]
                         if c == 13 || c == 10 || c == 0 { break }
+                        high |= c
                         j += 1
                     }
+                    highBits |= high
                     if j > i {
                         append(UnsafeRawBufferPointer(rebasing: raw[i..<j]))
                         i = j

@@ -94,3 +94,19 @@ public enum Base64 {
         }
     }
 }
+
+/// Credentials a client gave with `AUTH PLAIN` or `AUTH LOGIN`, for a verifier.
+public struct SASLCredentials: Sendable, Hashable {
+    /// The authentication identity (the login name).
+    public var username: String
+    /// The password. Never log it.
+    public var password: String
+    /// The mechanism the client used, upper-case (`PLAIN`, `LOGIN`).
+    public var mechanism: String
+
+    public init(username: String, password: String, mechanism: String) {
+        self.username = username
+        self.password = password
+        self.mechanism = mechanism
+    }
+}

@@ -6,7 +6,7 @@ import NIOSSL
 
 /// One listening socket (`listeners[]`): accepts connections, applies the client
 /// allowlist and connection caps, and gives each session its handler.
-public final class SMTPListener: Sendable {
+public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
     public struct Configuration: Sendable {
         public var name: String
         public var host: String
@@ -15,9 +15,9 @@ public final class SMTPListener: Sendable {
         public var clients: [CIDR]
         public var maxConnections: Int
         public var maxConnectionsPerClient: Int
-        public var timeouts: SMTPServerHandler.Timeouts
+        public var timeouts: SMTPTimeouts
 
-        public init(name: String, host: String, port: Int, tls: ListenerTLSMode, clients: [CIDR], maxConnections: Int, maxConnectionsPerClient: Int, timeouts: SMTPServerHandler.Timeouts) {
+        public init(name: String, host: String, port: Int, tls: ListenerTLSMode, clients: [CIDR], maxConnections: Int, maxConnectionsPerClient: Int, timeouts: SMTPTimeouts) {
             self.name = name
             self.host = host
             self.port = port
@@ -38,7 +38,7 @@ public final class SMTPListener: Sendable {
 
     public let configuration: Configuration
     private let session: NIOLockedValueBox<SMTPSessionConfiguration>
-    private let delegate: NIOLockedValueBox<any SMTPSessionDelegate>
+    private let delegate: NIOLockedValueBox<Delegate>
     private let sslContext: NIOSSLContext?
     private let group: any EventLoopGroup
     private let logger: Logger
@@ -50,7 +50,7 @@ public final class SMTPListener: Sendable {
         configuration: Configuration,
         session: SMTPSessionConfiguration,
         sslContext: NIOSSLContext?,
-        delegate: any SMTPSessionDelegate,
+        delegate: Delegate,
         group: any EventLoopGroup,
         logger: Logger
     ) {
@@ -67,7 +67,7 @@ public final class SMTPListener: Sendable {
 
     /// New sessions use these from now on (configuration reload); sessions already
     /// running keep what they started with.
-    public func update(session: SMTPSessionConfiguration, delegate: any SMTPSessionDelegate) {
+    public func update(session: SMTPSessionConfiguration, delegate: Delegate) {
         self.session.withLockedValue { $0 = session }
         self.delegate.withLockedValue { $0 = delegate }
     }
@@ -154,7 +154,7 @@ public final class SMTPListener: Sendable {
             try sync.addHandler(NIOSSLServerHandler(context: sslContext))
         }
         try sync.addHandler(
-            SMTPServerHandler(
+            SMTPServerHandler<Delegate>(
                 configuration: session.withLockedValue { $0 },
                 delegate: delegate.withLockedValue { $0 },
                 sslContext: configuration.tls == .starttls ? sslContext : nil,

@@ -1,35 +1,42 @@
 import SMTPCore
-import TollgatePolicy
 
 /// AUTH (RFC 4954): the PLAIN and LOGIN exchanges and the verifier's answer.
 extension SMTPSessionStateMachine {
-    /// The verifier's answer to ``Action/verifyCredentials(_:)``.
-    public mutating func authenticationFinished(_ outcome: AuthOutcome) -> Action {
-        guard case .verifyingCredentials(let user) = state else { return .none }
-        state = .ready
-        switch outcome {
-        case .success(let facts):
-            return startPolicy(.auth(user: facts.user ?? user), .auth)
-        case .failure, .notHandled:
-            authFailures += 1
-            if authFailures >= configuration.maxAuthFailures {
-                state = .closed
-                return .replyAndClose(SMTPReply(421, "4.7.0", "Error: too many failed authentication attempts"))
-            }
-            return .reply(SMTPReply(535, "5.7.8", "Error: authentication failed"))
+    /// The verifier's answer to ``Action/verifyCredentials(_:_:)``.
+    public mutating func authenticationFinished(_ result: AuthResult<Annotations>) -> Action {
+        guard case .verifyingCredentials = state else { return .none }
+        state = .idle
+        switch result.outcome {
+        case .success(let user):
+            session.scope.absorb(result.annotations, result.limits)
+            return decide(.auth(user: user))
+        case .failure:
+            session.scope.absorb(result.annotations, nil)
+            return authenticationFailed()
         case .temporaryFailure:
+            session.scope.absorb(result.annotations, nil)
             return .reply(SMTPReply(454, "4.7.0", "Temporary authentication failure"))
         }
     }
 
+    mutating func authenticationFailed() -> Action {
+        state = .idle
+        session.authFailures += 1
+        if session.authFailures >= configuration.maxAuthFailures {
+            state = .closed
+            return .replyAndClose(SMTPReply(421, "4.7.0", "Error: too many failed authentication attempts"))
+        }
+        return .reply(SMTPReply(535, "5.7.8", "Error: authentication failed"))
+    }
+
     mutating func auth(_ mechanism: String, _ initial: String?) -> Action {
         guard configuration.auth != .none else { return protocolError(SMTPReply(502, "5.5.1", "Error: authentication not enabled")) }
-        guard tlsActive else {
+        guard session.tls else {
             return protocolError(SMTPReply(538, "5.7.11", "Encryption required for requested authentication mechanism"))
         }
-        guard helo != nil, extended else { return protocolError(SMTPReply(503, "5.5.1", "Error: send EHLO first")) }
-        guard authenticatedUser == nil else { return protocolError(SMTPReply(503, "5.5.1", "Error: already authenticated")) }
-        guard transaction == nil else { return protocolError(SMTPReply(503, "5.5.1", "Error: AUTH not allowed in a mail transaction")) }
+        guard session.helo != nil, session.extended else { return protocolError(SMTPReply(503, "5.5.1", "Error: send EHLO first")) }
+        guard session.authenticatedUser == nil else { return protocolError(SMTPReply(503, "5.5.1", "Error: already authenticated")) }
+        guard case .idle = state else { return protocolError(SMTPReply(503, "5.5.1", "Error: AUTH not allowed in a mail transaction")) }
         switch mechanism {
         case "PLAIN":
             if let initial {
@@ -49,7 +56,7 @@ extension SMTPSessionStateMachine {
     }
 
     mutating func authResponse(_ step: AuthStep, _ line: String) -> Action {
-        state = .ready
+        state = .idle
         if line == "*" { return protocolError(SMTPReply(501, "5.0.0", "Authentication cancelled")) }
         guard line.utf8.count <= SMTPLimits.maxAuthLine else { return protocolError(SMTPReply(500, "5.5.6", "Error: authentication exchange line too long")) }
         // "=" is an empty initial response (RFC 4954 §4).
@@ -69,7 +76,7 @@ extension SMTPSessionStateMachine {
                 return verify(user, password, "LOGIN")
             }
         } catch {
-            if error.reply.code == 535 { return authenticationFailedLocally(error.reply) }
+            if error.reply.code == 535 { return authenticationFailed() }
             return protocolError(error.reply)
         }
     }
@@ -77,14 +84,9 @@ extension SMTPSessionStateMachine {
     mutating func verify(_ user: String, _ password: String, _ mechanism: String) -> Action {
         // RFC 4513 §6.3.1: an empty password must never reach a directory bind.
         if password.isEmpty {
-            return authenticationFailedLocally(SMTPReply(535, "5.7.8", "Error: authentication failed"))
+            return authenticationFailed()
         }
         state = .verifyingCredentials(user: user)
-        return .verifyCredentials(AuthCredentials(username: user, password: password, mechanism: mechanism))
-    }
-
-    mutating func authenticationFailedLocally(_ reply: SMTPReply) -> Action {
-        state = .verifyingCredentials(user: "")
-        return authenticationFinished(.failure(reason: reply.text))
+        return .verifyCredentials(SASLCredentials(username: user, password: password, mechanism: mechanism), request(.auth))
     }
 }

@@ -1,85 +1,89 @@
 import SMTPCore
-import TollgatePolicy
 
 /// Message content: DATA (RFC 5321 §4.1.1.4), BDAT (RFC 3030) and storing.
 extension SMTPSessionStateMachine {
-    /// The end of DATA was read; `outcome` says whether the content is acceptable.
-    public mutating func dataReceived(_ outcome: DataReceiver.Outcome) -> Action {
-        guard case .receivingData = state, let tx = transaction else { return .none }
-        state = .ready
-        if let refusal = outcome.reply {
-            transaction = nil
-            return finishTransaction(refusal)
-        }
-        state = .awaitingPolicy(.data(tx))
-        return .evaluatePolicy(.data)
+    /// RFC 5321 §6.3 loop detection, as Postfix's `hopcount_limit = 50`.
+    static var maxHops: Int { 50 }
+
+    /// The end of DATA was read.
+    mutating func dataReceived(_ content: ReceivedContent) -> Action {
+        guard case .receivingData(let tx) = state else { return .none }
+        return contentComplete(tx, content)
     }
 
-    /// A BDAT chunk was read. For the last one, `outcome` covers the whole content.
-    public mutating func bdatChunkReceived(size: Int, outcome: DataReceiver.Outcome) -> Action {
-        guard case .receivingBDAT(let last, let refused) = state else { return .none }
+    /// A BDAT chunk was read; for the last one `content` holds the whole message.
+    mutating func chunkReceived(size: Int, last: Bool, content: ReceivedContent?) -> Action {
+        guard case .receivingChunk(let open, _, let refused) = state else { return .none }
         if let refused {
-            state = .ready
-            if last { transaction = nil }
+            state = last ? .idle : open.map { .transaction($0) } ?? .idle
             return .reply(refused)
         }
-        if !last {
-            if outcome == .tooLarge {
-                // Keep reading chunks to stay in sync, refuse at the end.
-                state = .ready
-                return .reply(SMTPReply(250, "2.0.0", "\(size) octets received"))
-            }
-            state = .ready
-            return .reply(SMTPReply(250, "2.0.0", "\(size) octets received"))
-        }
-        guard let tx = transaction else {
-            state = .ready
+        guard let tx = open else {
+            state = .idle
             return .reply(.badSequence)
         }
-        if let refusal = outcome.reply {
-            state = .ready
-            transaction = nil
-            return finishTransaction(refusal)
+        guard last else {
+            // Too large already: keep reading chunks to stay in step, refuse at the end.
+            state = .transaction(tx)
+            return .reply(SMTPReply(250, "2.0.0", "\(size) octets received"))
         }
-        state = .awaitingPolicy(.data(tx))
-        return .evaluatePolicy(.data)
+        guard let content else {
+            state = .idle
+            return .reply(.badSequence)
+        }
+        return contentComplete(tx, content)
     }
 
-    /// The spool's answer to ``Action/storeMessage(_:)``: the queue id, or a failure.
+    private mutating func contentComplete(_ transaction: Transaction<Annotations>, _ content: ReceivedContent) -> Action {
+        state = .idle
+        if let refusal = content.outcome.reply {
+            return finishTransaction(refusal)
+        }
+        let headers = MessageHeaders.parse(content.content)
+        if headers.count(where: { $0.name.lowercased() == "received" }) >= Self.maxHops {
+            return finishTransaction(SMTPReply(554, "5.4.6", "Error: too many hops (mail loop?)"))
+        }
+        var tx = transaction
+        tx.message = ReceivedMessage(content: content.content, size: content.size, eightBit: content.eightBit, headers: headers)
+        return decide(.data(tx))
+    }
+
+    /// The store's answer to ``Action/store(_:)``: the queue id, or `nil` on failure.
     public mutating func storeFinished(queueID: String?) -> Action {
         guard case .storing = state else { return .none }
-        state = .ready
-        transaction = nil
+        state = .idle
         guard let queueID else {
             return finishTransaction(.localError)
         }
-        messagesAccepted += 1
+        session.messagesAccepted += 1
         return finishTransaction(SMTPReply(250, "2.0.0", "Ok: queued as \(queueID)"))
     }
 
     mutating func data() -> Action {
-        guard let tx = transaction else { return protocolError(SMTPReply(503, "5.5.1", "Error: need MAIL command")) }
+        guard case .transaction(let tx) = state else { return protocolError(SMTPReply(503, "5.5.1", "Error: need MAIL command")) }
         guard !tx.usingBDAT else { return protocolError(SMTPReply(503, "5.5.1", "Error: DATA not allowed after BDAT")) }
-        guard !tx.recipients.isEmpty else { return protocolError(SMTPReply(554, "5.5.1", "Error: no valid recipients")) }
-        state = .receivingData
-        return .receiveData(.startData)
+        guard !tx.envelope.recipients.isEmpty else { return protocolError(SMTPReply(554, "5.5.1", "Error: no valid recipients")) }
+        state = .receivingData(tx)
+        return .receiveData(.startData, contentLimits)
     }
 
     mutating func bdat(size: Int, last: Bool) -> Action {
-        // RFC 3030 §2: the chunk is read even when it is refused, to stay in sync.
+        // RFC 3030 §2: the chunk is read even when it is refused, to stay in step.
+        var open: Transaction<Annotations>?
+        if case .transaction(let tx) = state { open = tx }
         var refusal: SMTPReply?
-        if !extended {
+        if !session.extended {
             refusal = SMTPReply(503, "5.5.1", "Error: BDAT requires EHLO")
-        } else if let tx = transaction {
-            if tx.recipients.isEmpty { refusal = SMTPReply(554, "5.5.1", "Error: no valid recipients") }
+        } else if let tx = open {
+            if tx.envelope.recipients.isEmpty { refusal = SMTPReply(554, "5.5.1", "Error: no valid recipients") }
         } else {
             refusal = SMTPReply(503, "5.5.1", "Error: need MAIL command")
         }
         if refusal == nil {
-            transaction?.usingBDAT = true
-            transaction?.bdatChunks += 1
+            open?.usingBDAT = true
+            open?.bdatChunks += 1
         }
-        state = .receivingBDAT(last: last, refused: refusal)
-        return .receiveBDATChunk(size: size, last: last, discard: refusal != nil, first: transaction?.bdatChunks == 1)
+        state = .receivingChunk(open, last: last, refused: refusal)
+        return .receiveChunk(size: size, last: last, discard: refusal != nil, first: open?.bdatChunks == 1 && refusal == nil, contentLimits)
     }
 }

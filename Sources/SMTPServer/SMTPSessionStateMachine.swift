@@ -1,62 +1,46 @@
 import SMTPCore
-import TollgatePolicy
 
-/// The server side of one SMTP session, without networking (RFC 5321 §4.1, RFC 3207,
-/// RFC 4954, RFC 3030).
+/// The server side of one SMTP session, without networking (RFC 5321 §4.1, RFC 2920,
+/// RFC 3207, RFC 4954, RFC 3030).
 ///
-/// Each event method returns the actions for the channel handler to carry out. Every
-/// command goes check → policy → proceed: the machine checks syntax and sequence, asks
-/// for a policy decision (``Action/evaluatePolicy(_:)``) and applies the verdict when
-/// ``policyDecided(_:)`` reports it.
-public struct SMTPSessionStateMachine: Sendable {
-    public enum Action: Sendable, Equatable {
+/// The machine owns the whole session: what the client said, the open transaction
+/// with its envelope, annotations and message, and the limits in force. Each event
+/// method returns the action for the channel handler to carry out; actions carry
+/// their payload, so the handler only does I/O. Every command goes check → decision
+/// → proceed: the machine checks syntax and sequence, asks for a decision
+/// (``Action/evaluatePolicy(_:)``) and applies it when ``policyDecided(_:)`` reports it.
+public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable {
+    public enum Action: Sendable {
         /// Send this reply.
         case reply(SMTPReply)
         /// Send this reply, then close the connection.
         case replyAndClose(SMTPReply)
-        /// Ask the pipeline; answer with ``policyDecided(_:)``.
-        case evaluatePolicy(PolicyPhase)
+        /// Ask the application; answer with ``policyDecided(_:)``.
+        case evaluatePolicy(PolicyRequest<Annotations>)
         /// Verify credentials; answer with ``authenticationFinished(_:)``.
-        case verifyCredentials(AuthCredentials)
-        /// Send the 220, discard any buffered plaintext, start the TLS handshake; answer
+        case verifyCredentials(SASLCredentials, PolicyRequest<Annotations>)
+        /// Send the 220, drop any buffered plaintext, start the TLS handshake; answer
         /// with ``tlsEstablished()``.
         case startTLS(SMTPReply)
-        /// Send the 354 and read message content; answer with ``dataReceived(_:)``.
-        case receiveData(SMTPReply)
-        /// Read exactly `size` octets of a BDAT chunk; `discard` if it is refused anyway.
-        /// Answer with ``bdatChunkReceived(_:)``.
-        case receiveBDATChunk(size: Int, last: Bool, discard: Bool, first: Bool)
-        /// Store the message the handler holds; answer with ``storeFinished(_:)``.
-        case storeMessage(Transaction)
+        /// Send the 354 and read message content; answer with ``received(_:pipelined:)``.
+        case receiveData(SMTPReply, ContentLimits)
+        /// Read exactly `size` octets of a BDAT chunk (`discard`: refused anyway).
+        case receiveChunk(size: Int, last: Bool, discard: Bool, first: Bool, ContentLimits)
+        /// Store the message durably; answer with ``storeFinished(queueID:)``.
+        case store(StoreRequest<Annotations>)
         /// Nothing to do.
         case none
-
-        public static func == (lhs: Action, rhs: Action) -> Bool {
-            switch (lhs, rhs) {
-            case (.reply(let a), .reply(let b)), (.replyAndClose(let a), .replyAndClose(let b)),
-                (.startTLS(let a), .startTLS(let b)), (.receiveData(let a), .receiveData(let b)):
-                return a == b
-            case (.evaluatePolicy(let a), .evaluatePolicy(let b)): return a == b
-            case (.verifyCredentials(let a), .verifyCredentials(let b)):
-                return a.username == b.username && a.password == b.password && a.mechanism == b.mechanism
-            case (.receiveBDATChunk(let a, let b, let c, let g), .receiveBDATChunk(let d, let e, let f, let h)):
-                return a == d && b == e && c == f && g == h
-            case (.storeMessage(let a), .storeMessage(let b)): return a == b
-            case (.none, .none): return true
-            default: return false
-            }
-        }
     }
 
-    /// What a pending policy decision will complete.
+    /// What a pending decision will complete.
     enum Pending: Sendable {
         case connect
-        case helo(name: String, extended: Bool)
+        case helo(name: String, extended: Bool, previous: Transaction<Annotations>?)
         case starttls
         case auth(user: String)
-        case mail(Transaction)
-        case rcpt(Transaction, Transaction.Recipient)
-        case data(Transaction)
+        case mail(Transaction<Annotations>)
+        case rcpt(Transaction<Annotations>, Envelope.Recipient)
+        case data(Transaction<Annotations>)
     }
 
     enum AuthStep: Sendable {
@@ -68,40 +52,31 @@ public struct SMTPSessionStateMachine: Sendable {
     enum State: Sendable {
         /// Before the greeting: the connect phase is being decided.
         case connecting
-        /// Between commands; `transaction` is the open one, if any.
-        case ready
-        case awaitingPolicy(Pending)
+        /// Between commands, outside a transaction.
+        case idle
+        /// Between commands inside a transaction.
+        case transaction(Transaction<Annotations>)
+        case awaitingDecision(Pending)
         case authExchange(AuthStep)
         case verifyingCredentials(user: String)
-        case receivingData
-        /// Between BDAT chunks (or reading one).
-        case receivingBDAT(last: Bool, refused: SMTPReply?)
-        case storing
+        case receivingData(Transaction<Annotations>)
+        /// Reading a BDAT chunk: the transaction it adds to (`nil` when refused).
+        case receivingChunk(Transaction<Annotations>?, last: Bool, refused: SMTPReply?)
+        case storing(Transaction<Annotations>)
         case startingTLS
         case closed
     }
 
     public let configuration: SMTPSessionConfiguration
     var state: State = .connecting
+    var session: Session<Annotations>
 
-    // Session facts (RFC 5321 §4.1.4: reset by EHLO after STARTTLS, RFC 3207 §4.2).
-    public internal(set) var helo: String?
-    public internal(set) var extended = false
-    public internal(set) var tlsActive: Bool
-    public internal(set) var authenticatedUser: String?
-    public internal(set) var transaction: Transaction?
-    /// At the rcpt phase, the recipient being decided.
-    public internal(set) var pendingRecipient: Mailbox?
-    public internal(set) var errorCount = 0
-    public internal(set) var junkCount = 0
-    public internal(set) var authFailures = 0
-    public internal(set) var messagesAccepted = 0
-    var draining = false
-
-    public init(configuration: SMTPSessionConfiguration, tlsActive: Bool = false) {
+    public init(configuration: SMTPSessionConfiguration, sessionID: String = "-", clientAddress: String = "-", tlsActive: Bool = false) {
         self.configuration = configuration
-        self.tlsActive = tlsActive
+        self.session = Session(id: sessionID, clientAddress: clientAddress, tls: tlsActive)
     }
+
+    // MARK: - Queries
 
     public var isClosed: Bool {
         if case .closed = state { return true }
@@ -110,78 +85,117 @@ public struct SMTPSessionStateMachine: Sendable {
 
     /// Whether the session sits between commands outside a transaction (safe to close on drain).
     public var isIdle: Bool {
-        if case .ready = state { return transaction == nil }
+        if case .idle = state { return true }
         return false
     }
 
-    /// Whether the machine is waiting for a command line (not for policy, TLS, data or storage).
+    /// Whether the machine waits for a command line (not for a decision, TLS, content or storage).
     public var acceptsCommands: Bool {
         switch state {
-        case .ready, .authExchange: return true
+        case .idle, .transaction, .authExchange: return true
         default: return false
         }
     }
 
-    /// The transaction a pending policy decision is about: the one being opened at
-    /// the mail phase, the one a recipient is added to at rcpt, the complete one at data.
-    public var transactionUnderDecision: Transaction? {
-        if case .awaitingPolicy(let pending) = state {
-            switch pending {
-            case .mail(let tx), .rcpt(let tx, _), .data(let tx): return tx
-            default: break
-            }
+    /// Whether it waits for message content (DATA or a BDAT chunk).
+    public var acceptsContent: Bool {
+        switch state {
+        case .receivingData, .receivingChunk: return true
+        default: return false
         }
-        return transaction
     }
 
-    public var inAuthExchange: Bool {
-        if case .authExchange = state { return true }
-        return false
+    /// The longest command line allowed now (an AUTH exchange allows longer ones).
+    public var lineLimit: Int {
+        if case .authExchange = state { return SMTPLimits.maxAuthLine }
+        return SMTPLimits.maxCommandLine
     }
 
-    /// Whether PIPELINING was negotiated (EHLO was used, RFC 2920).
-    public var pipeliningNegotiated: Bool { extended }
+    /// What is known of the session now.
+    public var snapshot: SessionSnapshot { session.snapshot(listener: configuration.listenerName) }
+
+    /// The envelope of the open transaction, if any.
+    public var envelope: Envelope? { openTransaction?.envelope }
+
+    public var messagesAccepted: Int { session.messagesAccepted }
+
+    var openTransaction: Transaction<Annotations>? {
+        switch state {
+        case .transaction(let tx), .receivingData(let tx), .storing(let tx): return tx
+        case .receivingChunk(let tx, _, _): return tx
+        case .awaitingDecision(.rcpt(let tx, _)), .awaitingDecision(.data(let tx)): return tx
+        case .awaitingDecision(.helo(_, _, let previous)): return previous
+        default: return nil
+        }
+    }
+
+    /// The message size limit in force: the listener's, or a smaller one a decision set.
+    var maxMessageSize: Int {
+        let scoped = openTransaction?.scope.limits?.maxMessageSize ?? session.limits?.maxMessageSize
+        return min(scoped ?? .max, configuration.maxMessageSize)
+    }
+
+    var contentLimits: ContentLimits { ContentLimits(maxSize: maxMessageSize, bareNewline: configuration.bareNewline) }
 
     // MARK: - Events
 
     /// The connection is up: decide the connect phase before greeting.
     public mutating func connected() -> Action {
-        state = .awaitingPolicy(.connect)
-        return .evaluatePolicy(.connect)
+        state = .awaitingDecision(.connect)
+        return .evaluatePolicy(request(.connect))
     }
 
     /// The server is shutting down: idle sessions are told at once, busy ones after
     /// their transaction.
     public mutating func shutdownRequested() -> Action {
-        draining = true
-        if isIdle || inAuthExchange {
+        session.draining = true
+        switch state {
+        case .idle, .authExchange:
             state = .closed
             return .replyAndClose(.shuttingDown)
+        default:
+            return .none
         }
-        return .none
     }
 
-    /// The per-command deadline passed.
+    /// The per-command or content deadline passed.
     public mutating func timedOut() -> Action {
         state = .closed
         return .replyAndClose(.timeout)
     }
 
-    /// A command line was too long to parse.
-    public mutating func lineTooLong() -> Action {
-        protocolError(.lineTooLong)
+    /// A frame from ``SMTPFramer``; `pipelined` tells whether more bytes already
+    /// follow it (RFC 2920 §3.1 and RELIABILITY A2 are judged from that).
+    public mutating func received(_ frame: SMTPFramer.Frame, pipelined: Bool) -> Action {
+        switch frame {
+        case .line(let line):
+            return receivedLine(line[...], pipelined: pipelined)
+        case .lineTooLong:
+            return protocolError(.lineTooLong)
+        case .data(let content):
+            // RELIABILITY A2: commands in the same write as the final dot, without PIPELINING.
+            if pipelined, !session.extended {
+                return synchronizationError()
+            }
+            return dataReceived(content)
+        case .chunk(let size, let last, let content):
+            return chunkReceived(size: size, last: last, content: content)
+        }
     }
 
     /// A command line, without CRLF.
-    public mutating func receivedLine(_ line: ArraySlice<UInt8>) -> Action {
+    public mutating func receivedLine(_ line: ArraySlice<UInt8>, pipelined: Bool = false) -> Action {
         switch state {
         case .authExchange(let step):
             return authResponse(step, String(decoding: line, as: UTF8.self))
-        case .ready:
+        case .idle, .transaction:
             break
         default:
             // The handler only feeds lines when `acceptsCommands`.
             return .none
+        }
+        if pipelined, violatesPipelining(line) {
+            return synchronizationError()
         }
         let command: SMTPCommand
         do {
@@ -197,12 +211,15 @@ public struct SMTPSessionStateMachine: Sendable {
     }
 
     public mutating func receivedCommand(_ command: SMTPCommand) -> Action {
-        guard case .ready = state else { return .none }
+        switch state {
+        case .idle, .transaction: break
+        default: return .none
+        }
         switch command {
         case .helo(let name):
-            return startPolicy(.helo(name: name, extended: false), .helo)
+            return decide(.helo(name: name, extended: false, previous: openTransaction))
         case .ehlo(let name):
-            return startPolicy(.helo(name: name, extended: true), .helo)
+            return decide(.helo(name: name, extended: true, previous: openTransaction))
         case .mail(let sender, let params):
             return mail(sender, params)
         case .rcpt(let mailbox, let params, let hadRoute):
@@ -212,7 +229,7 @@ public struct SMTPSessionStateMachine: Sendable {
         case .bdat(let size, let last):
             return bdat(size: size, last: last)
         case .rset:
-            transaction = nil
+            state = .idle
             return junk(.ok)
         case .noop:
             return junk(.ok)
@@ -232,145 +249,192 @@ public struct SMTPSessionStateMachine: Sendable {
         }
     }
 
-    /// The pipeline's verdict for the pending phase.
-    public mutating func policyDecided(_ verdict: PolicyVerdict) -> Action {
-        guard case .awaitingPolicy(let pending) = state else { return .none }
-        state = .ready
-        if case .disconnect(let reply) = verdict {
+    /// The application's decision for the pending phase.
+    public mutating func policyDecided(_ decision: SessionDecision<Annotations>) -> Action {
+        guard case .awaitingDecision(let pending) = state else { return .none }
+        if case .disconnect(let reply) = decision.verdict {
             state = .closed
-            return .replyAndClose(SMTPReply(policy: reply, defaultCode: 421))
+            return .replyAndClose(reply)
         }
-        let refusal: SMTPReply? = {
-            switch verdict {
-            case .reject(let r): return SMTPReply(policy: r, defaultCode: 550)
-            case .defer(let r): return SMTPReply(policy: r, defaultCode: 450)
-            default: return nil
-            }
-        }()
+        var refusal: SMTPReply?
+        if case .refuse(let reply) = decision.verdict { refusal = reply }
         switch pending {
         case .connect:
+            session.connection.absorb(decision.annotations, decision.limits)
             if let refusal {
                 state = .closed
                 return .replyAndClose(refusal)
             }
+            state = .idle
             return .reply(SMTPReply(code: 220, enhancedCode: nil, lines: ["\(configuration.hostname) ESMTP Tollgate"]))
-        case .helo(let name, let ext):
-            if let refusal { return .reply(refusal) }
-            helo = name
-            extended = ext
-            transaction = nil
-            return .reply(ext ? ehloReply() : SMTPReply(250, nil, configuration.hostname))
+        case .helo(let name, let extended, let previous):
+            session.scope.absorb(decision.annotations, decision.limits)
+            if let refusal {
+                state = previous.map { .transaction($0) } ?? .idle
+                return .reply(refusal)
+            }
+            // RFC 5321 §4.1.4: EHLO/HELO also resets the transaction.
+            session.helo = name
+            session.extended = extended
+            state = .idle
+            return .reply(extended ? ehloReply() : SMTPReply(250, nil, configuration.hostname))
         case .starttls:
+            session.scope.absorb(decision.annotations, decision.limits)
             if let refusal {
                 state = .closed
                 return .replyAndClose(refusal)
             }
+            state = .idle
             // RFC 3207 §4.2: the client speaks first after the handshake.
             return .none
         case .auth(let user):
+            state = .idle
             if let refusal {
-                authenticatedUser = nil
+                session.scope.absorb(decision.annotations, nil)
                 return .reply(refusal)
             }
-            authenticatedUser = user
+            session.scope.absorb(decision.annotations, decision.limits)
+            session.authenticatedUser = user
             return .reply(SMTPReply(235, "2.7.0", "Authentication successful"))
-        case .mail(let tx):
-            if let refusal { return .reply(refusal) }
-            transaction = tx
+        case .mail(var tx):
+            guard refusal == nil else {
+                state = .idle
+                return .reply(refusal!)
+            }
+            tx.scope.absorb(decision.annotations, decision.limits)
+            state = .transaction(tx)
             return .reply(.senderOK)
         case .rcpt(var tx, let recipient):
-            pendingRecipient = nil
-            if let refusal { return .reply(refusal) }
-            tx.recipients.append(recipient)
-            transaction = tx
-            return .reply(.recipientOK)
-        case .data(let tx):
+            tx.scope.absorb(decision.annotations, decision.limits)
             if let refusal {
-                transaction = nil
+                state = .transaction(tx)
+                return .reply(refusal)
+            }
+            tx.envelope.recipients.append(recipient)
+            state = .transaction(tx)
+            return .reply(.recipientOK)
+        case .data(var tx):
+            if let refusal {
+                state = .idle
                 return finishTransaction(refusal)
             }
-            state = .storing
-            return .storeMessage(tx)
+            tx.scope.absorb(decision.annotations, decision.limits)
+            guard let message = tx.message else {
+                state = .idle
+                return finishTransaction(.localError)
+            }
+            state = .storing(tx)
+            return .store(StoreRequest(session: snapshot, envelope: tx.envelope, message: message, annotations: annotations(with: tx)))
         }
     }
 
-    /// STARTTLS completed: forget everything learnt before it (RFC 3207 §4.2).
+    /// STARTTLS completed: forget everything learnt from the client before it
+    /// (RFC 3207 §4.2); what the server knew at connect stays.
     public mutating func tlsEstablished() -> Action {
         guard case .startingTLS = state else { return .none }
-        tlsActive = true
-        helo = nil
-        extended = false
-        authenticatedUser = nil
-        transaction = nil
-        state = .awaitingPolicy(.starttls)
-        return .evaluatePolicy(.starttls)
+        session.startedTLS()
+        state = .awaitingDecision(.starttls)
+        return .evaluatePolicy(request(.starttls))
     }
 
     // MARK: - Commands
 
     private mutating func mail(_ sender: ReversePath, _ params: MailParameters) -> Action {
-        guard helo != nil else { return protocolError(SMTPReply(503, "5.5.1", "Error: send HELO/EHLO first")) }
-        guard transaction == nil else { return protocolError(SMTPReply(503, "5.5.1", "Error: nested MAIL command")) }
-        if configuration.tls != .none, !tlsActive, configuration.auth == .required {
+        guard session.helo != nil else { return protocolError(SMTPReply(503, "5.5.1", "Error: send HELO/EHLO first")) }
+        guard case .idle = state else { return protocolError(SMTPReply(503, "5.5.1", "Error: nested MAIL command")) }
+        if configuration.tls != .none, !session.tls, configuration.auth == .required {
             return protocolError(SMTPReply(530, "5.7.0", "Must issue a STARTTLS command first"))
         }
-        if configuration.auth == .required, authenticatedUser == nil {
+        if configuration.auth == .required, session.authenticatedUser == nil {
             return protocolError(SMTPReply(530, "5.7.0", "Authentication required"))
         }
-        if !extended, params != MailParameters() {
+        if !session.extended, params != MailParameters() {
             return protocolError(SMTPReply(555, "5.5.4", "Error: MAIL parameters require EHLO"))
         }
-        if let size = params.size, size > configuration.maxMessageSize {
+        if let size = params.size, size > maxMessageSize {
             return .reply(SMTPReply(552, "5.3.4", "Error: message size exceeds fixed limit"))
         }
-        return startPolicy(.mail(Transaction(sender: sender, parameters: params)), .mail)
+        return decide(.mail(Transaction(envelope: Envelope(sender: sender, parameters: params))))
     }
 
     private mutating func rcpt(_ mailbox: Mailbox, _ params: RecipientParameters, hadSourceRoute: Bool) -> Action {
-        guard let tx = transaction else { return protocolError(SMTPReply(503, "5.5.1", "Error: need MAIL command")) }
+        guard case .transaction(let tx) = state else { return protocolError(SMTPReply(503, "5.5.1", "Error: need MAIL command")) }
         guard !tx.usingBDAT else { return protocolError(.badSequence) }
-        if tx.recipients.count >= configuration.maxRecipients {
+        if tx.envelope.recipients.count >= configuration.maxRecipients {
             return .reply(SMTPReply(452, "4.5.3", "Error: too many recipients"))
         }
         if hadSourceRoute || mailbox.hasRoutingCharacters {
             return .reply(SMTPReply(553, "5.7.1", "Error: sender-specified routing is not allowed"))
         }
-        if mailbox.needsSMTPUTF8, !tx.parameters.smtpUTF8 {
+        if mailbox.needsSMTPUTF8, !tx.envelope.parameters.smtpUTF8 {
             return .reply(SMTPReply(553, "5.6.7", "Error: this address requires SMTPUTF8"))
         }
-        if !extended, params != RecipientParameters() {
+        if !session.extended, params != RecipientParameters() {
             return protocolError(SMTPReply(555, "5.5.4", "Error: RCPT parameters require EHLO"))
         }
-        pendingRecipient = mailbox
-        return startPolicy(.rcpt(tx, Transaction.Recipient(mailbox: mailbox, parameters: params)), .rcpt)
+        return decide(.rcpt(tx, Envelope.Recipient(mailbox: mailbox, parameters: params)))
     }
 
     private mutating func startTLS() -> Action {
         guard configuration.tls == .starttls else { return protocolError(SMTPReply(502, "5.5.1", "Error: STARTTLS not available")) }
-        guard !tlsActive else { return protocolError(SMTPReply(554, "5.5.1", "Error: TLS already active")) }
-        guard transaction == nil else { return protocolError(SMTPReply(503, "5.5.1", "Error: STARTTLS inside a mail transaction")) }
+        guard !session.tls else { return protocolError(SMTPReply(554, "5.5.1", "Error: TLS already active")) }
+        guard case .idle = state else { return protocolError(SMTPReply(503, "5.5.1", "Error: STARTTLS inside a mail transaction")) }
         state = .startingTLS
         return .startTLS(SMTPReply(220, "2.0.0", "Ready to start TLS"))
     }
 
     // MARK: - Helpers
 
-    mutating func startPolicy(_ pending: Pending, _ phase: PolicyPhase) -> Action {
-        state = .awaitingPolicy(pending)
-        return .evaluatePolicy(phase)
+    /// Asks for the decision that completes `pending`.
+    mutating func decide(_ pending: Pending) -> Action {
+        state = .awaitingDecision(pending)
+        switch pending {
+        case .connect: return .evaluatePolicy(request(.connect))
+        case .helo: return .evaluatePolicy(request(.helo))
+        case .starttls: return .evaluatePolicy(request(.starttls))
+        case .auth: return .evaluatePolicy(request(.auth))
+        case .mail(let tx): return .evaluatePolicy(request(.mail, tx))
+        case .rcpt(let tx, let recipient): return .evaluatePolicy(request(.rcpt, tx, recipient: recipient))
+        case .data(let tx): return .evaluatePolicy(request(.data, tx, message: tx.message))
+        }
+    }
+
+    /// Everything attached so far, outermost scope first.
+    func annotations(with tx: Transaction<Annotations>?) -> Annotations {
+        var all = session.connection.annotations
+        all.merge(session.scope.annotations)
+        if let tx { all.merge(tx.scope.annotations) }
+        return all
+    }
+
+    func request(_ phase: SessionPhase, _ tx: Transaction<Annotations>? = nil, recipient: Envelope.Recipient? = nil, message: ReceivedMessage? = nil) -> PolicyRequest<Annotations> {
+        PolicyRequest(phase: phase, session: snapshot, envelope: tx?.envelope, recipient: recipient, message: message, annotations: annotations(with: tx))
+    }
+
+    /// RFC 2920 §3.1: some commands must end a pipelined group, and a client that
+    /// said HELO (no PIPELINING) may not pipeline at all.
+    func violatesPipelining(_ line: ArraySlice<UInt8>) -> Bool {
+        if !session.extended, session.helo != nil { return true }
+        let verb = String(decoding: line.prefix { $0 != 32 }.prefix(8), as: UTF8.self)
+        return SMTPCommand.mustEndPipelineGroup(verb: verb)
+    }
+
+    mutating func synchronizationError() -> Action {
+        state = .closed
+        return .replyAndClose(.syncError)
     }
 
     mutating func finishTransaction(_ reply: SMTPReply) -> Action {
-        if draining {
+        if session.draining {
             state = .closed
-            return .replyAndClose(SMTPReply(code: reply.code, enhancedCode: reply.enhancedCode, lines: reply.lines))
+            return .replyAndClose(reply)
         }
         return .reply(reply)
     }
 
     mutating func protocolError(_ reply: SMTPReply) -> Action {
-        errorCount += 1
-        if errorCount >= configuration.maxErrors {
+        session.errorCount += 1
+        if session.errorCount >= configuration.maxErrors {
             state = .closed
             return .replyAndClose(.tooManyErrors)
         }
@@ -378,8 +442,8 @@ public struct SMTPSessionStateMachine: Sendable {
     }
 
     mutating func junk(_ reply: SMTPReply) -> Action {
-        junkCount += 1
-        if junkCount > configuration.maxJunkCommands {
+        session.junkCount += 1
+        if session.junkCount > configuration.maxJunkCommands {
             state = .closed
             return .replyAndClose(.tooManyErrors)
         }
@@ -392,21 +456,11 @@ public struct SMTPSessionStateMachine: Sendable {
             "PIPELINING",
             "SIZE \(configuration.maxMessageSize)",
         ]
-        if configuration.tls == .starttls, !tlsActive { lines.append("STARTTLS") }
-        if configuration.auth != .none, tlsActive, authenticatedUser == nil {
+        if configuration.tls == .starttls, !session.tls { lines.append("STARTTLS") }
+        if configuration.auth != .none, session.tls, session.authenticatedUser == nil {
             lines.append("AUTH " + SASL.mechanisms.joined(separator: " "))
         }
         lines += ["ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8", "DSN", "CHUNKING"]
         return SMTPReply(code: 250, enhancedCode: nil, lines: lines)
-    }
-}
-
-extension SMTPReply {
-    /// A policy's reply with its code class checked: a stage cannot accept by
-    /// answering 2xx to a refusal.
-    public init(policy: PolicyReply, defaultCode: Int) {
-        let valid = (400..<600).contains(policy.code) && policy.code / 100 == defaultCode / 100
-        let code = valid ? policy.code : defaultCode
-        self.init(code, policy.enhancedCode ?? SMTPReply.defaultEnhancedCode(for: code), policy.text)
     }
 }

@@ -1,280 +1,339 @@
 import NIOCore
 import SMTPCore
 import Testing
-import TollgatePolicy
 
 @testable import SMTPServer
 
-/// The session state machine driven directly, without networking.
-@Suite struct SessionStateMachineTests {
-    typealias Action = SMTPSessionStateMachine.Action
+/// What the tests attach to sessions: a list of labels, to see which scope keeps what.
+struct Notes: SessionAnnotations, Equatable {
+    var labels: [String] = []
+    init() {}
+    init(_ labels: String...) { self.labels = labels }
+    mutating func merge(_ other: Notes) { labels += other.labels }
+}
 
-    func machine(tls: ListenerTLSMode = .starttls, auth: ListenerAuthMode = .optional, tlsActive: Bool = false, maxRecipients: Int = 100) -> SMTPSessionStateMachine {
-        var m = SMTPSessionStateMachine(
-            configuration: SMTPSessionConfiguration(hostname: "relay.test", tls: tls, auth: auth, maxMessageSize: 100_000, maxRecipients: maxRecipients),
-            tlsActive: tlsActive
+typealias Machine = SMTPSessionStateMachine<Notes>
+typealias Action = Machine.Action
+
+/// Helpers to drive a machine directly and read its actions.
+enum Drive {
+    static func machine(tls: ListenerTLSMode = .starttls, auth: ListenerAuthMode = .optional, tlsActive: Bool = false, maxRecipients: Int = 100, maxMessageSize: Int = 100_000) -> Machine {
+        var m = Machine(
+            configuration: SMTPSessionConfiguration(hostname: "relay.test", tls: tls, auth: auth, maxMessageSize: maxMessageSize, maxRecipients: maxRecipients),
+            sessionID: "S1", clientAddress: "192.0.2.7", tlsActive: tlsActive
         )
-        #expect(m.connected() == .evaluatePolicy(.connect))
-        guard case .reply(let greeting) = m.policyDecided(.continue) else { Issue.record("no greeting"); return m }
-        #expect(greeting.code == 220)
+        #expect(phase(m.connected()) == .connect)
+        #expect(code(m.policyDecided(.proceed)) == 220)
         return m
     }
 
-    /// Sends a line; when the machine asks for policy, answers `continue`.
+    /// Sends a line; when the machine asks for a decision, answers with `decision`.
     @discardableResult
-    func send(_ m: inout SMTPSessionStateMachine, _ line: String, verdict: PolicyVerdict = .continue) -> Action {
-        var action = m.receivedLine(Array(line.utf8)[...])
-        if case .evaluatePolicy = action { action = m.policyDecided(verdict) }
+    static func send(_ m: inout Machine, _ line: String, _ decision: SessionDecision<Notes> = .proceed, pipelined: Bool = false) -> Action {
+        var action = m.receivedLine(Array(line.utf8)[...], pipelined: pipelined)
+        if case .evaluatePolicy = action { action = m.policyDecided(decision) }
         return action
     }
 
-    func code(_ action: Action) -> Int? {
+    static func refuse(_ code: Int, _ enhanced: String, _ text: String) -> SessionDecision<Notes> {
+        SessionDecision(.refuse(SMTPReply(code, enhanced, text)))
+    }
+
+    static func code(_ action: Action) -> Int? {
         switch action {
-        case .reply(let r), .replyAndClose(let r), .startTLS(let r), .receiveData(let r): return r.code
+        case .reply(let r), .replyAndClose(let r), .startTLS(let r), .receiveData(let r, _): return r.code
         default: return nil
         }
     }
 
+    static func closes(_ action: Action) -> Bool {
+        if case .replyAndClose = action { return true }
+        return false
+    }
+
+    static func phase(_ action: Action) -> SessionPhase? {
+        if case .evaluatePolicy(let request) = action { return request.phase }
+        return nil
+    }
+
+    static func content(_ text: String, outcome: DataReceiver.Outcome = .ok) -> SMTPFramer.Frame {
+        let buffer = ByteBuffer(string: text)
+        return .data(ReceivedContent(content: buffer, size: buffer.readableBytes, outcome: outcome, eightBit: text.utf8.contains { $0 >= 0x80 }))
+    }
+
+    /// Runs EHLO, MAIL, one RCPT and DATA; leaves the machine reading content.
+    static func openData(_ m: inout Machine) {
+        send(&m, "EHLO c")
+        send(&m, "MAIL FROM:<a@b.example>")
+        send(&m, "RCPT TO:<c@d.example>")
+        #expect(code(send(&m, "DATA")) == 354)
+    }
+}
+
+/// The session state machine driven directly, without networking.
+@Suite struct SessionStateMachineTests {
+    typealias D = Drive
+
     @Test func fullTransaction() {
-        var m = machine(tls: .none, auth: .none)
-        guard case .reply(let ehlo) = send(&m, "EHLO client.test") else { Issue.record("no EHLO reply"); return }
+        var m = D.machine(tls: .none, auth: .none)
+        guard case .reply(let ehlo) = D.send(&m, "EHLO client.test") else { Issue.record("no EHLO reply"); return }
         #expect(ehlo.lines.contains("PIPELINING"))
         #expect(ehlo.lines.contains("CHUNKING"))
         #expect(ehlo.lines.contains("SIZE 100000"))
         #expect(!ehlo.lines.contains { $0.hasPrefix("AUTH") })
         #expect(!ehlo.lines.contains("STARTTLS"))
-        #expect(code(send(&m, "MAIL FROM:<a@example.com>")) == 250)
-        #expect(code(send(&m, "RCPT TO:<b@example.net>")) == 250)
-        #expect(code(send(&m, "DATA")) == 354)
-        let afterData = m.dataReceived(.ok)
-        #expect(afterData == .evaluatePolicy(.data))
-        guard case .storeMessage(let tx) = m.policyDecided(.continue) else { Issue.record("no store"); return }
-        #expect(tx.recipients.map(\.mailbox.description) == ["b@example.net"])
+        #expect(D.code(D.send(&m, "MAIL FROM:<a@example.com>")) == 250)
+        #expect(D.code(D.send(&m, "RCPT TO:<b@example.net>")) == 250)
+        guard case .receiveData(let reply, let limits) = D.send(&m, "DATA") else { Issue.record("no 354"); return }
+        #expect(reply.code == 354 && limits.maxSize == 100_000)
+        let afterData = m.received(D.content("Subject: hi\r\n\r\nbody\r\n"), pipelined: false)
+        guard case .evaluatePolicy(let request) = afterData, request.phase == .data else { Issue.record("no data decision"); return }
+        #expect(request.message?.headers.first?.name == "Subject")
+        #expect(request.message?.size == 21)
+        guard case .store(let store) = m.policyDecided(.proceed) else { Issue.record("no store"); return }
+        #expect(store.envelope.recipients.map(\.mailbox.description) == ["b@example.net"])
+        #expect(store.message.content.readableBytes == 21)
+        #expect(store.session.helo == "client.test")
         guard case .reply(let queued) = m.storeFinished(queueID: "Q1") else { Issue.record("no 250"); return }
         #expect(queued.code == 250 && queued.text.contains("Q1"))
-        #expect(m.transaction == nil)
-        #expect(code(send(&m, "QUIT")) == 221)
+        #expect(m.envelope == nil)
+        #expect(m.messagesAccepted == 1)
+        #expect(D.code(D.send(&m, "QUIT")) == 221)
         #expect(m.isClosed)
     }
 
     @Test func storeFailureIsTemporary() {
-        var m = machine(tls: .none, auth: .none)
-        send(&m, "EHLO c")
-        send(&m, "MAIL FROM:<a@example.com>")
-        send(&m, "RCPT TO:<b@example.net>")
-        send(&m, "DATA")
-        _ = m.dataReceived(.ok)
-        _ = m.policyDecided(.continue)
-        #expect(code(m.storeFinished(queueID: nil)) == 451)
+        var m = D.machine(tls: .none, auth: .none)
+        D.openData(&m)
+        _ = m.received(D.content("x\r\n"), pipelined: false)
+        _ = m.policyDecided(.proceed)
+        #expect(D.code(m.storeFinished(queueID: nil)) == 451)
+        #expect(m.isIdle)
     }
 
     @Test func sequenceErrors() {
-        var m = machine(tls: .none, auth: .none)
-        #expect(code(send(&m, "MAIL FROM:<a@b.example>")) == 503)
-        send(&m, "EHLO c")
-        #expect(code(send(&m, "RCPT TO:<a@b.example>")) == 503)
-        #expect(code(send(&m, "DATA")) == 503)
-        send(&m, "MAIL FROM:<a@b.example>")
-        #expect(code(send(&m, "MAIL FROM:<a@b.example>")) == 503)
-        #expect(code(send(&m, "DATA")) == 554)
-        #expect(code(send(&m, "RSET")) == 250)
-        #expect(m.transaction == nil)
-        #expect(code(send(&m, "VRFY x")) == 252)
-        #expect(code(send(&m, "EXPN x")) == 502)
+        var m = D.machine(tls: .none, auth: .none)
+        #expect(D.code(D.send(&m, "MAIL FROM:<a@b.example>")) == 503)
+        D.send(&m, "EHLO c")
+        #expect(D.code(D.send(&m, "RCPT TO:<a@b.example>")) == 503)
+        #expect(D.code(D.send(&m, "DATA")) == 503)
+        D.send(&m, "MAIL FROM:<a@b.example>")
+        #expect(D.code(D.send(&m, "MAIL FROM:<a@b.example>")) == 503)
+        #expect(D.code(D.send(&m, "DATA")) == 554)
+        #expect(D.code(D.send(&m, "RSET")) == 250)
+        #expect(m.envelope == nil)
+        #expect(D.code(D.send(&m, "VRFY x")) == 252)
+        #expect(D.code(D.send(&m, "EXPN x")) == 502)
     }
 
     @Test func authNeverBeforeTLS() {
-        var m = machine()
-        guard case .reply(let ehlo) = send(&m, "EHLO c") else { Issue.record("no EHLO reply"); return }
+        var m = D.machine()
+        guard case .reply(let ehlo) = D.send(&m, "EHLO c") else { Issue.record("no EHLO reply"); return }
         #expect(!ehlo.lines.contains { $0.hasPrefix("AUTH") })
         #expect(ehlo.lines.contains("STARTTLS"))
-        #expect(code(send(&m, "AUTH PLAIN AGEAYg==")) == 538)
+        #expect(D.code(D.send(&m, "AUTH PLAIN AGEAYg==")) == 538)
     }
 
     @Test func startTLSResetsSessionAndOffersAuth() {
-        var m = machine()
-        send(&m, "EHLO c")
-        guard case .startTLS(let r) = send(&m, "STARTTLS") else { Issue.record("no STARTTLS"); return }
+        var m = D.machine()
+        D.send(&m, "EHLO c")
+        guard case .startTLS(let r) = D.send(&m, "STARTTLS") else { Issue.record("no STARTTLS"); return }
         #expect(r.code == 220)
-        #expect(m.tlsEstablished() == .evaluatePolicy(.starttls))
-        #expect(m.policyDecided(.continue) == .none)
-        #expect(m.helo == nil)
-        #expect(code(send(&m, "MAIL FROM:<a@b.example>")) == 503)
-        guard case .reply(let ehlo) = send(&m, "EHLO c") else { Issue.record("no EHLO reply"); return }
+        #expect(!m.acceptsCommands)
+        #expect(D.phase(m.tlsEstablished()) == .starttls)
+        guard case .none = m.policyDecided(.proceed) else { Issue.record("spoke first after TLS"); return }
+        #expect(m.snapshot.helo == nil && m.snapshot.tls)
+        #expect(D.code(D.send(&m, "MAIL FROM:<a@b.example>")) == 503)
+        guard case .reply(let ehlo) = D.send(&m, "EHLO c") else { Issue.record("no EHLO reply"); return }
         #expect(ehlo.lines.contains("AUTH PLAIN LOGIN"))
         #expect(!ehlo.lines.contains("STARTTLS"))
-        #expect(code(send(&m, "STARTTLS")) == 554)
+        #expect(D.code(D.send(&m, "STARTTLS")) == 554)
+    }
+
+    @Test func startTLSInsideATransactionIsRefused() {
+        var m = D.machine()
+        D.send(&m, "EHLO c")
+        D.send(&m, "MAIL FROM:<a@b.example>")
+        #expect(D.code(D.send(&m, "STARTTLS")) == 503)
     }
 
     @Test func authPlainExchange() {
-        var m = machine(tlsActive: true)
-        send(&m, "EHLO c")
-        guard case .verifyCredentials(let credentials) = send(&m, "AUTH PLAIN " + Base64.encode(Array("\u{0}alice\u{0}pw".utf8))) else {
+        var m = D.machine(tlsActive: true)
+        D.send(&m, "EHLO c")
+        guard case .verifyCredentials(let credentials, let request) = D.send(&m, "AUTH PLAIN " + Base64.encode(Array("\u{0}alice\u{0}pw".utf8))) else {
             Issue.record("no verification"); return
         }
-        #expect(credentials.username == "alice" && credentials.password == "pw")
-        #expect(m.authenticationFinished(.success(SessionFacts(user: "alice"))) == .evaluatePolicy(.auth))
-        #expect(code(m.policyDecided(.continue)) == 235)
-        #expect(m.authenticatedUser == "alice")
-        #expect(code(send(&m, "AUTH PLAIN " + Base64.encode(Array("\u{0}alice\u{0}pw".utf8)))) == 503)
+        #expect(credentials.username == "alice" && credentials.password == "pw" && credentials.mechanism == "PLAIN")
+        #expect(request.phase == .auth && request.session.tls)
+        #expect(D.phase(m.authenticationFinished(AuthResult(.success(user: "alice@corp")))) == .auth)
+        #expect(D.code(m.policyDecided(.proceed)) == 235)
+        #expect(m.snapshot.authenticatedUser == "alice@corp")
+        #expect(D.code(D.send(&m, "AUTH PLAIN " + Base64.encode(Array("\u{0}alice\u{0}pw".utf8)))) == 503)
     }
 
     @Test func authLoginExchangeAndCancel() {
-        var m = machine(tlsActive: true)
-        send(&m, "EHLO c")
-        #expect(code(send(&m, "AUTH LOGIN")) == 334)
-        #expect(code(send(&m, Base64.encode("bob"))) == 334)
-        guard case .verifyCredentials(let c) = send(&m, Base64.encode("secret")) else { Issue.record("no verification"); return }
+        var m = D.machine(tlsActive: true)
+        D.send(&m, "EHLO c")
+        #expect(D.code(D.send(&m, "AUTH LOGIN")) == 334)
+        #expect(m.lineLimit == SMTPLimits.maxAuthLine)
+        #expect(D.code(D.send(&m, Base64.encode("bob"))) == 334)
+        guard case .verifyCredentials(let c, _) = D.send(&m, Base64.encode("secret")) else { Issue.record("no verification"); return }
         #expect(c.username == "bob" && c.mechanism == "LOGIN")
-        #expect(code(m.authenticationFinished(.failure(reason: "bad"))) == 535)
-        #expect(code(send(&m, "AUTH LOGIN")) == 334)
-        #expect(code(send(&m, "*")) == 501)
-        #expect(code(send(&m, "AUTH CRAM-MD5")) == 504)
-        #expect(code(send(&m, "AUTH PLAIN %%%")) == 501)
+        #expect(D.code(m.authenticationFinished(AuthResult(.failure))) == 535)
+        #expect(D.code(D.send(&m, "AUTH LOGIN")) == 334)
+        #expect(D.code(D.send(&m, "*")) == 501)
+        #expect(D.code(D.send(&m, "AUTH CRAM-MD5")) == 504)
+        #expect(D.code(D.send(&m, "AUTH PLAIN %%%")) == 501)
     }
 
     @Test func emptyPasswordNeverReachesVerifier() {
-        var m = machine(tlsActive: true)
-        send(&m, "EHLO c")
-        let action = send(&m, "AUTH PLAIN " + Base64.encode(Array("\u{0}alice\u{0}".utf8)))
-        #expect(code(action) == 535)
+        var m = D.machine(tlsActive: true)
+        D.send(&m, "EHLO c")
+        let action = D.send(&m, "AUTH PLAIN " + Base64.encode(Array("\u{0}alice\u{0}".utf8)))
+        #expect(D.code(action) == 535)
     }
 
     @Test func bruteForceClosesSession() {
-        var m = machine(tlsActive: true)
-        send(&m, "EHLO c")
+        var m = D.machine(tlsActive: true)
+        D.send(&m, "EHLO c")
         var last: Action = .none
         for _ in 0..<3 {
-            _ = send(&m, "AUTH PLAIN " + Base64.encode(Array("\u{0}alice\u{0}wrong".utf8)))
-            last = m.authenticationFinished(.failure(reason: "bad password"))
+            _ = D.send(&m, "AUTH PLAIN " + Base64.encode(Array("\u{0}alice\u{0}wrong".utf8)))
+            last = m.authenticationFinished(AuthResult(.failure))
         }
         guard case .replyAndClose(let r) = last else { Issue.record("not closed"); return }
         #expect(r.code == 421)
     }
 
     @Test func backendDownIs454() {
-        var m = machine(tlsActive: true)
-        send(&m, "EHLO c")
-        _ = send(&m, "AUTH PLAIN " + Base64.encode(Array("\u{0}alice\u{0}pw".utf8)))
-        #expect(code(m.authenticationFinished(.temporaryFailure(reason: "ldap down"))) == 454)
+        var m = D.machine(tlsActive: true)
+        D.send(&m, "EHLO c")
+        _ = D.send(&m, "AUTH PLAIN " + Base64.encode(Array("\u{0}alice\u{0}pw".utf8)))
+        #expect(D.code(m.authenticationFinished(AuthResult(.temporaryFailure))) == 454)
     }
 
     @Test func authRequired() {
-        var m = machine(auth: .required, tlsActive: true)
-        send(&m, "EHLO c")
-        #expect(code(send(&m, "MAIL FROM:<a@b.example>")) == 530)
+        var m = D.machine(auth: .required, tlsActive: true)
+        D.send(&m, "EHLO c")
+        #expect(D.code(D.send(&m, "MAIL FROM:<a@b.example>")) == 530)
     }
 
     @Test func recipientLimitAndRouting() {
-        var m = machine(tls: .none, auth: .none, maxRecipients: 100)
-        send(&m, "EHLO c")
-        send(&m, "MAIL FROM:<a@b.example>")
-        for i in 0..<100 { #expect(code(send(&m, "RCPT TO:<r\(i)@example.net>")) == 250) }
-        #expect(code(send(&m, "RCPT TO:<r100@example.net>")) == 452)
-        #expect(m.transaction?.recipients.count == 100)
-        send(&m, "RSET")
-        send(&m, "MAIL FROM:<a@b.example>")
-        #expect(code(send(&m, "RCPT TO:<x%y.example@relay.example>")) == 553)
-        #expect(code(send(&m, "RCPT TO:<@relay.example:x@y.example>")) == 553)
-        #expect(code(send(&m, #"RCPT TO:<"x@y.example"@relay.example>"#)) == 553)
-        #expect(code(send(&m, "RCPT TO:<y.example!x@relay.example>")) == 553)
-        #expect(code(send(&m, "RCPT TO:<jörg@example.net>")) == 553)
+        var m = D.machine(tls: .none, auth: .none, maxRecipients: 100)
+        D.send(&m, "EHLO c")
+        D.send(&m, "MAIL FROM:<a@b.example>")
+        for i in 0..<100 { #expect(D.code(D.send(&m, "RCPT TO:<r\(i)@example.net>")) == 250) }
+        #expect(D.code(D.send(&m, "RCPT TO:<r100@example.net>")) == 452)
+        #expect(m.envelope?.recipients.count == 100)
+        D.send(&m, "RSET")
+        D.send(&m, "MAIL FROM:<a@b.example>")
+        #expect(D.code(D.send(&m, "RCPT TO:<x%y.example@relay.example>")) == 553)
+        #expect(D.code(D.send(&m, "RCPT TO:<@relay.example:x@y.example>")) == 553)
+        #expect(D.code(D.send(&m, #"RCPT TO:<"x@y.example"@relay.example>"#)) == 553)
+        #expect(D.code(D.send(&m, "RCPT TO:<y.example!x@relay.example>")) == 553)
+        #expect(D.code(D.send(&m, "RCPT TO:<jörg@example.net>")) == 553)
     }
 
     @Test func sizeDeclaredTooLarge() {
-        var m = machine(tls: .none, auth: .none)
-        send(&m, "EHLO c")
-        #expect(code(send(&m, "MAIL FROM:<a@b.example> SIZE=100001")) == 552)
+        var m = D.machine(tls: .none, auth: .none)
+        D.send(&m, "EHLO c")
+        #expect(D.code(D.send(&m, "MAIL FROM:<a@b.example> SIZE=100001")) == 552)
     }
 
     @Test func policyRefusalsAtEachPhase() {
-        var m = machine(tls: .none, auth: .none)
-        send(&m, "EHLO c")
-        #expect(code(send(&m, "MAIL FROM:<a@b.example>", verdict: .reject(PolicyReply(code: 553, enhancedCode: "5.7.1", text: "not yours")))) == 553)
-        #expect(m.transaction == nil)
-        send(&m, "MAIL FROM:<a@b.example>")
-        #expect(code(send(&m, "RCPT TO:<c@d.example>", verdict: .defer(PolicyReply(code: 451, enhancedCode: "4.7.1", text: "slow down")))) == 451)
-        #expect(m.transaction?.recipients.isEmpty == true)
-        // A stage cannot "reject" with a 2xx code.
-        #expect(code(send(&m, "RCPT TO:<c@d.example>", verdict: .reject(PolicyReply(code: 250, text: "sneaky")))) == 550)
-        let action = send(&m, "RCPT TO:<c@d.example>", verdict: .disconnect(PolicyReply(code: 421, enhancedCode: "4.7.0", text: "bye")))
+        var m = D.machine(tls: .none, auth: .none)
+        D.send(&m, "EHLO c")
+        #expect(D.code(D.send(&m, "MAIL FROM:<a@b.example>", D.refuse(553, "5.7.1", "not yours"))) == 553)
+        #expect(m.envelope == nil)
+        D.send(&m, "MAIL FROM:<a@b.example>")
+        #expect(D.code(D.send(&m, "RCPT TO:<c@d.example>", D.refuse(451, "4.7.1", "slow down"))) == 451)
+        #expect(m.envelope?.recipients.isEmpty == true)
+        let action = D.send(&m, "RCPT TO:<c@d.example>", SessionDecision(.disconnect(SMTPReply(421, "4.7.0", "bye"))))
         guard case .replyAndClose(let r) = action else { Issue.record("not closed"); return }
         #expect(r.code == 421)
     }
 
+    @Test func refusedHELOKeepsTheTransaction() {
+        var m = D.machine(tls: .none, auth: .none)
+        D.send(&m, "EHLO c")
+        D.send(&m, "MAIL FROM:<a@b.example>")
+        #expect(D.code(D.send(&m, "EHLO d", D.refuse(550, "5.7.1", "no"))) == 550)
+        #expect(m.envelope?.sender.address == "a@b.example")
+        #expect(D.code(D.send(&m, "EHLO d")) == 250)
+        #expect(m.envelope == nil)
+    }
+
     @Test func dataRefusedContentResetsTransaction() {
-        var m = machine(tls: .none, auth: .none)
-        send(&m, "EHLO c")
-        send(&m, "MAIL FROM:<a@b.example>")
-        send(&m, "RCPT TO:<c@d.example>")
-        send(&m, "DATA")
-        #expect(code(m.dataReceived(.smuggling)) == 550)
-        #expect(m.transaction == nil)
+        var m = D.machine(tls: .none, auth: .none)
+        D.openData(&m)
+        #expect(D.code(m.received(D.content("x\r\n", outcome: .smuggling), pipelined: false)) == 550)
+        #expect(m.envelope == nil)
         #expect(m.acceptsCommands)
     }
 
+    /// RFC 5321 §6.3: 50 `Received:` headers are a loop (Postfix `hopcount_limit`).
+    @Test func mailLoopsAreRefused() {
+        var m = D.machine(tls: .none, auth: .none)
+        D.openData(&m)
+        let hops = String(repeating: "Received: from x by y; Mon, 1 Jan 2026 00:00:00 +0000\r\n", count: 50)
+        #expect(D.code(m.received(D.content(hops + "\r\nbody\r\n"), pipelined: false)) == 554)
+        var n = D.machine(tls: .none, auth: .none)
+        D.openData(&n)
+        #expect(D.phase(n.received(D.content(String(hops.dropFirst(55)) + "\r\nbody\r\n"), pipelined: false)) == .data)
+    }
+
     @Test func bdatFlow() {
-        var m = machine(tls: .none, auth: .none)
-        send(&m, "EHLO c")
-        #expect(send(&m, "BDAT 10") == .receiveBDATChunk(size: 10, last: false, discard: true, first: false))
-        #expect(code(m.bdatChunkReceived(size: 10, outcome: .ok)) == 503)
-        send(&m, "MAIL FROM:<a@b.example>")
-        send(&m, "RCPT TO:<c@d.example>")
-        #expect(send(&m, "BDAT 5") == .receiveBDATChunk(size: 5, last: false, discard: false, first: true))
-        #expect(code(m.bdatChunkReceived(size: 5, outcome: .ok)) == 250)
-        #expect(code(send(&m, "DATA")) == 503)
-        #expect(send(&m, "BDAT 3 LAST") == .receiveBDATChunk(size: 3, last: true, discard: false, first: false))
-        #expect(m.bdatChunkReceived(size: 3, outcome: .ok) == .evaluatePolicy(.data))
-        guard case .storeMessage = m.policyDecided(.continue) else { Issue.record("no store"); return }
+        var m = D.machine(tls: .none, auth: .none)
+        D.send(&m, "EHLO c")
+        guard case .receiveChunk(10, false, true, false, _) = D.send(&m, "BDAT 10") else { Issue.record("refused chunk not read"); return }
+        #expect(D.code(m.received(.chunk(size: 10, last: false, content: nil), pipelined: false)) == 503)
+        D.send(&m, "MAIL FROM:<a@b.example>")
+        D.send(&m, "RCPT TO:<c@d.example>")
+        guard case .receiveChunk(5, false, false, true, _) = D.send(&m, "BDAT 5") else { Issue.record("first chunk"); return }
+        let partial = ReceivedContent(content: ByteBuffer(), size: 5, outcome: .ok, eightBit: false)
+        #expect(D.code(m.received(.chunk(size: 5, last: false, content: partial), pipelined: false)) == 250)
+        #expect(D.code(D.send(&m, "DATA")) == 503)
+        #expect(D.code(D.send(&m, "RCPT TO:<e@d.example>")) == 503)
+        guard case .receiveChunk(3, true, false, false, _) = D.send(&m, "BDAT 3 LAST") else { Issue.record("last chunk"); return }
+        let whole = ReceivedContent(content: ByteBuffer(string: "abcdefgh\r\n"), size: 10, outcome: .ok, eightBit: false)
+        #expect(D.phase(m.received(.chunk(size: 3, last: true, content: whole), pipelined: false)) == .data)
+        guard case .store(let store) = m.policyDecided(.proceed) else { Issue.record("no store"); return }
+        #expect(store.message.size == 10)
     }
 
     @Test func junkAndErrorLimits() {
-        var m = machine(tls: .none, auth: .none)
+        var m = D.machine(tls: .none, auth: .none)
         var last: Action = .none
-        for _ in 0..<20 { last = send(&m, "BOGUS") }
+        for _ in 0..<20 { last = D.send(&m, "BOGUS") }
         guard case .replyAndClose(let r) = last else { Issue.record("not closed"); return }
         #expect(r.code == 421)
-        var n = machine(tls: .none, auth: .none)
-        for _ in 0..<100 { #expect(code(send(&n, "NOOP")) == 250) }
-        guard case .replyAndClose = send(&n, "NOOP") else { Issue.record("101st NOOP accepted"); return }
+        var n = D.machine(tls: .none, auth: .none)
+        for _ in 0..<100 { #expect(D.code(D.send(&n, "NOOP")) == 250) }
+        #expect(D.closes(D.send(&n, "NOOP")))
     }
 
     @Test func drainWaitsForTransaction() {
-        var m = machine(tls: .none, auth: .none)
-        send(&m, "EHLO c")
-        send(&m, "MAIL FROM:<a@b.example>")
-        #expect(m.shutdownRequested() == .none)
-        send(&m, "RCPT TO:<c@d.example>")
-        send(&m, "DATA")
-        _ = m.dataReceived(.ok)
-        _ = m.policyDecided(.continue)
+        var m = D.machine(tls: .none, auth: .none)
+        D.send(&m, "EHLO c")
+        D.send(&m, "MAIL FROM:<a@b.example>")
+        guard case .none = m.shutdownRequested() else { Issue.record("closed a busy session"); return }
+        D.send(&m, "RCPT TO:<c@d.example>")
+        D.send(&m, "DATA")
+        _ = m.received(D.content("x\r\n"), pipelined: false)
+        _ = m.policyDecided(.proceed)
         guard case .replyAndClose(let r) = m.storeFinished(queueID: "Q") else { Issue.record("not closed after drain"); return }
         #expect(r.code == 250)
+        var idle = D.machine(tls: .none, auth: .none)
+        guard case .replyAndClose(let bye) = idle.shutdownRequested() else { Issue.record("idle session kept"); return }
+        #expect(bye.code == 421)
     }
 
     @Test func connectRefused() {
-        var m = SMTPSessionStateMachine(configuration: SMTPSessionConfiguration(hostname: "h"))
+        var m = Machine(configuration: SMTPSessionConfiguration(hostname: "h"))
         _ = m.connected()
-        guard case .replyAndClose(let r) = m.policyDecided(.reject(PolicyReply(code: 554, enhancedCode: "5.7.1", text: "go away"))) else {
+        guard case .replyAndClose(let r) = m.policyDecided(D.refuse(554, "5.7.1", "go away")) else {
             Issue.record("not closed"); return
         }
         #expect(r.code == 554)
-    }
-}
-
-extension SessionStateMachineTests {
-    /// Stages must see the sender at the mail phase and the recipients so far at rcpt,
-    /// although the transaction is only opened once the verdict is in.
-    @Test func policySeesTheTransactionUnderDecision() {
-        var m = machine(tls: .none, auth: .none)
-        send(&m, "EHLO c")
-        #expect(m.receivedLine(Array("MAIL FROM:<a@b.example>".utf8)[...]) == .evaluatePolicy(.mail))
-        #expect(m.transaction == nil)
-        #expect(m.transactionUnderDecision?.sender.address == "a@b.example")
-        _ = m.policyDecided(.continue)
-        send(&m, "RCPT TO:<one@d.example>")
-        #expect(m.receivedLine(Array("RCPT TO:<two@d.example>".utf8)[...]) == .evaluatePolicy(.rcpt))
-        #expect(m.transactionUnderDecision?.recipients.map(\.mailbox.description) == ["one@d.example"])
-        #expect(m.pendingRecipient?.description == "two@d.example")
     }
 }

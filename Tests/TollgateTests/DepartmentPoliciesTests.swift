@@ -1,7 +1,9 @@
 import Foundation
+import SMTPCore
+import SMTPServer
 import TestSupport
 import Testing
-import TollgateCore
+@testable import TollgateCore
 import TollgatePolicy
 
 /// Department policy files: parsing, located errors, membership and the facts the
@@ -26,14 +28,30 @@ import TollgatePolicy
         #expect(policies.department(named: "sales")?.info.ldapAttributes["departmentNumber"] == ["sales"])
     }
 
-    @Test func factsOfALaterDepartmentReplaceAnEarlierOnesRoute() throws {
+    @Test func aLaterDepartmentReplacesAnEarlierOnesRouteAndSize() throws {
         let (policies, _) = DepartmentPolicies.load(folder: Self.shipped, plugins: plugins, upstreams: upstreams)
-        var facts = policies.facts(for: "finance")
-        #expect(facts.tags["route.upstream"] == "finance-outbox")
-        facts.merge(policies.facts(for: "engineering"))
-        #expect(facts.tags["route.upstream"] == "")
-        #expect(facts.tags["max_message_size"] == String(25 * 1024 * 1024))
-        #expect(facts.tags["department.applied"] == "engineering")
+        var annotations = RelayAnnotations()
+        annotations.merge(RelayAnnotations(facts: SessionFacts(), trace: [], department: policies.department(named: "finance")))
+        #expect(annotations.route == "finance-outbox")
+        annotations.merge(RelayAnnotations(facts: SessionFacts(), trace: [], department: policies.department(named: "engineering")))
+        #expect(annotations.route == nil)
+        #expect(annotations.department?.maxMessageSize == 25 * 1024 * 1024)
+        #expect(annotations.department?.info.name == "engineering")
+        // A phase that assigns no department keeps the one in force.
+        annotations.merge(RelayAnnotations())
+        #expect(annotations.department?.info.name == "engineering")
+    }
+
+    /// A stage's reply keeps its code only within its class: a "reject" cannot
+    /// accept with 2xx or defer with 4xx.
+    @Test func verdictsBecomeSessionDecisions() {
+        #expect(SessionDecision<RelayAnnotations>.Verdict(.continue) == .proceed)
+        #expect(SessionDecision<RelayAnnotations>.Verdict(.accept) == .proceed)
+        #expect(SessionDecision<RelayAnnotations>.Verdict(.reject(PolicyReply(code: 553, enhancedCode: "5.7.1", text: "no"))) == .refuse(SMTPReply(553, "5.7.1", "no")))
+        #expect(SessionDecision<RelayAnnotations>.Verdict(.reject(PolicyReply(code: 250, text: "sneaky"))) == .refuse(SMTPReply(550, "5.0.0", "sneaky")))
+        #expect(SessionDecision<RelayAnnotations>.Verdict(.reject(PolicyReply(code: 451, text: "x"))) == .refuse(SMTPReply(550, "5.0.0", "x")))
+        #expect(SessionDecision<RelayAnnotations>.Verdict(.defer(PolicyReply(code: 554, text: "x"))) == .refuse(SMTPReply(450, "4.0.0", "x")))
+        #expect(SessionDecision<RelayAnnotations>.Verdict(.disconnect(PolicyReply(code: 421, enhancedCode: "4.7.0", text: "bye"))) == .disconnect(SMTPReply(421, "4.7.0", "bye")))
     }
 
     @Test func errorsAreLocated() throws {

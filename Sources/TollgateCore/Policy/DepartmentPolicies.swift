@@ -32,19 +32,6 @@ public struct DepartmentPolicies: Sendable {
         return departments.first { $0.networks.contains { $0.contains(bytes) } }
     }
 
-    /// Facts the relay itself attaches once a session's department is known: its
-    /// route and size limit.
-    public func facts(for name: String) -> SessionFacts {
-        guard let d = department(named: name) else { return SessionFacts() }
-        // Both keys are always set ("" = none), so that a department found later in
-        // the session (by AUTH) replaces what an earlier one (by network) set.
-        return SessionFacts(tags: [
-            "department.applied": name,
-            "route.upstream": d.upstream ?? "",
-            "max_message_size": d.maxMessageSize.map(String.init) ?? "",
-        ])
-    }
-
     /// Reads every `*.yaml` in `folder`. `plugins` are the plugin names that may have
     /// sections; `upstreams` the upstream names a route may name.
     public static func load(folder: String, plugins: Set<String>, upstreams: Set<String>) -> (DepartmentPolicies, [PolicyDiagnostic]) {

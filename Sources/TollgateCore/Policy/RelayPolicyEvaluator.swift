@@ -1,8 +1,7 @@
-import SMTPServer
 import TollgatePolicy
 
-/// The relay's decision point: department assignment by client network, the
-/// department's route and size limit, then the pipeline of stages.
+/// The relay's decision point: department assignment by client network, then the
+/// pipeline of stages, then the department the session now belongs to.
 public struct RelayPolicyEvaluator: Sendable {
     public let setup: PolicySetup
 
@@ -20,30 +19,33 @@ public struct RelayPolicyEvaluator: Sendable {
         return phase == .connect && setup.policies.departments.contains { !$0.networks.isEmpty }
     }
 
-    public func evaluate(_ context: PolicyContext) async -> PolicyOutcome {
+    /// Runs the pipeline for `context`. `applied` is the department whose route and
+    /// size already apply; the outcome names the department when it changes.
+    public func evaluate(_ context: PolicyContext, applied: String? = nil) async -> PolicyOutcome {
         var context = context
         var added = SessionFacts()
         if context.phase == .connect, context.facts.department == nil, let d = setup.policies.department(forClient: context.clientAddress) {
             added.department = d.info.name
-            added.merge(setup.policies.facts(for: d.info.name))
         }
         context.facts.merge(added)
         var outcome = await setup.pipeline.evaluate(context)
-        var facts = added
-        facts.merge(outcome.facts)
-        if let d = facts.department ?? context.facts.department, (context.facts.tags["department.applied"] ?? facts.tags["department.applied"]) != d {
-            facts.merge(setup.policies.facts(for: d))
-        }
-        outcome.facts = facts
+        added.merge(outcome.facts)
+        outcome.facts = added
+        outcome.department = department(added.department ?? context.facts.department, replacing: applied)
         return outcome
     }
 
-    public func authenticate(_ credentials: AuthCredentials, context: PolicyContext) async -> (AuthOutcome, [PolicyTraceEntry]) {
+    /// Verifies credentials; on success, the user's department (if any) is returned too.
+    public func authenticate(_ credentials: AuthCredentials, context: PolicyContext, applied: String? = nil) async -> (AuthOutcome, [PolicyTraceEntry], DepartmentPolicies.Department?) {
         let (outcome, trace) = await setup.pipeline.authenticate(credentials, context: context)
-        if case .success(var facts) = outcome, let d = facts.department {
-            facts.merge(setup.policies.facts(for: d))
-            return (.success(facts), trace)
+        if case .success(let facts) = outcome {
+            return (outcome, trace, department(facts.department, replacing: applied))
         }
-        return (outcome, trace)
+        return (outcome, trace, nil)
+    }
+
+    private func department(_ name: String?, replacing applied: String?) -> DepartmentPolicies.Department? {
+        guard let name, name != applied else { return nil }
+        return setup.policies.department(named: name)
     }
 }

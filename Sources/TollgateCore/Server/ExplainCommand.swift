@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import SMTPServer
 import TollgatePolicy
 
 /// `tollgate explain`: runs the pipeline for an envelope as a dry run (stages are
@@ -16,10 +15,12 @@ public enum ExplainCommand {
         var out = ""
         var context = PolicyContext(phase: .connect, sessionID: "explain", listener: configuration.listeners.first?.name ?? "relay", clientAddress: client, tls: tls, dryRun: true)
         var refused = false
+        var department: DepartmentPolicies.Department?
         func run(_ phase: PolicyPhase) async -> PolicyVerdict {
             context.phase = phase
-            let outcome = await delegate.evaluate(context)
+            let outcome = await delegate.evaluate(context, applied: department?.info.name)
             context.facts.merge(outcome.facts)
+            if let d = outcome.department { department = d }
             for entry in outcome.trace {
                 out += "\(entry.phase.padding(toLength: 9, withPad: " ", startingAt: 0)) \(entry.stage.padding(toLength: 18, withPad: " ", startingAt: 0)) \(entry.verdict.padding(toLength: 10, withPad: " ", startingAt: 0)) \(entry.reason)\n"
             }
@@ -45,7 +46,7 @@ public enum ExplainCommand {
                     if let facts = try await lookup.lookUpUser(user) {
                         out += "auth      \(stage.name.padding(toLength: 18, withPad: " ", startingAt: 0)) found     user \(user)\(facts.department.map { ", department \($0)" } ?? ""), may send as \(facts.allowedSenders.joined(separator: ", "))\n"
                         context.facts.merge(facts)
-                        if let d = facts.department { context.facts.merge(setup.policies.facts(for: d)) }
+                        if let d = facts.department.flatMap(setup.policies.department(named:)) { department = d }
                     } else {
                         out += "auth      \(stage.name.padding(toLength: 18, withPad: " ", startingAt: 0)) unknown   no such user \(user)\n"
                     }
@@ -75,8 +76,7 @@ public enum ExplainCommand {
             if await run(.data).reply != nil { refused = true }
         }
         out += "department: \(context.facts.department ?? "(none)")\n"
-        let route = context.facts.tags["route.upstream"].flatMap { $0.isEmpty ? nil : $0 }
-        let upstream = route ?? configuration.delivery.defaultUpstream ?? "(none)"
+        let upstream = department?.upstream ?? configuration.delivery.defaultUpstream ?? "(none)"
         out += "upstream:   \(upstream)\n"
         out += "result:     \(refused ? "refused" : "accepted for \(accepted.joined(separator: ", "))")\n"
         await pipeline.shutdown()

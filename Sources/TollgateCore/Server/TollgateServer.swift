@@ -19,7 +19,7 @@ public final class TollgateServer: Sendable {
     private let spool: SQLiteSpool
     private let metrics = RelayMetrics()
     private let scheduler: DeliveryScheduler
-    private let listeners: [SMTPListener]
+    private let listeners: [SMTPListener<RelaySessionDelegate>]
     private let policy: NIOLockedValueBox<PolicySetup>
 
     /// Everything is checked and opened here, so that `serve` fails fast and clearly.
@@ -33,7 +33,7 @@ public final class TollgateServer: Sendable {
         let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics, timers: group.next())
         self.policy = NIOLockedValueBox(setup)
         let sslContext = try Self.makeSSLContext(configuration)
-        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, scheduler: scheduler, metrics: metrics)
+        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, scheduler: scheduler, metrics: metrics, hostname: configuration.hostname, logger: logger)
         let group = self.group
         listeners = configuration.listeners.map { listener in
             SMTPListener(
@@ -60,8 +60,8 @@ public final class TollgateServer: Sendable {
         }
     }
 
-    static func listenerConfiguration(_ l: TollgateConfiguration.Listener, _ c: TollgateConfiguration) -> SMTPListener.Configuration {
-        SMTPListener.Configuration(
+    static func listenerConfiguration(_ l: TollgateConfiguration.Listener, _ c: TollgateConfiguration) -> SMTPListener<RelaySessionDelegate>.Configuration {
+        SMTPListener<RelaySessionDelegate>.Configuration(
             name: l.name, host: l.host, port: l.port, tls: l.tls, clients: l.clients,
             maxConnections: c.limits.maxConnections, maxConnectionsPerClient: c.limits.maxConnectionsPerClient,
             timeouts: .init(command: .milliseconds(Int64(c.limits.commandTimeout * 1000)), data: .milliseconds(Int64(c.limits.dataTimeout * 1000)))
@@ -116,7 +116,7 @@ public final class TollgateServer: Sendable {
             p = newSetup
             return old
         }
-        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: newSetup), spool: spool, scheduler: scheduler, metrics: metrics)
+        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: newSetup), spool: spool, scheduler: scheduler, metrics: metrics, hostname: configuration.hostname, logger: logger)
         for listener in listeners {
             if let l = configuration.listeners.first(where: { $0.name == listener.configuration.name }) {
                 listener.update(session: Self.sessionConfiguration(l, configuration), delegate: delegate)

@@ -144,12 +144,15 @@ public struct SMTPFramer: Sendable {
             case .command:
                 let view = buffer.readableBytesView
                 guard let lf = view.prefix(lineLimit).firstIndex(of: 10) else {
-                    if view.count >= lineLimit {
+                    guard view.count >= lineLimit else { return nil }
+                    // Too long: skip to its end, keeping what follows it.
+                    if let end = view.dropFirst(lineLimit).firstIndex(of: 10) {
+                        buffer.moveReaderIndex(to: end + 1)
+                    } else {
                         buffer.clear()
                         mode = .discardingLine
-                        return .lineTooLong
                     }
-                    return nil
+                    return .lineTooLong
                 }
                 var end = lf
                 if end > view.startIndex, view[end - 1] == 13 { end -= 1 }

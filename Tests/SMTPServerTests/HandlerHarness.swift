@@ -138,6 +138,16 @@ struct HandlerHarness {
         return out
     }
 
+    /// Greeting, EHLO, MAIL, RCPT and DATA, their replies read: content may follow.
+    func openData() async throws {
+        _ = try await reply()
+        try await send("EHLO c\r\n")
+        try await send("MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n")
+        for _ in 0..<3 { _ = try await reply() }
+        try await send("DATA\r\n")
+        #expect(try await reply().hasPrefix("354 "))
+    }
+
     /// Lets the event loop and the delegate's tasks run.
     func settle() async throws {
         for _ in 0..<20 {

@@ -103,12 +103,7 @@ import Testing
 
     @Test func dataHasItsOwnDeadline() async throws {
         let h = try await HandlerHarness()
-        _ = try await h.reply()
-        try await h.send("EHLO c\r\n")
-        try await h.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n")
-        for _ in 0..<3 { _ = try await h.reply() }
-        try await h.send("DATA\r\n")
-        _ = try await h.reply()
+        try await h.openData()
         try await h.send("Subject: slow\r\n")
         await h.advance(.seconds(400))
         #expect(h.channel.isActive)
@@ -120,12 +115,7 @@ import Testing
     /// A client gone in the middle of DATA leaves nothing stored.
     @Test func disconnectMidDataStoresNothing() async throws {
         let h = try await HandlerHarness()
-        _ = try await h.reply()
-        try await h.send("EHLO c\r\n")
-        try await h.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n")
-        for _ in 0..<3 { _ = try await h.reply() }
-        try await h.send("DATA\r\n")
-        _ = try await h.reply()
+        try await h.openData()
         try await h.send("Subject: half\r\n\r\nhalf a mess")
         try await h.channel.close()
         try await h.settle()

@@ -8,14 +8,14 @@ import TollgatePolicy
 /// the queue runner.
 public final class RelaySessionDelegate: SMTPSessionDelegate {
     public let policy: RelayPolicyEvaluator
-    let spool: SQLiteSpool
-    let scheduler: DeliveryScheduler?
+    let spool: any Spool
+    let runner: QueueRunner?
     let metrics: RelayMetrics?
 
-    public init(policy: RelayPolicyEvaluator, spool: SQLiteSpool, scheduler: DeliveryScheduler?, metrics: RelayMetrics?) {
+    public init(policy: RelayPolicyEvaluator, spool: any Spool, runner: QueueRunner?, metrics: RelayMetrics?) {
         self.policy = policy
         self.spool = spool
-        self.scheduler = scheduler
+        self.runner = runner
         self.metrics = metrics
     }
 
@@ -29,7 +29,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
         await policy.authenticate(credentials, context: context)
     }
 
-    public func makeQueueID() -> String { spool.ids.next() }
+    public func makeQueueID() -> String { spool.makeQueueID() }
 
     public func store(_ message: ReceivedMessage) async throws {
         let tx = message.transaction
@@ -56,7 +56,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
             sender: tx.sender.address,
             recipients: recipients,
             envelope: envelope,
-            content: Array(message.content.readableBytesView),
+            content: message.content,
             upstream: message.facts.tags["route.upstream"].flatMap { $0.isEmpty ? nil : $0 }
         )
         do {
@@ -66,7 +66,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
             throw error
         }
         metrics?.messageAccepted()
-        scheduler?.wake()
+        runner?.wake()
     }
 
     public func messageAccepted(_ message: ReceivedMessage, context: PolicyContext) async {

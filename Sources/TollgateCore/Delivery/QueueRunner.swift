@@ -132,7 +132,4 @@ public final class QueueRunner: Service, Sendable {
         for transport in transports.values { await transport.shutdown() }
         logger.info("queue runner stopped")
     }
-
-    /// How many deliveries are running (for tests and logs).
-    var deliveriesInFlight: Int { inFlight.withLockedValue { $0 } }
 }

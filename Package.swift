@@ -168,6 +168,37 @@ let package = Package(
             path: "Tests/PolicyTestSupport",
             swiftSettings: strict
         ),
+        // Helpers for the spool and delivery tests: an in-memory spool with the stores'
+        // claim semantics, a clock the test moves, message fixtures.
+        .target(
+            name: "SpoolTestSupport",
+            dependencies: [
+                "TollgateCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/SpoolTestSupport",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SpoolTests",
+            dependencies: [
+                "TollgateCore", "SpoolTestSupport", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "DeliveryTests",
+            dependencies: [
+                "TollgateCore", "SpoolTestSupport", "TestSupport", "SMTPCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "SMTPCoreTests",
             dependencies: ["SMTPCore", .product(name: "NIOCore", package: "swift-nio")],

@@ -9,12 +9,12 @@ struct Queue: AsyncParsableCommand {
         subcommands: [List.self, Show.self, Retry.self, Hold.self, Release.self, Delete.self, Bounce.self]
     )
 
-    static func openSpool(_ options: ConfigOption) throws -> SQLiteSpool {
+    static func openSpool(_ options: ConfigOption) throws -> any Spool {
         let configuration = try options.load()
         var logger = Logger(label: "tollgate.queue")
         logger.logLevel = .warning
         do {
-            return try SQLiteSpool(directory: configuration.spool.path, logger: logger)
+            return try SpoolFactory.open(configuration.spool, node: NodeIdentity.current().name, logger: logger)
         } catch {
             throw UserError(message: "\(error)")
         }
@@ -25,7 +25,7 @@ struct Queue: AsyncParsableCommand {
         if !missing.isEmpty { throw UserError(message: "unknown queue id: \(missing.joined(separator: ", "))") }
     }
 
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "One line per queued message.")
         @OptionGroup var options: ConfigOption
         @Flag(help: "One JSON object per line.") var json = false
@@ -41,10 +41,10 @@ struct Queue: AsyncParsableCommand {
             }
         }
 
-        func run() throws {
+        func run() async throws {
             let spool = try Queue.openSpool(options)
             let now = Date().timeIntervalSince1970
-            let rows = try spool.list().filter { m in
+            let rows = try await spool.list().filter { m in
                 (state == nil || m.state.rawValue == state)
                     && (sender == nil || m.sender.lowercased() == sender!.lowercased())
                     && (recipient == nil || m.recipients.contains { $0.lowercased() == recipient!.lowercased() })
@@ -57,6 +57,7 @@ struct Queue: AsyncParsableCommand {
                         "id": m.id, "age_seconds": Int(now - m.createdAt), "size": m.size, "sender": m.sender,
                         "recipients": m.recipients, "state": m.state.rawValue, "attempts": m.attempts,
                         "last_error": m.lastError ?? NSNull(), "user": m.user ?? NSNull(), "department": m.department ?? NSNull(),
+                        "accepted_by": m.acceptedBy, "claimed_by": m.claimedBy ?? NSNull(),
                     ]
                     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                     print(String(decoding: data, as: UTF8.self))
@@ -81,7 +82,7 @@ struct Queue: AsyncParsableCommand {
         }
     }
 
-    struct Retry: ParsableCommand {
+    struct Retry: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Make messages due now.")
         @OptionGroup var options: ConfigOption
         @Flag(help: "Every message.") var all = false
@@ -91,49 +92,50 @@ struct Queue: AsyncParsableCommand {
             if all == !ids.isEmpty { throw ValidationError("give queue ids or --all") }
         }
 
-        func run() throws {
+        func run() async throws {
             let spool = try Queue.openSpool(options)
+            let now = Date().timeIntervalSince1970
             if all {
-                try spool.retry(nil)
+                try await spool.retry(nil, now: now)
             } else {
-                try Queue.requireAll(ids, found: try spool.retry(ids))
+                try Queue.requireAll(ids, found: try await spool.retry(ids, now: now))
             }
         }
     }
 
-    struct Hold: ParsableCommand {
+    struct Hold: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Set messages aside; they are not delivered until released.")
         @OptionGroup var options: ConfigOption
         @Argument(help: "Queue ids.") var ids: [String]
-        func run() throws {
-            try Queue.requireAll(ids, found: try Queue.openSpool(options).setState(ids, to: .held))
+        func run() async throws {
+            try Queue.requireAll(ids, found: try await Queue.openSpool(options).hold(ids))
         }
     }
 
-    struct Release: ParsableCommand {
+    struct Release: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Release held messages; they are due now.")
         @OptionGroup var options: ConfigOption
         @Argument(help: "Queue ids.") var ids: [String]
-        func run() throws {
-            try Queue.requireAll(ids, found: try Queue.openSpool(options).setState(ids, to: .queued, dueNow: true))
+        func run() async throws {
+            try Queue.requireAll(ids, found: try await Queue.openSpool(options).release(ids, now: Date().timeIntervalSince1970))
         }
     }
 
-    struct Delete: ParsableCommand {
+    struct Delete: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove messages without delivering or bouncing them.")
         @OptionGroup var options: ConfigOption
         @Argument(help: "Queue ids.") var ids: [String]
-        func run() throws {
-            try Queue.requireAll(ids, found: try Queue.openSpool(options).delete(ids))
+        func run() async throws {
+            try Queue.requireAll(ids, found: try await Queue.openSpool(options).delete(ids))
         }
     }
 
-    struct Bounce: ParsableCommand {
+    struct Bounce: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Return messages to their senders now (the server sends the DSN on its next pass).")
         @OptionGroup var options: ConfigOption
         @Argument(help: "Queue ids.") var ids: [String]
-        func run() throws {
-            try Queue.requireAll(ids, found: try Queue.openSpool(options).requestBounce(ids))
+        func run() async throws {
+            try Queue.requireAll(ids, found: try await Queue.openSpool(options).requestBounce(ids))
         }
     }
 }
@@ -158,6 +160,8 @@ enum QueueFormat {
         if let user = m.envelope.user { lines.append("user:        \(user)") }
         if let dept = m.envelope.department { lines.append("department:  \(dept)") }
         if let upstream = m.upstream { lines.append("upstream:    \(upstream)") }
+        if !m.acceptedBy.isEmpty { lines.append("accepted by: \(m.acceptedBy)") }
+        if let owner = m.claimedBy { lines.append("claimed by:  \(owner) (delivering, or its lease has run out)") }
         if let e = m.lastError { lines.append("last error:  \(e)") }
         lines.append("recipients:")
         for r in m.recipients {

@@ -1,3 +1,4 @@
+import NIOCore
 import SMTPCore
 import SMTPServer
 
@@ -10,11 +11,18 @@ public struct BounceBuilder: Sendable {
         self.hostname = hostname
     }
 
-    public struct Failure: Sendable {
+    /// One recipient to report as failed.
+    public struct Failure: Sendable, Hashable {
         public var recipient: SpoolRecipient
         /// The final reply, e.g. `550 5.1.1 no such user`.
         public var diagnostic: String
         public var remoteMTA: String?
+
+        public init(recipient: SpoolRecipient, diagnostic: String, remoteMTA: String? = nil) {
+            self.recipient = recipient
+            self.diagnostic = diagnostic
+            self.remoteMTA = remoteMTA
+        }
     }
 
     /// Whether a DSN may be sent at all for `message`: never for a null sender or for
@@ -79,21 +87,24 @@ public struct BounceBuilder: Sendable {
         line("")
         line("--\(boundary)")
         // RET=HDRS, or a large original: return the headers only (RFC 3461 §4.3).
-        let headersOnly = original.envelope.ret == "HDRS" || original.content.count > 256 * 1024
-        var body = Array(text.utf8)
+        let headersOnly = original.envelope.ret == "HDRS" || original.size > 256 * 1024
+        var body = ByteBuffer(string: text)
         if headersOnly {
-            body += Array("Content-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n".utf8)
-            body += Self.headerBlock(original.content)
+            body.writeString("Content-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n")
+            body.writeString(original.receivedHeader)
+            var headers = Self.headerBlock(original.content)
+            body.writeBuffer(&headers)
         } else {
-            body += Array("Content-Description: Undelivered Message\r\nContent-Type: message/rfc822\r\n\r\n".utf8)
-            body += original.content
+            body.writeString("Content-Description: Undelivered Message\r\nContent-Type: message/rfc822\r\n\r\n")
+            body.writeString(original.receivedHeader)
+            body.writeImmutableBuffer(original.content)
         }
-        if body.last != 10 { body += [13, 10] }
-        body += Array("\r\n--\(boundary)--\r\n".utf8)
+        if body.getInteger(at: body.writerIndex - 1, as: UInt8.self) != 10 { body.writeStaticString("\r\n") }
+        body.writeString("\r\n--\(boundary)--\r\n")
 
         var envelope = SpoolEnvelope()
         envelope.isBounce = true
-        envelope.eightBit = original.envelope.eightBit || body.contains { $0 >= 0x80 }
+        envelope.eightBit = original.envelope.eightBit || body.readableBytesView.contains { $0 >= 0x80 }
         envelope.smtpUTF8 = original.sender.utf8.contains { $0 >= 0x80 }
         envelope.listener = "bounce"
         envelope.clientAddress = "127.0.0.1"
@@ -120,11 +131,13 @@ public struct BounceBuilder: Sendable {
         String(s.unicodeScalars.map { $0.value < 32 || $0.value == 127 ? " " : Character($0) }.prefix(900))
     }
 
-    static func headerBlock(_ content: [UInt8]) -> [UInt8] {
-        var i = 0
-        while i + 3 < content.count {
-            if content[i] == 13, content[i + 1] == 10, content[i + 2] == 13, content[i + 3] == 10 {
-                return Array(content[0..<(i + 2)])
+    /// The header section of `content`, through the CRLF that ends its last field.
+    static func headerBlock(_ content: ByteBuffer) -> ByteBuffer {
+        let view = content.readableBytesView
+        var i = view.startIndex
+        while i + 3 < view.endIndex {
+            if view[i] == 13, view[i + 1] == 10, view[i + 2] == 13, view[i + 3] == 10 {
+                return content.getSlice(at: content.readerIndex, length: i + 2 - view.startIndex) ?? content
             }
             i += 1
         }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 
 #if canImport(Glibc)
 import Glibc
@@ -18,33 +19,25 @@ public struct OutboxWriter: Sendable {
         public var description: String
     }
 
-    /// Writes `content` with `Return-Path:`/`X-Envelope-To:` lines so the envelope survives.
-    public func write(id: String, sender: String, recipients: [String], content: [UInt8]) throws {
+    /// Writes `Return-Path:`/`X-Envelope-To:` lines so the envelope survives, then
+    /// `header` (the trace header), then `content` from its own buffer.
+    public func write(id: String, sender: String, recipients: [String], header: String = "", content: ByteBuffer) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        var data = Array("Return-Path: <\(sender)>\r\n".utf8)
-        for r in recipients { data += Array("X-Envelope-To: <\(r)>\r\n".utf8) }
-        data += content
+        var prefix = "Return-Path: <\(sender)>\r\n"
+        for r in recipients { prefix += "X-Envelope-To: <\(r)>\r\n" }
+        prefix += header
         let final = "\(directory)/\(id).eml"
         let temporary = "\(directory)/.\(id).eml.tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
         guard fd >= 0 else { throw Failure(description: "cannot create \(temporary): \(String(cString: strerror(errno)))") }
-        var offset = 0
-        while offset < data.count {
-            let n = data[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let message = String(cString: strerror(errno))
-                close(fd)
-                unlink(temporary)
-                throw Failure(description: "cannot write \(temporary): \(message)")
-            }
-            offset += n
-        }
-        guard fsync(fd) == 0 else {
-            let message = String(cString: strerror(errno))
+        do {
+            try Array(prefix.utf8).withUnsafeBytes { try Self.writeAll(fd, $0, path: temporary) }
+            try content.withUnsafeReadableBytes { try Self.writeAll(fd, $0, path: temporary) }
+            guard fsync(fd) == 0 else { throw Failure(description: "cannot fsync \(temporary): \(String(cString: strerror(errno)))") }
+        } catch {
             close(fd)
             unlink(temporary)
-            throw Failure(description: "cannot fsync \(temporary): \(message)")
+            throw error
         }
         close(fd)
         guard rename(temporary, final) == 0 else {
@@ -55,6 +48,19 @@ public struct OutboxWriter: Sendable {
         if dfd >= 0 {
             fsync(dfd)
             close(dfd)
+        }
+    }
+
+    /// Writes every byte of `bytes`, retrying short writes and EINTR.
+    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw Failure(description: "cannot write \(path): \(String(cString: strerror(errno)))")
+            }
+            offset += n
         }
     }
 }

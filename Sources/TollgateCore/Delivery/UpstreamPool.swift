@@ -29,7 +29,7 @@ actor UpstreamPool {
         self.maxConnections = maxConnections
         self.group = group
         var logger = logger
-        logger[metadataKey: "upstream"] = .string(name)
+        logger[metadataKey: "upstream.name"] = .string(name)
         self.logger = logger
     }
 

@@ -8,9 +8,9 @@ public final class MetricsServer: Sendable {
     private let metrics: RelayMetrics
     private let group: any EventLoopGroup
     private let logger: Logger
-    private let health: @Sendable () -> Bool
+    private let health: @Sendable () async -> Bool
 
-    public init(metrics: RelayMetrics, group: any EventLoopGroup, logger: Logger, health: @escaping @Sendable () -> Bool) {
+    public init(metrics: RelayMetrics, group: any EventLoopGroup, logger: Logger, health: @escaping @Sendable () async -> Bool) {
         self.metrics = metrics
         self.group = group
         self.logger = logger
@@ -38,10 +38,10 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     let metrics: RelayMetrics
-    let health: @Sendable () -> Bool
+    let health: @Sendable () async -> Bool
     private var path = "/"
 
-    init(metrics: RelayMetrics, health: @escaping @Sendable () -> Bool) {
+    init(metrics: RelayMetrics, health: @escaping @Sendable () async -> Bool) {
         self.metrics = metrics
         self.health = health
     }
@@ -53,22 +53,32 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
         case .body:
             break
         case .end:
-            let (status, body, type): (HTTPResponseStatus, [UInt8], String) = {
-                switch path {
-                case "/metrics": return (.ok, metrics.exposition(), "text/plain; version=0.0.4")
-                case "/healthz": return health() ? (.ok, Array("ok\n".utf8), "text/plain") : (.serviceUnavailable, Array("unhealthy\n".utf8), "text/plain")
-                default: return (.notFound, Array("not found\n".utf8), "text/plain")
+            switch path {
+            case "/metrics":
+                respond(context: context, status: .ok, body: metrics.exposition(), type: "text/plain; version=0.0.4")
+            case "/healthz":
+                // The store may do I/O to answer: ask off the event loop, answer on it.
+                let health = self.health
+                let answer = context.eventLoop.makePromise(of: Bool.self)
+                answer.completeWithTask { await health() }
+                answer.futureResult.assumeIsolated().whenSuccess { [self] healthy in
+                    respond(context: context, status: healthy ? .ok : .serviceUnavailable, body: Array((healthy ? "ok\n" : "unhealthy\n").utf8), type: "text/plain")
                 }
-            }()
-            var headers = HTTPHeaders()
-            headers.add(name: "Content-Type", value: type)
-            headers.add(name: "Content-Length", value: "\(body.count)")
-            headers.add(name: "Connection", value: "close")
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [context = NIOLoopBound(context, eventLoop: context.eventLoop)] _ in
-                context.value.close(promise: nil)
+            default:
+                respond(context: context, status: .notFound, body: Array("not found\n".utf8), type: "text/plain")
             }
+        }
+    }
+
+    private func respond(context: ChannelHandlerContext, status: HTTPResponseStatus, body: [UInt8], type: String) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: type)
+        headers.add(name: "Content-Length", value: "\(body.count)")
+        headers.add(name: "Connection", value: "close")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [context = NIOLoopBound(context, eventLoop: context.eventLoop)] _ in
+            context.value.close(promise: nil)
         }
     }
 }

@@ -12,18 +12,18 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
     public typealias Annotations = RelayAnnotations
 
     public let policy: RelayPolicyEvaluator
-    let spool: SQLiteSpool
-    let scheduler: DeliveryScheduler?
+    let spool: any Spool
+    let runner: QueueRunner?
     let metrics: RelayMetrics?
     let logger: Logger
     /// This relay's name in the `Received:` header.
     let hostname: String
 
-    public init(policy: RelayPolicyEvaluator, spool: SQLiteSpool, scheduler: DeliveryScheduler?, metrics: RelayMetrics?, hostname: String, logger: Logger) {
+    public init(policy: RelayPolicyEvaluator, spool: any Spool, runner: QueueRunner?, metrics: RelayMetrics?, hostname: String, logger: Logger) {
         self.policy = policy
         self.hostname = hostname
         self.spool = spool
-        self.scheduler = scheduler
+        self.runner = runner
         self.metrics = metrics
         self.logger = logger
     }
@@ -63,7 +63,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
     }
 
     public func store(_ request: StoreRequest<RelayAnnotations>) async throws -> String {
-        let queueID = spool.ids.next()
+        let queueID = spool.makeQueueID()
         let receivedAt = Date().timeIntervalSince1970
         let message = SpoolMessage(request, id: queueID, receivedAt: receivedAt, hostname: hostname)
         do {
@@ -73,7 +73,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
             throw error
         }
         metrics?.messageAccepted()
-        scheduler?.wake()
+        runner?.wake()
         logger.info(
             "message accepted",
             metadata: [

@@ -2,7 +2,8 @@ import SMTPServer
 
 extension SpoolMessage {
     /// The spool entry for a message a session accepted: its envelope, what the
-    /// stages attached, and the content behind the `Received:` header Tollgate adds.
+    /// stages attached, and the content as received, with the `Received:`
+    /// header Tollgate adds kept beside it (written first at delivery).
     init(_ request: StoreRequest<RelayAnnotations>, id: String, receivedAt: Double, hostname: String) {
         let session = request.session
         let tx = request.envelope
@@ -30,10 +31,6 @@ extension SpoolMessage {
         envelope.department = annotations.facts.department
         envelope.tags = annotations.facts.tags
         envelope.trace = annotations.trace
-        var content: [UInt8] = []
-        content.reserveCapacity(header.utf8.count + request.message.content.readableBytes)
-        content += header.utf8
-        content += request.message.content.readableBytesView
         self.init(
             id: id,
             createdAt: receivedAt,
@@ -42,7 +39,8 @@ extension SpoolMessage {
                 SpoolRecipient(address: $0.mailbox.description, notify: $0.parameters.notify, originalRecipient: $0.parameters.originalRecipient)
             },
             envelope: envelope,
-            content: content,
+            receivedHeader: header,
+            content: request.message.content,
             upstream: annotations.route
         )
     }

@@ -16,9 +16,9 @@ public final class TollgateServer: Sendable {
     private let logger: Logger
     private let state: NIOLockedValueBox<TollgateConfiguration>
     private let group: MultiThreadedEventLoopGroup
-    private let spool: SQLiteSpool
+    private let spool: any Spool
     private let metrics = RelayMetrics()
-    private let scheduler: DeliveryScheduler
+    private let runner: QueueRunner
     private let listeners: [SMTPListener<RelaySessionDelegate>]
     private let policy: NIOLockedValueBox<PolicySetup>
 
@@ -28,12 +28,19 @@ public final class TollgateServer: Sendable {
         self.logger = logger
         self.state = NIOLockedValueBox(configuration)
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        self.spool = try SQLiteSpool(directory: configuration.spool.path, logger: logger)
-        self.scheduler = try DeliveryScheduler(spool: spool, configuration: configuration, group: group, logger: logger, metrics: metrics)
+        let node = NodeIdentity.current()
+        self.spool = try SpoolFactory.open(configuration.spool, node: node.name, logger: logger)
+        self.runner = QueueRunner(
+            spool: spool,
+            transports: try Transports.make(configuration, group: group, logger: logger),
+            settings: QueueRunner.Settings(configuration, owner: node.claimOwner),
+            logger: logger,
+            metrics: metrics
+        )
         let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics, timers: group.next())
         self.policy = NIOLockedValueBox(setup)
         let sslContext = try Self.makeSSLContext(configuration)
-        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, scheduler: scheduler, metrics: metrics, hostname: configuration.hostname, logger: logger)
+        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, runner: runner, metrics: metrics, hostname: configuration.hostname, logger: logger)
         let group = self.group
         listeners = configuration.listeners.map { listener in
             SMTPListener(
@@ -79,11 +86,10 @@ public final class TollgateServer: Sendable {
     /// 30 seconds), finishes deliveries in flight, and returns.
     public func run() async throws {
         let listenerService = ListenerService(server: self)
-        let queueService = QueueService(scheduler: scheduler)
         let reloadService = ReloadService(server: self)
-        var services: [any Service] = [queueService, listenerService, reloadService]
+        var services: [any Service] = [runner, listenerService, reloadService]
         if let metricsAddress = state.withLockedValue({ $0.metrics }) {
-            services.append(MetricsService(server: MetricsServer(metrics: metrics, group: group, logger: logger, health: { [spool] in spool.isReadable }), host: metricsAddress.host, port: metricsAddress.port))
+            services.append(MetricsService(server: MetricsServer(metrics: metrics, group: group, logger: logger, health: { [spool] in (try? await spool.health()) != nil }), host: metricsAddress.host, port: metricsAddress.port))
         }
         let serviceGroup = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await serviceGroup.run()
@@ -116,7 +122,7 @@ public final class TollgateServer: Sendable {
             p = newSetup
             return old
         }
-        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: newSetup), spool: spool, scheduler: scheduler, metrics: metrics, hostname: configuration.hostname, logger: logger)
+        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: newSetup), spool: spool, runner: runner, metrics: metrics, hostname: configuration.hostname, logger: logger)
         for listener in listeners {
             if let l = configuration.listeners.first(where: { $0.name == listener.configuration.name }) {
                 listener.update(session: Self.sessionConfiguration(l, configuration), delegate: delegate)
@@ -141,17 +147,6 @@ public final class TollgateServer: Sendable {
                 for listener in server.listeners {
                     group.addTask { await listener.shutdown(grace: .seconds(30)) }
                 }
-            }
-        }
-    }
-
-    struct QueueService: Service {
-        let scheduler: DeliveryScheduler
-        func run() async throws {
-            await withGracefulShutdownHandler {
-                await scheduler.run()
-            } onGracefulShutdown: {
-                scheduler.stop()
             }
         }
     }

@@ -5,27 +5,44 @@ import GRDB
 ///
 /// A batch that holds a *durable* operation (a new message: it will be acknowledged
 /// with 250) commits with `synchronous = FULL`, an fsync of the WAL. A batch of only
-/// bookkeeping (delivery results) commits with `NORMAL`: its frames reach the disk
-/// with the next FULL commit or checkpoint, and losing them in a crash only means a
-/// delivery is repeated, never that a message is lost.
+/// bookkeeping (claims, delivery results) commits with `NORMAL`: its frames reach the
+/// disk with the next FULL commit or checkpoint, and losing them in a crash only means
+/// a delivery is repeated, never that a message is lost.
 actor GroupCommitter {
-    typealias Operation = @Sendable (Database) throws -> Void
+    /// One submitted operation, its result type erased.
+    private struct Pending: Sendable {
+        var durable: Bool
+        /// Runs the operation inside its savepoint; returns how to resume its caller
+        /// once the batch is committed. Throwing rolls back the savepoint.
+        var run: @Sendable (Database) throws -> @Sendable () -> Void
+        /// Resumes the caller with an error (its own, or the commit's).
+        var fail: @Sendable (any Error) -> Void
+    }
 
     private let pool: DatabasePool
-    private var pending: [(Operation, Bool, CheckedContinuation<Void, any Error>)] = []
+    private var pending: [Pending] = []
     private var flushing = false
     /// Largest batch so far (reported in debug logs and benchmarks).
     private(set) var largestBatch = 0
+    /// Batches committed so far (for tests and benchmarks).
+    private(set) var commits = 0
 
     init(pool: DatabasePool) {
         self.pool = pool
     }
 
-    /// Runs `operation` in the next group transaction; returns once it is committed
-    /// (and so, with `synchronous = FULL`, on disk).
-    func submit(durable: Bool, _ operation: @escaping Operation) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            pending.append((operation, durable, continuation))
+    /// Runs `operation` in the next group transaction and returns its result once it
+    /// is committed (and so, with `durable`, on disk).
+    func submit<T: Sendable>(durable: Bool, _ operation: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            pending.append(Pending(
+                durable: durable,
+                run: { db in
+                    let value = try operation(db)
+                    return { continuation.resume(returning: value) }
+                },
+                fail: { continuation.resume(throwing: $0) }
+            ))
             if !flushing {
                 flushing = true
                 Task { await self.flushLoop() }
@@ -38,40 +55,39 @@ actor GroupCommitter {
             let batch = pending
             pending = []
             largestBatch = max(largestBatch, batch.count)
-            let operations = batch.map(\.0)
-            let durable = batch.contains { $0.1 }
-            // Each operation runs in its own savepoint so one failure does not sink the others.
-            let results: [Result<Void, any Error>]
+            let durable = batch.contains { $0.durable }
+            let resumptions: [@Sendable () -> Void]
             do {
-                results = try await pool.writeWithoutTransaction { db -> [Result<Void, any Error>] in
+                resumptions = try await pool.writeWithoutTransaction { db in
                     // Outside a transaction, so the setting applies to this commit.
                     try db.execute(sql: durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
-                    var results: [Result<Void, any Error>] = []
-                    results.reserveCapacity(operations.count)
+                    var resumptions: [@Sendable () -> Void] = []
+                    resumptions.reserveCapacity(batch.count)
                     try db.inTransaction {
-                        for operation in operations {
+                        // Each operation in its own savepoint: one failure does not sink the others.
+                        for operation in batch {
                             do {
+                                var resume: (@Sendable () -> Void)?
                                 try db.inSavepoint {
-                                    try operation(db)
+                                    resume = try operation.run(db)
                                     return .commit
                                 }
-                                results.append(.success(()))
+                                resumptions.append(resume ?? {})
                             } catch {
-                                results.append(.failure(error))
+                                resumptions.append { operation.fail(error) }
                             }
                         }
                         return .commit
                     }
-                    return results
+                    return resumptions
                 }
+                commits += 1
             } catch {
                 // The commit itself failed (disk full, I/O error): nobody is durable.
-                for (_, _, continuation) in batch { continuation.resume(throwing: error) }
+                for operation in batch { operation.fail(error) }
                 continue
             }
-            for ((_, _, continuation), result) in zip(batch, results) {
-                continuation.resume(with: result)
-            }
+            for resume in resumptions { resume() }
         }
         flushing = false
     }

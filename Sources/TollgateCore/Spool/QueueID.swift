@@ -37,15 +37,3 @@ public final class QueueIDGenerator: Sendable {
         return String(decoding: out, as: UTF8.self)
     }
 }
-
-/// FNV-1a 64: a cheap checksum that finds torn or flipped content in the spool.
-enum Checksum {
-    static func fnv1a(_ bytes: [UInt8]) -> Int64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in bytes {
-            hash ^= UInt64(b)
-            hash = hash &* 0x100_0000_01b3
-        }
-        return Int64(bitPattern: hash)
-    }
-}

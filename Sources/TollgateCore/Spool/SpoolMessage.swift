@@ -1,3 +1,4 @@
+import NIOCore
 import SMTPServer
 import TollgatePolicy
 
@@ -63,8 +64,11 @@ public struct SpoolMessage: Sendable {
     public var sender: String
     public var recipients: [SpoolRecipient]
     public var envelope: SpoolEnvelope
-    /// The canonical content (CRLF lines, no dot-stuffing), `Received:` header first.
-    public var content: [UInt8]
+    /// A trace header (`Received: …` with its CRLF) stored apart from the content and
+    /// sent before it; empty when the content already starts with its own.
+    public var receivedHeader: String
+    /// The canonical content (CRLF lines, no dot-stuffing), in one buffer.
+    public var content: ByteBuffer
     public var state: QueueState = .queued
     public var nextAttempt: Double
     public var attempts = 0
@@ -73,33 +77,29 @@ public struct SpoolMessage: Sendable {
     public var upstream: String?
     /// `tollgate queue bounce` asked for the DSN to be sent now.
     public var bounceRequested = false
+    /// The node that stored the message; the store sets it at insert.
+    public var acceptedBy = ""
+    /// The owner of a live or expired delivery claim, if any.
+    public var claimedBy: String?
 
-    public init(id: String, createdAt: Double, sender: String, recipients: [SpoolRecipient], envelope: SpoolEnvelope, content: [UInt8], upstream: String? = nil) {
+    public init(
+        id: String, createdAt: Double, sender: String, recipients: [SpoolRecipient], envelope: SpoolEnvelope,
+        receivedHeader: String = "", content: ByteBuffer, upstream: String? = nil
+    ) {
         self.id = id
         self.createdAt = createdAt
         self.sender = sender
         self.recipients = recipients
         self.envelope = envelope
+        self.receivedHeader = receivedHeader
         self.content = content
         self.nextAttempt = createdAt
         self.upstream = upstream
     }
 
-    public var size: Int { content.count }
+    /// Octets sent upstream: the trace header and the content.
+    public var size: Int { receivedHeader.utf8.count + content.readableBytes }
     public var pendingRecipients: [SpoolRecipient] { recipients.filter { $0.state == .pending } }
-}
-
-/// A message without its content: what `queue list` prints and the scheduler plans with.
-public struct QueueListing: Sendable, Codable {
-    public var id: String
-    public var createdAt: Double
-    public var size: Int
-    public var sender: String
-    public var recipients: [String]
-    public var state: QueueState
-    public var attempts: Int
-    public var lastError: String?
-    public var nextAttempt: Double
-    public var user: String?
-    public var department: String?
+    /// The checksum the store keeps, over the trace header and the content.
+    public var checksum: Int64 { Checksum.fnv1a(header: receivedHeader, content: content) }
 }

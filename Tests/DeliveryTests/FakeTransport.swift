@@ -1,0 +1,93 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import SMTPCore
+import TollgateCore
+
+/// A transport whose answers the test scripts. It records every delivery, how many
+/// run at once, and any message delivered twice at the same time.
+final class FakeTransport: Transport {
+    typealias Answer = @Sendable (SpoolMessage, [Int]) async -> DeliveryOutcome
+
+    /// One delivery as the upstream saw it.
+    struct Delivery: Sendable {
+        var id: String
+        var sender: String
+        var recipients: [String]
+        /// The trace header and the content, as they would go on the wire.
+        var data: String
+    }
+
+    private struct State {
+        var deliveries: [Delivery] = []
+        var running: [String] = []
+        var maxConcurrent = 0
+        var overlapping: [String] = []
+        var shutdown = false
+    }
+
+    private let answer: Answer
+    private let state = NIOLockedValueBox(State())
+
+    static let accept: Answer = { _, recipients in .all(recipients, SMTPReply(250, "2.0.0", "ok"), remoteMTA: "fake:25") }
+
+    init(_ answer: @escaping Answer = FakeTransport.accept) {
+        self.answer = answer
+    }
+
+    func deliver(_ message: SpoolMessage, to recipients: [Int]) async -> DeliveryOutcome {
+        state.withLockedValue { s in
+            if s.running.contains(message.id) { s.overlapping.append(message.id) }
+            s.running.append(message.id)
+            s.maxConcurrent = max(s.maxConcurrent, s.running.count)
+        }
+        let outcome = await answer(message, recipients)
+        state.withLockedValue { s in
+            s.running.remove(at: s.running.firstIndex(of: message.id)!)
+            s.deliveries.append(Delivery(
+                id: message.id, sender: message.sender, recipients: recipients.map { message.recipients[$0].address },
+                data: message.receivedHeader + String(buffer: message.content)
+            ))
+        }
+        return outcome
+    }
+
+    func shutdown() async {
+        state.withLockedValue { $0.shutdown = true }
+    }
+
+    var deliveries: [Delivery] { state.withLockedValue { $0.deliveries } }
+    var running: Int { state.withLockedValue { $0.running.count } }
+    var maxConcurrent: Int { state.withLockedValue { $0.maxConcurrent } }
+    var overlapping: [String] { state.withLockedValue { $0.overlapping } }
+    var wasShutDown: Bool { state.withLockedValue { $0.shutdown } }
+}
+
+/// Holds deliveries until the test opens it.
+final class Gate: Sendable {
+    private struct State {
+        var open = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    func wait() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let openNow = state.withLockedValue { s -> Bool in
+                if s.open { return true }
+                s.waiters.append(c)
+                return false
+            }
+            if openNow { c.resume() }
+        }
+    }
+
+    func open() {
+        let waiters = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
+            s.open = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume() }
+    }
+}

@@ -1,0 +1,195 @@
+import SMTPCore
+import SpoolTestSupport
+import TestSupport
+import Testing
+import TollgateCore
+
+/// The queue runner against an in-memory spool, a scripted transport and a clock the
+/// test moves. Waits are bounded; each asserts a state the runner must reach.
+@Suite(.timeLimit(.minutes(1))) struct QueueRunnerTests {
+    let unknownUser = SMTPReply(550, "5.1.1", "no such user")
+
+    @Test func deliversAndRemovesTheMessage() async throws {
+        let h = RunnerHarness()
+        try await h.running {
+            let id = try await h.enqueue(to: ["b@example.net", "c@example.net"])
+            #expect(await waitUntil(timeout: 10) { h.spool.messages.isEmpty })
+            let delivered = try #require(h.transport.deliveries.first)
+            #expect(h.transport.deliveries.count == 1)
+            #expect(delivered.id == id && delivered.recipients == ["b@example.net", "c@example.net"])
+            #expect(delivered.data.hasPrefix("Received: by test\r\nSubject: test\r\n"))
+        }
+        #expect(h.transport.wasShutDown)
+    }
+
+    @Test func defersThenDeliversAfterTheRetryInterval() async throws {
+        let attempts = ManualCounter()
+        let h = RunnerHarness(transport: FakeTransport { _, recipients in
+            .all(recipients, attempts.increment() == 1 ? SMTPReply(451, "4.4.1", "try later") : SMTPReply(250, "2.0.0", "ok"))
+        })
+        let t0 = h.clock.now
+        try await h.running {
+            let id = try await h.enqueue()
+            #expect(await waitUntil(timeout: 10) { h.spool.stored(id)?.state == .deferred })
+            let deferred = try #require(h.spool.stored(id))
+            #expect(deferred.nextAttempt == t0 + 60 && deferred.attempts == 1 && deferred.lastError == "451 4.4.1 try later")
+            #expect(deferred.recipients[0].state == .pending && deferred.claimedBy == nil)
+
+            // One second early: the runner looks at the queue and leaves it.
+            h.clock.advance(by: 59)
+            let looks = h.spool.claimTimes.count
+            #expect(await waitUntil(timeout: 10) { h.spool.claimTimes.dropFirst(looks).contains(t0 + 59) })
+            #expect(h.transport.deliveries.count == 1)
+
+            h.clock.advance(by: 1)
+            #expect(await waitUntil(timeout: 10) { h.spool.messages.isEmpty })
+            #expect(h.transport.deliveries.count == 2)
+        }
+    }
+
+    @Test func bouncesAPermanentFailureToTheSender() async throws {
+        let reply = unknownUser
+        let h = RunnerHarness(transport: FakeTransport { message, recipients in
+            DeliveryOutcome(replies: Dictionary(uniqueKeysWithValues: recipients.map { i in
+                (i, message.recipients[i].address.hasPrefix("nobody") ? reply : SMTPReply(250, "2.0.0", "ok"))
+            }), remoteMTA: "fake:25")
+        })
+        try await h.running {
+            let id = try await h.enqueue(to: ["nobody@example.net", "bob@example.net"])
+            // The original, then its bounce, both delivered; nothing left.
+            #expect(await waitUntil(timeout: 10) { h.transport.deliveries.count == 2 && h.spool.messages.isEmpty })
+            let dsn = h.transport.deliveries[1]
+            #expect(dsn.sender == "" && dsn.recipients == ["alice@example.com"])
+            #expect(dsn.data.contains("X-Tollgate-Queue-ID: \(id)"))
+            #expect(dsn.data.contains("Final-Recipient: rfc822; nobody@example.net\r\nAction: failed\r\nStatus: 5.1.1"))
+            #expect(!dsn.data.contains("Final-Recipient: rfc822; bob@example.net"))
+        }
+    }
+
+    @Test func aBounceThatFailsIsNotBouncedAgain() async throws {
+        let reply = unknownUser
+        let h = RunnerHarness(transport: FakeTransport { _, recipients in .all(recipients, reply) })
+        try await h.running {
+            try await h.enqueue()
+            #expect(await waitUntil(timeout: 10) { h.transport.deliveries.count == 2 && h.spool.messages.isEmpty })
+            #expect(h.transport.deliveries.map(\.sender) == ["alice@example.com", ""])
+        }
+    }
+
+    @Test func anExpiredMessageIsBouncedWithoutAnAttempt() async throws {
+        let h = RunnerHarness()
+        try await h.running {
+            let id = try await h.enqueue(createdAt: h.clock.now - 86400)
+            #expect(await waitUntil(timeout: 10) { h.transport.deliveries.count == 1 && h.spool.messages.isEmpty })
+            let dsn = h.transport.deliveries[0]
+            #expect(dsn.sender == "" && dsn.id != id)
+            #expect(dsn.data.contains("Status: 5.4.7"))
+        }
+    }
+
+    @Test func anAdministratorsBounceSendsTheDSNAndNotTheMessage() async throws {
+        let h = RunnerHarness()
+        let id = try await h.enqueue()
+        #expect(try await h.spool.requestBounce([id]) == [id])
+        try await h.running {
+            #expect(await waitUntil(timeout: 10) { h.transport.deliveries.count == 1 && h.spool.messages.isEmpty })
+            #expect(h.transport.deliveries[0].sender == "")
+            #expect(h.transport.deliveries[0].data.contains("bounced by the administrator"))
+        }
+    }
+
+    @Test func aRetryFromAnotherProcessIsPickedUpWithoutAWake() async throws {
+        let attempts = ManualCounter()
+        let h = RunnerHarness(transport: FakeTransport { _, recipients in
+            .all(recipients, attempts.increment() == 1 ? SMTPReply(451, "4.4.1", "try later") : SMTPReply(250, "2.0.0", "ok"))
+        })
+        try await h.running {
+            let id = try await h.enqueue()
+            #expect(await waitUntil(timeout: 10) { h.spool.stored(id)?.state == .deferred })
+            // `tollgate queue retry` writes the spool; nobody calls wake().
+            #expect(try await h.spool.retry([id], now: h.clock.now) == [id])
+            #expect(await waitUntil(timeout: 10) { h.spool.messages.isEmpty })
+        }
+    }
+
+    @Test func respectsTheConcurrencyLimit() async throws {
+        let gate = Gate()
+        let h = RunnerHarness(transport: FakeTransport { _, recipients in
+            await gate.wait()
+            return .all(recipients, SMTPReply(250, "2.0.0", "ok"))
+        }, concurrency: 3)
+        try await h.running {
+            for _ in 0..<10 { try await h.enqueue() }
+            #expect(await waitUntil(timeout: 10) { h.transport.running == 3 })
+            // Claims follow capacity: three busy deliveries, three claims, the rest waiting.
+            #expect(h.spool.liveClaims(at: h.clock.now) == 3)
+            gate.open()
+            #expect(await waitUntil(timeout: 10) { h.spool.messages.isEmpty })
+        }
+        #expect(h.transport.deliveries.count == 10)
+        #expect(h.transport.maxConcurrent == 3)
+    }
+
+    @Test func renewsTheLeaseOfALongDelivery() async throws {
+        let gate = Gate()
+        let h = RunnerHarness(transport: FakeTransport { _, recipients in
+            await gate.wait()
+            return .all(recipients, SMTPReply(250, "2.0.0", "ok"))
+        }, lease: 10, renewInterval: .milliseconds(20))
+        let t0 = h.clock.now
+        try await h.running {
+            let id = try await h.enqueue()
+            #expect(await waitUntil(timeout: 10) { h.transport.running == 1 })
+            #expect(h.spool.claimExpiry(id) == t0 + 10)
+            // The delivery outlasts its first lease; the runner keeps extending it.
+            h.clock.advance(by: 9)
+            #expect(await waitUntil(timeout: 10) { h.spool.claimExpiry(id) == t0 + 19 })
+            h.clock.advance(by: 6)
+            #expect(try await h.spool.claimDue(owner: "runner-b", now: h.clock.now, lease: 10, limit: 10).isEmpty)
+            gate.open()
+            #expect(await waitUntil(timeout: 10) { h.spool.messages.isEmpty })
+        }
+        #expect(h.transport.deliveries.count == 1)
+    }
+
+    @Test func twoRunnersOnOneSpoolNeverDeliverOneMessageAtOnce() async throws {
+        let spool = InMemorySpool()
+        let clock = ManualClock()
+        let transport = FakeTransport { _, recipients in
+            try? await Task.sleep(for: .milliseconds(Int.random(in: 1...5)))
+            return .all(recipients, SMTPReply(250, "2.0.0", "ok"))
+        }
+        let a = RunnerHarness(spool: spool, clock: clock, transport: transport, owner: "runner-a", concurrency: 4)
+        let b = RunnerHarness(spool: spool, clock: clock, transport: transport, owner: "runner-b", concurrency: 4)
+        var ids: [String] = []
+        try await a.running {
+            try await b.running {
+                for _ in 0..<40 {
+                    ids.append(try await a.enqueue())
+                    b.runner.wake()
+                }
+                #expect(await waitUntil(timeout: 20) { spool.messages.isEmpty })
+            }
+        }
+        #expect(transport.overlapping.isEmpty)
+        // Each message delivered exactly once, by one runner or the other.
+        #expect(transport.deliveries.map(\.id).sorted() == ids.sorted())
+    }
+
+    @Test func stoppingFinishesTheDeliveriesInFlight() async throws {
+        let gate = Gate()
+        let h = RunnerHarness(transport: FakeTransport { _, recipients in
+            await gate.wait()
+            return .all(recipients, SMTPReply(250, "2.0.0", "ok"))
+        })
+        let task = Task { [runner = h.runner] in try await runner.run() }
+        let id = try await h.enqueue()
+        #expect(await waitUntil(timeout: 10) { h.transport.running == 1 })
+        h.runner.stop()
+        gate.open()
+        // run() returns only after the delivery in flight was recorded.
+        try await task.value
+        #expect(h.spool.stored(id) == nil)
+        #expect(h.transport.deliveries.map(\.id) == [id])
+    }
+}

@@ -1,0 +1,218 @@
+import NIOConcurrencyHelpers
+import TollgateCore
+
+/// A ``Spool`` in memory with the stores' claim semantics: a live claim is never handed
+/// to another claimer, an expired one is, renewing and recording need the claim, and
+/// recording releases it. For queue-runner tests; the spool tests run the same claim
+/// cases against it and `SQLiteSpool` to keep the two alike.
+public final class InMemorySpool: Spool {
+    private struct Entry {
+        var message: SpoolMessage
+        var claimExpires: Double?
+        /// Insertion order, for "oldest first".
+        var sequence: Int
+    }
+
+    private struct State {
+        var entries: [String: Entry] = [:]
+        var inserted = 0
+        var claimTimes: [Double] = []
+    }
+
+    public let node: String
+    private let ids = QueueIDGenerator()
+    private let state = NIOLockedValueBox(State())
+
+    public init(node: String = "memory") {
+        self.node = node
+    }
+
+    // MARK: What tests look at
+
+    /// The message by that id as stored (with its claim), without quarantine checks.
+    public func stored(_ id: String) -> SpoolMessage? {
+        state.withLockedValue { $0.entries[id]?.message }
+    }
+
+    /// When the claim on `id` runs out, if it is claimed.
+    public func claimExpiry(_ id: String) -> Double? {
+        state.withLockedValue { $0.entries[id]?.claimExpires }
+    }
+
+    /// Every message, oldest first.
+    public var messages: [SpoolMessage] {
+        state.withLockedValue { $0.entries.values.sorted { $0.sequence < $1.sequence }.map(\.message) }
+    }
+
+    /// The `now` of every ``claimDue(owner:now:lease:limit:)`` call, in order.
+    public var claimTimes: [Double] {
+        state.withLockedValue { $0.claimTimes }
+    }
+
+    /// How many messages are under a claim that is live at `now`.
+    public func liveClaims(at now: Double) -> Int {
+        state.withLockedValue { $0.entries.values.filter { ($0.claimExpires ?? -.infinity) > now }.count }
+    }
+
+    // MARK: Spool
+
+    public func makeQueueID() -> String { ids.next() }
+
+    public func insert(_ message: SpoolMessage) async throws {
+        try state.withLockedValue { s in
+            guard s.entries[message.id] == nil else { throw InMemorySpoolError(description: "duplicate queue id \(message.id)") }
+            var stored = message
+            stored.acceptedBy = node
+            stored.claimedBy = nil
+            s.inserted += 1
+            s.entries[message.id] = Entry(message: stored, sequence: s.inserted)
+        }
+    }
+
+    public func claimDue(owner: String, now: Double, lease: Double, limit: Int) async throws -> [String] {
+        state.withLockedValue { s in
+            s.claimTimes.append(now)
+            let due = s.entries.values
+                .filter { e in
+                    e.message.state != .held && e.message.nextAttempt <= now && (e.message.claimedBy == nil || (e.claimExpires ?? 0) <= now)
+                }
+                .sorted { ($0.message.nextAttempt, $0.sequence) < ($1.message.nextAttempt, $1.sequence) }
+                .prefix(max(limit, 0))
+                .map(\.message.id)
+            for id in due {
+                s.entries[id]?.message.claimedBy = owner
+                s.entries[id]?.claimExpires = now + lease
+            }
+            return due
+        }
+    }
+
+    public func renewClaim(_ id: String, owner: String, now: Double, lease: Double) async throws -> Bool {
+        state.withLockedValue { s in
+            guard s.entries[id]?.message.claimedBy == owner else { return false }
+            s.entries[id]?.claimExpires = now + lease
+            return true
+        }
+    }
+
+    public func releaseClaim(_ id: String, owner: String) async throws {
+        state.withLockedValue { s in
+            guard s.entries[id]?.message.claimedBy == owner else { return }
+            s.entries[id]?.message.claimedBy = nil
+            s.entries[id]?.claimExpires = nil
+        }
+    }
+
+    @discardableResult
+    public func releaseStaleClaims(node: String, keeping owner: String) async throws -> Int {
+        state.withLockedValue { s in
+            var released = 0
+            for (id, entry) in s.entries {
+                guard let holder = entry.message.claimedBy, holder.hasPrefix(node + "/"), holder != owner else { continue }
+                s.entries[id]?.message.claimedBy = nil
+                s.entries[id]?.claimExpires = nil
+                released += 1
+            }
+            return released
+        }
+    }
+
+    public func recordAttempt(_ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?) async throws -> Bool {
+        state.withLockedValue { s in
+            guard var entry = s.entries[id], entry.message.claimedBy == owner else { return false }
+            guard let nextAttempt else {
+                s.entries[id] = nil
+                return true
+            }
+            entry.message.recipients = recipients
+            entry.message.attempts += 1
+            entry.message.lastError = lastError
+            entry.message.nextAttempt = nextAttempt
+            if entry.message.state != .held { entry.message.state = .deferred }
+            entry.message.claimedBy = nil
+            entry.claimExpires = nil
+            s.entries[id] = entry
+            return true
+        }
+    }
+
+    public func load(_ id: String) async throws -> SpoolMessage? {
+        stored(id)
+    }
+
+    public func nextDue() async throws -> Double? {
+        state.withLockedValue { s in s.entries.values.filter { $0.message.state != .held }.map(\.message.nextAttempt).min() }
+    }
+
+    public func count() async throws -> Int {
+        state.withLockedValue { $0.entries.count }
+    }
+
+    public func health() async throws {}
+
+    public func list() async throws -> [QueueListing] {
+        messages.map { m in
+            QueueListing(
+                id: m.id, createdAt: m.createdAt, size: m.size, sender: m.sender,
+                recipients: m.pendingRecipients.map(\.address), state: m.state, attempts: m.attempts,
+                lastError: m.lastError, nextAttempt: m.nextAttempt, user: m.envelope.user, department: m.envelope.department,
+                acceptedBy: m.acceptedBy, claimedBy: m.claimedBy
+            )
+        }
+    }
+
+    public func retry(_ ids: [String]?, now: Double) async throws -> [String] {
+        update(ids) { m in
+            guard m.state != .held else { return false }
+            m.nextAttempt = now
+            return true
+        }
+    }
+
+    public func hold(_ ids: [String]) async throws -> [String] {
+        update(ids) { m in
+            m.state = .held
+            return true
+        }
+    }
+
+    public func release(_ ids: [String], now: Double) async throws -> [String] {
+        update(ids) { m in
+            m.state = .queued
+            m.nextAttempt = now
+            return true
+        }
+    }
+
+    public func delete(_ ids: [String]) async throws -> [String] {
+        state.withLockedValue { s in ids.filter { s.entries.removeValue(forKey: $0) != nil } }
+    }
+
+    public func requestBounce(_ ids: [String]) async throws -> [String] {
+        update(ids) { m in
+            m.state = .queued
+            m.nextAttempt = 0
+            m.bounceRequested = true
+            return true
+        }
+    }
+
+    public func quarantined() async throws -> [QuarantinedEntry] { [] }
+
+    /// Applies `change` to each named message (all when `nil`); returns the ids it changed.
+    private func update(_ ids: [String]?, _ change: (inout SpoolMessage) -> Bool) -> [String] {
+        state.withLockedValue { s in
+            let targets = ids ?? s.entries.values.sorted { $0.sequence < $1.sequence }.map(\.message.id)
+            return targets.filter { id in
+                guard var entry = s.entries[id], change(&entry.message) else { return false }
+                s.entries[id] = entry
+                return true
+            }
+        }
+    }
+}
+
+/// A refusal of the in-memory spool (a duplicate id).
+public struct InMemorySpoolError: Error, CustomStringConvertible {
+    public var description: String
+}

@@ -1,0 +1,89 @@
+import Foundation
+import GRDB
+import NIOCore
+import SpoolTestSupport
+import TestSupport
+import Testing
+@testable import TollgateCore
+
+/// What only the embedded store does: quarantine by checksum, migrations of old
+/// databases, and sharing one file between processes' connections.
+@Suite struct SQLiteSpoolTests {
+    let t0 = 1_700_000_000.0
+
+    func open(_ dir: TemporaryDirectory, node: String = "node-a") throws -> SQLiteSpool {
+        try SQLiteSpool(directory: dir.path, node: node, logger: SpoolFixtures.quietLogger)
+    }
+
+    @Test func damagedContentIsQuarantinedNotDelivered() async throws {
+        let dir = try TemporaryDirectory(label: "spool")
+        defer { dir.remove() }
+        let spool = try open(dir)
+        let m = SpoolFixtures.message(id: spool.makeQueueID(), now: t0, header: "Received: by test\r\n")
+        try await spool.insert(m)
+        // Flip one byte of the stored body behind the spool's back.
+        try await spool.pool.write { db in
+            try db.execute(sql: "UPDATE bodies SET content = ? WHERE message_id = ?", arguments: [Data("Subject: test\r\n\r\nhellO\r\n".utf8), m.id])
+        }
+        #expect(try await spool.load(m.id) == nil)
+        #expect(try await spool.quarantined() == [QuarantinedEntry(id: m.id, reason: "content checksum mismatch")])
+        #expect(try await spool.count() == 0)
+        #expect(try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 10).isEmpty)
+    }
+
+    @Test func theChecksumCoversTheTraceHeader() async throws {
+        let dir = try TemporaryDirectory(label: "spool")
+        defer { dir.remove() }
+        let spool = try open(dir)
+        let m = SpoolFixtures.message(id: spool.makeQueueID(), now: t0, header: "Received: by a\r\n")
+        try await spool.insert(m)
+        try await spool.pool.write { db in
+            try db.execute(sql: "UPDATE messages SET received_header = 'Received: by b\r\n' WHERE id = ?", arguments: [m.id])
+        }
+        #expect(try await spool.load(m.id) == nil)
+        #expect(try await spool.quarantined().map(\.id) == [m.id])
+    }
+
+    @Test func aVersionOneSpoolIsMigratedAndItsMessagesLoad() async throws {
+        let dir = try TemporaryDirectory(label: "spool")
+        defer { dir.remove() }
+        // A queue written by the previous release: schema v1, checksum over the body alone.
+        let body = ByteBuffer(string: "Received: by old\r\nSubject: old\r\n\r\nstill here\r\n")
+        let queue = try DatabaseQueue(path: dir.file("queue.sqlite"))
+        try SQLiteSpool.migrator.migrate(queue, upTo: "v1")
+        try await queue.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO messages (id, created, sender, envelope, size, checksum, state, next_attempt)
+                    VALUES ('OLD1', ?, 'a@example.com', ?, ?, ?, 'deferred', ?)
+                    """,
+                arguments: [t0, try JSONEncoder().encode(SpoolEnvelope()), body.readableBytes, Checksum.fnv1a(header: "", content: body), t0]
+            )
+            try db.execute(sql: "INSERT INTO recipients (message_id, idx, address, state) VALUES ('OLD1', 0, 'b@example.net', 'pending')")
+            try db.execute(sql: "INSERT INTO bodies (message_id, content) VALUES ('OLD1', ?)", arguments: [Data(body.readableBytesView)])
+        }
+        try queue.close()
+
+        let spool = try open(dir)
+        let m = try #require(try await spool.load("OLD1"))
+        #expect(m.content == body && m.receivedHeader == "" && m.acceptedBy == "" && m.claimedBy == nil && m.state == .deferred)
+        #expect(try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 1) == ["OLD1"])
+        let applied = try await spool.pool.read { db in try SQLiteSpool.migrator.appliedMigrations(db) }
+        #expect(applied == ["v1", "v2"])
+    }
+
+    @Test func twoOpenersOfOneFileShareClaims() async throws {
+        // Two processes on one spool open it separately; two pools stand in for them.
+        let dir = try TemporaryDirectory(label: "spool")
+        defer { dir.remove() }
+        let a = try open(dir, node: "a")
+        let b = try open(dir, node: "b")
+        for _ in 0..<30 { try await a.insert(SpoolFixtures.message(id: a.makeQueueID(), now: t0)) }
+        async let fromA = a.claimDue(owner: "a", now: t0, lease: 60, limit: 20)
+        async let fromB = b.claimDue(owner: "b", now: t0, lease: 60, limit: 20)
+        let (ca, cb) = try await (fromA, fromB)
+        #expect(Set(ca).isDisjoint(with: cb))
+        #expect(ca.count + cb.count == 30)
+        #expect(try await b.list().allSatisfy { $0.acceptedBy == "a" && $0.claimedBy != nil })
+    }
+}

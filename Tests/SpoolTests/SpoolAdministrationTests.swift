@@ -1,0 +1,74 @@
+import NIOCore
+import SpoolTestSupport
+import Testing
+import TollgateCore
+
+/// Round trips and the `tollgate queue …` operations, the same in every store.
+@Suite struct SpoolAdministrationTests {
+    let t0 = 1_700_000_000.0
+
+    @Test(arguments: StoreKind.allCases) func aMessageComesBackAsStored(_ kind: StoreKind) async throws {
+        try await kind.with { spool in
+            var m = SpoolFixtures.message(
+                id: spool.makeQueueID(), to: ["b@example.net", "c@example.net"], notify: ["FAILURE", "DELAY"], now: t0,
+                header: "Received: from x by y; Tue, 1 Jan 2030 00:00:00 +0000\r\n", body: "Subject: \u{e9}\r\n\r\nbody\r\n"
+            )
+            m.envelope.user = "alice"
+            m.envelope.department = "finance"
+            m.envelope.eightBit = true
+            m.envelope.ret = "HDRS"
+            m.upstream = "outbox"
+            m.recipients[1].originalRecipient = "rfc822;c@example.net"
+            try await spool.insert(m)
+            let loaded = try #require(try await spool.load(m.id))
+            #expect(loaded.receivedHeader == m.receivedHeader)
+            #expect(loaded.content == m.content)
+            #expect(loaded.size == m.receivedHeader.utf8.count + m.content.readableBytes)
+            #expect(loaded.envelope == m.envelope)
+            #expect(loaded.recipients == m.recipients)
+            #expect(loaded.sender == m.sender && loaded.createdAt == t0 && loaded.nextAttempt == t0 && loaded.upstream == "outbox")
+            #expect(loaded.acceptedBy == "node-a" && loaded.claimedBy == nil && loaded.state == .queued)
+            #expect(try await spool.count() == 1)
+            #expect(try await spool.nextDue() == t0)
+            let listing = try #require(try await spool.list().first)
+            #expect(listing.id == m.id && listing.size == m.size && listing.recipients == ["b@example.net", "c@example.net"])
+            #expect(listing.user == "alice" && listing.department == "finance" && listing.acceptedBy == "node-a")
+            try await spool.health()
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases) func administrationNamesTheIdsItChanged(_ kind: StoreKind) async throws {
+        try await kind.with { spool in
+            var ids: [String] = []
+            for _ in 0..<3 {
+                var m = SpoolFixtures.message(id: spool.makeQueueID(), now: t0)
+                m.nextAttempt = t0 + 3600
+                try await spool.insert(m)
+                ids.append(m.id)
+            }
+            #expect(try await spool.hold([ids[0], "NOSUCHID"]) == [ids[0]])
+            #expect(try await spool.load(ids[0])?.state == .held)
+            // Held messages are not made due by retry, not even by retry --all.
+            #expect(try await spool.retry([ids[0], ids[1]], now: t0 + 10) == [ids[1]])
+            #expect(Set(try await spool.retry(nil, now: t0 + 20)) == [ids[1], ids[2]])
+            #expect(try await spool.load(ids[1])?.nextAttempt == t0 + 20)
+            #expect(try await spool.load(ids[0])?.nextAttempt == t0 + 3600)
+            #expect(try await spool.release([ids[0]], now: t0 + 30) == [ids[0]])
+            let released = try #require(try await spool.load(ids[0]))
+            #expect(released.state == .queued && released.nextAttempt == t0 + 30)
+            #expect(try await spool.requestBounce([ids[2]]) == [ids[2]])
+            #expect(try await spool.load(ids[2])?.bounceRequested == true)
+            #expect(try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 10) == [ids[2]])
+            #expect(try await spool.delete([ids[1], "NOSUCHID"]) == [ids[1]])
+            #expect(try await spool.load(ids[1]) == nil)
+            #expect(try await spool.count() == 2)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases) func queueIDsAreNeverReused(_ kind: StoreKind) async throws {
+        try await kind.with { spool in
+            let ids = (0..<10_000).map { _ in spool.makeQueueID() }
+            #expect(Set(ids).count == ids.count)
+        }
+    }
+}

@@ -63,22 +63,74 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Configuration, spool, delivery, bounces, policy pipeline and plugin loader.
+        // The relay's counters and histograms, in Prometheus text format.
         .target(
-            name: "TollgateCore",
+            name: "TollgateMetrics",
+            dependencies: [.product(name: "Prometheus", package: "swift-prometheus")],
+            swiftSettings: strict
+        ),
+        // The configuration file as plain structs, read from YAML with located errors.
+        .target(
+            name: "TollgateConfiguration",
             dependencies: [
                 "SMTPCore", "SMTPServer", "SMTPClient",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "TollgatePolicy", package: "TollgatePolicy"),
+            ],
+            swiftSettings: strict
+        ),
+        // Policy: the stage runner, plugin loader, department policies and decision traces.
+        .target(
+            name: "TollgatePipeline",
+            dependencies: [
+                "SMTPCore", "TollgateConfiguration", "TollgateMetrics",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "TollgatePolicy", package: "TollgatePolicy"),
+            ],
+            swiftSettings: strict
+        ),
+        // The queue: the Spool protocol and the embedded SQLite store.
+        .target(
+            name: "TollgateSpool",
+            dependencies: [
+                "TollgateConfiguration",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strict
+        ),
+        // Delivery: the queue runner, transports (SMTP, directory), outcomes, bounces.
+        .target(
+            name: "TollgateDelivery",
+            dependencies: [
+                "SMTPCore", "SMTPClient", "TollgateConfiguration", "TollgateSpool", "TollgateMetrics",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // The application: sessions wired to the pipeline and the spool, the server's
+        // services, `check`, `explain`, the metrics endpoint.
+        .target(
+            name: "TollgateApp",
+            dependencies: [
+                "SMTPCore", "SMTPServer", "SMTPClient",
+                "TollgateConfiguration", "TollgatePipeline", "TollgateSpool", "TollgateDelivery", "TollgateMetrics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "Yams", package: "Yams"),
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "TollgatePolicy", package: "TollgatePolicy"),
             ],
             swiftSettings: strict
@@ -86,7 +138,7 @@ let package = Package(
         .executableTarget(
             name: "tollgate",
             dependencies: [
-                "TollgateCore",
+                "TollgateApp", "TollgateConfiguration", "TollgateSpool",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -173,7 +225,7 @@ let package = Package(
         .target(
             name: "SpoolTestSupport",
             dependencies: [
-                "TollgateCore",
+                "TollgateSpool", "TollgateDelivery", "TollgateConfiguration",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -184,7 +236,7 @@ let package = Package(
         .testTarget(
             name: "SpoolTests",
             dependencies: [
-                "TollgateCore", "SpoolTestSupport", "TestSupport",
+                "TollgateSpool", "TollgateConfiguration", "SpoolTestSupport", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
@@ -193,7 +245,7 @@ let package = Package(
         .testTarget(
             name: "DeliveryTests",
             dependencies: [
-                "TollgateCore", "SpoolTestSupport", "TestSupport", "SMTPCore",
+                "TollgateDelivery", "TollgateSpool", "TollgateConfiguration", "SMTPClient", "SpoolTestSupport", "TestSupport", "SMTPCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
@@ -221,7 +273,7 @@ let package = Package(
         .testTarget(
             name: "TollgateTests",
             dependencies: [
-                "TollgateCore", "SMTPCore", "SMTPServer", "TestSupport",
+                "TollgateApp", "TollgateConfiguration", "TollgatePipeline", "TollgateSpool", "SMTPCore", "SMTPServer", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "TollgatePolicy", package: "TollgatePolicy"),

@@ -1,8 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import SMTPCore
 
 /// The `Received:` trace header Tollgate prepends (RFC 5321 §4.4, RFC 3848 protocol names).
 public enum ReceivedHeader {
@@ -18,9 +14,9 @@ public enum ReceivedHeader {
         var header = "Received: from \(sanitize(helo ?? "unknown")) ([\(sanitize(clientAddress))])\r\n"
         header += "\tby \(sanitize(hostname)) (Tollgate) with \(protocolName) id \(queueID)"
         if let recipient {
-            header += "\r\n\tfor <\(sanitize(recipient))>; \(rfc5322Date(date))\r\n"
+            header += "\r\n\tfor <\(sanitize(recipient))>; \(MessageDate.rfc5322(date))\r\n"
         } else {
-            header += ";\r\n\t\(rfc5322Date(date))\r\n"
+            header += ";\r\n\t\(MessageDate.rfc5322(date))\r\n"
         }
         return header
     }
@@ -43,15 +39,5 @@ public enum ReceivedHeader {
             }
         }
         return out.isEmpty ? "unknown" : out
-    }
-
-    /// `Sun, 29 Nov 2026 03:26:47 +0000` (RFC 5322 §3.3).
-    public static func rfc5322Date(_ date: Double) -> String {
-        var t = time_t(date)
-        var tmValue = tm()
-        gmtime_r(&t, &tmValue)
-        var buffer = [Int8](repeating: 0, count: 64)
-        let n = strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S +0000", &tmValue)
-        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
+import SMTPCore
 
 /// One listening socket (`listeners[]`): accepts connections, applies the client
 /// allowlist and connection caps, and gives each session its handler.

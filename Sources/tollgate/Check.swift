@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import Logging
-import TollgateCore
+import TollgateApp
+import TollgateConfiguration
+import TollgateSpool
 
 struct Check: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Validate the configuration, every policy file and every plugin.")

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
-import TollgateCore
+import TollgateApp
+import TollgateConfiguration
+import TollgateSpool
 
 struct Explain: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Dry-run the policy pipeline for an envelope; nothing is sent.")

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import Logging
-import TollgateCore
+import TollgateApp
+import TollgateConfiguration
+import TollgateSpool
 
 struct Queue: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

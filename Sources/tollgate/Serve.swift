@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import Logging
-import TollgateCore
+import TollgateApp
+import TollgateConfiguration
+import TollgateSpool
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the relay in the foreground, logging to stderr.")

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
-import TollgateCore
+import TollgateApp
+import TollgateConfiguration
+import TollgateSpool
 
 /// The `tollgate` command. This file only parses arguments; the work is in TollgateCore.
 @main

@@ -1,5 +1,7 @@
 import ArgumentParser
-import TollgateCore
+import TollgateApp
+import TollgateConfiguration
+import TollgateSpool
 import TollgatePolicy
 
 struct Version: ParsableCommand {

@@ -1,7 +1,9 @@
 import NIOCore
 import SpoolTestSupport
 import Testing
-import TollgateCore
+import TollgateConfiguration
+import TollgateDelivery
+import TollgateSpool
 
 /// RFC 3464 delivery status notifications.
 @Suite struct BounceBuilderTests {

@@ -1,7 +1,9 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import SMTPCore
-import TollgateCore
+import TollgateConfiguration
+import TollgateDelivery
+import TollgateSpool
 
 /// A transport whose answers the test scripts. It records every delivery, how many
 /// run at once, and any message delivered twice at the same time.

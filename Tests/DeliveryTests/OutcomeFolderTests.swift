@@ -1,7 +1,9 @@
 import SMTPCore
 import SpoolTestSupport
 import Testing
-import TollgateCore
+import TollgateConfiguration
+import TollgateDelivery
+import TollgateSpool
 
 /// The pure fold of replies into recipient states, the next attempt and bounces.
 @Suite struct OutcomeFolderTests {

@@ -2,7 +2,9 @@ import SMTPCore
 import SpoolTestSupport
 import TestSupport
 import Testing
-import TollgateCore
+import TollgateConfiguration
+import TollgateDelivery
+import TollgateSpool
 
 /// The queue runner against an in-memory spool, a scripted transport and a clock the
 /// test moves. Waits are bounded; each asserts a state the runner must reach.

@@ -1,5 +1,7 @@
 import Testing
-import TollgateCore
+import TollgateConfiguration
+import TollgateDelivery
+import TollgateSpool
 
 @Suite struct RetryScheduleTests {
     let schedule = RetrySchedule(intervals: [60, 300, 900], maxLifetime: 86400)

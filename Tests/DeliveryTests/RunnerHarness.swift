@@ -1,5 +1,7 @@
 import SpoolTestSupport
-import TollgateCore
+import TollgateConfiguration
+import TollgateDelivery
+import TollgateSpool
 
 /// A queue runner on an in-memory spool with a fake transport and a manual clock.
 struct RunnerHarness {

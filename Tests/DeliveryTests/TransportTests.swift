@@ -3,7 +3,9 @@ import NIOCore
 import SpoolTestSupport
 import TestSupport
 import Testing
-@testable import TollgateCore
+@testable import TollgateConfiguration
+@testable import TollgateDelivery
+@testable import TollgateSpool
 
 /// What the transports send: the trace header, then the stored buffer.
 @Suite struct TransportTests {

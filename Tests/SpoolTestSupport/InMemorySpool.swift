@@ -1,5 +1,7 @@
 import NIOConcurrencyHelpers
-import TollgateCore
+import TollgateConfiguration
+import TollgateDelivery
+import TollgateSpool
 
 /// A ``Spool`` in memory with the stores' claim semantics: a live claim is never handed
 /// to another claimer, an expired one is, renewing and recording need the claim, and

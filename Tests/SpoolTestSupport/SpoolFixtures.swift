@@ -1,6 +1,8 @@
 import Logging
 import NIOCore
-import TollgateCore
+import TollgateConfiguration
+import TollgateDelivery
+import TollgateSpool
 
 /// Messages and loggers for spool and delivery tests.
 public enum SpoolFixtures {

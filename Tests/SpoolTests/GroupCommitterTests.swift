@@ -2,7 +2,8 @@ import GRDB
 import SpoolTestSupport
 import TestSupport
 import Testing
-@testable import TollgateCore
+@testable import TollgateConfiguration
+@testable import TollgateSpool
 
 /// One commit for many writers, and each writer's failure its own.
 @Suite struct GroupCommitterTests {

@@ -4,7 +4,8 @@ import NIOCore
 import SpoolTestSupport
 import TestSupport
 import Testing
-@testable import TollgateCore
+@testable import TollgateConfiguration
+@testable import TollgateSpool
 
 /// What only the embedded store does: quarantine by checksum, migrations of old
 /// databases, and sharing one file between processes' connections.

@@ -1,7 +1,8 @@
 import NIOCore
 import SpoolTestSupport
 import Testing
-import TollgateCore
+import TollgateConfiguration
+import TollgateSpool
 
 /// Round trips and the `tollgate queue …` operations, the same in every store.
 @Suite struct SpoolAdministrationTests {

@@ -1,6 +1,7 @@
 import SpoolTestSupport
 import Testing
-import TollgateCore
+import TollgateConfiguration
+import TollgateSpool
 
 /// Claims with an owner and a lease, the same in every store (SPEC §6): a live claim
 /// is never handed out twice, an expired one is, renewing extends it, recording an

@@ -1,7 +1,8 @@
 import SpoolTestSupport
 import TestSupport
 import Testing
-import TollgateCore
+import TollgateConfiguration
+import TollgateSpool
 
 /// The stores every claim and administration test runs against: the embedded store,
 /// and the in-memory one the queue-runner tests rely on to behave the same.

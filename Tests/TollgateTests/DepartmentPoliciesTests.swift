@@ -3,7 +3,10 @@ import SMTPCore
 import SMTPServer
 import TestSupport
 import Testing
-@testable import TollgateCore
+@testable import TollgateApp
+@testable import TollgateConfiguration
+@testable import TollgatePipeline
+@testable import TollgateSpool
 import TollgatePolicy
 
 /// Department policy files: parsing, located errors, membership and the facts the

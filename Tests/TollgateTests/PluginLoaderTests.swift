@@ -2,7 +2,10 @@ import Foundation
 import Logging
 import TestSupport
 import Testing
-import TollgateCore
+import TollgateApp
+import TollgateConfiguration
+import TollgatePipeline
+import TollgateSpool
 import TollgatePolicy
 
 /// Plugins are loaded from their shared objects through the relay's loader — never

@@ -1,7 +1,10 @@
 import Logging
 import NIOPosix
 import Testing
-import TollgateCore
+import TollgateApp
+import TollgateConfiguration
+import TollgatePipeline
+import TollgateSpool
 import TollgatePolicy
 
 /// The pipeline runner: order, verdict folding, phases, time limits and `on_error`.

@@ -1,0 +1,51 @@
+import Foundation
+import Logging
+import TollgatePolicy
+import TollgateConfiguration
+import TollgatePipeline
+import TollgateSpool
+import TollgateDelivery
+import TollgateMetrics
+
+public enum TollgateVersion {
+    public static let string = "0.1.0"
+    public static var compiler: String {
+        let v = TollgatePolicyABI.compilerVersion
+        return "\(v / 10_000).\(v / 100 % 100).\(v % 100)"
+    }
+}
+
+/// `tollgate check`: the configuration, every policy file and every plugin.
+public enum ConfigurationCheck {
+    public struct Report: Sendable {
+        public var diagnostics: [PolicyDiagnostic]
+        public var summary: String
+    }
+
+    public static func run(path: String) async -> Report {
+        let configuration: TollgateConfiguration
+        do {
+            configuration = try ConfigurationLoader.load(path)
+        } catch {
+            return Report(diagnostics: error.diagnostics, summary: "")
+        }
+        let logger = Logger(label: "tollgate.check")
+        let (setup, diagnostics) = PipelineBuilder.check(configuration, logger: logger)
+        if !diagnostics.isEmpty { return Report(diagnostics: diagnostics, summary: "") }
+        var lines = ["\(path): OK"]
+        lines.append("  hostname: \(configuration.hostname)")
+        for l in configuration.listeners {
+            lines.append("  listener \(l.name): \(l.host):\(l.port) tls=\(l.tls.rawValue) auth=\(l.auth.rawValue)")
+        }
+        for u in configuration.upstreams {
+            switch u.kind {
+            case .smtp(let hosts): lines.append("  upstream \(u.name): \(hosts.map { "\($0.host):\($0.port)" }.joined(separator: ", ")) tls=\(u.tls.rawValue)")
+            case .directory(let d): lines.append("  upstream \(u.name): directory \(d)")
+            }
+        }
+        lines.append("  stages: \(setup.stages.isEmpty ? "none" : setup.stages.joined(separator: " -> "))")
+        lines.append("  departments: \(setup.departments.isEmpty ? "none" : setup.departments.joined(separator: ", "))")
+        lines.append("  spool: \(configuration.spool.path)")
+        return Report(diagnostics: [], summary: lines.joined(separator: "\n"))
+    }
+}

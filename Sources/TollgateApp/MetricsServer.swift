@@ -1,0 +1,89 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import TollgateConfiguration
+import TollgatePipeline
+import TollgateSpool
+import TollgateDelivery
+import TollgateMetrics
+
+/// `metrics.address`: Prometheus text at `/metrics`, `ok` at `/healthz`.
+public final class MetricsServer: Sendable {
+    private let metrics: RelayMetrics
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let health: @Sendable () async -> Bool
+
+    public init(metrics: RelayMetrics, group: any EventLoopGroup, logger: Logger, health: @escaping @Sendable () async -> Bool) {
+        self.metrics = metrics
+        self.group = group
+        self.logger = logger
+        self.health = health
+    }
+
+    public func start(host: String, port: Int) async throws -> any Channel {
+        let metrics = self.metrics
+        let health = self.health
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
+                    try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(metrics: metrics, health: health))
+                }
+            }
+            .bind(host: host, port: port).get()
+        logger.info("metrics listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        return channel
+    }
+}
+
+final class MetricsHTTPHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let metrics: RelayMetrics
+    let health: @Sendable () async -> Bool
+    private var path = "/"
+
+    init(metrics: RelayMetrics, health: @escaping @Sendable () async -> Bool) {
+        self.metrics = metrics
+        self.health = health
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            path = head.uri
+        case .body:
+            break
+        case .end:
+            switch path {
+            case "/metrics":
+                respond(context: context, status: .ok, body: metrics.exposition(), type: "text/plain; version=0.0.4")
+            case "/healthz":
+                // The store may do I/O to answer: ask off the event loop, answer on it.
+                let health = self.health
+                let answer = context.eventLoop.makePromise(of: Bool.self)
+                answer.completeWithTask { await health() }
+                answer.futureResult.assumeIsolated().whenSuccess { [self] healthy in
+                    respond(context: context, status: healthy ? .ok : .serviceUnavailable, body: Array((healthy ? "ok\n" : "unhealthy\n").utf8), type: "text/plain")
+                }
+            default:
+                respond(context: context, status: .notFound, body: Array("not found\n".utf8), type: "text/plain")
+            }
+        }
+    }
+
+    private func respond(context: ChannelHandlerContext, status: HTTPResponseStatus, body: [UInt8], type: String) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: type)
+        headers.add(name: "Content-Length", value: "\(body.count)")
+        headers.add(name: "Connection", value: "close")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [context = NIOLoopBound(context, eventLoop: context.eventLoop)] _ in
+            context.value.close(promise: nil)
+        }
+    }
+}

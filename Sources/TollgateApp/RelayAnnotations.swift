@@ -1,0 +1,40 @@
+import SMTPServer
+import TollgatePolicy
+import TollgateConfiguration
+import TollgatePipeline
+import TollgateSpool
+import TollgateDelivery
+import TollgateMetrics
+
+/// What the relay attaches to a session and its transactions: the facts the stages
+/// found, the decision trace, and the department whose route and size limit apply.
+/// The session state machine keeps each in its scope (RSET drops a transaction's,
+/// STARTTLS the client's).
+public struct RelayAnnotations: SessionAnnotations {
+    public var facts = SessionFacts()
+    public var trace: [PolicyTraceEntry] = []
+    /// The department assigned last (by client network at connect, by the user at auth).
+    public var department: DepartmentPolicies.Department?
+
+    public init() {}
+
+    public init(facts: SessionFacts, trace: [PolicyTraceEntry], department: DepartmentPolicies.Department? = nil) {
+        self.facts = facts
+        self.trace = trace
+        self.department = department
+    }
+
+    public mutating func merge(_ other: RelayAnnotations) {
+        facts.merge(other.facts)
+        trace += other.trace
+        if let d = other.department { department = d }
+    }
+
+    /// The upstream this department's mail goes to, if it names one.
+    public var route: String? { department?.upstream }
+
+    /// The limits a newly assigned department sets.
+    var limits: SessionLimits? {
+        department.map { SessionLimits(maxMessageSize: $0.maxMessageSize) }
+    }
+}

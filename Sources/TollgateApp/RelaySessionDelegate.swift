@@ -1,0 +1,102 @@
+import Foundation
+import Logging
+import NIOCore
+import SMTPCore
+import SMTPServer
+import TollgatePolicy
+import TollgateConfiguration
+import TollgatePipeline
+import TollgateSpool
+import TollgateDelivery
+import TollgateMetrics
+
+/// Connects sessions to the rest of the relay: it turns the session's requests into
+/// policy contexts and the pipeline's verdicts into session decisions, and stores
+/// accepted messages in the spool for the queue runner.
+public final class RelaySessionDelegate: SMTPSessionDelegate {
+    public typealias Annotations = RelayAnnotations
+
+    public let policy: RelayPolicyEvaluator
+    let spool: any Spool
+    let runner: QueueRunner?
+    let metrics: RelayMetrics?
+    let logger: Logger
+    /// This relay's name in the `Received:` header.
+    let hostname: String
+
+    public init(policy: RelayPolicyEvaluator, spool: any Spool, runner: QueueRunner?, metrics: RelayMetrics?, hostname: String, logger: Logger) {
+        self.policy = policy
+        self.hostname = hostname
+        self.spool = spool
+        self.runner = runner
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    public func needsDecision(_ phase: SessionPhase) -> Bool { policy.needsEvaluation(PolicyPhase(phase)) }
+
+    public func decide(_ request: PolicyRequest<RelayAnnotations>) async -> SessionDecision<RelayAnnotations> {
+        let outcome = await policy.evaluate(PolicyContext(request), applied: request.annotations.department?.info.name)
+        let annotations = RelayAnnotations(facts: outcome.facts, trace: outcome.trace, department: outcome.department)
+        return SessionDecision(.init(outcome.verdict), annotations: annotations, limits: annotations.limits)
+    }
+
+    public func authenticate(_ credentials: SASLCredentials, _ request: PolicyRequest<RelayAnnotations>) async -> AuthResult<RelayAnnotations> {
+        var logger = self.logger
+        logger[metadataKey: "smtp.session.id"] = .string(request.session.sessionID)
+        logger[metadataKey: "smtp.auth.user"] = .string(credentials.username)
+        let (outcome, trace, department) = await policy.authenticate(
+            AuthCredentials(username: credentials.username, password: credentials.password, mechanism: credentials.mechanism),
+            context: PolicyContext(request),
+            applied: request.annotations.department?.info.name
+        )
+        switch outcome {
+        case .success(let facts):
+            logger.info("authenticated", metadata: ["policy.user": "\(facts.user ?? credentials.username)"])
+            let annotations = RelayAnnotations(facts: facts, trace: trace, department: department)
+            return AuthResult(.success(user: facts.user ?? credentials.username), annotations: annotations, limits: annotations.limits)
+        case .failure(let reason):
+            logger.notice("authentication failed", metadata: ["reason": "\(reason)"])
+            return AuthResult(.failure, annotations: RelayAnnotations(facts: SessionFacts(), trace: trace))
+        case .temporaryFailure(let reason):
+            logger.warning("authentication unavailable", metadata: ["reason": "\(reason)"])
+            return AuthResult(.temporaryFailure, annotations: RelayAnnotations(facts: SessionFacts(), trace: trace))
+        case .notHandled:
+            logger.notice("no stage verified the credentials")
+            return AuthResult(.failure, annotations: RelayAnnotations(facts: SessionFacts(), trace: trace))
+        }
+    }
+
+    public func store(_ request: StoreRequest<RelayAnnotations>) async throws -> String {
+        let queueID = spool.makeQueueID()
+        let receivedAt = Date().timeIntervalSince1970
+        let message = SpoolMessage(request, id: queueID, receivedAt: receivedAt, hostname: hostname)
+        do {
+            try await spool.insert(message)
+        } catch {
+            metrics?.storeFailed()
+            throw error
+        }
+        metrics?.messageAccepted()
+        runner?.wake()
+        logger.info(
+            "message accepted",
+            metadata: [
+                "smtp.session.id": "\(request.session.sessionID)",
+                "queue.id": "\(queueID)",
+                "smtp.mail.from": "\(request.envelope.sender)",
+                "smtp.rcpt.count": "\(request.envelope.recipients.count)",
+                "message.size": "\(request.message.size)",
+                "policy.trace": "\(request.annotations.trace.map { "\($0.phase)/\($0.stage)=\($0.verdict)" }.joined(separator: " "))",
+                "policy.department": "\(request.annotations.facts.department ?? "-")",
+            ]
+        )
+        let pipeline = policy.setup.pipeline
+        if !pipeline.isEmpty {
+            // Counters count accepted mail: told with this transaction's data-phase context.
+            let accepted = AcceptedMessage(queueID: queueID, context: PolicyContext(request))
+            Task { await pipeline.messageAccepted(accepted) }
+        }
+        return queueID
+    }
+}

@@ -1,0 +1,54 @@
+import SMTPServer
+import TollgatePipeline
+import TollgateSpool
+import TollgateConfiguration
+import TollgateDelivery
+import TollgateMetrics
+
+extension SpoolMessage {
+    /// The spool entry for a message a session accepted: its envelope, what the
+    /// stages attached, and the content as received, with the `Received:`
+    /// header Tollgate adds kept beside it (written first at delivery).
+    init(_ request: StoreRequest<RelayAnnotations>, id: String, receivedAt: Double, hostname: String) {
+        let session = request.session
+        let tx = request.envelope
+        let header = ReceivedHeader.make(
+            helo: session.helo,
+            clientAddress: session.clientAddress,
+            hostname: hostname,
+            protocolName: ReceivedHeader.protocolName(extended: session.extended, tls: session.tls, authenticated: session.authenticatedUser != nil),
+            queueID: id,
+            recipient: tx.recipients.count == 1 ? tx.recipients[0].mailbox.description : nil,
+            date: receivedAt
+        )
+        let annotations = request.annotations
+        var envelope = SpoolEnvelope()
+        envelope.eightBit = tx.parameters.body == .eightBitMIME || request.message.eightBit
+        envelope.smtpUTF8 = tx.parameters.smtpUTF8
+        envelope.ret = tx.parameters.ret
+        envelope.envelopeID = tx.parameters.envelopeID
+        envelope.listener = session.listener
+        envelope.clientAddress = session.clientAddress
+        envelope.helo = session.helo
+        envelope.tls = session.tls
+        envelope.authenticatedUser = session.authenticatedUser
+        envelope.user = annotations.facts.user ?? session.authenticatedUser
+        envelope.department = annotations.facts.department
+        envelope.tags = annotations.facts.tags
+        envelope.trace = annotations.trace.map {
+            SpoolTraceEntry(phase: $0.phase, stage: $0.stage, verdict: $0.verdict, reason: $0.reason, milliseconds: $0.milliseconds)
+        }
+        self.init(
+            id: id,
+            createdAt: receivedAt,
+            sender: tx.sender.address,
+            recipients: tx.recipients.map {
+                SpoolRecipient(address: $0.mailbox.description, notify: $0.parameters.notify, originalRecipient: $0.parameters.originalRecipient)
+            },
+            envelope: envelope,
+            receivedHeader: header,
+            content: request.message.content,
+            upstream: annotations.route
+        )
+    }
+}

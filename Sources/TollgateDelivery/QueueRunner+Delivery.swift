@@ -1,0 +1,111 @@
+import Logging
+import SMTPCore
+import TollgateConfiguration
+import TollgateSpool
+import TollgateMetrics
+
+extension QueueRunner {
+    /// Delivers one claimed message once; never throws: every outcome is recorded,
+    /// and recording it releases the claim.
+    func deliverClaimed(_ id: String) async {
+        var logger = self.logger
+        logger[metadataKey: "queue.id"] = .string(id)
+        let message: SpoolMessage
+        do {
+            // `nil`: deleted, or quarantined; the claim went with the entry.
+            guard let m = try await spool.load(id) else { return }
+            message = m
+        } catch {
+            logger.error("cannot load message", metadata: ["error": "\(error)"])
+            try? await spool.releaseClaim(id, owner: settings.owner)
+            return
+        }
+        await whileRenewingClaim(on: id, logger: logger) {
+            await self.deliver(message, logger: logger)
+        }
+    }
+
+    /// Runs `body` while renewing the claim on `id` every ``Settings/renewInterval``.
+    private func whileRenewingClaim(on id: String, logger: Logger, _ body: () async -> Void) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while (try? await Task.sleep(for: self.settings.renewEvery)) != nil {
+                    do {
+                        guard try await self.spool.renewClaim(id, owner: self.settings.owner, now: self.now(), lease: self.settings.lease) else {
+                            logger.warning("delivery claim lost; another runner may deliver the message too")
+                            return
+                        }
+                    } catch {
+                        logger.warning("cannot renew the delivery claim", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+            await body()
+            group.cancelAll()
+        }
+    }
+
+    private func deliver(_ message: SpoolMessage, logger: Logger) async {
+        let upstream = message.upstream ?? settings.defaultUpstream ?? ""
+        var logger = logger
+        logger[metadataKey: "upstream.name"] = .string(upstream)
+        let pending = message.recipients.indices.filter { message.recipients[$0].state == .pending }
+        let outcome: DeliveryOutcome
+        if let decided = folder.decidedWithoutAttempt(message, now: now()) {
+            outcome = decided
+        } else if let transport = transports[upstream] {
+            outcome = await transport.deliver(message, to: pending)
+        } else {
+            outcome = .all(pending, SMTPReply(451, "4.3.5", "upstream '\(upstream)' is not configured"))
+        }
+        await record(message, folder.fold(message, outcome, now: now()), upstream: upstream.isEmpty ? "-" : upstream, remoteMTA: outcome.remoteMTA, logger: logger)
+    }
+
+    /// Logs and counts each recipient's result, queues the bounce, then records the
+    /// attempt. The bounce is queued first, so a crash in between can duplicate a
+    /// bounce but never lose one.
+    private func record(_ message: SpoolMessage, _ update: DeliveryUpdate, upstream: String, remoteMTA: String?, logger: Logger) async {
+        for result in update.results {
+            let metadata: Logger.Metadata = ["smtp.rcpt": "\(result.address)", "upstream.reply": "\(result.reply)", "upstream.host": "\(remoteMTA ?? "-")"]
+            switch result.disposition {
+            case .sent:
+                metrics?.recipientDelivered(upstream: upstream, result: "delivered")
+                logger.info("delivered", metadata: metadata)
+            case .bounced:
+                metrics?.recipientDelivered(upstream: upstream, result: "bounced")
+                logger.notice("delivery failed permanently", metadata: metadata)
+            case .deferred:
+                metrics?.recipientDelivered(upstream: upstream, result: "deferred")
+                logger.info("delivery deferred", metadata: metadata)
+            }
+        }
+        if !update.bounce.isEmpty {
+            let bounce = bounces.build(for: message, failures: update.bounce, id: spool.makeQueueID(), now: now())
+            do {
+                try await spool.insert(bounce)
+                logger.info("bounce queued", metadata: ["bounce.id": "\(bounce.id)", "smtp.mail.from": "<\(message.sender)>"])
+                wake()
+            } catch {
+                // Keep the message: without its bounce it must not be forgotten.
+                logger.error("cannot queue bounce; will try again", metadata: ["error": "\(error)"])
+                _ = try? await spool.recordAttempt(
+                    message.id, owner: settings.owner, recipients: message.recipients,
+                    nextAttempt: folder.retryAfterBounceFailure(now: now()), lastError: "cannot queue bounce"
+                )
+                return
+            }
+        } else if update.bounceSuppressed {
+            logger.notice("not bouncing a message with a null sender or a bounce", metadata: ["smtp.mail.from": "<\(message.sender)>"])
+        }
+        do {
+            let recorded = try await spool.recordAttempt(
+                message.id, owner: settings.owner, recipients: update.recipients, nextAttempt: update.nextAttempt, lastError: update.lastError
+            )
+            if !recorded {
+                logger.warning("delivery claim lost before the attempt was recorded; the message may be delivered again")
+            }
+        } catch {
+            logger.error("cannot record delivery attempt", metadata: ["error": "\(error)"])
+        }
+    }
+}

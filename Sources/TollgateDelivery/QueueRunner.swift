@@ -1,0 +1,145 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+import TollgateConfiguration
+import TollgateSpool
+import TollgateMetrics
+
+/// The queue runner: claims due messages through the ``Spool`` (its claims, not this
+/// process, decide who delivers what), delivers each through its upstream's
+/// ``Transport`` while renewing the claim, and records what the ``OutcomeFolder``
+/// makes of the replies.
+///
+/// Wakes when a message is stored (``wake()``), and polls at least once a second so
+/// that `tollgate queue retry` from another process takes effect. On graceful
+/// shutdown it claims nothing more and finishes the deliveries in flight.
+public final class QueueRunner: Service, Sendable {
+    /// How long a claim lasts unless renewed (SPEC §6 `spool.lease`).
+    public static let defaultLease: Double = 60
+
+    /// How the runner claims and delivers.
+    public struct Settings: Sendable {
+        /// The claim owner: unique to this process (``NodeIdentity/claimOwner``).
+        public var owner: String
+        public var lease: Double = QueueRunner.defaultLease
+        /// How often a running delivery renews its claim; a third of the lease by default.
+        public var renewInterval: Duration?
+        /// The longest sleep between looks at the queue.
+        public var pollInterval: Duration = .seconds(1)
+        /// Deliveries at once (`delivery.concurrency`).
+        public var concurrency = 64
+        /// The upstream of messages that name none (`delivery.default_upstream`).
+        public var defaultUpstream: String?
+        public var schedule: RetrySchedule
+        /// The name in bounces (`hostname`).
+        public var hostname: String
+
+        public init(owner: String, schedule: RetrySchedule, hostname: String) {
+            self.owner = owner
+            self.schedule = schedule
+            self.hostname = hostname
+        }
+
+        /// The settings `configuration` gives, for claims made as `owner`.
+        public init(_ configuration: TollgateConfiguration, owner: String) {
+            self.init(
+                owner: owner,
+                schedule: RetrySchedule(intervals: configuration.delivery.retry, maxLifetime: configuration.delivery.maxLifetime),
+                hostname: configuration.hostname
+            )
+            concurrency = configuration.delivery.concurrency
+            defaultUpstream = configuration.delivery.defaultUpstream
+        }
+
+        var renewEvery: Duration { renewInterval ?? .milliseconds(Int64(lease * 1000 / 3)) }
+    }
+
+    let spool: any Spool
+    let transports: [String: any Transport]
+    let settings: Settings
+    let folder: OutcomeFolder
+    let bounces: BounceBuilder
+    let logger: Logger
+    let metrics: RelayMetrics?
+    let now: @Sendable () -> Double
+    let signal = WakeSignal()
+    private let inFlight = NIOLockedValueBox(0)
+
+    public init(
+        spool: any Spool,
+        transports: [String: any Transport],
+        settings: Settings,
+        logger: Logger,
+        metrics: RelayMetrics? = nil,
+        now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
+    ) {
+        self.spool = spool
+        self.transports = transports
+        self.settings = settings
+        self.folder = OutcomeFolder(schedule: settings.schedule)
+        self.bounces = BounceBuilder(hostname: settings.hostname)
+        self.logger = logger
+        self.metrics = metrics
+        self.now = now
+    }
+
+    /// Something was queued or changed: look at the queue now.
+    public func wake() {
+        signal.wake()
+    }
+
+    /// Claims nothing more; ``run()`` returns once the deliveries in flight are done.
+    public func stop() {
+        signal.stop()
+    }
+
+    /// Runs until ``stop()`` or graceful shutdown; deliveries in flight are finished
+    /// and the transports shut down before it returns.
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await self.runUntilStopped()
+        } onGracefulShutdown: {
+            self.stop()
+        }
+    }
+
+    private func runUntilStopped() async {
+        let queued = (try? await spool.count()) ?? 0
+        let node = String(settings.owner.prefix { $0 != "/" })
+        do {
+            let released = try await spool.releaseStaleClaims(node: node, keeping: settings.owner)
+            if released > 0 { logger.notice("released the claims of an earlier process of this node", metadata: ["queue.claims": "\(released)"]) }
+        } catch {
+            logger.error("cannot release stale claims", metadata: ["error": "\(error)"])
+        }
+        logger.info("queue runner started", metadata: ["queue.size": "\(queued)", "queue.owner": "\(settings.owner)"])
+        await withDiscardingTaskGroup { group in
+            while !signal.isStopped {
+                let capacity = settings.concurrency - inFlight.withLockedValue { $0 }
+                var claimed: [String] = []
+                if capacity > 0 {
+                    do {
+                        claimed = try await spool.claimDue(owner: settings.owner, now: now(), lease: settings.lease, limit: capacity)
+                    } catch {
+                        logger.error("cannot claim due messages", metadata: ["error": "\(error)"])
+                    }
+                }
+                for id in claimed {
+                    inFlight.withLockedValue { $0 += 1 }
+                    group.addTask {
+                        await self.deliverClaimed(id)
+                        self.inFlight.withLockedValue { $0 -= 1 }
+                        self.signal.wake()
+                    }
+                }
+                // A full batch may mean more is due: look again at once.
+                if claimed.isEmpty || claimed.count < capacity {
+                    await signal.sleep(upTo: settings.pollInterval)
+                }
+            }
+        }
+        for transport in transports.values { await transport.shutdown() }
+        logger.info("queue runner stopped")
+    }
+}

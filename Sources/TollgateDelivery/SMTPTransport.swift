@@ -1,0 +1,72 @@
+import NIOCore
+import SMTPClient
+import SMTPCore
+import TollgateConfiguration
+import TollgateSpool
+import TollgateMetrics
+
+/// An SMTP upstream as a transport: a connection from the upstream's pool, one
+/// transaction, per-recipient replies (RFC 5321 §3.3).
+struct SMTPTransport: Transport {
+    let pool: UpstreamPool
+
+    func deliver(_ message: SpoolMessage, to indices: [Int]) async -> DeliveryOutcome {
+        let connection: SMTPClientConnection
+        let host: String
+        do {
+            (connection, host) = try await pool.acquire()
+        } catch {
+            // Connection trouble on every host is always temporary (the client says
+            // so: even a 5xx greeting means "try another host").
+            let reply = (error as? SMTPClientError)?.reply ?? SMTPReply(451, "4.4.1", "\(error)")
+            return .all(indices, reply.isTransient ? reply : SMTPReply(451, "4.4.1", reply.text))
+        }
+        do {
+            let report = try await connection.send(Self.envelope(message, indices), content: Self.wireContent(message))
+            await pool.release(connection, host: host, reusable: true)
+            var replies: [Int: SMTPReply] = [:]
+            for (k, index) in indices.enumerated() {
+                replies[index] = report.outcome(forRecipientAt: k)
+            }
+            return DeliveryOutcome(replies: replies, remoteMTA: host)
+        } catch {
+            await pool.release(connection, host: host, reusable: false)
+            let clientError = error as? SMTPClientError
+            let reply = clientError?.reply ?? SMTPReply(451, "4.4.2", "\(error)")
+            if clientError?.isPermanent == true {
+                return .all(indices, reply, remoteMTA: host)
+            }
+            // Whatever the reply said, a transaction that failed part-way is retried.
+            return .all(indices, reply.isTransient ? reply : SMTPReply(451, "4.4.2", reply.text))
+        }
+    }
+
+    func shutdown() async {
+        await pool.closeAll()
+    }
+
+    static func envelope(_ message: SpoolMessage, _ indices: [Int]) -> OutboundEnvelope {
+        let recipients = indices.map { message.recipients[$0] }
+        return OutboundEnvelope(
+            sender: message.sender,
+            recipients: recipients.map(\.address),
+            size: message.size,
+            eightBit: message.envelope.eightBit,
+            smtpUTF8: message.envelope.smtpUTF8 || message.sender.utf8.contains { $0 >= 0x80 } || recipients.contains { $0.address.utf8.contains { $0 >= 0x80 } },
+            ret: message.envelope.ret,
+            envelopeID: message.envelope.envelopeID,
+            notify: recipients.map(\.notify),
+            orcpt: recipients.map(\.originalRecipient)
+        )
+    }
+
+    /// The stored buffer itself; with a separate trace header, one buffer of header and
+    /// content, built once for this attempt.
+    static func wireContent(_ message: SpoolMessage) -> ByteBuffer {
+        guard !message.receivedHeader.isEmpty else { return message.content }
+        var buffer = ByteBufferAllocator().buffer(capacity: message.size)
+        buffer.writeString(message.receivedHeader)
+        buffer.writeImmutableBuffer(message.content)
+        return buffer
+    }
+}

@@ -1,0 +1,191 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import SMTPCore
+import TollgatePolicy
+
+#if canImport(Glibc)
+import Glibc
+import TollgateConfiguration
+import TollgateMetrics
+#endif
+
+/// The ordered pipeline of policy stages. For each phase it asks the stages in turn:
+/// `continue` goes on, `accept` stops with acceptance, `reject`/`defer`/`disconnect`
+/// stop with that answer; the end of the pipeline means accept. Each call has a time
+/// limit; a stage that fails or times out gives its `on_error` answer.
+public final class PolicyPipeline: Sendable {
+    public struct Stage: Sendable {
+        public var name: String
+        public var stage: any PolicyStage
+        public var timeout: Double
+        public var onError: TollgateConfiguration.OnError
+        /// The phases the stage decides, read once.
+        public let phases: Set<PolicyPhase>
+
+        public init(name: String, stage: any PolicyStage, timeout: Double, onError: TollgateConfiguration.OnError) {
+            self.name = name
+            self.stage = stage
+            self.timeout = timeout
+            self.onError = onError
+            self.phases = stage.phases
+        }
+    }
+
+    public let stages: [Stage]
+    private let logger: Logger
+    private let metrics: RelayMetrics?
+    /// Where stage time limits are scheduled (cheaper than a sleeping task per call).
+    private let timers: (any EventLoop)?
+    /// The phases at least one stage decides.
+    public let phases: Set<PolicyPhase>
+
+    public init(stages: [Stage], logger: Logger, metrics: RelayMetrics? = nil, timers: (any EventLoop)? = nil) {
+        self.stages = stages
+        self.logger = logger
+        self.metrics = metrics
+        self.timers = timers
+        self.phases = stages.reduce(into: []) { $0.formUnion($1.phases) }
+    }
+
+    public var isEmpty: Bool { stages.isEmpty }
+
+    public func evaluate(_ context: PolicyContext) async -> PolicyOutcome {
+        var context = context
+        var facts = SessionFacts()
+        var trace: [PolicyTraceEntry] = []
+        for stage in stages where stage.phases.contains(context.phase) {
+            let started = monotonicSeconds()
+            let result = await withTimeout(stage.timeout, timers: timers) { [context] in try await stage.stage.evaluate(context) }
+            let elapsed = (monotonicSeconds() - started) * 1000
+            let decision: PolicyDecision
+            switch result {
+            case .success(let d):
+                decision = d
+            case .failure(let error):
+                decision = errorDecision(stage, error: error, phase: context.phase)
+            }
+            facts.merge(decision.facts)
+            context.facts.merge(decision.facts)
+            trace.append(PolicyTraceEntry(phase: context.phase.rawValue, stage: stage.name, verdict: decision.verdict.name, reason: decision.reason, milliseconds: elapsed))
+            metrics?.stageDecided(stage: stage.name, phase: context.phase.rawValue, verdict: decision.verdict.name, seconds: elapsed / 1000)
+            if decision.verdict != .continue || !decision.reason.isEmpty {
+                logger.log(
+                    level: decision.verdict == .continue ? .debug : .info,
+                    "policy decision",
+                    metadata: [
+                        "smtp.session.id": "\(context.sessionID)", "policy.stage": "\(stage.name)", "policy.phase": "\(context.phase.rawValue)",
+                        "policy.verdict": "\(decision.verdict.name)", "policy.reason": "\(decision.reason)",
+                    ]
+                )
+            }
+            if decision.verdict != .continue {
+                return PolicyOutcome(verdict: decision.verdict, facts: facts, trace: trace)
+            }
+        }
+        return PolicyOutcome(verdict: .continue, facts: facts, trace: trace)
+    }
+
+    private func errorDecision(_ stage: Stage, error: any Error, phase: PolicyPhase) -> PolicyDecision {
+        logger.warning("policy stage failed", metadata: ["policy.stage": "\(stage.name)", "policy.phase": "\(phase.rawValue)", "error": "\(error)"])
+        switch stage.onError {
+        case .defer:
+            return PolicyDecision(.defer(PolicyReply(code: 451, enhancedCode: "4.3.0", text: "Temporary policy failure, try again later")), reason: "stage failed: \(error)")
+        case .accept:
+            return PolicyDecision(.accept, reason: "stage failed, on_error accept: \(error)")
+        case .reject:
+            return PolicyDecision(.reject(PolicyReply(code: 550, enhancedCode: "5.7.1", text: "Policy failure")), reason: "stage failed, on_error reject: \(error)")
+        }
+    }
+
+    /// Asks the stages that authenticate, in order, until one answers. A failure or
+    /// timeout of a verifier is a temporary failure (454), never a success.
+    public func authenticate(_ credentials: AuthCredentials, context: PolicyContext) async -> (AuthOutcome, [PolicyTraceEntry]) {
+        var trace: [PolicyTraceEntry] = []
+        for stage in stages {
+            let started = monotonicSeconds()
+            let result = await withTimeout(stage.timeout, timers: timers) { try await stage.stage.authenticate(credentials, context: context) }
+            let elapsed = (monotonicSeconds() - started) * 1000
+            let outcome: AuthOutcome
+            switch result {
+            case .success(let o): outcome = o
+            case .failure(let error): outcome = .temporaryFailure(reason: "\(stage.name) failed: \(error)")
+            }
+            let (verdict, reason): (String, String) = {
+                switch outcome {
+                case .notHandled: return ("continue", "")
+                case .success: return ("accept", "credentials verified")
+                case .failure(let r): return ("reject", r)
+                case .temporaryFailure(let r): return ("defer", r)
+                }
+            }()
+            metrics?.stageDecided(stage: stage.name, phase: "auth", verdict: verdict, seconds: elapsed / 1000)
+            if case .notHandled = outcome { continue }
+            trace.append(PolicyTraceEntry(phase: "auth", stage: stage.name, verdict: verdict, reason: reason, milliseconds: elapsed))
+            return (outcome, trace)
+        }
+        return (.notHandled, trace)
+    }
+
+    public func messageAccepted(_ message: AcceptedMessage) async {
+        for stage in stages {
+            await stage.stage.messageAccepted(message)
+        }
+    }
+
+    public func shutdown() async {
+        for stage in stages { await stage.stage.shutdown() }
+    }
+}
+
+/// Monotonic seconds, for latency measurements.
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+struct StageTimeout: Error, CustomStringConvertible {
+    var seconds: Double
+    var description: String { "timed out after \(seconds)s" }
+}
+
+/// Runs `operation` with a time limit; the result or the error (including a timeout).
+/// The operation runs in its own task, so a stage stuck in a blocking call cannot
+/// hold the session past its limit. The limit is a task scheduled on `timers` when
+/// given (an event loop's timer wheel), else a sleeping task.
+func withTimeout<T: Sendable>(
+    _ seconds: Double,
+    timers: (any EventLoop)? = nil,
+    _ operation: @escaping @Sendable () async throws -> T
+) async -> Result<T, any Error> {
+    let slot = NIOLockedValueBox<CheckedContinuation<Result<T, any Error>, Never>?>(nil)
+    let finish: @Sendable (Result<T, any Error>) -> Void = { result in
+        slot.withLockedValue { c in
+            c?.resume(returning: result)
+            c = nil
+        }
+    }
+    return await withCheckedContinuation { continuation in
+        slot.withLockedValue { $0 = continuation }
+        let cancelTimer: @Sendable () -> Void
+        if let timers {
+            let scheduled = timers.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
+                finish(.failure(StageTimeout(seconds: seconds)))
+            }
+            cancelTimer = { scheduled.cancel() }
+        } else {
+            let timer = Task {
+                try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+                if !Task.isCancelled { finish(.failure(StageTimeout(seconds: seconds))) }
+            }
+            cancelTimer = { timer.cancel() }
+        }
+        Task {
+            let result: Result<T, any Error>
+            do { result = .success(try await operation()) } catch { result = .failure(error) }
+            cancelTimer()
+            finish(result)
+        }
+    }
+}

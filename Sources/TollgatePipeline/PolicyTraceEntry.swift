@@ -1,0 +1,38 @@
+import TollgatePolicy
+import TollgateConfiguration
+import TollgateMetrics
+import SMTPCore
+
+/// One line of a message's decision trace: which stage said what, at which phase.
+public struct PolicyTraceEntry: Sendable, Hashable, Codable {
+    public var phase: String
+    public var stage: String
+    public var verdict: String
+    public var reason: String
+    public var milliseconds: Double
+
+    public init(phase: String, stage: String, verdict: String, reason: String, milliseconds: Double) {
+        self.phase = phase
+        self.stage = stage
+        self.verdict = verdict
+        self.reason = reason
+        self.milliseconds = milliseconds
+    }
+}
+
+/// The pipeline's answer for one phase.
+public struct PolicyOutcome: Sendable {
+    public var verdict: PolicyVerdict
+    public var facts: SessionFacts
+    public var trace: [PolicyTraceEntry]
+    /// The department whose route and size limit apply from now on, when this phase
+    /// assigned one (or a different one).
+    public var department: DepartmentPolicies.Department?
+
+    public init(verdict: PolicyVerdict, facts: SessionFacts = SessionFacts(), trace: [PolicyTraceEntry] = [], department: DepartmentPolicies.Department? = nil) {
+        self.verdict = verdict
+        self.facts = facts
+        self.trace = trace
+        self.department = department
+    }
+}

@@ -1,0 +1,66 @@
+import GRDB
+import TollgateConfiguration
+
+extension SQLiteSpool {
+    /// The schema, one migration per version; a database of any earlier version is
+    /// brought up to date when it is opened.
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE messages (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    created REAL NOT NULL,
+                    sender TEXT NOT NULL,
+                    envelope BLOB NOT NULL,
+                    size INTEGER NOT NULL,
+                    checksum INTEGER NOT NULL,
+                    state TEXT NOT NULL,
+                    next_attempt REAL NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    last_error TEXT,
+                    upstream TEXT,
+                    user TEXT,
+                    department TEXT,
+                    bounce_now INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE INDEX messages_due ON messages(state, next_attempt);
+                CREATE TABLE recipients (
+                    message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+                    idx INTEGER NOT NULL,
+                    address TEXT NOT NULL,
+                    notify TEXT,
+                    orcpt TEXT,
+                    state TEXT NOT NULL,
+                    last_reply TEXT,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY (message_id, idx)
+                );
+                CREATE TABLE bodies (
+                    message_id TEXT PRIMARY KEY NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+                    content BLOB NOT NULL
+                );
+                CREATE TABLE quarantine (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    moved REAL NOT NULL,
+                    reason TEXT NOT NULL,
+                    sender TEXT,
+                    envelope BLOB,
+                    content BLOB
+                );
+                """)
+        }
+        // Delivery claims with a lease, the accepting node, and a trace header stored
+        // apart from the content (the checksum covers both; v1 rows have none).
+        migrator.registerMigration("v2") { db in
+            try db.execute(sql: """
+                ALTER TABLE messages ADD COLUMN claimed_by TEXT;
+                ALTER TABLE messages ADD COLUMN claim_expires REAL;
+                ALTER TABLE messages ADD COLUMN accepted_by TEXT NOT NULL DEFAULT '';
+                ALTER TABLE messages ADD COLUMN received_header TEXT NOT NULL DEFAULT '';
+                ALTER TABLE quarantine ADD COLUMN received_header TEXT;
+                """)
+        }
+        return migrator
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+import GRDB
+import Logging
+import NIOCore
+import TollgateConfiguration
+
+/// The embedded default store (a ``Spool``): the queue in one SQLite database under
+/// `spool.path`, in WAL mode with `synchronous = FULL`, written through a group
+/// committer.
+///
+/// A message is inserted with its envelope, recipients and content in one
+/// transaction; `insert` returns only after that transaction is on disk. Content
+/// carries a checksum; an entry that fails it, or whose envelope cannot be read, is
+/// moved to the `quarantine` table and never delivered. Claims are two columns of
+/// the message row (`claimed_by`, `claim_expires`), changed in the writer's
+/// `IMMEDIATE` transactions, so processes sharing the file never claim one message twice.
+public final class SQLiteSpool: Spool {
+    public struct Error: Swift.Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public let path: String
+    /// The node name recorded as `accepted_by` on insert.
+    public let node: String
+    let pool: DatabasePool
+    let committer: GroupCommitter
+    let logger: Logger
+    private let ids = QueueIDGenerator()
+
+    /// Opens (creating and migrating if needed) the spool under `directory`.
+    public init(directory: String, node: String, logger: Logger) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        self.path = directory + "/queue.sqlite"
+        self.node = node
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+            // GRDB switches the writer to `synchronous = NORMAL` when it enables WAL,
+            // after `prepareDatabase` ran: in WAL mode NORMAL does not sync commits.
+            // Set FULL again; the group committer chooses per commit from then on.
+            try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+            }
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw Error(description: "cannot open the spool at \(path): \(error)")
+        }
+        committer = GroupCommitter(pool: pool)
+        self.logger = logger
+    }
+
+    public func makeQueueID() -> String { ids.next() }
+
+    // MARK: - Writing
+
+    public func insert(_ message: SpoolMessage) async throws {
+        let envelope = try JSONEncoder().encode(message.envelope)
+        let checksum = message.checksum
+        let node = self.node
+        try await committer.submit(durable: true) { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO messages (id, created, sender, envelope, size, checksum, state, next_attempt, attempts,
+                                          upstream, user, department, accepted_by, received_header)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    message.id, message.createdAt, message.sender, envelope, message.size, checksum,
+                    message.state.rawValue, message.nextAttempt, message.upstream, message.envelope.user, message.envelope.department,
+                    node, message.receivedHeader,
+                ]
+            )
+            for (index, r) in message.recipients.enumerated() {
+                try db.execute(
+                    sql: "INSERT INTO recipients (message_id, idx, address, notify, orcpt, state, attempts) VALUES (?, ?, ?, ?, ?, ?, 0)",
+                    arguments: [message.id, index, r.address, r.notify?.joined(separator: ","), r.originalRecipient, r.state.rawValue]
+                )
+            }
+            // The buffer's own bytes, bound without a Swift copy (SQLite copies them into its page).
+            try message.content.withUnsafeReadableBytes { raw in
+                let blob = raw.baseAddress.map { Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: $0), count: raw.count, deallocator: .none) } ?? Data()
+                try db.execute(sql: "INSERT INTO bodies (message_id, content) VALUES (?, ?)", arguments: [message.id, blob])
+            }
+        }
+    }
+
+    // MARK: - Claims
+
+    public func claimDue(owner: String, now: Double, lease: Double, limit: Int) async throws -> [String] {
+        guard limit > 0 else { return [] }
+        return try await committer.submit(durable: false) { db in
+            let ids = try String.fetchAll(
+                db,
+                sql: """
+                    SELECT id FROM messages
+                    WHERE state IN ('queued', 'deferred') AND next_attempt <= ? AND (claimed_by IS NULL OR claim_expires <= ?)
+                    ORDER BY next_attempt LIMIT ?
+                    """,
+                arguments: [now, now, limit]
+            )
+            for id in ids {
+                try db.execute(sql: "UPDATE messages SET claimed_by = ?, claim_expires = ? WHERE id = ?", arguments: [owner, now + lease, id])
+            }
+            return ids
+        }
+    }
+
+    public func renewClaim(_ id: String, owner: String, now: Double, lease: Double) async throws -> Bool {
+        try await committer.submit(durable: false) { db in
+            try db.execute(sql: "UPDATE messages SET claim_expires = ? WHERE id = ? AND claimed_by = ?", arguments: [now + lease, id, owner])
+            return db.changesCount > 0
+        }
+    }
+
+    public func releaseClaim(_ id: String, owner: String) async throws {
+        try await committer.submit(durable: false) { db in
+            try db.execute(sql: "UPDATE messages SET claimed_by = NULL, claim_expires = NULL WHERE id = ? AND claimed_by = ?", arguments: [id, owner])
+        }
+    }
+
+    @discardableResult
+    public func releaseStaleClaims(node: String, keeping owner: String) async throws -> Int {
+        try await committer.submit(durable: false) { db in
+            let prefix = node + "/"
+            try db.execute(
+                sql: "UPDATE messages SET claimed_by = NULL, claim_expires = NULL WHERE substr(claimed_by, 1, ?) = ? AND claimed_by != ?",
+                arguments: [prefix.utf8.count, prefix, owner]
+            )
+            return db.changesCount
+        }
+    }
+
+    @discardableResult
+    public func recordAttempt(_ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?) async throws -> Bool {
+        try await committer.submit(durable: false) { db in
+            guard try String.fetchOne(db, sql: "SELECT claimed_by FROM messages WHERE id = ?", arguments: [id]) == owner else { return false }
+            for (index, r) in recipients.enumerated() {
+                try db.execute(
+                    sql: "UPDATE recipients SET state = ?, last_reply = ?, attempts = ? WHERE message_id = ? AND idx = ?",
+                    arguments: [r.state.rawValue, r.lastReply, r.attempts, id, index]
+                )
+            }
+            if let nextAttempt {
+                try db.execute(
+                    sql: """
+                        UPDATE messages SET attempts = attempts + 1, last_error = ?, next_attempt = ?, claimed_by = NULL, claim_expires = NULL,
+                        state = CASE state WHEN 'held' THEN 'held' ELSE 'deferred' END WHERE id = ?
+                        """,
+                    arguments: [lastError, nextAttempt, id]
+                )
+            } else {
+                try db.execute(sql: "DELETE FROM messages WHERE id = ?", arguments: [id])
+            }
+            return true
+        }
+    }
+}

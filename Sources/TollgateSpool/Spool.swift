@@ -1,0 +1,89 @@
+import TollgateConfiguration
+/// The queue's store: what sessions, the queue runner, `tollgate queue …` and the
+/// health check need, whatever keeps the messages (`SQLiteSpool` on local disk; a
+/// shared database for a cluster, SPEC §6).
+///
+/// **Claims.** A queue runner takes due messages with ``claimDue(owner:now:lease:limit:)``:
+/// each comes back claimed by `owner` until `now + lease`. While a claim is live no
+/// other claimer gets the message; once it has expired (its node died, or stopped
+/// renewing) the message is claimable again, by anyone. The owner keeps a long
+/// delivery's claim with ``renewClaim(_:owner:now:lease:)``, and gives it up with
+/// ``recordAttempt(_:owner:recipients:nextAttempt:lastError:)`` or
+/// ``releaseClaim(_:owner:)``. A store on a shared database implements this with
+/// `SELECT … FOR UPDATE SKIP LOCKED` and an `UPDATE` of the claim columns in one
+/// transaction.
+///
+/// Times are seconds since 1970, given by the caller, so that tests control the clock.
+public protocol Spool: Sendable {
+    /// A queue id this store has never used and never will (SPEC §2).
+    func makeQueueID() -> String
+
+    /// Stores a new message; returns only once it is durable (the 250 follows).
+    func insert(_ message: SpoolMessage) async throws
+
+    /// Claims up to `limit` messages that are due at `now` (queued or deferred, not
+    /// held, `next_attempt <= now`) and not under a live claim; oldest due first.
+    /// Returns their ids, now claimed by `owner` until `now + lease`.
+    func claimDue(owner: String, now: Double, lease: Double, limit: Int) async throws -> [String]
+
+    /// Extends `owner`'s claim on `id` to `now + lease`. Returns `false` when the claim
+    /// is no longer `owner`'s (another claimer took it after it expired, or the
+    /// message is gone): the caller should stop acting on the message.
+    func renewClaim(_ id: String, owner: String, now: Double, lease: Double) async throws -> Bool
+
+    /// Gives up `owner`'s claim on `id` without recording an attempt.
+    func releaseClaim(_ id: String, owner: String) async throws
+
+    /// Releases the claims an earlier process of this node left behind when it died
+    /// (every claim of an owner `node/…` other than `owner`), so that its deliveries
+    /// in flight are retried at once rather than after their lease. Node names are
+    /// unique in a cluster, so no other node's claim is touched. Returns how many.
+    @discardableResult
+    func releaseStaleClaims(node: String, keeping owner: String) async throws -> Int
+
+    /// Records one delivery attempt and releases the claim: the recipients' states,
+    /// then the message's removal (`nextAttempt == nil`: nothing left to do) or its
+    /// next attempt. Applies only while the claim is `owner`'s; returns whether it did.
+    @discardableResult
+    func recordAttempt(_ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?) async throws -> Bool
+
+    /// The whole message, or `nil` if there is none by that id. A store that finds the
+    /// entry damaged quarantines it and returns `nil`.
+    func load(_ id: String) async throws -> SpoolMessage?
+
+    /// When the next unheld message falls due, if any is waiting.
+    func nextDue() async throws -> Double?
+
+    /// How many messages are queued, in any state.
+    func count() async throws -> Int
+
+    /// Throws, saying why, when the store does not answer (for `/healthz`).
+    func health() async throws
+
+    /// Every queued message without its content, oldest first (`queue list`).
+    func list() async throws -> [QueueListing]
+
+    /// Makes messages due at `now`, except held ones; `nil` means all. Returns the ids changed.
+    @discardableResult
+    func retry(_ ids: [String]?, now: Double) async throws -> [String]
+
+    /// Sets messages aside (`held`); returns the ids that exist.
+    @discardableResult
+    func hold(_ ids: [String]) async throws -> [String]
+
+    /// Releases held messages, due at `now`; returns the ids that exist.
+    @discardableResult
+    func release(_ ids: [String], now: Double) async throws -> [String]
+
+    /// Removes messages without delivering or bouncing them; returns the ids that existed.
+    @discardableResult
+    func delete(_ ids: [String]) async throws -> [String]
+
+    /// Marks messages for an immediate bounce of every pending recipient (the queue
+    /// runner sends the DSN on its next pass); returns the ids that exist.
+    @discardableResult
+    func requestBounce(_ ids: [String]) async throws -> [String]
+
+    /// Entries moved aside as damaged, oldest first.
+    func quarantined() async throws -> [QuarantinedEntry]
+}

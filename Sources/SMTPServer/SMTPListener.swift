@@ -13,17 +13,18 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
         public var host: String
         public var port: Int
         public var tls: ListenerTLSMode
-        public var clients: [CIDR]
+        /// Whether a client (its IP address's bytes) may connect at all.
+        public var allowsClient: @Sendable ([UInt8]) -> Bool
         public var maxConnections: Int
         public var maxConnectionsPerClient: Int
         public var timeouts: SMTPTimeouts
 
-        public init(name: String, host: String, port: Int, tls: ListenerTLSMode, clients: [CIDR], maxConnections: Int, maxConnectionsPerClient: Int, timeouts: SMTPTimeouts) {
+        public init(name: String, host: String, port: Int, tls: ListenerTLSMode, allowsClient: @escaping @Sendable ([UInt8]) -> Bool, maxConnections: Int, maxConnectionsPerClient: Int, timeouts: SMTPTimeouts) {
             self.name = name
             self.host = host
             self.port = port
             self.tls = tls
-            self.clients = clients
+            self.allowsClient = allowsClient
             self.maxConnections = maxConnections
             self.maxConnectionsPerClient = maxConnectionsPerClient
             self.timeouts = timeouts
@@ -120,7 +121,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
         let sync = channel.pipeline.syncOperations
         let remote = channel.remoteAddress
         let clientAddress = remote?.ipAddress ?? "unknown"
-        let allowed = remote.map { address in configuration.clients.contains { $0.contains(address) } } ?? false
+        let allowed = remote?.ipBytes.map(configuration.allowsClient) ?? false
         if !allowed {
             logger.notice("client not allowed", metadata: ["client.address": "\(clientAddress)"])
             try sync.addHandler(RefuseHandler(reply: "554 5.7.1 Access denied\r\n"))

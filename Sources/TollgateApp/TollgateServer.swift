@@ -74,7 +74,7 @@ public final class TollgateServer: Sendable {
 
     static func listenerConfiguration(_ l: TollgateConfiguration.Listener, _ c: TollgateConfiguration) -> SMTPListener<RelaySessionDelegate>.Configuration {
         SMTPListener<RelaySessionDelegate>.Configuration(
-            name: l.name, host: l.host, port: l.port, tls: l.tls, clients: l.clients,
+            name: l.name, host: l.host, port: l.port, tls: l.tls, allowsClient: { [clients = l.clients] address in clients.contains { $0.contains(address) } },
             maxConnections: c.limits.maxConnections, maxConnectionsPerClient: c.limits.maxConnectionsPerClient,
             timeouts: .init(command: .milliseconds(Int64(c.limits.commandTimeout * 1000)), data: .milliseconds(Int64(c.limits.dataTimeout * 1000)))
         )

@@ -176,11 +176,12 @@ public enum ConfigurationLoader {
             default:
                 listener.clients = reader.sequence(v, "clients").compactMap { n in
                     guard let s = reader.string(n, "a client network") else { return nil }
-                    guard let cidr = CIDR(s) else {
-                        reader.error(n, "'\(s)' is not an IP network (like 10.0.0.0/8 or ::1/128)")
+                    switch CIDRNetwork.parse(s) {
+                    case .success(let network): return network
+                    case .failure(let error):
+                        reader.error(n, "\(error.message) (like 10.0.0.0/8 or ::1/128)")
                         return nil
                     }
-                    return cidr
                 }
             }
         }

@@ -31,7 +31,7 @@ public struct TollgateConfiguration: Sendable {
         public var port: Int
         public var tls: ListenerTLSMode = .none
         public var auth: ListenerAuthMode = .none
-        public var clients: [CIDR] = [CIDR("127.0.0.0/8")!, CIDR("::1/128")!]
+        public var clients: [CIDRNetwork] = [try! CIDRNetwork.parse("127.0.0.0/8").get(), try! CIDRNetwork.parse("::1/128").get()]
         public var location: SourceLocation
     }
 

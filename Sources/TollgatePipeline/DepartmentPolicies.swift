@@ -11,7 +11,7 @@ public struct DepartmentPolicies: Sendable {
     public struct Department: Sendable {
         public var info: DepartmentInfo
         public var file: String
-        public var networks: [CIDR]
+        public var networks: [CIDRNetwork]
         /// Plugin name → that plugin's section.
         public var sections: [String: PolicySettings]
         public var upstream: String?
@@ -30,7 +30,7 @@ public struct DepartmentPolicies: Sendable {
 
     /// The department whose `members.networks` contain `address`, if any.
     public func department(forClient address: String) -> Department? {
-        guard let bytes = CIDR.parseAddress(address) else { return nil }
+        guard let bytes = IPAddressParser.parseClient(address) else { return nil }
         return departments.first { $0.networks.contains { $0.contains(bytes) } }
     }
 
@@ -57,7 +57,7 @@ public struct DepartmentPolicies: Sendable {
             let allowed = Set(["department", "members", "route", "max_message_size"]).union(plugins)
             var department: Department?
             var info = DepartmentInfo(name: "")
-            var networks: [CIDR] = []
+            var networks: [CIDRNetwork] = []
             var sections: [String: PolicySettings] = [:]
             var upstream: String?
             var maxSize: Int?
@@ -83,7 +83,13 @@ public struct DepartmentPolicies: Sendable {
                         default:
                             for n in reader.sequence(v, "members.networks") {
                                 guard let s = reader.string(n, "a network") else { continue }
-                                if let c = CIDR(s) { networks.append(c); info.networks.append(s) } else { reader.error(n, "'\(s)' is not an IP network") }
+                                switch CIDRNetwork.parse(s) {
+                                case .success(let network):
+                                    networks.append(network)
+                                    info.networks.append(s)
+                                case .failure(let error):
+                                    reader.error(n, error.message)
+                                }
                             }
                         }
                     }

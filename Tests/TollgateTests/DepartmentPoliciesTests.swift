@@ -72,7 +72,7 @@ import TollgatePolicy
         let (policies, problems) = DepartmentPolicies.load(folder: dir.path, plugins: plugins, upstreams: upstreams)
         #expect(policies.departments.isEmpty)
         let text = problems.map(\.description)
-        #expect(text.contains { $0.hasPrefix("\(file):3:14: ") && $0.contains("not an IP network") })
+        #expect(text.contains { $0.hasPrefix("\(file):3:14: ") && $0.contains("the prefix length must be 0…32") })
         #expect(text.contains { $0.hasPrefix("\(file):4:1: ") && $0.contains("unknown key 'unknown-plugin'") })
         #expect(text.contains { $0.hasPrefix("\(file):6:13: ") && $0.contains("'nowhere'") })
         #expect(text.contains { $0.hasPrefix("\(file):7:19: ") && $0.contains("max_message_size") })

@@ -1,12 +1,13 @@
-/// IPv4 and IPv6 addresses and networks in text form, parsed without any library
-/// (the plugin links only the plugin API).
-enum IPAddressParser {
+/// IPv4 and IPv6 addresses in text form, parsed without any library, for the relay
+/// and every plugin alike (client networks in listeners, department policies and
+/// stage settings are one grammar).
+public enum IPAddressParser {
     /// 4 bytes for IPv4, 16 for IPv6, `nil` when `text` is neither.
     ///
     /// Accepts what a relay may report as a client address: brackets (`[::1]`), an
     /// `IPv6:` prefix, a zone (`fe80::1%eth0`). IPv4-mapped IPv6 addresses
     /// (`::ffff:192.0.2.1`) come back as IPv4, so they match IPv4 networks.
-    static func parseClient(_ text: String) -> [UInt8]? {
+    public static func parseClient(_ text: String) -> [UInt8]? {
         var s = Substring(text.trimmingSpaces)
         if s.hasPrefix("["), s.hasSuffix("]") { s = s.dropFirst().dropLast() }
         if s.lowercased().hasPrefix("ipv6:") { s = s.dropFirst(5) }
@@ -16,12 +17,12 @@ enum IPAddressParser {
     }
 
     /// Strict parse of a bare address.
-    static func parse(_ s: Substring) -> [UInt8]? {
+    public static func parse(_ s: Substring) -> [UInt8]? {
         s.contains(":") ? parseV6(s) : parseV4(s)
     }
 
     /// `::ffff:a.b.c.d` → `a.b.c.d`; everything else unchanged.
-    static func unmapped(_ bytes: [UInt8]) -> [UInt8] {
+    public static func unmapped(_ bytes: [UInt8]) -> [UInt8] {
         if bytes.count == 16, bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xFF, bytes[11] == 0xFF {
             return Array(bytes[12..<16])
         }
@@ -99,7 +100,7 @@ public struct CIDRNetwork: Sendable, Hashable, CustomStringConvertible {
     public let text: String
 
     /// Parses `text`, or explains why it is not a network.
-    public static func parse(_ raw: String) -> Result<CIDRNetwork, PatternError> {
+    public static func parse(_ raw: String) -> Result<CIDRNetwork, IPNetworkError> {
         let text = raw.trimmingSpaces
         var addressPart = Substring(text)
         var prefixPart: Substring?
@@ -108,7 +109,7 @@ public struct CIDRNetwork: Sendable, Hashable, CustomStringConvertible {
             prefixPart = text[text.index(after: slash)...]
         }
         guard var bytes = IPAddressParser.parse(addressPart) else {
-            return .failure(PatternError("'\(text)' is not a network (expected an IPv4 or IPv6 address with an optional /prefix)"))
+            return .failure(IPNetworkError("'\(text)' is not a network (expected an IPv4 or IPv6 address with an optional /prefix)"))
         }
         let width = bytes.count * 8
         var prefix = width
@@ -116,7 +117,7 @@ public struct CIDRNetwork: Sendable, Hashable, CustomStringConvertible {
             guard !prefixPart.isEmpty, prefixPart.allSatisfy({ $0.isASCII && $0.isNumber }), let value = Int(prefixPart),
                 value <= width
             else {
-                return .failure(PatternError("'\(text)': the prefix length must be 0…\(width)"))
+                return .failure(IPNetworkError("'\(text)': the prefix length must be 0…\(width)"))
             }
             prefix = value
         }
@@ -124,7 +125,7 @@ public struct CIDRNetwork: Sendable, Hashable, CustomStringConvertible {
         let unmapped = IPAddressParser.unmapped(bytes)
         if unmapped.count == 4, bytes.count == 16 {
             guard prefix >= 96 else {
-                return .failure(PatternError("'\(text)': an IPv4-mapped network needs a prefix of at least 96"))
+                return .failure(IPNetworkError("'\(text)': an IPv4-mapped network needs a prefix of at least 96"))
             }
             bytes = unmapped
             prefix -= 96
@@ -146,9 +147,11 @@ public struct CIDRNetwork: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// Whether the address (4 or 16 bytes, as from ``IPAddressParser/parseClient(_:)``) is inside.
-    func contains(_ address: [UInt8]) -> Bool {
-        address.count == bytes.count && Self.masked(address, prefix) == bytes
+    /// Whether the address (4 or 16 bytes) is inside; IPv4-mapped IPv6 addresses are
+    /// compared as IPv4.
+    public func contains(_ address: [UInt8]) -> Bool {
+        let address = IPAddressParser.unmapped(address)
+        return address.count == bytes.count && Self.masked(address, prefix) == bytes
     }
 
     /// Whether the address in text form is inside; unparsable text never is.
@@ -158,4 +161,11 @@ public struct CIDRNetwork: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { text }
+}
+
+/// Why a text is not a network.
+public struct IPNetworkError: Error, Sendable, Hashable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
 }

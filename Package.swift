@@ -176,7 +176,7 @@ let package = Package(
         .testTarget(
             name: "SMTPServerTests",
             dependencies: [
-                "SMTPServer", "SMTPCore",
+                "SMTPServer", "SMTPCore", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

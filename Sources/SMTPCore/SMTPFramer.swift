@@ -145,8 +145,14 @@ public struct SMTPFramer: Sendable {
                 let view = buffer.readableBytesView
                 guard let lf = view.prefix(lineLimit).firstIndex(of: 10) else {
                     if view.count >= lineLimit {
-                        buffer.clear()
-                        mode = .discardingLine
+                        // Skip to the end of the long line: when it is already
+                        // buffered, what follows it is the next command.
+                        if let end = view.dropFirst(lineLimit).firstIndex(of: 10) {
+                            buffer.moveReaderIndex(to: end + 1)
+                        } else {
+                            buffer.clear()
+                            mode = .discardingLine
+                        }
                         return .lineTooLong
                     }
                     return nil

@@ -18,7 +18,7 @@ extension Transcript {
     private mutating func append(_ entry: TranscriptReader.Entry) throws(TranscriptError) {
         do throws(TranscriptText.Failure) {
             let text = try TranscriptText.expand(entry.text, pass: nil)
-            var kind: Step.Kind
+            let kind: Step.Kind
             if text.hasPrefix(">>") {
                 kind = .send(try TranscriptText.unescape(Self.afterMarker(text, 2)))
             } else if text.hasPrefix(">") {

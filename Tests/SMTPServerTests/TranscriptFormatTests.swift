@@ -34,7 +34,7 @@ import TestSupport
             "< 220\n>> \\q\n": 2,
             "< 220\nrepeat 3\n> NOOP\n": 2,
             "< 220\nconfig tls=none\n": 2,
-            "config tls=starttls\n< 220\n": 1,
+            "config tls=implicit\n< 220\n": 1,
             "< 220\npolicy rcpt reject 450 4.7.1 x\n": 2,
             "< 220\n> NOOP {i}\n": 2,
             "< hello\n": 1,

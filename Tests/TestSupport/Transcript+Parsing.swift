@@ -78,8 +78,8 @@ extension Transcript {
     /// Scenarios the live relay cannot play must say so, with the reason.
     private func checkLive(configLine: Int) throws(TranscriptError) {
         guard notLiveReason == nil else { return }
-        if config.tls != "none" || config.auth != "none" {
-            throw TranscriptError(name, configLine, "the live relay has no TLS or AUTH: add `live: no REASON`")
+        if !config.runsLive {
+            throw TranscriptError(name, configLine, "the live relay has no implicit TLS, and AUTH only with STARTTLS: add `live: no REASON`")
         }
         if let step = steps.first(where: \.kind.isApplicationAnswer) {
             throw TranscriptError(name, step.line, "only the machine runner gives policy, verifier and store answers: add `live: no REASON`")

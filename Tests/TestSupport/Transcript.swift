@@ -33,6 +33,13 @@ public struct Transcript: Sendable {
         public var bareNewline = "normalize"
 
         public init() {}
+
+        /// Whether a live relay can have this listener: plaintext, or STARTTLS (which
+        /// the live runner never starts) with or without AUTH; `tollgate check`
+        /// refuses AUTH without TLS.
+        public var runsLive: Bool {
+            tls == "none" ? auth == "none" : tls == "starttls"
+        }
     }
 
     /// One thing that happens in the dialogue, with the line of the file it came from.

@@ -3,8 +3,9 @@ import TestSupport
 
 /// Every `.smtp` scenario of `Tests/SMTPServerTests/Transcripts/` against a live
 /// `tollgate serve` over loopback, the bytes sent as written (one write per group).
-/// Scenarios that need TLS, AUTH or the application's verdicts say `live: no` and
-/// are cancelled here with their reason; `TranscriptMachineTests` plays them all.
+/// Scenarios that need a TLS session, a login or the application's verdicts say
+/// `live: no` and are cancelled here with their reason; `TranscriptMachineTests`
+/// plays them all.
 extension LiveRelayTests {
     @Suite(.serialized, .timeLimit(.minutes(10))) struct TranscriptLiveTests {
         @Test("Transcript against a live relay", arguments: Transcript.fileNames)
@@ -15,7 +16,7 @@ extension LiveRelayTests {
                 print("⊘ \(name) skipped live: \(reason)")
                 try Test.cancel("\(name) skipped live: \(reason)")
             }
-            let relay = try RelayProcess(rest: Self.configuration(transcript.config))
+            let relay = try Self.relay(transcript.config)
             try relay.start()
             defer { relay.stop() }
             var peer = try TranscriptSocketPeer(port: relay.port)
@@ -28,18 +29,29 @@ extension LiveRelayTests {
             }
         }
 
-        /// The relay's configuration after its plaintext listener: the scenario's limits
-        /// and an outbox folder as the upstream.
-        static func configuration(_ config: Transcript.Config) -> String {
-            """
-            upstreams:
-              - name: out
-                directory: outbox
-            limits:
-              max_message_size: \(config.maxMessageSize)
-              max_recipients: \(config.maxRecipients)
-              bare_newline: \(config.bareNewline)
-            """
+        /// A relay with the scenario's listener (plaintext, or STARTTLS with a test
+        /// certificate) and limits, and an outbox folder as the upstream.
+        static func relay(_ config: Transcript.Config) throws -> RelayProcess {
+            let directory = try TemporaryDirectory(label: "transcript")
+            var tls = ""
+            if config.tls == "starttls" {
+                let certs = try TestCertificates.make(in: directory.path + "/certs")
+                tls = "tls:\n  certificate: \(certs.certificatePath)\n  key: \(certs.keyPath)"
+            }
+            return try RelayProcess(
+                listener: "tls: \(config.tls)\n    auth: \(config.auth)",
+                rest: """
+                    \(tls)
+                    upstreams:
+                      - name: out
+                        directory: outbox
+                    limits:
+                      max_message_size: \(config.maxMessageSize)
+                      max_recipients: \(config.maxRecipients)
+                      bare_newline: \(config.bareNewline)
+                    """,
+                directory: directory
+            )
         }
     }
 }

@@ -17,6 +17,9 @@ extension LiveRelayTests {
                 try Test.cancel("\(name) skipped live: \(reason)")
             }
             let relay = try Self.relay(transcript.config)
+            // Deferred in reverse: the relay stops before its folder goes (kept when the scenario fails).
+            var passed = false
+            defer { if passed { relay.directory.remove() } }
             try relay.start()
             defer { relay.stop() }
             var peer = try TranscriptSocketPeer(port: relay.port)
@@ -25,7 +28,7 @@ extension LiveRelayTests {
                 let location = SourceLocation(fileID: "Transcripts/\(name)", filePath: transcript.path, line: failure.line, column: 1)
                 Issue.record(Comment(rawValue: "\(failure)\nrelay log: \(relay.directory.path)/serve.log"), sourceLocation: location)
             } else {
-                relay.directory.remove()
+                passed = true
             }
         }
 

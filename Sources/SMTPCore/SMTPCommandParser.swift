@@ -88,6 +88,10 @@ public struct SMTPCommandParser: Sendable {
             guard consumed == pathBytes.count else { throw AddressParser.Failure(reason: "unexpected characters after address") }
             parsed = p
         } catch {
+            // RFC 6531 §3.5: a non-ASCII sender without SMTPUTF8 is 553 5.6.7, as a recipient is.
+            if !params.smtpUTF8, let (p, consumed) = try? AddressParser(allowUTF8: true).parsePath(pathBytes), consumed == pathBytes.count, p.mailbox != nil {
+                throw Failure(SMTPReply(553, "5.6.7", "Error: this address requires SMTPUTF8"))
+            }
             throw Failure(SMTPReply(501, "5.1.7", "Bad sender address syntax: \(error.reason)"))
         }
         let path: ReversePath = parsed.mailbox.map { .mailbox($0) } ?? .null

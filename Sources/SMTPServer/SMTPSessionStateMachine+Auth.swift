@@ -55,10 +55,17 @@ extension SMTPSessionStateMachine {
         }
     }
 
+    /// A response line over ``SMTPLimits/maxAuthLine`` (the framer skipped it): the
+    /// exchange ends with the refusal, so the next line is a command again.
+    mutating func authLineTooLong() -> Action {
+        state = .idle
+        return protocolError(SMTPReply(500, "5.5.6", "Error: authentication exchange line too long"))
+    }
+
     mutating func authResponse(_ step: AuthStep, _ line: String) -> Action {
         state = .idle
         if line == "*" { return protocolError(SMTPReply(501, "5.0.0", "Authentication cancelled")) }
-        guard line.utf8.count <= SMTPLimits.maxAuthLine else { return protocolError(SMTPReply(500, "5.5.6", "Error: authentication exchange line too long")) }
+        guard line.utf8.count <= SMTPLimits.maxAuthLine else { return authLineTooLong() }
         // "=" is an empty initial response (RFC 4954 §4).
         let text = line == "=" ? "" : line
         do throws(SASL.Failure) {

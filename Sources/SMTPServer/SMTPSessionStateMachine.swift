@@ -171,6 +171,7 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
         case .line(let line):
             return receivedLine(line[...], pipelined: pipelined)
         case .lineTooLong:
+            if case .authExchange = state { return authLineTooLong() }
             return protocolError(.lineTooLong)
         case .data(let content):
             // RELIABILITY A2: commands in the same write as the final dot, without PIPELINING.

@@ -69,7 +69,8 @@ import Testing
     }
 
     @Test func smtpUTF8Addresses() throws {
-        #expect(failure("MAIL FROM:<jörg@example.com>")?.code == 501)
+        #expect(failure("MAIL FROM:<jörg@example.com>") == SMTPReply(553, "5.6.7", "Error: this address requires SMTPUTF8"))
+        #expect(failure("MAIL FROM:<jörg@@example.com>")?.code == 501)
         guard case .mail(let path, let params) = try parse("MAIL FROM:<jörg@exämple.com> SMTPUTF8") else { Issue.record("not MAIL"); return }
         #expect(params.smtpUTF8)
         #expect(path.mailbox?.needsSMTPUTF8 == true)

@@ -70,15 +70,12 @@ actor UpstreamPool {
     }
 
     func release(_ connection: SMTPClientConnection, host: String, reusable: Bool) async {
+        // No RSET here: a completed transaction leaves the server ready for the next
+        // MAIL (RFC 5321 §4.1.1.5), and `send` resets one that was left open itself.
         if reusable, connection.isUsable {
-            do {
-                try await connection.reset()
-                idle.append((connection, host, .now()))
-                wakeOne()
-                return
-            } catch {
-                // Fall through and close.
-            }
+            idle.append((connection, host, .now()))
+            wakeOne()
+            return
         }
         open -= 1
         wakeOne()

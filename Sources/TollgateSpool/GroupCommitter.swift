@@ -1,4 +1,5 @@
 import GRDB
+import NIOConcurrencyHelpers
 import TollgateConfiguration
 
 /// Makes many writers' changes durable with one commit, so one fsync covers many
@@ -9,7 +10,10 @@ import TollgateConfiguration
 /// bookkeeping (claims, delivery results) commits with `NORMAL`: its frames reach the
 /// disk with the next FULL commit or checkpoint, and losing them in a crash only means
 /// a delivery is repeated, never that a message is lost.
-actor GroupCommitter {
+///
+/// The batches run on the database's writer queue, which also resumes the callers:
+/// a submission costs one hop there and one back, however many share the commit.
+final class GroupCommitter: Sendable {
     /// One submitted operation, its result type erased.
     private struct Pending: Sendable {
         var durable: Bool
@@ -20,76 +24,93 @@ actor GroupCommitter {
         var fail: @Sendable (any Error) -> Void
     }
 
+    private struct State {
+        var pending: [Pending] = []
+        var flushing = false
+        var largestBatch = 0
+        var commits = 0
+    }
+
     private let pool: DatabasePool
-    private var pending: [Pending] = []
-    private var flushing = false
-    /// Largest batch so far (reported in debug logs and benchmarks).
-    private(set) var largestBatch = 0
-    /// Batches committed so far (for tests and benchmarks).
-    private(set) var commits = 0
+    private let state = NIOLockedValueBox(State())
 
     init(pool: DatabasePool) {
         self.pool = pool
     }
 
+    /// Largest batch so far (for tests and benchmarks).
+    var largestBatch: Int { state.withLockedValue { $0.largestBatch } }
+    /// Batches committed so far (for tests and benchmarks).
+    var commits: Int { state.withLockedValue { $0.commits } }
+
     /// Runs `operation` in the next group transaction and returns its result once it
     /// is committed (and so, with `durable`, on disk).
     func submit<T: Sendable>(durable: Bool, _ operation: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            pending.append(Pending(
+            let pending = Pending(
                 durable: durable,
                 run: { db in
                     let value = try operation(db)
                     return { continuation.resume(returning: value) }
                 },
                 fail: { continuation.resume(throwing: $0) }
-            ))
-            if !flushing {
-                flushing = true
-                Task { await self.flushLoop() }
+            )
+            let start = state.withLockedValue { s -> Bool in
+                s.pending.append(pending)
+                guard !s.flushing else { return false }
+                s.flushing = true
+                return true
+            }
+            if start {
+                pool.asyncWriteWithoutTransaction { db in self.flush(db) }
             }
         }
     }
 
-    private func flushLoop() async {
-        while !pending.isEmpty {
-            let batch = pending
-            pending = []
-            largestBatch = max(largestBatch, batch.count)
-            let durable = batch.contains { $0.durable }
-            let resumptions: [@Sendable () -> Void]
-            do {
-                resumptions = try await pool.writeWithoutTransaction { db in
-                    // Outside a transaction, so the setting applies to this commit.
-                    try db.execute(sql: durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
-                    var resumptions: [@Sendable () -> Void] = []
-                    resumptions.reserveCapacity(batch.count)
-                    try db.inTransaction {
-                        // Each operation in its own savepoint: one failure does not sink the others.
-                        for operation in batch {
-                            do {
-                                var resume: (@Sendable () -> Void)?
-                                try db.inSavepoint {
-                                    resume = try operation.run(db)
-                                    return .commit
-                                }
-                                resumptions.append(resume ?? {})
-                            } catch {
-                                resumptions.append { operation.fail(error) }
-                            }
-                        }
-                        return .commit
-                    }
-                    return resumptions
-                }
-                commits += 1
-            } catch {
-                // The commit itself failed (disk full, I/O error): nobody is durable.
-                for operation in batch { operation.fail(error) }
-                continue
+    /// On the writer queue: commits batches until nothing is pending.
+    private func flush(_ db: Database) {
+        while true {
+            let batch = state.withLockedValue { s -> [Pending] in
+                let batch = s.pending
+                s.pending = []
+                if batch.isEmpty { s.flushing = false }
+                s.largestBatch = max(s.largestBatch, batch.count)
+                return batch
             }
-            for resume in resumptions { resume() }
+            guard !batch.isEmpty else { return }
+            commit(batch, db)
         }
-        flushing = false
+    }
+
+    private func commit(_ batch: [Pending], _ db: Database) {
+        let durable = batch.contains { $0.durable }
+        var resumptions: [@Sendable () -> Void] = []
+        resumptions.reserveCapacity(batch.count)
+        do {
+            // Outside a transaction, so the setting applies to this commit.
+            try db.cachedStatement(sql: durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL").execute()
+            try db.inTransaction {
+                // Each operation in its own savepoint: one failure does not sink the others.
+                for operation in batch {
+                    do {
+                        var resume: (@Sendable () -> Void)?
+                        try db.inSavepoint {
+                            resume = try operation.run(db)
+                            return .commit
+                        }
+                        resumptions.append(resume ?? {})
+                    } catch {
+                        resumptions.append { operation.fail(error) }
+                    }
+                }
+                return .commit
+            }
+        } catch {
+            // The commit itself failed (disk full, I/O error): nobody is durable.
+            for operation in batch { operation.fail(error) }
+            return
+        }
+        state.withLockedValue { $0.commits += 1 }
+        for resume in resumptions { resume() }
     }
 }

@@ -23,9 +23,9 @@ extension SQLiteSpool {
     }
 
     private static func read(_ id: String, _ db: Database) throws -> Loaded {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM messages WHERE id = ?", arguments: [id]) else { return .missing }
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM messages WHERE id = ?"), arguments: [id]) else { return .missing }
         // A cursor's row points into SQLite's own memory: the blob is copied once, into the buffer.
-        let cursor = try Row.fetchCursor(db, sql: "SELECT content FROM bodies WHERE message_id = ?", arguments: [id])
+        let cursor = try Row.fetchCursor(db.cachedStatement(sql: "SELECT content FROM bodies WHERE message_id = ?"), arguments: [id])
         guard let body = try cursor.next() else { return .corrupt("content is missing") }
         let content = try body.withUnsafeData(atIndex: 0) { data -> ByteBuffer in
             guard let data else { return ByteBuffer() }
@@ -40,7 +40,7 @@ extension SQLiteSpool {
         else { return .corrupt("content checksum mismatch") }
         let envelopeData: Data = row["envelope"]
         guard let envelope = try? JSONDecoder().decode(SpoolEnvelope.self, from: envelopeData) else { return .corrupt("envelope cannot be decoded") }
-        let recipientRows = try Row.fetchAll(db, sql: "SELECT * FROM recipients WHERE message_id = ? ORDER BY idx", arguments: [id])
+        let recipientRows = try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM recipients WHERE message_id = ? ORDER BY idx"), arguments: [id])
         guard !recipientRows.isEmpty else { return .corrupt("no recipients") }
         var recipients: [SpoolRecipient] = []
         for r in recipientRows {
@@ -70,34 +70,32 @@ extension SQLiteSpool {
     func quarantine(_ id: String, reason: String) async throws {
         logger.error("queue entry quarantined", metadata: ["queue.id": "\(id)", "reason": "\(reason)"])
         try await committer.submit(durable: true) { db in
-            let row = try Row.fetchOne(db, sql: "SELECT sender, envelope, received_header FROM messages WHERE id = ?", arguments: [id])
-            let content = try Data.fetchOne(db, sql: "SELECT content FROM bodies WHERE message_id = ?", arguments: [id])
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO quarantine (id, moved, reason, sender, envelope, content, received_header) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                arguments: [id, Date().timeIntervalSince1970, reason, row?["sender"] as String?, row?["envelope"] as Data?, content, row?["received_header"] as String?]
+            let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT sender, envelope, received_header FROM messages WHERE id = ?"), arguments: [id])
+            let content = try Data.fetchOne(db.cachedStatement(sql: "SELECT content FROM bodies WHERE message_id = ?"), arguments: [id])
+            try db.cachedStatement(sql: "INSERT OR REPLACE INTO quarantine (id, moved, reason, sender, envelope, content, received_header) VALUES (?, ?, ?, ?, ?, ?, ?)").execute(arguments: [id, Date().timeIntervalSince1970, reason, row?["sender"] as String?, row?["envelope"] as Data?, content, row?["received_header"] as String?]
             )
-            try db.execute(sql: "DELETE FROM messages WHERE id = ?", arguments: [id])
+            try db.cachedStatement(sql: "DELETE FROM messages WHERE id = ?").execute(arguments: [id])
         }
     }
 
     public func quarantined() async throws -> [QuarantinedEntry] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, reason FROM quarantine ORDER BY moved").map { QuarantinedEntry(id: $0["id"], reason: $0["reason"]) }
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT id, reason FROM quarantine ORDER BY moved")).map { QuarantinedEntry(id: $0["id"], reason: $0["reason"]) }
         }
     }
 
     public func nextDue() async throws -> Double? {
         try await pool.read { db in
-            try Double.fetchOne(db, sql: "SELECT MIN(next_attempt) FROM messages WHERE state IN ('queued', 'deferred')")
+            try Double.fetchOne(db.cachedStatement(sql: "SELECT MIN(next_attempt) FROM messages WHERE state IN ('queued', 'deferred')"))
         }
     }
 
     public func count() async throws -> Int {
-        try await pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM messages") ?? 0 }
+        try await pool.read { db in try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM messages")) ?? 0 }
     }
 
     public func health() async throws {
-        _ = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+        _ = try await pool.read { db in try Int.fetchOne(db.cachedStatement(sql: "SELECT 1")) }
     }
 
     public func list() async throws -> [QueueListing] {
@@ -109,7 +107,7 @@ extension SQLiteSpool {
                     FROM messages ORDER BY created
                     """
             )
-            let recipientRows = try Row.fetchAll(db, sql: "SELECT message_id, address FROM recipients WHERE state = 'pending' ORDER BY message_id, idx")
+            let recipientRows = try Row.fetchAll(db.cachedStatement(sql: "SELECT message_id, address FROM recipients WHERE state = 'pending' ORDER BY message_id, idx"))
             var byMessage: [String: [String]] = [:]
             for r in recipientRows { byMessage[r["message_id"], default: []].append(r["address"]) }
             return rows.map { row in

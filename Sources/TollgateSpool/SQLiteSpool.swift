@@ -63,28 +63,24 @@ public final class SQLiteSpool: Spool {
         let checksum = message.checksum
         let node = self.node
         try await committer.submit(durable: true) { db in
-            try db.execute(
-                sql: """
+            try db.cachedStatement(sql: """
                     INSERT INTO messages (id, created, sender, envelope, size, checksum, state, next_attempt, attempts,
                                           upstream, user, department, accepted_by, received_header)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [
+                    """).execute(arguments: [
                     message.id, message.createdAt, message.sender, envelope, message.size, checksum,
                     message.state.rawValue, message.nextAttempt, message.upstream, message.envelope.user, message.envelope.department,
                     node, message.receivedHeader,
                 ]
             )
             for (index, r) in message.recipients.enumerated() {
-                try db.execute(
-                    sql: "INSERT INTO recipients (message_id, idx, address, notify, orcpt, state, attempts) VALUES (?, ?, ?, ?, ?, ?, 0)",
-                    arguments: [message.id, index, r.address, r.notify?.joined(separator: ","), r.originalRecipient, r.state.rawValue]
+                try db.cachedStatement(sql: "INSERT INTO recipients (message_id, idx, address, notify, orcpt, state, attempts) VALUES (?, ?, ?, ?, ?, ?, 0)").execute(arguments: [message.id, index, r.address, r.notify?.joined(separator: ","), r.originalRecipient, r.state.rawValue]
                 )
             }
             // The buffer's own bytes, bound without a Swift copy (SQLite copies them into its page).
             try message.content.withUnsafeReadableBytes { raw in
                 let blob = raw.baseAddress.map { Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: $0), count: raw.count, deallocator: .none) } ?? Data()
-                try db.execute(sql: "INSERT INTO bodies (message_id, content) VALUES (?, ?)", arguments: [message.id, blob])
+                try db.cachedStatement(sql: "INSERT INTO bodies (message_id, content) VALUES (?, ?)").execute(arguments: [message.id, blob])
             }
         }
     }
@@ -94,17 +90,14 @@ public final class SQLiteSpool: Spool {
     public func claimDue(owner: String, now: Double, lease: Double, limit: Int) async throws -> [String] {
         guard limit > 0 else { return [] }
         return try await committer.submit(durable: false) { db in
-            let ids = try String.fetchAll(
-                db,
-                sql: """
+            let ids = try String.fetchAll(db.cachedStatement(sql: """
                     SELECT id FROM messages
                     WHERE state IN ('queued', 'deferred') AND next_attempt <= ? AND (claimed_by IS NULL OR claim_expires <= ?)
                     ORDER BY next_attempt LIMIT ?
-                    """,
-                arguments: [now, now, limit]
+                    """), arguments: [now, now, limit]
             )
             for id in ids {
-                try db.execute(sql: "UPDATE messages SET claimed_by = ?, claim_expires = ? WHERE id = ?", arguments: [owner, now + lease, id])
+                try db.cachedStatement(sql: "UPDATE messages SET claimed_by = ?, claim_expires = ? WHERE id = ?").execute(arguments: [owner, now + lease, id])
             }
             return ids
         }
@@ -112,14 +105,14 @@ public final class SQLiteSpool: Spool {
 
     public func renewClaim(_ id: String, owner: String, now: Double, lease: Double) async throws -> Bool {
         try await committer.submit(durable: false) { db in
-            try db.execute(sql: "UPDATE messages SET claim_expires = ? WHERE id = ? AND claimed_by = ?", arguments: [now + lease, id, owner])
+            try db.cachedStatement(sql: "UPDATE messages SET claim_expires = ? WHERE id = ? AND claimed_by = ?").execute(arguments: [now + lease, id, owner])
             return db.changesCount > 0
         }
     }
 
     public func releaseClaim(_ id: String, owner: String) async throws {
         try await committer.submit(durable: false) { db in
-            try db.execute(sql: "UPDATE messages SET claimed_by = NULL, claim_expires = NULL WHERE id = ? AND claimed_by = ?", arguments: [id, owner])
+            try db.cachedStatement(sql: "UPDATE messages SET claimed_by = NULL, claim_expires = NULL WHERE id = ? AND claimed_by = ?").execute(arguments: [id, owner])
         }
     }
 
@@ -127,9 +120,7 @@ public final class SQLiteSpool: Spool {
     public func releaseStaleClaims(node: String, keeping owner: String) async throws -> Int {
         try await committer.submit(durable: false) { db in
             let prefix = node + "/"
-            try db.execute(
-                sql: "UPDATE messages SET claimed_by = NULL, claim_expires = NULL WHERE substr(claimed_by, 1, ?) = ? AND claimed_by != ?",
-                arguments: [prefix.utf8.count, prefix, owner]
+            try db.cachedStatement(sql: "UPDATE messages SET claimed_by = NULL, claim_expires = NULL WHERE substr(claimed_by, 1, ?) = ? AND claimed_by != ?").execute(arguments: [prefix.utf8.count, prefix, owner]
             )
             return db.changesCount
         }
@@ -138,23 +129,19 @@ public final class SQLiteSpool: Spool {
     @discardableResult
     public func recordAttempt(_ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?) async throws -> Bool {
         try await committer.submit(durable: false) { db in
-            guard try String.fetchOne(db, sql: "SELECT claimed_by FROM messages WHERE id = ?", arguments: [id]) == owner else { return false }
+            guard try String.fetchOne(db.cachedStatement(sql: "SELECT claimed_by FROM messages WHERE id = ?"), arguments: [id]) == owner else { return false }
             for (index, r) in recipients.enumerated() {
-                try db.execute(
-                    sql: "UPDATE recipients SET state = ?, last_reply = ?, attempts = ? WHERE message_id = ? AND idx = ?",
-                    arguments: [r.state.rawValue, r.lastReply, r.attempts, id, index]
+                try db.cachedStatement(sql: "UPDATE recipients SET state = ?, last_reply = ?, attempts = ? WHERE message_id = ? AND idx = ?").execute(arguments: [r.state.rawValue, r.lastReply, r.attempts, id, index]
                 )
             }
             if let nextAttempt {
-                try db.execute(
-                    sql: """
+                try db.cachedStatement(sql: """
                         UPDATE messages SET attempts = attempts + 1, last_error = ?, next_attempt = ?, claimed_by = NULL, claim_expires = NULL,
                         state = CASE state WHEN 'held' THEN 'held' ELSE 'deferred' END WHERE id = ?
-                        """,
-                    arguments: [lastError, nextAttempt, id]
+                        """).execute(arguments: [lastError, nextAttempt, id]
                 )
             } else {
-                try db.execute(sql: "DELETE FROM messages WHERE id = ?", arguments: [id])
+                try db.cachedStatement(sql: "DELETE FROM messages WHERE id = ?").execute(arguments: [id])
             }
             return true
         }

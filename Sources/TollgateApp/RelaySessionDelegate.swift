@@ -71,14 +71,22 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
         let queueID = spool.makeQueueID()
         let receivedAt = Date().timeIntervalSince1970
         let message = SpoolMessage(request, id: queueID, receivedAt: receivedAt, hostname: hostname)
+        // With a free delivery slot, the message is stored claimed and delivered from
+        // memory at once; otherwise the runner finds it in the queue.
+        let reservation = runner?.reserve()
         do {
-            try await spool.insert(message)
+            try await spool.insert(message, claim: reservation?.claim)
         } catch {
+            if let reservation { runner?.cancel(reservation) }
             metrics?.storeFailed()
             throw error
         }
         metrics?.messageAccepted()
-        runner?.wake()
+        if let reservation {
+            runner?.deliverStored(message, reservation)
+        } else {
+            runner?.wake()
+        }
         logger.info(
             "message accepted",
             metadata: [

@@ -20,7 +20,12 @@ extension QueueRunner {
             try? await spool.releaseClaim(id, owner: settings.owner)
             return
         }
-        await whileRenewingClaim(on: id, logger: logger) {
+        await deliverClaimed(message, logger: logger)
+    }
+
+    /// Delivers a message this runner holds the claim on, renewing the claim meanwhile.
+    func deliverClaimed(_ message: SpoolMessage, logger: Logger) async {
+        await whileRenewingClaim(on: message.id, logger: logger) {
             await self.deliver(message, logger: logger)
         }
     }

@@ -64,7 +64,7 @@ public final class QueueRunner: Service, Sendable {
     let metrics: RelayMetrics?
     let now: @Sendable () -> Double
     let signal = WakeSignal()
-    private let inFlight = NIOLockedValueBox(0)
+    let inFlight = NIOLockedValueBox(0)
 
     public init(
         spool: any Spool,
@@ -129,8 +129,7 @@ public final class QueueRunner: Service, Sendable {
                     inFlight.withLockedValue { $0 += 1 }
                     group.addTask {
                         await self.deliverClaimed(id)
-                        self.inFlight.withLockedValue { $0 -= 1 }
-                        self.signal.wake()
+                        self.giveBackSlot()
                     }
                 }
                 // A full batch may mean more is due: look again at once.
@@ -139,7 +138,26 @@ public final class QueueRunner: Service, Sendable {
                 }
             }
         }
+        // Deliveries of just-accepted messages run outside the group: wait for them too.
+        while inFlight.withLockedValue({ $0 }) > 0 {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
         for transport in transports.values { await transport.shutdown() }
         logger.info("queue runner stopped")
+    }
+
+    /// Takes a delivery slot if one is free.
+    func takeSlot() -> Bool {
+        inFlight.withLockedValue { n in
+            guard n < settings.concurrency else { return false }
+            n += 1
+            return true
+        }
+    }
+
+    /// A delivery ended: its slot is free, and the queue may have more.
+    func giveBackSlot() {
+        inFlight.withLockedValue { $0 -= 1 }
+        signal.wake()
     }
 }

@@ -58,19 +58,19 @@ public final class SQLiteSpool: Spool {
 
     // MARK: - Writing
 
-    public func insert(_ message: SpoolMessage) async throws {
+    public func insert(_ message: SpoolMessage, claim: SpoolClaim?) async throws {
         let envelope = try JSONEncoder().encode(message.envelope)
         let checksum = message.checksum
         let node = self.node
         try await committer.submit(durable: true) { db in
             try db.cachedStatement(sql: """
                     INSERT INTO messages (id, created, sender, envelope, size, checksum, state, next_attempt, attempts,
-                                          upstream, user, department, accepted_by, received_header)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)
+                                          upstream, user, department, accepted_by, received_header, claimed_by, claim_expires)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)
                     """).execute(arguments: [
                     message.id, message.createdAt, message.sender, envelope, message.size, checksum,
                     message.state.rawValue, message.nextAttempt, message.upstream, message.envelope.user, message.envelope.department,
-                    node, message.receivedHeader,
+                    node, message.receivedHeader, claim?.owner, claim?.expires,
                 ]
             )
             for (index, r) in message.recipients.enumerated() {

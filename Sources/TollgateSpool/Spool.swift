@@ -18,8 +18,10 @@ public protocol Spool: Sendable {
     /// A queue id this store has never used and never will (SPEC §2).
     func makeQueueID() -> String
 
-    /// Stores a new message; returns only once it is durable (the 250 follows).
-    func insert(_ message: SpoolMessage) async throws
+    /// Stores a new message; returns only once it is durable (the 250 follows). With
+    /// `claim`, the message is stored already claimed, so that the node that accepted
+    /// it can deliver it from memory at once, without claiming and loading it again.
+    func insert(_ message: SpoolMessage, claim: SpoolClaim?) async throws
 
     /// Claims up to `limit` messages that are due at `now` (queued or deferred, not
     /// held, `next_attempt <= now`) and not under a live claim; oldest due first.
@@ -86,4 +88,22 @@ public protocol Spool: Sendable {
 
     /// Entries moved aside as damaged, oldest first.
     func quarantined() async throws -> [QuarantinedEntry]
+}
+
+/// A delivery claim: who holds it and until when.
+public struct SpoolClaim: Sendable, Hashable {
+    public var owner: String
+    public var expires: Double
+
+    public init(owner: String, expires: Double) {
+        self.owner = owner
+        self.expires = expires
+    }
+}
+
+extension Spool {
+    /// Stores a new message, unclaimed.
+    public func insert(_ message: SpoolMessage) async throws {
+        try await insert(message, claim: nil)
+    }
 }

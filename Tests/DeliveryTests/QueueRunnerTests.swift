@@ -195,3 +195,43 @@ import TollgateSpool
         #expect(h.transport.deliveries.map(\.id) == [id])
     }
 }
+
+/// Messages a session has just stored are delivered from memory by the node that
+/// accepted them, under the claim they were stored with.
+@Suite struct AcceptedDeliveryTests {
+    @Test func aStoredMessageIsDeliveredUnderItsClaimWithoutAnotherClaim() async throws {
+        let gate = Gate()
+        let h = RunnerHarness(transport: FakeTransport { _, recipients in
+            await gate.wait()
+            return .all(recipients, SMTPReply(250, "2.0.0", "ok"))
+        }, owner: "relay-a/1/x", concurrency: 2)
+        let other = RunnerHarness(spool: h.spool, clock: h.clock, transport: h.transport, owner: "relay-b/1/y")
+        try await h.running {
+            try await other.running {
+                let reservation = try #require(h.runner.reserve())
+                #expect(reservation.claim.owner == "relay-a/1/x")
+                let m = SpoolFixtures.message(id: h.spool.makeQueueID(), now: h.clock.now)
+                try await h.spool.insert(m, claim: reservation.claim)
+                other.runner.wake()
+                h.runner.deliverStored(m, reservation)
+                #expect(await waitUntil(timeout: 10) { h.transport.running == 1 })
+                // The other node sees the message claimed and leaves it alone.
+                #expect(try await h.spool.claimDue(owner: "relay-c/1/z", now: h.clock.now, lease: 60, limit: 10).isEmpty)
+                gate.open()
+                #expect(await waitUntil(timeout: 10) { h.spool.messages.isEmpty })
+            }
+        }
+        #expect(h.transport.deliveries.count == 1)
+    }
+
+    @Test func noSlotWhenTheRunnerIsBusy() async throws {
+        let h = RunnerHarness(concurrency: 2)
+        let a = try #require(h.runner.reserve())
+        let b = try #require(h.runner.reserve())
+        #expect(h.runner.reserve() == nil)
+        h.runner.cancel(a)
+        let c = try #require(h.runner.reserve())
+        h.runner.cancel(b)
+        h.runner.cancel(c)
+    }
+}

@@ -60,14 +60,15 @@ public final class InMemorySpool: Spool {
 
     public func makeQueueID() -> String { ids.next() }
 
-    public func insert(_ message: SpoolMessage) async throws {
+    public func insert(_ message: SpoolMessage, claim: SpoolClaim?) async throws {
         try state.withLockedValue { s in
             guard s.entries[message.id] == nil else { throw InMemorySpoolError(description: "duplicate queue id \(message.id)") }
             var stored = message
             stored.acceptedBy = node
-            stored.claimedBy = nil
+            stored.claimedBy = claim?.owner
             s.inserted += 1
             s.entries[message.id] = Entry(message: stored, sequence: s.inserted)
+            s.entries[message.id]?.claimExpires = claim?.expires
         }
     }
 

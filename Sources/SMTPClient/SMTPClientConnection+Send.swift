@@ -11,16 +11,19 @@ extension SMTPClientConnection {
     /// an envelope needing SMTPUTF8 to a server without it, a message over the server's
     /// SIZE, and any argument containing CR, LF or NUL.
     ///
-    /// - Parameter content: the stored message; dot-stuffed, CRLF-canonicalised and folded
-    ///   at 998 octets by `DataEncoder` on the way out.
+    /// - Parameters:
+    ///   - content: the stored message; dot-stuffed, CRLF-canonicalised and folded at 998
+    ///     octets by `DataEncoder` on the way out.
+    ///   - prefix: header lines sent before `content` (the relay's `Received:`), so the
+    ///     two are never copied into one buffer.
     /// - Returns: the server's answers; see ``DeliveryReport/outcome(forRecipientAt:)``.
     /// - Throws: ``SMTPClientError``. A connection lost or timed out before the final
     ///   dot's reply is a temporary failure for every recipient (RFC 5321 §3.8: 451).
-    public func send(_ envelope: OutboundEnvelope, content: ByteBuffer) async throws -> DeliveryReport {
+    public func send(_ envelope: OutboundEnvelope, content: ByteBuffer, prefix: String = "") async throws -> DeliveryReport {
         let plan = try TransactionPlan(
             envelope: envelope,
-            contentSize: content.readableBytes,
-            contentHasEightBit: content.readableBytesView.contains { $0 >= 0x80 },
+            contentSize: prefix.utf8.count + content.readableBytes,
+            contentHasEightBit: content.containsEightBit || prefix.utf8.contains { $0 >= 0x80 },
             capabilities: serverCapabilities
         )
         try acquire()
@@ -33,14 +36,14 @@ extension SMTPClientConnection {
             if state.withLockedValue({ $0.openTransaction }) {
                 try await resetExchange()
             }
-            return try await run(plan, content: content)
+            return try await run(plan, content: content, prefix: prefix)
         } catch {
             markBroken(error)
             throw error
         }
     }
 
-    private func run(_ plan: TransactionPlan, content: ByteBuffer) async throws(SMTPClientError) -> DeliveryReport {
+    private func run(_ plan: TransactionPlan, content: ByteBuffer, prefix: String) async throws(SMTPClientError) -> DeliveryReport {
         var machine = TransactionStateMachine(plan: plan, pipelining: serverCapabilities.pipelining)
         var step = machine.start()
         while true {
@@ -48,7 +51,7 @@ extension SMTPClientConnection {
             case .commands(let commands):
                 upstream.send(commands)
             case .content:
-                upstream.write(DataEncoder.encode(content))
+                upstream.write(DataEncoder.encode(content, prefix: prefix))
             case .terminatorOnly:
                 upstream.write(ByteBuffer(string: ".\r\n"))
             case nil:

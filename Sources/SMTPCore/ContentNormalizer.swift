@@ -22,36 +22,35 @@ public struct ContentNormalizer: Sendable {
     /// Appends one chunk's bytes.
     public mutating func append(_ chunk: ByteBuffer) {
         chunk.withUnsafeReadableBytes { raw in
-            var runStart = 0
+            var i = 0
+            let n = raw.count
             var high: UInt8 = 0
             defer { highBits |= high }
-            for i in 0..<raw.count {
-                let b = raw[i]
-                high |= b
+            while i < n {
                 if pendingCR {
                     pendingCR = false
-                    if b == 10 {
+                    if raw[i] == 10 {
                         write(crlf: true)
-                        runStart = i + 1
+                        i += 1
                         continue
                     }
                     stray()
                     write(crlf: true)
                 }
-                if b == 13 || b == 10 || b == 0 {
-                    write(UnsafeRawBufferPointer(rebasing: raw[runStart..<i]))
-                    runStart = i + 1
-                    if b == 13 {
-                        pendingCR = true
-                    } else if b == 10 {
-                        stray()
-                        write(crlf: true)
-                    } else if outcome == .ok {
-                        outcome = .nul
-                    }
+                // The run up to the next CR, LF or NUL, eight bytes at a time.
+                let j = ByteScan.firstLineBreakOrNUL(raw, from: i, high: &high)
+                write(UnsafeRawBufferPointer(rebasing: raw[i..<j]))
+                guard j < n else { break }
+                i = j + 1
+                switch raw[j] {
+                case 13: pendingCR = true
+                case 10:
+                    stray()
+                    write(crlf: true)
+                default:
+                    if outcome == .ok { outcome = .nul }
                 }
             }
-            write(UnsafeRawBufferPointer(rebasing: raw[runStart..<raw.count]))
         }
     }
 

@@ -4,55 +4,73 @@ import NIOCore
 /// dot-stuffs, writes only canonical CRLF, never a NUL, and folds lines longer than
 /// 998 octets with `<CRLF><SP>` as Postfix's `smtp_line_length_limit` does.
 /// The terminating `.<CRLF>` is appended.
+///
+/// Any CR, LF or CRLF ends a line. Runs of ordinary bytes are found eight bytes at a
+/// time and copied whole.
 public enum DataEncoder {
-    public static func encode(_ content: ByteBuffer, into out: inout ByteBuffer) {
-        out.reserveCapacity(minimumWritableBytes: content.readableBytes + content.readableBytes / 64 + 8)
-        content.withUnsafeReadableBytes { raw in
-            var lineLength = 0
+    /// Encodes `prefix` (trace header lines) and then `content` as one message.
+    public static func encode(_ content: ByteBuffer, prefix: String = "", into out: inout ByteBuffer) {
+        out.reserveCapacity(minimumWritableBytes: prefix.utf8.count + content.readableBytes + content.readableBytes / 64 + 8)
+        var line = LineState()
+        var prefix = prefix
+        prefix.withUTF8 { line.encode(UnsafeRawBufferPointer($0), into: &out) }
+        content.withUnsafeReadableBytes { line.encode($0, into: &out) }
+        if line.length > 0 { out.writeStaticString("\r\n") }
+        out.writeStaticString(".\r\n")
+    }
+
+    public static func encode(_ content: ByteBuffer, prefix: String = "") -> ByteBuffer {
+        var out = ByteBuffer()
+        encode(content, prefix: prefix, into: &out)
+        return out
+    }
+
+    /// Where the output stands on its current line, across the parts of a message.
+    struct LineState {
+        var length = 0
+        /// The last byte was a CR that ended a line: an LF right after it is its pair.
+        var afterCR = false
+
+        mutating func encode(_ raw: UnsafeRawBufferPointer, into out: inout ByteBuffer) {
             var i = 0
             let n = raw.count
+            var high: UInt8 = 0
             while i < n {
                 let b = raw[i]
                 if b == 13 || b == 10 {
-                    // Any CR, LF or CRLF ends a line; written as CRLF.
+                    if b == 10, afterCR {
+                        afterCR = false
+                        i += 1
+                        continue
+                    }
                     out.writeStaticString("\r\n")
-                    lineLength = 0
-                    if b == 13, i + 1 < n, raw[i + 1] == 10 { i += 1 }
+                    length = 0
+                    afterCR = b == 13
                     i += 1
                     continue
                 }
+                afterCR = false
                 if b == 0 {
                     i += 1
                     continue
                 }
-                if lineLength == 0, b == UInt8(ascii: ".") {
+                if length == 0, b == UInt8(ascii: ".") {
                     out.writeInteger(UInt8(ascii: "."))
-                    lineLength += 1
+                    length = 1
                 }
-                if lineLength >= SMTPLimits.maxOutboundLine {
-                    out.writeStaticString("\r\n ")
-                    lineLength = 1
+                // The run of ordinary bytes up to the next line break or NUL, folded.
+                let end = ByteScan.firstLineBreakOrNUL(raw, from: i, high: &high)
+                while i < end {
+                    if length >= SMTPLimits.maxOutboundLine {
+                        out.writeStaticString("\r\n ")
+                        length = 1
+                    }
+                    let take = min(end - i, SMTPLimits.maxOutboundLine - length)
+                    out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[i..<(i + take)]))
+                    length += take
+                    i += take
                 }
-                // Copy the run of ordinary bytes up to the next line break, NUL or fold point.
-                var j = i
-                let limit = min(n, i + (SMTPLimits.maxOutboundLine - lineLength))
-                while j < limit {
-                    let c = raw[j]
-                    if c == 13 || c == 10 || c == 0 { break }
-                    j += 1
-                }
-                out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[i..<j]))
-                lineLength += j - i
-                i = j
             }
-            if lineLength > 0 { out.writeStaticString("\r\n") }
         }
-        out.writeStaticString(".\r\n")
-    }
-
-    public static func encode(_ content: ByteBuffer) -> ByteBuffer {
-        var out = ByteBuffer()
-        encode(content, into: &out)
-        return out
     }
 }

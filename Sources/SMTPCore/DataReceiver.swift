@@ -86,14 +86,8 @@ public struct DataReceiver: Sendable {
                 switch state {
                 case .text:
                     // Fast path: copy a run of ordinary bytes at once.
-                    var j = i
                     var high: UInt8 = 0
-                    while j < n {
-                        let c = raw[j]
-                        if c == 13 || c == 10 || c == 0 { break }
-                        high |= c
-                        j += 1
-                    }
+                    let j = ByteScan.firstLineBreakOrNUL(raw, from: i, high: &high)
                     highBits |= high
                     if j > i {
                         append(UnsafeRawBufferPointer(rebasing: raw[i..<j]))

@@ -22,7 +22,7 @@ struct SMTPTransport: Transport {
             return .all(indices, reply.isTransient ? reply : SMTPReply(451, "4.4.1", reply.text))
         }
         do {
-            let report = try await connection.send(Self.envelope(message, indices), content: Self.wireContent(message))
+            let report = try await connection.send(Self.envelope(message, indices), content: message.content, prefix: message.receivedHeader)
             await pool.release(connection, host: host, reusable: true)
             var replies: [Int: SMTPReply] = [:]
             for (k, index) in indices.enumerated() {
@@ -58,15 +58,5 @@ struct SMTPTransport: Transport {
             notify: recipients.map(\.notify),
             orcpt: recipients.map(\.originalRecipient)
         )
-    }
-
-    /// The stored buffer itself; with a separate trace header, one buffer of header and
-    /// content, built once for this attempt.
-    static func wireContent(_ message: SpoolMessage) -> ByteBuffer {
-        guard !message.receivedHeader.isEmpty else { return message.content }
-        var buffer = ByteBufferAllocator().buffer(capacity: message.size)
-        buffer.writeString(message.receivedHeader)
-        buffer.writeImmutableBuffer(message.content)
-        return buffer
     }
 }

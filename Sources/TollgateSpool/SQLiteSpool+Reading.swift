@@ -35,8 +35,9 @@ extension SQLiteSpool {
         }
         let receivedHeader: String = row["received_header"]
         let checksum: Int64 = row["checksum"]
+        guard let kind = Checksum.Kind(rawValue: row["checksum_kind"]) else { return .corrupt("unknown checksum kind") }
         guard receivedHeader.utf8.count + content.readableBytes == (row["size"] as Int),
-              Checksum.fnv1a(header: receivedHeader, content: content) == checksum
+              Checksum.of(header: receivedHeader, content: content, kind: kind) == checksum
         else { return .corrupt("content checksum mismatch") }
         let envelopeData: Data = row["envelope"]
         guard let envelope = try? JSONDecoder().decode(SpoolEnvelope.self, from: envelopeData) else { return .corrupt("envelope cannot be decoded") }

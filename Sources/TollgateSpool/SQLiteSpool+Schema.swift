@@ -61,6 +61,10 @@ extension SQLiteSpool {
                 ALTER TABLE quarantine ADD COLUMN received_header TEXT;
                 """)
         }
+        // v3: which checksum a row carries (0: FNV-1a, every earlier row; 1: XXH64).
+        migrator.registerMigration("v3") { db in
+            try db.execute(sql: "ALTER TABLE messages ADD COLUMN checksum_kind INTEGER NOT NULL DEFAULT 0")
+        }
         return migrator
     }
 }

@@ -65,12 +65,12 @@ public final class SQLiteSpool: Spool {
         try await committer.submit(durable: true) { db in
             try db.cachedStatement(sql: """
                     INSERT INTO messages (id, created, sender, envelope, size, checksum, state, next_attempt, attempts,
-                                          upstream, user, department, accepted_by, received_header, claimed_by, claim_expires)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)
+                                          upstream, user, department, accepted_by, received_header, claimed_by, claim_expires, checksum_kind)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)
                     """).execute(arguments: [
                     message.id, message.createdAt, message.sender, envelope, message.size, checksum,
                     message.state.rawValue, message.nextAttempt, message.upstream, message.envelope.user, message.envelope.department,
-                    node, message.receivedHeader, claim?.owner, claim?.expires,
+                    node, message.receivedHeader, claim?.owner, claim?.expires, Checksum.current.rawValue,
                 ]
             )
             for (index, r) in message.recipients.enumerated() {

@@ -100,7 +100,7 @@ public struct SpoolMessage: Sendable {
     public var size: Int { receivedHeader.utf8.count + content.readableBytes }
     public var pendingRecipients: [SpoolRecipient] { recipients.filter { $0.state == .pending } }
     /// The checksum the store keeps, over the trace header and the content.
-    public var checksum: Int64 { Checksum.fnv1a(header: receivedHeader, content: content) }
+    public var checksum: Int64 { Checksum.of(header: receivedHeader, content: content) }
 }
 
 /// One line of a message's decision trace as the spool keeps it: which stage said

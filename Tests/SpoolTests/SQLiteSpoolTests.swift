@@ -70,7 +70,7 @@ import Testing
         #expect(m.content == body && m.receivedHeader == "" && m.acceptedBy == "" && m.claimedBy == nil && m.state == .deferred)
         #expect(try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 1) == ["OLD1"])
         let applied = try await spool.pool.read { db in try SQLiteSpool.migrator.appliedMigrations(db) }
-        #expect(applied == ["v1", "v2"])
+        #expect(applied == ["v1", "v2", "v3"])
     }
 
     @Test func twoOpenersOfOneFileShareClaims() async throws {
@@ -88,3 +88,25 @@ import Testing
         #expect(try await b.list().allSatisfy { $0.acceptedBy == "a" && $0.claimedBy != nil })
     }
 }
+
+/// The spool's checksums against the reference implementation's values.
+@Suite struct ChecksumTests {
+    func xxh64(_ bytes: [UInt8], seed: UInt64 = 0) -> UInt64 { bytes.withUnsafeBytes { XXH64.hash($0, seed: seed) } }
+
+    @Test func xxh64MatchesTheReference() {
+        // Values from the reference xxHash (python-xxhash 3.x).
+        #expect(xxh64([]) == 0xEF46_DB37_51D8_E999)
+        #expect(xxh64(Array("abc".utf8)) == 0x44BC_2CF5_AD77_0999)
+        let long = Array((0...255).map { UInt8($0) }) + Array((0...255).map { UInt8($0) }) + Array((0...255).map { UInt8($0) }) + Array("xyz".utf8)
+        #expect(xxh64(long, seed: 12345) == 0x6B1B_5D67_1FB9_3B43)
+    }
+
+    @Test func theChecksumCoversHeaderAndContent() {
+        let body = ByteBuffer(string: "Subject: x\r\n\r\nbody\r\n")
+        let a = Checksum.of(header: "Received: a\r\n", content: body)
+        #expect(a != Checksum.of(header: "Received: b\r\n", content: body))
+        #expect(a != Checksum.of(header: "Received: a\r\n", content: ByteBuffer(string: "Subject: y\r\n\r\nbody\r\n")))
+        #expect(Checksum.of(header: "", content: body, kind: .fnv1a) == Checksum.fnv1a(header: "", content: body))
+    }
+}
+

@@ -1,31 +1,40 @@
-import Foundation
 import Logging
-import TollgateConfiguration
-import TollgatePipeline
-import TollgateSpool
-import TollgateDelivery
-import TollgateMetrics
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Logging to stderr, as text or one JSON object a line (`log.format`).
 public enum LogSetup {
     public static func bootstrap(format: String, level: String) {
         let logLevel = Logger.Level(rawValue: level) ?? .info
+        let style: RelayLogHandler.Format = format == "json" ? .json : .text
         LoggingSystem.bootstrap { label in
-            var handler: any LogHandler = format == "json" ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            var handler = RelayLogHandler(label: label, format: style)
             handler.logLevel = logLevel
             return handler
         }
     }
 }
 
-/// A log handler writing one JSON object per line to stderr.
-public struct JSONLogHandler: LogHandler {
+/// Writes each event as one line to stderr with one `write(2)`: text
+/// (`TIMESTAMP LEVEL LABEL: key=value … [SOURCE] MESSAGE`, keys sorted) or a JSON
+/// object. Timestamps are UTC, formatted once a second, so no time zone is looked up
+/// per line; nothing is shared between events but that cached second.
+public struct RelayLogHandler: LogHandler {
+    public enum Format: Sendable {
+        case text, json
+    }
+
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level = .info
     let label: String
+    let format: Format
 
-    public init(label: String) {
+    public init(label: String, format: Format) {
         self.label = label
+        self.format = format
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -34,15 +43,78 @@ public struct JSONLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var object: [String: String] = [
-            "ts": ISO8601DateFormatter().string(from: Date()),
-            "level": event.level.rawValue,
-            "msg": "\(event.message)",
-            "logger": label,
-        ]
-        for (k, v) in metadata.merging(event.metadata ?? [:], uniquingKeysWith: { $1 }) { object[k] = "\(v)" }
-        if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
-            FileHandle.standardError.write(data + Data("\n".utf8))
+        var line = render(event, timestamp: Self.timestamp())
+        line.withUTF8 { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let n = write(2, bytes.baseAddress! + offset, bytes.count - offset)
+                if n <= 0 { break }
+                offset += n
+            }
         }
+    }
+
+    /// The line for `event`, newline included.
+    func render(_ event: LogEvent, timestamp: String) -> String {
+        var fields = metadata
+        if let extra = event.metadata {
+            fields.merge(extra) { $1 }
+        }
+        let keys = fields.keys.sorted()
+        var line: String
+        switch format {
+        case .text:
+            line = "\(timestamp) \(event.level) \(label):"
+            for key in keys { line += " \(key)=\(fields[key]!)" }
+            line += " [\(event.source)] \(event.message)\n"
+        case .json:
+            line = "{\"ts\":\(Self.json(timestamp)),\"level\":\(Self.json(event.level.rawValue)),\"logger\":\(Self.json(label)),\"msg\":\(Self.json("\(event.message)"))"
+            for key in keys { line += ",\(Self.json(key)):\(Self.json("\(fields[key]!)"))" }
+            line += "}\n"
+        }
+        return line
+    }
+
+    /// A JSON string literal (RFC 8259 §7).
+    static func json(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    out += "\\u00" + String(scalar.value >> 4, radix: 16) + String(scalar.value & 0xF, radix: 16)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    private static let second = NIOLockedValueBox((seconds: -1, text: ""))
+
+    /// `2026-12-01T22:40:07.123Z`.
+    static func timestamp() -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let seconds = Int(ts.tv_sec)
+        let prefix = second.withLockedValue { cached -> String in
+            if cached.seconds == seconds { return cached.text }
+            var t = time_t(seconds)
+            var parts = tm()
+            gmtime_r(&t, &parts)
+            var buffer = [Int8](repeating: 0, count: 32)
+            let n = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S", &parts)
+            let text = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            cached = (seconds, text)
+            return text
+        }
+        let millis = ts.tv_nsec / 1_000_000
+        return prefix + (millis < 10 ? ".00" : millis < 100 ? ".0" : ".") + String(millis) + "Z"
     }
 }

@@ -23,30 +23,34 @@ extension QueueRunner {
         await deliverClaimed(message, logger: logger)
     }
 
-    /// Delivers a message this runner holds the claim on, renewing the claim meanwhile.
+    /// Delivers a message this runner holds the claim on; ``renewClaims()`` keeps the
+    /// claim alive meanwhile.
     func deliverClaimed(_ message: SpoolMessage, logger: Logger) async {
-        await whileRenewingClaim(on: message.id, logger: logger) {
-            await self.deliver(message, logger: logger)
-        }
+        delivering.withLockedValue { _ = $0.insert(message.id) }
+        await deliver(message, logger: logger)
+        delivering.withLockedValue { _ = $0.remove(message.id) }
     }
 
-    /// Runs `body` while renewing the claim on `id` every ``Settings/renewInterval``.
-    private func whileRenewingClaim(on id: String, logger: Logger, _ body: () async -> Void) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                while (try? await Task.sleep(for: self.settings.renewEvery)) != nil {
-                    do {
-                        guard try await self.spool.renewClaim(id, owner: self.settings.owner, now: self.now(), lease: self.settings.lease) else {
-                            logger.warning("delivery claim lost; another runner may deliver the message too")
-                            return
-                        }
-                    } catch {
-                        logger.warning("cannot renew the delivery claim", metadata: ["error": "\(error)"])
+    /// Renews the claims of every delivery in flight, every ``Settings/renewInterval``
+    /// (one task for them all, not one per delivery), until the runner has stopped
+    /// and the last delivery has ended.
+    func renewClaims() async {
+        while !(signal.isStopped && inFlight.withLockedValue({ $0 }) == 0) {
+            try? await Task.sleep(for: min(settings.renewEvery, .milliseconds(200)))
+            guard lastRenewal.withLockedValue({ last in
+                let due = ContinuousClock.now >= last.advanced(by: settings.renewEvery)
+                if due { last = .now }
+                return due
+            }) else { continue }
+            for id in delivering.withLockedValue({ $0 }) {
+                do {
+                    if try await !spool.renewClaim(id, owner: settings.owner, now: now(), lease: settings.lease) {
+                        logger.warning("delivery claim lost; another runner may deliver the message too", metadata: ["queue.id": "\(id)"])
                     }
+                } catch {
+                    logger.warning("cannot renew the delivery claim", metadata: ["queue.id": "\(id)", "error": "\(error)"])
                 }
             }
-            await body()
-            group.cancelAll()
         }
     }
 

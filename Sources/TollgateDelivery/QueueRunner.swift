@@ -65,6 +65,9 @@ public final class QueueRunner: Service, Sendable {
     let now: @Sendable () -> Double
     let signal = WakeSignal()
     let inFlight = NIOLockedValueBox(0)
+    /// The messages being delivered now, whose claims ``renewClaims()`` keeps alive.
+    let delivering = NIOLockedValueBox(Set<String>())
+    let lastRenewal = NIOLockedValueBox(ContinuousClock.now)
 
     public init(
         spool: any Spool,
@@ -115,6 +118,7 @@ public final class QueueRunner: Service, Sendable {
         }
         logger.info("queue runner started", metadata: ["queue.size": "\(queued)", "queue.owner": "\(settings.owner)"])
         await withDiscardingTaskGroup { group in
+            group.addTask { await self.renewClaims() }
             while !signal.isStopped {
                 let capacity = settings.concurrency - inFlight.withLockedValue { $0 }
                 var claimed: [String] = []

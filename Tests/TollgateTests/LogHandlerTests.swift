@@ -1,0 +1,29 @@
+import Foundation
+import Logging
+import Testing
+
+@testable import TollgateApp
+
+/// The relay's log lines: one per event, text with sorted keys, or JSON that parses.
+@Suite struct LogHandlerTests {
+    func event(_ message: Logger.Message, _ metadata: Logger.Metadata) -> LogEvent {
+        LogEvent(level: .info, message: message, metadata: metadata, source: "TollgateApp", file: #file, function: #function, line: #line)
+    }
+
+    @Test func textLinesHaveSortedKeysAndEndOnce() {
+        var handler = RelayLogHandler(label: "tollgate", format: .text)
+        handler[metadataKey: "smtp.session.id"] = "S1"
+        let line = handler.render(event("message accepted", ["queue.id": "Q1", "message.size": "42"]), timestamp: "2026-12-01T00:00:00.000Z")
+        #expect(line == "2026-12-01T00:00:00.000Z info tollgate: message.size=42 queue.id=Q1 smtp.session.id=S1 [TollgateApp] message accepted\n")
+    }
+
+    @Test func jsonLinesParseWhateverTheValues() throws {
+        let handler = RelayLogHandler(label: "tollgate", format: .json)
+        let nasty = "quote \" backslash \\ newline \n tab \t nul \u{0} bell \u{7} é"
+        let line = handler.render(event("refused", ["smtp.reply": .string(nasty)]), timestamp: RelayLogHandler.timestamp())
+        #expect(line.hasSuffix("}\n") && line.filter { $0 == "\n" }.count == 1)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String])
+        #expect(object["smtp.reply"] == nasty && object["msg"] == "refused" && object["level"] == "info")
+        #expect(object["ts"]?.hasSuffix("Z") == true)
+    }
+}

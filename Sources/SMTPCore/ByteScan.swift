@@ -22,7 +22,7 @@ enum ByteScan {
         let n = raw.count
         var highWord: UInt64 = 0
         while i + 8 <= n {
-            let word = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self))
             let hits = lanes(word, equalTo: 13) | lanes(word, equalTo: 10) | lanes(word, equalTo: 0)
             if hits != 0 {
                 let k = hits.trailingZeroBitCount >> 3

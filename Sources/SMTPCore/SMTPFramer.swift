@@ -95,6 +95,8 @@ public struct SMTPFramer: Sendable {
         if case .ignoring = mode { return }
         if buffer.readableBytes == 0 {
             buffer.clear()
+        } else if buffer.readerIndex > 16 * 1024 {
+            buffer.discardReadBytes()
         }
         buffer.writeBuffer(&bytes)
     }
@@ -160,6 +162,9 @@ public struct SMTPFramer: Sendable {
                 buffer.moveReaderIndex(to: lf + 1)
                 return .line(line)
             case .data(var receiver):
+                // Drop the mode's reference first, so the receiver's buffer is unique
+                // and grows in place instead of being copied on every read.
+                mode = .command
                 let done = receiver.consume(&buffer)
                 guard done else {
                     mode = .data(receiver)
@@ -184,10 +189,8 @@ public struct SMTPFramer: Sendable {
                     return .chunk(size: size, last: last, content: nil)
                 }
                 if last {
-                    normalizer.finish()
                     chunks = nil
-                } else {
-                    chunks = normalizer
+                    normalizer.finish()
                 }
                 let content = ReceivedContent(content: last ? normalizer.content : ByteBuffer(), size: normalizer.size, outcome: normalizer.outcome, eightBit: normalizer.eightBit)
                 return .chunk(size: size, last: last, content: content)

@@ -219,7 +219,7 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
 
     func startTLS(_ reply: SMTPReply, context: ChannelHandlerContext) {
         guard let sslContext else {
-            write(SMTPReply(454, "4.7.0", "TLS not available due to local problem"), context: context)
+            perform(machine.tlsUnavailable(), context: context)
             return
         }
         // Everything pipelined after STARTTLS is dropped (CVE-2011-0411).

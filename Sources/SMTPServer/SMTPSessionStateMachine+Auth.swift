@@ -8,13 +8,14 @@ extension SMTPSessionStateMachine {
         state = .idle
         switch result.outcome {
         case .success(let user):
-            session.scope.absorb(result.annotations, result.limits)
-            return decide(.auth(user: user))
+            var verified = Scope<Annotations>()
+            verified.absorb(result.annotations, result.limits)
+            return decide(.auth(user: user, verified: verified))
         case .failure:
-            session.scope.absorb(result.annotations, nil)
+            session.scope.absorb(result.annotations.keptOnRefusal(), nil)
             return authenticationFailed()
         case .temporaryFailure:
-            session.scope.absorb(result.annotations, nil)
+            session.scope.absorb(result.annotations.keptOnRefusal(), nil)
             return .reply(SMTPReply(454, "4.7.0", "Temporary authentication failure"))
         }
     }

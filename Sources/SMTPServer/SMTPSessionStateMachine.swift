@@ -37,7 +37,9 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
         case connect
         case helo(name: String, extended: Bool, previous: Transaction<Annotations>?)
         case starttls
-        case auth(user: String)
+        /// A verified login: what the verifier attached applies only if the auth phase
+        /// proceeds.
+        case auth(user: String, verified: Scope<Annotations>)
         case mail(Transaction<Annotations>)
         case rcpt(Transaction<Annotations>, Envelope.Recipient)
         case data(Transaction<Annotations>)
@@ -206,6 +208,12 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
                 state = .closed
                 return .replyAndClose(error.reply)
             }
+            // A BDAT whose size cannot be read leaves its chunk's end unknown: what
+            // follows must never be taken as commands (RFC 3030 §3).
+            if line.prefix(5).map({ $0 | 0x20 }) == Array("bdat ".utf8) || line.map({ $0 | 0x20 }) == Array("bdat".utf8) {
+                state = .closed
+                return .replyAndClose(error.reply)
+            }
             return protocolError(error.reply)
         }
         return receivedCommand(command)
@@ -215,6 +223,11 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
         switch state {
         case .idle, .transaction: break
         default: return .none
+        }
+        // Shutting down: a session back between transactions starts nothing new.
+        if session.draining, case .idle = state, command != .quit {
+            state = .closed
+            return .replyAndClose(.shuttingDown)
         }
         switch command {
         case .helo(let name):
@@ -269,11 +282,12 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
             state = .idle
             return .reply(SMTPReply(code: 220, enhancedCode: nil, lines: ["\(configuration.hostname) ESMTP Tollgate"]))
         case .helo(let name, let extended, let previous):
-            session.scope.absorb(decision.annotations, decision.limits)
             if let refusal {
+                session.scope.absorb(decision.annotations.keptOnRefusal(), nil)
                 state = previous.map { .transaction($0) } ?? .idle
                 return .reply(refusal)
             }
+            session.scope.absorb(decision.annotations, decision.limits)
             // RFC 5321 §4.1.4: EHLO/HELO also resets the transaction.
             session.helo = name
             session.extended = extended
@@ -288,12 +302,14 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
             state = .idle
             // RFC 3207 §4.2: the client speaks first after the handshake.
             return .none
-        case .auth(let user):
+        case .auth(let user, let verified):
             state = .idle
             if let refusal {
-                session.scope.absorb(decision.annotations, nil)
+                session.scope.absorb(verified.annotations.keptOnRefusal(), nil)
+                session.scope.absorb(decision.annotations.keptOnRefusal(), nil)
                 return .reply(refusal)
             }
+            session.scope.absorb(verified.annotations, verified.limits)
             session.scope.absorb(decision.annotations, decision.limits)
             session.authenticatedUser = user
             return .reply(SMTPReply(235, "2.7.0", "Authentication successful"))
@@ -306,11 +322,12 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
             state = .transaction(tx)
             return .reply(.senderOK)
         case .rcpt(var tx, let recipient):
-            tx.scope.absorb(decision.annotations, decision.limits)
             if let refusal {
+                tx.scope.absorb(decision.annotations.keptOnRefusal(), nil)
                 state = .transaction(tx)
                 return .reply(refusal)
             }
+            tx.scope.absorb(decision.annotations, decision.limits)
             tx.envelope.recipients.append(recipient)
             state = .transaction(tx)
             return .reply(.recipientOK)
@@ -327,6 +344,14 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
             state = .storing(tx)
             return .store(StoreRequest(session: snapshot, envelope: tx.envelope, message: message, annotations: annotations(with: tx)))
         }
+    }
+
+    /// STARTTLS could not start (no TLS context): `454`, and the session goes on in
+    /// plaintext.
+    public mutating func tlsUnavailable() -> Action {
+        guard case .startingTLS = state else { return .none }
+        state = .idle
+        return .reply(SMTPReply(454, "4.7.0", "TLS not available due to local problem"))
     }
 
     /// STARTTLS completed: forget everything learnt from the client before it
@@ -393,7 +418,10 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
         case .connect: return .evaluatePolicy(request(.connect))
         case .helo: return .evaluatePolicy(request(.helo))
         case .starttls: return .evaluatePolicy(request(.starttls))
-        case .auth: return .evaluatePolicy(request(.auth))
+        case .auth(_, let verified):
+            var request = request(.auth)
+            request.annotations.merge(verified.annotations)
+            return .evaluatePolicy(request)
         case .mail(let tx): return .evaluatePolicy(request(.mail, tx))
         case .rcpt(let tx, let recipient): return .evaluatePolicy(request(.rcpt, tx, recipient: recipient))
         case .data(let tx): return .evaluatePolicy(request(.data, tx, message: tx.message))

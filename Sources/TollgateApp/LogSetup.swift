@@ -48,6 +48,7 @@ public struct RelayLogHandler: LogHandler {
             var offset = 0
             while offset < bytes.count {
                 let n = write(2, bytes.baseAddress! + offset, bytes.count - offset)
+                if n < 0, errno == EINTR { continue }
                 if n <= 0 { break }
                 offset += n
             }
@@ -65,14 +66,35 @@ public struct RelayLogHandler: LogHandler {
         switch format {
         case .text:
             line = "\(timestamp) \(event.level) \(label):"
-            for key in keys { line += " \(key)=\(fields[key]!)" }
-            line += " [\(event.source)] \(event.message)\n"
+            for key in keys { line += " \(key)=" + Self.oneLine("\(fields[key]!)") }
+            line += " [\(event.source)] " + Self.oneLine("\(event.message)") + "\n"
         case .json:
             line = "{\"ts\":\(Self.json(timestamp)),\"level\":\(Self.json(event.level.rawValue)),\"logger\":\(Self.json(label)),\"msg\":\(Self.json("\(event.message)"))"
             for key in keys { line += ",\(Self.json(key)):\(Self.json("\(fields[key]!)"))" }
             line += "}\n"
         }
         return line
+    }
+
+    /// `s` with CR, LF and other control characters escaped, so that a value a client
+    /// chose (a login name, an address, an upstream's reply) cannot forge a log line.
+    static func oneLine(_ s: String) -> String {
+        guard s.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { return s }
+        var out = ""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F {
+                    out += "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out
     }
 
     /// A JSON string literal (RFC 8259 §7).

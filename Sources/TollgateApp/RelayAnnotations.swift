@@ -30,6 +30,11 @@ public struct RelayAnnotations: SessionAnnotations {
         if let d = other.department { department = d }
     }
 
+    /// A refused command leaves its trace, not the user, facts or department it found.
+    public func keptOnRefusal() -> RelayAnnotations {
+        RelayAnnotations(facts: SessionFacts(), trace: trace)
+    }
+
     /// The upstream this department's mail goes to, if it names one.
     public var route: String? { department?.upstream }
 

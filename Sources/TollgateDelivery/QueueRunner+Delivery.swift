@@ -35,7 +35,7 @@ extension QueueRunner {
     /// (one task for them all, not one per delivery), until the runner has stopped
     /// and the last delivery has ended.
     func renewClaims() async {
-        while !(signal.isStopped && inFlight.withLockedValue({ $0 }) == 0) {
+        while !(signal.isStopped && inFlight.withLockedValue({ $0 }) == 0), !Task.isCancelled {
             try? await Task.sleep(for: min(settings.renewEvery, .milliseconds(200)))
             guard lastRenewal.withLockedValue({ last in
                 let due = ContinuousClock.now >= last.advanced(by: settings.renewEvery)
@@ -97,8 +97,14 @@ extension QueueRunner {
             } catch {
                 // Keep the message: without its bounce it must not be forgotten.
                 logger.error("cannot queue bounce; will try again", metadata: ["error": "\(error)"])
+                // Recipients delivered in this attempt stay delivered; those that
+                // failed stay pending, so the failure (and its bounce) comes again.
+                var recipients = update.recipients
+                for i in recipients.indices where recipients[i].state == .failed && message.recipients[i].state == .pending {
+                    recipients[i].state = .pending
+                }
                 _ = try? await spool.recordAttempt(
-                    message.id, owner: settings.owner, recipients: message.recipients,
+                    message.id, owner: settings.owner, recipients: recipients,
                     nextAttempt: folder.retryAfterBounceFailure(now: now()), lastError: "cannot queue bounce"
                 )
                 return

@@ -119,7 +119,7 @@ public final class QueueRunner: Service, Sendable {
         logger.info("queue runner started", metadata: ["queue.size": "\(queued)", "queue.owner": "\(settings.owner)"])
         await withDiscardingTaskGroup { group in
             group.addTask { await self.renewClaims() }
-            while !signal.isStopped {
+            while !signal.isStopped, !Task.isCancelled {
                 let capacity = settings.concurrency - inFlight.withLockedValue { $0 }
                 var claimed: [String] = []
                 if capacity > 0 {
@@ -143,7 +143,7 @@ public final class QueueRunner: Service, Sendable {
             }
         }
         // Deliveries of just-accepted messages run outside the group: wait for them too.
-        while inFlight.withLockedValue({ $0 }) > 0 {
+        while inFlight.withLockedValue({ $0 }) > 0, !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(10))
         }
         for transport in transports.values { await transport.shutdown() }

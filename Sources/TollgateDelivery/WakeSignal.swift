@@ -24,6 +24,14 @@ final class WakeSignal: Sendable {
         }?.resume()
     }
 
+    /// Ends the current sleep without leaving a wake pending.
+    private func resumeWaiter() {
+        state.withLockedValue { s -> CheckedContinuation<Void, Never>? in
+            defer { s.waiter = nil }
+            return s.waiter
+        }?.resume()
+    }
+
     func stop() {
         state.withLockedValue { $0.stopped = true }
         wake()
@@ -46,12 +54,10 @@ final class WakeSignal: Sendable {
                 }
             }
             group.addTask {
-                do {
-                    try await Task.sleep(for: duration)
-                    self.wake()
-                } catch {
-                    // Woken before the time was up.
-                }
+                // Time is up, or the task was cancelled (woken early, or the runner's
+                // own task cancelled): either way the waiter must not wait on.
+                try? await Task.sleep(for: duration)
+                self.resumeWaiter()
             }
             await group.next()
             group.cancelAll()

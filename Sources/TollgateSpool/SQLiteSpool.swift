@@ -80,7 +80,12 @@ public final class SQLiteSpool: Spool {
             // The buffer's own bytes, bound without a Swift copy (SQLite copies them into its page).
             try message.content.withUnsafeReadableBytes { raw in
                 let blob = raw.baseAddress.map { Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: $0), count: raw.count, deallocator: .none) } ?? Data()
-                try db.cachedStatement(sql: "INSERT INTO bodies (message_id, content) VALUES (?, ?)").execute(arguments: [message.id, blob])
+                let statement = try db.cachedStatement(sql: "INSERT INTO bodies (message_id, content) VALUES (?, ?)")
+                try statement.execute(arguments: [message.id, blob])
+                // SQLite has copied the bytes; the cached statement must not keep
+                // arguments that point into the buffer after this closure. (A failed
+                // execution throws here, while the bytes are still valid.)
+                statement.setUncheckedArguments(["", Data()])
             }
         }
     }
@@ -120,7 +125,7 @@ public final class SQLiteSpool: Spool {
     public func releaseStaleClaims(node: String, keeping owner: String) async throws -> Int {
         try await committer.submit(durable: false) { db in
             let prefix = node + "/"
-            try db.cachedStatement(sql: "UPDATE messages SET claimed_by = NULL, claim_expires = NULL WHERE substr(claimed_by, 1, ?) = ? AND claimed_by != ?").execute(arguments: [prefix.utf8.count, prefix, owner]
+            try db.cachedStatement(sql: "UPDATE messages SET claimed_by = NULL, claim_expires = NULL WHERE substr(claimed_by, 1, length(?)) = ? AND claimed_by != ?").execute(arguments: [prefix, prefix, owner]
             )
             return db.changesCount
         }

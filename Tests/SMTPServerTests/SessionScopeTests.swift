@@ -100,4 +100,61 @@ import Testing
         D.send(&d, "DATA")
         #expect(D.closes(d.received(D.content("x\r\n"), pipelined: true)))
     }
+
+    /// An auth-phase refusal after good credentials leaves the session as if the
+    /// login never happened: no user, no facts, no limits — only the record.
+    @Test func aRefusedLoginLeavesOnlyItsRecord() {
+        var m = D.machine(tlsActive: true, maxMessageSize: 100_000)
+        D.send(&m, "EHLO c")
+        guard case .verifyCredentials = D.send(&m, "AUTH PLAIN " + Base64.encode(Array("\u{0}alice\u{0}pw".utf8))) else { Issue.record("no verification"); return }
+        let verified = AuthResult<Notes>(.success(user: "alice"), annotations: Notes("user-alice", "trace-verified"), limits: SessionLimits(maxMessageSize: 1000))
+        guard case .evaluatePolicy(let auth) = m.authenticationFinished(verified) else { Issue.record("no auth decision"); return }
+        #expect(auth.annotations.labels.contains("user-alice"))
+        #expect(D.code(m.policyDecided(SessionDecision(.refuse(SMTPReply(535, "5.7.8", "not today")), annotations: Notes("dept-x", "trace-refused")))) == 535)
+        #expect(m.snapshot.authenticatedUser == nil)
+        guard case .evaluatePolicy(let mail) = m.receivedLine(Array("MAIL FROM:<a@b.example> SIZE=5000".utf8)[...]) else { Issue.record("limit applied"); return }
+        #expect(mail.annotations.labels == ["trace-verified", "trace-refused"])
+    }
+
+    @Test func aRefusedRecipientLeavesOnlyItsRecord() {
+        var m = D.machine(tls: .none, auth: .none)
+        D.send(&m, "EHLO c")
+        D.send(&m, "MAIL FROM:<a@b.example>")
+        D.send(&m, "RCPT TO:<c@d.example>", SessionDecision(.refuse(SMTPReply(550, "5.1.1", "no")), annotations: Notes("dept-y", "trace-rcpt"), limits: SessionLimits(maxMessageSize: 10)))
+        D.send(&m, "RCPT TO:<e@d.example>")
+        guard case .receiveData(_, let limits) = D.send(&m, "DATA") else { Issue.record("no 354"); return }
+        #expect(limits.maxSize == 100_000)
+        _ = m.received(D.content("x\r\n"), pipelined: false)
+        guard case .store(let store) = m.policyDecided(.proceed) else { Issue.record("no store"); return }
+        #expect(store.annotations.labels == ["trace-rcpt"])
+    }
+
+    /// Shutting down: a session that is back between transactions starts nothing new.
+    @Test func aDrainingSessionStartsNoNewTransaction() {
+        var m = D.machine(tls: .none, auth: .none)
+        D.send(&m, "EHLO c")
+        D.send(&m, "MAIL FROM:<a@b.example>")
+        guard case .none = m.shutdownRequested() else { Issue.record("closed mid-transaction"); return }
+        #expect(D.code(D.send(&m, "RSET")) == 250)
+        let next = D.send(&m, "MAIL FROM:<a@b.example>")
+        guard case .replyAndClose(let reply) = next else { Issue.record("new transaction while draining"); return }
+        #expect(reply.code == 421)
+    }
+
+    /// RFC 3030 §3: a BDAT whose size cannot be read leaves the chunk's end unknown.
+    @Test func anUnreadableBDATClosesTheSession() {
+        for line in ["BDAT 99999999999999999999", "BDAT -1", "BDAT 10 LAST x", "bdat x"] {
+            var m = D.machine(tls: .none, auth: .none)
+            D.send(&m, "EHLO c")
+            #expect(D.closes(D.send(&m, line)), "\(line)")
+        }
+    }
+
+    @Test func startTLSWithoutTLSGoesOnInPlaintext() {
+        var m = D.machine()
+        D.send(&m, "EHLO c")
+        guard case .startTLS = D.send(&m, "STARTTLS") else { Issue.record("no STARTTLS"); return }
+        #expect(D.code(m.tlsUnavailable()) == 454)
+        #expect(m.acceptsCommands && D.code(D.send(&m, "NOOP")) == 250)
+    }
 }

@@ -10,6 +10,12 @@ struct Notes: SessionAnnotations, Equatable {
     init() {}
     init(_ labels: String...) { self.labels = labels }
     mutating func merge(_ other: Notes) { labels += other.labels }
+    /// Refusals keep their record (labels starting with `trace`) and nothing else.
+    func keptOnRefusal() -> Notes {
+        var kept = Notes()
+        kept.labels = labels.filter { $0.hasPrefix("trace") }
+        return kept
+    }
 }
 
 typealias Machine = SMTPSessionStateMachine<Notes>

@@ -26,4 +26,11 @@ import Testing
         #expect(object["smtp.reply"] == nasty && object["msg"] == "refused" && object["level"] == "info")
         #expect(object["ts"]?.hasSuffix("Z") == true)
     }
+
+    @Test func clientTextCannotForgeALine() {
+        let handler = RelayLogHandler(label: "tollgate", format: .text)
+        let line = handler.render(event("authentication failed", ["smtp.auth.user": "bob\r\n2026-12-01T00:00:00.000Z info tollgate: [x] authenticated\u{0}"]), timestamp: "T")
+        #expect(line.filter { $0 == "\n" || $0 == "\r" }.count == 1 && line.hasSuffix("\n"))
+        #expect(line.contains("smtp.auth.user=bob\\r\\n2026") && line.contains("\\x00"))
+    }
 }

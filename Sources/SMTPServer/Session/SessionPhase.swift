@@ -12,4 +12,11 @@ public protocol SessionAnnotations: Sendable {
     init()
     /// Adds what `other` says; later values win.
     mutating func merge(_ other: Self)
+    /// What to keep of a decision that refused its command — the record of it, not
+    /// what it found (a refused AUTH must not leave its user behind). By default, all.
+    func keptOnRefusal() -> Self
+}
+
+extension SessionAnnotations {
+    public func keptOnRefusal() -> Self { self }
 }

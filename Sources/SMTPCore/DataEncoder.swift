@@ -59,7 +59,24 @@ public enum DataEncoder {
                     length = 1
                 }
                 // The run of ordinary bytes up to the next line break or NUL, folded.
-                let end = ByteScan.firstLineBreakOrNUL(raw, from: i, high: &high)
+                var end = ByteScan.firstLineBreakOrNUL(raw, from: i, high: &high)
+                if length + (end - i) <= SMTPLimits.maxOutboundLine {
+                    // Whole lines that need nothing (canonical CRLF, then neither a dot
+                    // nor another break, and short enough) go out in one copy.
+                    var last = length + (end - i)
+                    while end + 2 < n, raw[end] == 13, raw[end + 1] == 10 {
+                        let next = raw[end + 2]
+                        guard next != UInt8(ascii: "."), next != 13, next != 10, next != 0 else { break }
+                        let lineEnd = ByteScan.firstLineBreakOrNUL(raw, from: end + 2, high: &high)
+                        guard lineEnd - (end + 2) <= SMTPLimits.maxOutboundLine else { break }
+                        last = lineEnd - (end + 2)
+                        end = lineEnd
+                    }
+                    out.writeBytes(UnsafeRawBufferPointer(rebasing: raw[i..<end]))
+                    length = last
+                    i = end
+                    continue
+                }
                 while i < end {
                     if length >= SMTPLimits.maxOutboundLine {
                         out.writeStaticString("\r\n ")

@@ -85,9 +85,16 @@ public struct DataReceiver: Sendable {
                 let b = raw[i]
                 switch state {
                 case .text:
-                    // Fast path: copy a run of ordinary bytes at once.
+                    // Fast path: copy a run of ordinary bytes at once — across line
+                    // ends too, while a CRLF is followed by a byte that needs nothing
+                    // (not a dot, CR, LF or NUL), so whole paragraphs go in one copy.
                     var high: UInt8 = 0
-                    let j = ByteScan.firstLineBreakOrNUL(raw, from: i, high: &high)
+                    var j = ByteScan.firstLineBreakOrNUL(raw, from: i, high: &high)
+                    while j + 2 < n, raw[j] == 13, raw[j + 1] == 10 {
+                        let next = raw[j + 2]
+                        guard next != UInt8(ascii: "."), next != 13, next != 10, next != 0 else { break }
+                        j = ByteScan.firstLineBreakOrNUL(raw, from: j + 2, high: &high)
+                    }
                     highBits |= high
                     if j > i {
                         append(UnsafeRawBufferPointer(rebasing: raw[i..<j]))

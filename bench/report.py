@@ -10,12 +10,16 @@ import sys
 
 
 def size_str(n):
+    if n % (1024 * 1024) == 0:
+        return f"{n // (1024 * 1024)}M"
     if n % 1024 == 0:
         return f"{n // 1024}K"
     return str(n)
 
 
 def human(n):
+    if n % (1024 * 1024) == 0:
+        return f"{n // (1024 * 1024)} MiB"
     return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} B"
 
 
@@ -33,7 +37,7 @@ def ratio(a, b):
 
 COLS = [("system", 18, "<"), ("sessions", 8, ">"), ("size", 5, ">"), ("rcpts", 5, ">"),
         ("messages", 8, ">"), ("accepted/s", 10, ">"), ("delivered/s", 11, ">"),
-        ("p50 ms", 8, ">"), ("p99 ms", 8, ">"), ("RSS MiB", 8, ">"), ("PSS MiB", 8, ">")]
+        ("p50 ms", 8, ">"), ("p99 ms", 8, ">"), ("RSS MiB", 8, ">"), ("PSS MiB", 8, ">"), ("CPU ms/msg", 10, ">")]
 
 
 def row(values):
@@ -71,7 +75,7 @@ def main(argv):
             print(row([r["system"], n, size_str(size), rcpts, r.get("messages", "-"),
                        fmt(r.get("accepted_per_s")), fmt(r.get("delivered_per_s")),
                        fmt(r.get("p50_ms"), 2), fmt(r.get("p99_ms"), 2),
-                       fmt(r.get("rss_peak_mib")), fmt(r.get("pss_peak_mib"))]))
+                       fmt(r.get("rss_peak_mib")), fmt(r.get("pss_peak_mib")), fmt(r.get("cpu_ms_per_msg"), 3)]))
             for e in r.get("errors", []):
                 print(f"    ! {r['system']}: {e}")
             if not r.get("ok", False):
@@ -84,7 +88,8 @@ def main(argv):
                     f"  delivered {ratio(r.get('delivered_per_s'), base.get('delivered_per_s'))}"
                     f"  p50 {ratio(r.get('p50_ms'), base.get('p50_ms'))}"
                     f"  p99 {ratio(r.get('p99_ms'), base.get('p99_ms'))}"
-                    f"  PSS {ratio(r.get('pss_peak_mib'), base.get('pss_peak_mib'))}")
+                    f"  PSS {ratio(r.get('pss_peak_mib'), base.get('pss_peak_mib'))}"
+                    f"  CPU/msg {ratio(r.get('cpu_ms_per_msg'), base.get('cpu_ms_per_msg'))}")
             print(line)
             summary.append((key, r["system"],
                             ratio(r.get("accepted_per_s"), base.get("accepted_per_s")),
@@ -102,6 +107,8 @@ def main(argv):
     print("  smtp-source's N sessions in a separate phase.  RSS: VmHWM for a single-process relay, else")
     print("  the peak of summed VmRSS over the process tree (shared pages counted once per process);")
     print("  PSS: peak of summed Pss (shared pages split), the fair memory comparison for Postfix.")
+    print("CPU ms/msg: user+system CPU of the relay's process tree (reaped children included) from the start of")
+    print("  the throughput run until the sink had every message, divided by the messages: receiving and delivering.")
     if failed:
         print(f"\n{failed} run(s) had errors (marked !).")
     return 1 if failed else 0

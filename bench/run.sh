@@ -11,7 +11,7 @@
 #                         (BENCH_SYSTEMS; default postfix,tollgate plus every
 #                         --variant)
 #   --cases LIST          comma list of SESSIONSxSIZExRCPTS, SIZE in bytes or
-#                         with K suffix, e.g. 20x4Kx1 (BENCH_CASES)
+#                         with a K or M suffix, e.g. 20x4Kx1 (BENCH_CASES)
 #   --tollgate-config F   template for system "tollgate" (BENCH_TOLLGATE_CONFIG;
 #                         default bench/tollgate.yaml.in).  Placeholders:
 #                         @LISTEN_ADDRESS@ @UPSTREAM_ADDRESS@ @SPOOL_PATH@ @WORKDIR@
@@ -302,6 +302,8 @@ alias_database =
 relayhost = [127.0.0.1]:$sinkport
 smtp_tls_security_level = none
 smtpd_tls_security_level = none
+# The size sweep sends up to 10 MiB; Postfix's default limit is 10,240,000 bytes.
+message_size_limit = 26214400
 maillog_file = $dir/maillog
 maillog_file_prefixes = $dir
 biff = no
@@ -426,6 +428,7 @@ fsync_check() { # SYSTEM
 parse_size() { # 4K -> 4096
   case "$1" in
     *[kK]) echo $((${1%?} * 1024)) ;;
+    *[mM]) echo $((${1%?} * 1024 * 1024)) ;;
     *) echo "$1" ;;
   esac
 }

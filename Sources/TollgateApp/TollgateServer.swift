@@ -42,7 +42,7 @@ public final class TollgateServer: Sendable {
             logger: logger,
             metrics: metrics
         )
-        let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics, timers: group.next())
+        let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics)
         self.policy = NIOLockedValueBox(setup)
         let sslContext = try Self.makeSSLContext(configuration)
         let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, runner: runner, metrics: metrics, hostname: configuration.hostname, logger: logger)
@@ -117,7 +117,7 @@ public final class TollgateServer: Sendable {
         }
         let newSetup: PolicySetup
         do {
-            newSetup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics, timers: group.next())
+            newSetup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics)
         } catch {
             logger.error("new policy refused; keeping the running one", metadata: ["problems": "\(error)"])
             return

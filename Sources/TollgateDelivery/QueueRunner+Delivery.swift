@@ -26,23 +26,26 @@ extension QueueRunner {
     /// Delivers a message this runner holds the claim on; ``renewClaims()`` keeps the
     /// claim alive meanwhile.
     func deliverClaimed(_ message: SpoolMessage, logger: Logger) async {
-        delivering.withLockedValue { _ = $0.insert(message.id) }
+        delivering.withLockedValue { $0[message.id, default: 0] += 1 }
         await deliver(message, logger: logger)
-        delivering.withLockedValue { _ = $0.remove(message.id) }
+        delivering.withLockedValue { d in
+            d[message.id, default: 1] -= 1
+            if d[message.id] == 0 { d[message.id] = nil }
+        }
     }
 
     /// Renews the claims of every delivery in flight, every ``Settings/renewInterval``
     /// (one task for them all, not one per delivery), until the runner has stopped
     /// and the last delivery has ended.
     func renewClaims() async {
-        while !(signal.isStopped && inFlight.withLockedValue({ $0 }) == 0), !Task.isCancelled {
+        while !(signal.isStopped && slots.withLockedValue({ $0.busy }) == 0), !Task.isCancelled {
             try? await Task.sleep(for: min(settings.renewEvery, .milliseconds(200)))
             guard lastRenewal.withLockedValue({ last in
                 let due = ContinuousClock.now >= last.advanced(by: settings.renewEvery)
                 if due { last = .now }
                 return due
             }) else { continue }
-            for id in delivering.withLockedValue({ $0 }) {
+            for id in delivering.withLockedValue({ Array($0.keys) }) {
                 do {
                     if try await !spool.renewClaim(id, owner: settings.owner, now: now(), lease: settings.lease) {
                         logger.warning("delivery claim lost; another runner may deliver the message too", metadata: ["queue.id": "\(id)"])

@@ -64,9 +64,11 @@ public final class QueueRunner: Service, Sendable {
     let metrics: RelayMetrics?
     let now: @Sendable () -> Double
     let signal = WakeSignal()
-    let inFlight = NIOLockedValueBox(0)
+    /// Deliveries in flight, and whether the runner has closed for good (then no slot
+    /// is handed out, so no delivery can start after the transports shut down).
+    let slots = NIOLockedValueBox((busy: 0, closed: false))
     /// The messages being delivered now, whose claims ``renewClaims()`` keeps alive.
-    let delivering = NIOLockedValueBox(Set<String>())
+    let delivering = NIOLockedValueBox([String: Int]())
     let lastRenewal = NIOLockedValueBox(ContinuousClock.now)
 
     public init(
@@ -111,7 +113,7 @@ public final class QueueRunner: Service, Sendable {
         let queued = (try? await spool.count()) ?? 0
         let node = String(settings.owner.prefix { $0 != "/" })
         do {
-            let released = try await spool.releaseStaleClaims(node: node, keeping: settings.owner)
+            let released = try await spool.releaseStaleClaims(node: node, keeping: settings.owner, isRunning: NodeIdentity.isRunning)
             if released > 0 { logger.notice("released the claims of an earlier process of this node", metadata: ["queue.claims": "\(released)"]) }
         } catch {
             logger.error("cannot release stale claims", metadata: ["error": "\(error)"])
@@ -120,7 +122,7 @@ public final class QueueRunner: Service, Sendable {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.renewClaims() }
             while !signal.isStopped, !Task.isCancelled {
-                let capacity = settings.concurrency - inFlight.withLockedValue { $0 }
+                let capacity = settings.concurrency - slots.withLockedValue { $0.busy }
                 var claimed: [String] = []
                 if capacity > 0 {
                     do {
@@ -130,7 +132,7 @@ public final class QueueRunner: Service, Sendable {
                     }
                 }
                 for id in claimed {
-                    inFlight.withLockedValue { $0 += 1 }
+                    slots.withLockedValue { $0.busy += 1 }
                     group.addTask {
                         await self.deliverClaimed(id)
                         self.giveBackSlot()
@@ -143,7 +145,13 @@ public final class QueueRunner: Service, Sendable {
             }
         }
         // Deliveries of just-accepted messages run outside the group: wait for them too.
-        while inFlight.withLockedValue({ $0 }) > 0, !Task.isCancelled {
+        while !Task.isCancelled {
+            let idle = slots.withLockedValue { s -> Bool in
+                guard s.busy == 0 else { return false }
+                s.closed = true
+                return true
+            }
+            if idle { break }
             try? await Task.sleep(for: .milliseconds(10))
         }
         for transport in transports.values { await transport.shutdown() }
@@ -152,16 +160,16 @@ public final class QueueRunner: Service, Sendable {
 
     /// Takes a delivery slot if one is free.
     func takeSlot() -> Bool {
-        inFlight.withLockedValue { n in
-            guard n < settings.concurrency else { return false }
-            n += 1
+        slots.withLockedValue { s in
+            guard !s.closed, s.busy < settings.concurrency else { return false }
+            s.busy += 1
             return true
         }
     }
 
     /// A delivery ended: its slot is free, and the queue may have more.
     func giveBackSlot() {
-        inFlight.withLockedValue { $0 -= 1 }
+        slots.withLockedValue { $0.busy -= 1 }
         signal.wake()
     }
 }

@@ -79,7 +79,6 @@ public enum PipelineBuilder {
         _ configuration: TollgateConfiguration,
         logger: Logger,
         metrics: RelayMetrics?,
-        timers: (any EventLoop)? = nil,
         clock: @escaping Clock = { Date().timeIntervalSince1970 }
     ) async throws -> PolicySetup {
         let (policies, policyProblems) = loadPolicies(configuration)
@@ -95,7 +94,7 @@ public enum PipelineBuilder {
                 throw Failure(diagnostics: [PolicyDiagnostic(stage.location, "plugin '\(stage.use)' could not start: \(error)")])
             }
         }
-        return PolicySetup(pipeline: PolicyPipeline(stages: stages, logger: logger, metrics: metrics, timers: timers), policies: policies)
+        return PolicySetup(pipeline: PolicyPipeline(stages: stages, logger: logger, metrics: metrics), policies: policies)
     }
 }
 

@@ -35,16 +35,13 @@ public final class PolicyPipeline: Sendable {
     public let stages: [Stage]
     private let logger: Logger
     private let metrics: RelayMetrics?
-    /// Where stage time limits are scheduled (cheaper than a sleeping task per call).
-    private let timers: (any EventLoop)?
     /// The phases at least one stage decides.
     public let phases: Set<PolicyPhase>
 
-    public init(stages: [Stage], logger: Logger, metrics: RelayMetrics? = nil, timers: (any EventLoop)? = nil) {
+    public init(stages: [Stage], logger: Logger, metrics: RelayMetrics? = nil) {
         self.stages = stages
         self.logger = logger
         self.metrics = metrics
-        self.timers = timers
         self.phases = stages.reduce(into: []) { $0.formUnion($1.phases) }
     }
 
@@ -56,7 +53,7 @@ public final class PolicyPipeline: Sendable {
         var trace: [PolicyTraceEntry] = []
         for stage in stages where stage.phases.contains(context.phase) {
             let started = monotonicSeconds()
-            let result = await withTimeout(stage.timeout, timers: timers) { [context] in try await stage.stage.evaluate(context) }
+            let result = await withTimeout(stage.timeout) { [context] in try await stage.stage.evaluate(context) }
             let elapsed = (monotonicSeconds() - started) * 1000
             let decision: PolicyDecision
             switch result {
@@ -104,7 +101,7 @@ public final class PolicyPipeline: Sendable {
         var trace: [PolicyTraceEntry] = []
         for stage in stages {
             let started = monotonicSeconds()
-            let result = await withTimeout(stage.timeout, timers: timers) { try await stage.stage.authenticate(credentials, context: context) }
+            let result = await withTimeout(stage.timeout) { try await stage.stage.authenticate(credentials, context: context) }
             let elapsed = (monotonicSeconds() - started) * 1000
             let outcome: AuthOutcome
             switch result {
@@ -152,11 +149,9 @@ struct StageTimeout: Error, CustomStringConvertible {
 
 /// Runs `operation` with a time limit; the result or the error (including a timeout).
 /// The operation runs in its own task, so a stage stuck in a blocking call cannot
-/// hold the session past its limit. The limit is a task scheduled on `timers` when
-/// given (an event loop's timer wheel), else a sleeping task.
+/// hold the session past its limit. The limit is kept by ``StageWatchdog``.
 func withTimeout<T: Sendable>(
     _ seconds: Double,
-    timers: (any EventLoop)? = nil,
     _ operation: @escaping @Sendable () async throws -> T
 ) async -> Result<T, any Error> {
     let slot = NIOLockedValueBox<CheckedContinuation<Result<T, any Error>, Never>?>(nil)
@@ -168,23 +163,13 @@ func withTimeout<T: Sendable>(
     }
     return await withCheckedContinuation { continuation in
         slot.withLockedValue { $0 = continuation }
-        let cancelTimer: @Sendable () -> Void
-        if let timers {
-            let scheduled = timers.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
-                finish(.failure(StageTimeout(seconds: seconds)))
-            }
-            cancelTimer = { scheduled.cancel() }
-        } else {
-            let timer = Task {
-                try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
-                if !Task.isCancelled { finish(.failure(StageTimeout(seconds: seconds))) }
-            }
-            cancelTimer = { timer.cancel() }
+        let limit = StageWatchdog.shared.arm(after: seconds) {
+            finish(.failure(StageTimeout(seconds: seconds)))
         }
         Task {
             let result: Result<T, any Error>
             do { result = .success(try await operation()) } catch { result = .failure(error) }
-            cancelTimer()
+            StageWatchdog.shared.disarm(limit)
             finish(result)
         }
     }

@@ -1,6 +1,7 @@
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
-import TollgateConfiguration
 #endif
 
 /// Who this process is to the spool: the node name recorded as `accepted_by`, and the
@@ -15,6 +16,17 @@ public struct NodeIdentity: Sendable, Hashable {
     public init(name: String, claimOwner: String) {
         self.name = name
         self.claimOwner = claimOwner
+    }
+
+    /// Whether the process named in a claim owner of this host (`node/pid/…`) is still
+    /// a running Tollgate: a second live process of the node keeps its claims.
+    public static func isRunning(_ owner: String) -> Bool {
+        let parts = owner.split(separator: "/")
+        guard parts.count >= 2, let pid = Int32(parts[1]), pid > 0 else { return false }
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        // A reused pid: alive, but not a Tollgate.
+        guard let cmdline = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8) else { return true }
+        return cmdline.contains("tollgate")
     }
 
     /// This host and process.

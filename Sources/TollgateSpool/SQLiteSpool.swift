@@ -122,12 +122,19 @@ public final class SQLiteSpool: Spool {
     }
 
     @discardableResult
-    public func releaseStaleClaims(node: String, keeping owner: String) async throws -> Int {
+    public func releaseStaleClaims(node: String, keeping owner: String, isRunning: @escaping @Sendable (String) -> Bool) async throws -> Int {
         try await committer.submit(durable: false) { db in
             let prefix = node + "/"
-            try db.cachedStatement(sql: "UPDATE messages SET claimed_by = NULL, claim_expires = NULL WHERE substr(claimed_by, 1, length(?)) = ? AND claimed_by != ?").execute(arguments: [prefix, prefix, owner]
+            let owners = try String.fetchAll(
+                db.cachedStatement(sql: "SELECT DISTINCT claimed_by FROM messages WHERE substr(claimed_by, 1, length(?)) = ? AND claimed_by != ?"),
+                arguments: [prefix, prefix, owner]
             )
-            return db.changesCount
+            var released = 0
+            for dead in owners where !isRunning(dead) {
+                try db.cachedStatement(sql: "UPDATE messages SET claimed_by = NULL, claim_expires = NULL WHERE claimed_by = ?").execute(arguments: [dead])
+                released += db.changesCount
+            }
+            return released
         }
     }
 

@@ -37,11 +37,12 @@ public protocol Spool: Sendable {
     func releaseClaim(_ id: String, owner: String) async throws
 
     /// Releases the claims an earlier process of this node left behind when it died
-    /// (every claim of an owner `node/…` other than `owner`), so that its deliveries
-    /// in flight are retried at once rather than after their lease. Node names are
-    /// unique in a cluster, so no other node's claim is touched. Returns how many.
+    /// (claims of an owner `node/…` other than `owner` for which `isRunning` says no),
+    /// so that its deliveries in flight are retried at once rather than after their
+    /// lease. Node names are unique in a cluster, so no other node's claim is touched;
+    /// a second live process of the same node keeps its claims. Returns how many.
     @discardableResult
-    func releaseStaleClaims(node: String, keeping owner: String) async throws -> Int
+    func releaseStaleClaims(node: String, keeping owner: String, isRunning: @escaping @Sendable (String) -> Bool) async throws -> Int
 
     /// Records one delivery attempt and releases the claim: the recipients' states,
     /// then the message's removal (`nextAttempt == nil`: nothing left to do) or its

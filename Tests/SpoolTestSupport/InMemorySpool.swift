@@ -107,11 +107,11 @@ public final class InMemorySpool: Spool {
     }
 
     @discardableResult
-    public func releaseStaleClaims(node: String, keeping owner: String) async throws -> Int {
+    public func releaseStaleClaims(node: String, keeping owner: String, isRunning: @escaping @Sendable (String) -> Bool) async throws -> Int {
         state.withLockedValue { s in
             var released = 0
             for (id, entry) in s.entries {
-                guard let holder = entry.message.claimedBy, holder.hasPrefix(node + "/"), holder != owner else { continue }
+                guard let holder = entry.message.claimedBy, holder.hasPrefix(node + "/"), holder != owner, !isRunning(holder) else { continue }
                 s.entries[id]?.message.claimedBy = nil
                 s.entries[id]?.claimExpires = nil
                 released += 1

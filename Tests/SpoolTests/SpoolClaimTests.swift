@@ -1,3 +1,4 @@
+import Foundation
 import SpoolTestSupport
 import Testing
 import TollgateConfiguration
@@ -97,12 +98,15 @@ import TollgateSpool
     /// another node's or its own.
     @Test(arguments: StoreKind.allCases) func aRestartedNodeReleasesItsDeadProcessesClaims(_ kind: StoreKind) async throws {
         try await kind.with { spool in
-            let ids = try await insert(spool, 3, at: t0)
+            let ids = try await insert(spool, 4, at: t0)
             _ = try await spool.claimDue(owner: "relay-a/100/x", now: t0 + 1, lease: 60, limit: 1)
             _ = try await spool.claimDue(owner: "relay-ab/7/y", now: t0 + 1, lease: 60, limit: 1)
             _ = try await spool.claimDue(owner: "relay-a/200/z", now: t0 + 1, lease: 60, limit: 1)
-            #expect(try await spool.releaseStaleClaims(node: "relay-a", keeping: "relay-a/200/z") == 1)
-            #expect(try await spool.claimDue(owner: "relay-a/200/z", now: t0 + 2, lease: 60, limit: 3) == [ids[0]])
+            _ = try await spool.claimDue(owner: "relay-a/300/w", now: t0 + 1, lease: 60, limit: 1)
+            // 100 died; 300 is a second live process of the node and keeps its claim.
+            let released = try await spool.releaseStaleClaims(node: "relay-a", keeping: "relay-a/200/z") { $0 == "relay-a/300/w" }
+            #expect(released == 1)
+            #expect(try await spool.claimDue(owner: "relay-a/200/z", now: t0 + 2, lease: 60, limit: 4) == [ids[0]])
         }
     }
 
@@ -131,5 +135,15 @@ import TollgateSpool
             #expect(all.count == Set(all).count)
             #expect(Set(all) == Set(ids))
         }
+    }
+
+    @Test func aClaimOwnerIsRunningOnlyWhileItsProcessIsATollgate() {
+        #expect(!NodeIdentity.isRunning("relay-a/0/x"))
+        #expect(!NodeIdentity.isRunning("relay-a/not-a-pid/x"))
+        #expect(!NodeIdentity.isRunning("relay-a/\(Int32.max)/x"))
+        // This test process is alive but is not `tollgate serve`... unless its name says so.
+        let me = ProcessInfo.processInfo.processIdentifier
+        let ownCommand = (try? String(contentsOfFile: "/proc/\(me)/cmdline", encoding: .utf8)) ?? ""
+        #expect(NodeIdentity.isRunning("relay-a/\(me)/x") == ownCommand.contains("tollgate"))
     }
 }

@@ -39,8 +39,7 @@ import TollgatePolicy
     func pipeline(_ stages: [(String, any PolicyStage, TollgateConfiguration.OnError)], timeout: Double = 5) -> PolicyPipeline {
         PolicyPipeline(
             stages: stages.map { PolicyPipeline.Stage(name: $0.0, stage: $0.1, timeout: timeout, onError: $0.2) },
-            logger: Logger(label: "test"),
-            timers: MultiThreadedEventLoopGroup.singleton.next()
+            logger: Logger(label: "test")
         )
     }
 

@@ -66,7 +66,10 @@ let package = Package(
         // The relay's counters and histograms, in Prometheus text format.
         .target(
             name: "TollgateMetrics",
-            dependencies: [.product(name: "Prometheus", package: "swift-prometheus")],
+            dependencies: [
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         // The configuration file as plain structs, read from YAML with located errors.

@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import Prometheus
 
 /// The relay's counters and histograms, exposed in Prometheus text format at `/metrics`.
@@ -17,14 +18,35 @@ public final class RelayMetrics: Sendable {
     public func messageAccepted() { accepted.increment() }
     public func storeFailed() { refusedStore.increment() }
 
+    /// The series already made, by their labels: the registry is asked once per series,
+    /// not once per event (it builds the metric's name and looks it up each time).
+    private let decisionSeries = NIOLockedValueBox([String: (Counter, ValueHistogram)]())
+    private let deliverySeries = NIOLockedValueBox([String: Counter]())
+
     public func stageDecided(stage: String, phase: String, verdict: String, seconds: Double) {
-        registry.makeCounter(descriptor: decisions, labels: [("stage", stage), ("phase", phase), ("verdict", verdict)]).increment()
-        registry.makeValueHistogram(descriptor: stageDuration, labels: [("stage", stage), ("phase", phase)], buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5])
-            .record(seconds)
+        let key = stage + "\u{0}" + phase + "\u{0}" + verdict
+        let (counter, histogram) = decisionSeries.withLockedValue { series in
+            if let made = series[key] { return made }
+            let made = (
+                registry.makeCounter(descriptor: decisions, labels: [("stage", stage), ("phase", phase), ("verdict", verdict)]),
+                registry.makeValueHistogram(descriptor: stageDuration, labels: [("stage", stage), ("phase", phase)], buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5])
+            )
+            series[key] = made
+            return made
+        }
+        counter.increment()
+        histogram.record(seconds)
     }
 
     public func recipientDelivered(upstream: String, result: String) {
-        registry.makeCounter(descriptor: deliveries, labels: [("upstream", upstream), ("result", result)]).increment()
+        let key = upstream + "\u{0}" + result
+        let counter = deliverySeries.withLockedValue { series in
+            if let made = series[key] { return made }
+            let made = registry.makeCounter(descriptor: deliveries, labels: [("upstream", upstream), ("result", result)])
+            series[key] = made
+            return made
+        }
+        counter.increment()
     }
 
     public func exposition() -> [UInt8] {

@@ -47,40 +47,68 @@ public final class PolicyPipeline: Sendable {
 
     public var isEmpty: Bool { stages.isEmpty }
 
+    /// Asks the stages that decide `context.phase`, in order, in one task. Each stage
+    /// has its time limit; when one runs out, the phase ends with that stage's
+    /// `on_error` answer at once (every `on_error` answer ends a phase) and the stage
+    /// is left to finish on its own.
     public func evaluate(_ context: PolicyContext) async -> PolicyOutcome {
-        var context = context
-        var facts = SessionFacts()
-        var trace: [PolicyTraceEntry] = []
-        for stage in stages where stage.phases.contains(context.phase) {
-            let started = monotonicSeconds()
-            let result = await withTimeout(stage.timeout) { [context] in try await stage.stage.evaluate(context) }
-            let elapsed = (monotonicSeconds() - started) * 1000
-            let decision: PolicyDecision
-            switch result {
-            case .success(let d):
-                decision = d
-            case .failure(let error):
-                decision = errorDecision(stage, error: error, phase: context.phase)
-            }
-            facts.merge(decision.facts)
-            context.facts.merge(decision.facts)
-            trace.append(PolicyTraceEntry(phase: context.phase.rawValue, stage: stage.name, verdict: decision.verdict.name, reason: decision.reason, milliseconds: elapsed))
-            metrics?.stageDecided(stage: stage.name, phase: context.phase.rawValue, verdict: decision.verdict.name, seconds: elapsed / 1000)
-            if decision.verdict != .continue || !decision.reason.isEmpty {
-                logger.log(
-                    level: decision.verdict == .continue ? .debug : .info,
-                    "policy decision",
-                    metadata: [
-                        "smtp.session.id": "\(context.sessionID)", "policy.stage": "\(stage.name)", "policy.phase": "\(context.phase.rawValue)",
-                        "policy.verdict": "\(decision.verdict.name)", "policy.reason": "\(decision.reason)",
-                    ]
-                )
-            }
-            if decision.verdict != .continue {
-                return PolicyOutcome(verdict: decision.verdict, facts: facts, trace: trace)
-            }
+        let deciding = stages.filter { $0.phases.contains(context.phase) }
+        guard !deciding.isEmpty else { return PolicyOutcome(verdict: .continue) }
+        return await withCheckedContinuation { continuation in
+            let answer = PhaseAnswer(continuation)
+            Task { await self.run(deciding, context, answer) }
         }
-        return PolicyOutcome(verdict: .continue, facts: facts, trace: trace)
+    }
+
+    private func run(_ deciding: [Stage], _ context: PolicyContext, _ answer: PhaseAnswer) async {
+        var context = context
+        for stage in deciding {
+            let started = monotonicSeconds()
+            let phase = context.phase
+            let asked = context
+            let limit = StageWatchdog.shared.arm(after: stage.timeout) {
+                let elapsed = (monotonicSeconds() - started) * 1000
+                let decision = self.errorDecision(stage, error: StageTimeout(seconds: stage.timeout), phase: phase)
+                answer.resume { progress in self.record(stage, decision, elapsed, context: asked, into: &progress) }
+            }
+            let decision: PolicyDecision
+            do {
+                decision = try await stage.stage.evaluate(context)
+            } catch {
+                guard StageWatchdog.shared.disarm(limit) else { return }
+                let failed = errorDecision(stage, error: error, phase: phase)
+                answer.resume { progress in self.record(stage, failed, (monotonicSeconds() - started) * 1000, context: context, into: &progress) }
+                return
+            }
+            // The limit fired while the stage ran: the phase is answered already.
+            guard StageWatchdog.shared.disarm(limit) else { return }
+            let elapsed = (monotonicSeconds() - started) * 1000
+            if decision.verdict != .continue {
+                answer.resume { progress in self.record(stage, decision, elapsed, context: context, into: &progress) }
+                return
+            }
+            answer.update { progress in self.record(stage, decision, elapsed, context: context, into: &progress) }
+            context.facts.merge(decision.facts)
+        }
+        answer.resume { _ in }
+    }
+
+    /// Adds one stage's decision to the phase's outcome: facts, trace, metrics, log.
+    private func record(_ stage: Stage, _ decision: PolicyDecision, _ elapsed: Double, context: PolicyContext, into outcome: inout PolicyOutcome) {
+        outcome.verdict = decision.verdict
+        outcome.facts.merge(decision.facts)
+        outcome.trace.append(PolicyTraceEntry(phase: context.phase.rawValue, stage: stage.name, verdict: decision.verdict.name, reason: decision.reason, milliseconds: elapsed))
+        metrics?.stageDecided(stage: stage.name, phase: context.phase.rawValue, verdict: decision.verdict.name, seconds: elapsed / 1000)
+        if decision.verdict != .continue || !decision.reason.isEmpty {
+            logger.log(
+                level: decision.verdict == .continue ? .debug : .info,
+                "policy decision",
+                metadata: [
+                    "smtp.session.id": "\(context.sessionID)", "policy.stage": "\(stage.name)", "policy.phase": "\(context.phase.rawValue)",
+                    "policy.verdict": "\(decision.verdict.name)", "policy.reason": "\(decision.reason)",
+                ]
+            )
+        }
     }
 
     private func errorDecision(_ stage: Stage, error: any Error, phase: PolicyPhase) -> PolicyDecision {
@@ -172,5 +200,37 @@ func withTimeout<T: Sendable>(
             StageWatchdog.shared.disarm(limit)
             finish(result)
         }
+    }
+}
+
+/// The answer to one phase, given once: by the stage loop, or by a stage's time limit.
+final class PhaseAnswer: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<PolicyOutcome, Never>?
+        var outcome = PolicyOutcome(verdict: .continue)
+    }
+
+    private let state: NIOLockedValueBox<State>
+
+    init(_ continuation: CheckedContinuation<PolicyOutcome, Never>) {
+        state = NIOLockedValueBox(State(continuation: continuation))
+    }
+
+    /// Adds to the outcome while the phase is still open.
+    func update(_ change: (inout PolicyOutcome) -> Void) {
+        state.withLockedValue { s in
+            if s.continuation != nil { change(&s.outcome) }
+        }
+    }
+
+    /// Completes the outcome and answers, unless the phase was answered already.
+    func resume(_ change: (inout PolicyOutcome) -> Void) {
+        let answer = state.withLockedValue { s -> (CheckedContinuation<PolicyOutcome, Never>, PolicyOutcome)? in
+            guard let c = s.continuation else { return nil }
+            change(&s.outcome)
+            s.continuation = nil
+            return (c, s.outcome)
+        }
+        if let (c, outcome) = answer { c.resume(returning: outcome) }
     }
 }

@@ -35,8 +35,10 @@ final class StageWatchdog: Sendable {
         return id
     }
 
-    func disarm(_ id: Int) {
-        state.withLockedValue { _ = $0.entries.removeValue(forKey: id) }
+    /// Takes the limit back; `false` when it has already fired (or is firing).
+    @discardableResult
+    func disarm(_ id: Int) -> Bool {
+        state.withLockedValue { $0.entries.removeValue(forKey: id) != nil }
     }
 
     /// Runs while limits are armed; fires the expired ones.

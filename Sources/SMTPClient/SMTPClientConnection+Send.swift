@@ -23,7 +23,9 @@ extension SMTPClientConnection {
         let plan = try TransactionPlan(
             envelope: envelope,
             contentSize: prefix.utf8.count + content.readableBytes,
-            contentHasEightBit: content.containsEightBit || prefix.utf8.contains { $0 >= 0x80 },
+            // The relay's envelopes say it already (the framer saw every byte); the scan
+            // only guards callers that do not.
+            contentHasEightBit: envelope.eightBit || content.containsEightBit || prefix.utf8.contains { $0 >= 0x80 },
             capabilities: serverCapabilities
         )
         try acquire()

@@ -37,9 +37,6 @@ public enum SMTPCommand: Sendable, Hashable {
         }
     }
 
-    /// Commands that may only be the last of a pipelined group (RFC 2920 §3.1).
-    public var mustEndPipelineGroup: Bool { Self.mustEndPipelineGroup(verb: verb) }
-
     /// RFC 2920 §3.1: EHLO, HELO, DATA, VRFY, EXPN, TURN and NOOP end a pipelined group.
     /// Asked of the raw verb, so that a command Tollgate does not implement (TURN) is
     /// judged too. STARTTLS is not here: bytes after it are discarded instead

@@ -76,14 +76,6 @@ public struct SMTPFramer: Sendable {
     /// Bytes received and not yet framed.
     public var bufferedBytes: Int { buffer.readableBytes }
 
-    /// Whether the framer is reading command lines (not content, not dropping input).
-    public var readsCommands: Bool {
-        switch mode {
-        case .command, .discardingLine: return true
-        default: return false
-        }
-    }
-
     /// Whether input is being dropped (``ignoreInput()``).
     public var ignoresInput: Bool {
         if case .ignoring = mode { return true }

@@ -38,13 +38,12 @@ extension QueueRunner {
     /// (one task for them all, not one per delivery), until the runner has stopped
     /// and the last delivery has ended.
     func renewClaims() async {
+        var lastRenewal = ContinuousClock.now
         while !(signal.isStopped && slots.withLockedValue({ $0.busy }) == 0), !Task.isCancelled {
+            // Short sleeps, so that the loop ends soon after the last delivery.
             try? await Task.sleep(for: min(settings.renewEvery, .milliseconds(200)))
-            guard lastRenewal.withLockedValue({ last in
-                let due = ContinuousClock.now >= last.advanced(by: settings.renewEvery)
-                if due { last = .now }
-                return due
-            }) else { continue }
+            guard ContinuousClock.now >= lastRenewal.advanced(by: settings.renewEvery) else { continue }
+            lastRenewal = .now
             for id in delivering.withLockedValue({ Array($0.keys) }) {
                 do {
                     if try await !spool.renewClaim(id, owner: settings.owner, now: now(), lease: settings.lease) {

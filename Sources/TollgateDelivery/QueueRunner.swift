@@ -69,7 +69,6 @@ public final class QueueRunner: Service, Sendable {
     let slots = NIOLockedValueBox((busy: 0, closed: false))
     /// The messages being delivered now, whose claims ``renewClaims()`` keeps alive.
     let delivering = NIOLockedValueBox([String: Int]())
-    let lastRenewal = NIOLockedValueBox(ContinuousClock.now)
 
     public init(
         spool: any Spool,

@@ -63,33 +63,3 @@ final class FakeTransport: Transport {
     var overlapping: [String] { state.withLockedValue { $0.overlapping } }
     var wasShutDown: Bool { state.withLockedValue { $0.shutdown } }
 }
-
-/// Holds deliveries until the test opens it.
-final class Gate: Sendable {
-    private struct State {
-        var open = false
-        var waiters: [CheckedContinuation<Void, Never>] = []
-    }
-
-    private let state = NIOLockedValueBox(State())
-
-    func wait() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let openNow = state.withLockedValue { s -> Bool in
-                if s.open { return true }
-                s.waiters.append(c)
-                return false
-            }
-            if openNow { c.resume() }
-        }
-    }
-
-    func open() {
-        let waiters = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
-            s.open = true
-            defer { s.waiters = [] }
-            return s.waiters
-        }
-        for w in waiters { w.resume() }
-    }
-}

@@ -4,38 +4,10 @@ import NIOCore
 import NIOEmbedded
 import NIOSSL
 import SMTPCore
+import TestSupport
 import Testing
 
 @testable import SMTPServer
-
-/// Holds a step of the fake delegate until the test lets it go.
-final class Gate: Sendable {
-    private let state = NIOLockedValueBox<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
-
-    init(open: Bool = false) {
-        state.withLockedValue { $0.open = open }
-    }
-
-    func wait() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let resume = state.withLockedValue { s -> Bool in
-                if s.open { return true }
-                s.waiters.append(c)
-                return false
-            }
-            if resume { c.resume() }
-        }
-    }
-
-    func open() {
-        let waiters = state.withLockedValue { s -> [CheckedContinuation<Void, Never>] in
-            s.open = true
-            defer { s.waiters = [] }
-            return s.waiters
-        }
-        for w in waiters { w.resume() }
-    }
-}
 
 /// A delegate whose answers the test chooses, recording what it was asked.
 final class FakeDelegate: SMTPSessionDelegate {

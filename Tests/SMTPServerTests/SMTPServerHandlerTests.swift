@@ -1,6 +1,7 @@
 import NIOCore
 import NIOEmbedded
 import SMTPCore
+import TestSupport
 import Testing
 
 @testable import SMTPServer

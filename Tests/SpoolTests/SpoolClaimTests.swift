@@ -1,5 +1,6 @@
 import Foundation
 import SpoolTestSupport
+import TestSupport
 import Testing
 import TollgateConfiguration
 import TollgateSpool
@@ -141,9 +142,30 @@ import TollgateSpool
         #expect(!NodeIdentity.isRunning("relay-a/0/x"))
         #expect(!NodeIdentity.isRunning("relay-a/not-a-pid/x"))
         #expect(!NodeIdentity.isRunning("relay-a/\(Int32.max)/x"))
-        // This test process is alive but is not `tollgate serve`... unless its name says so.
-        let me = ProcessInfo.processInfo.processIdentifier
-        let ownCommand = (try? String(contentsOfFile: "/proc/\(me)/cmdline", encoding: .utf8)) ?? ""
-        #expect(NodeIdentity.isRunning("relay-a/\(me)/x") == ownCommand.contains("tollgate"))
+    }
+
+    /// Real processes: one alive but not a Tollgate (a reused pid), one whose command is
+    /// a Tollgate's, and the same once it has exited.
+    @Test func aLiveProcessCountsOnlyWhenItIsATollgate() throws {
+        let dir = try TemporaryDirectory(label: "owners")
+        defer { dir.remove() }
+        let sleep = try ExecutableLookup.require("sleep")
+        let disguised = dir.file("tollgate")
+        try FileManager.default.createSymbolicLink(atPath: disguised, withDestinationPath: sleep)
+        let other = try ChildProcess.spawn(sleep, ["30"])
+        let tollgate = try ChildProcess.spawn(disguised, ["30"])
+        defer {
+            _ = other.kill()
+            _ = tollgate.kill()
+        }
+        // Until a child has exec'd, its command line is still this test's.
+        func execed(_ child: ChildProcess, _ path: String) -> Bool {
+            waitUntil(timeout: 10) { ((try? String(contentsOfFile: "/proc/\(child.pid)/cmdline", encoding: .utf8)) ?? "").hasPrefix(path) }
+        }
+        #expect(execed(other, sleep) && execed(tollgate, disguised))
+        #expect(!NodeIdentity.isRunning("relay-a/\(other.pid)/x"))
+        #expect(NodeIdentity.isRunning("relay-a/\(tollgate.pid)/x"))
+        _ = tollgate.kill()
+        #expect(!NodeIdentity.isRunning("relay-a/\(tollgate.pid)/x"))
     }
 }

@@ -121,10 +121,12 @@ let package = Package(
         ),
         // The application: sessions wired to the pipeline and the spool, the server's
         // services, `check`, `explain`, the metrics endpoint.
+        // One BoringSSL function swift-nio-ssl does not expose (server cipher preference).
+        .target(name: "CTLSShim", path: "Sources/CTLSShim"),
         .target(
             name: "TollgateApp",
             dependencies: [
-                "SMTPCore", "SMTPServer", "SMTPClient",
+                "SMTPCore", "SMTPServer", "SMTPClient", "CTLSShim",
                 "TollgateConfiguration", "TollgatePipeline", "TollgateSpool", "TollgateDelivery", "TollgateMetrics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -7,7 +7,7 @@ set -euo pipefail
 what="${1:-test}"
 packages=(libsqlite3-dev libldap2-dev openssl swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl slapd ldap-utils python3 sqlite3)
 case "$what" in
-  test|bench) packages+=(postfix) ;;
+  test|bench) packages+=(postfix testssl.sh nmap) ;;
 esac
 
 missing=()

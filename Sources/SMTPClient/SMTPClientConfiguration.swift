@@ -1,4 +1,5 @@
 import NIOCore
+import SMTPCore
 
 /// How the client protects the connection to an upstream (`upstreams[].tls`, SPEC §3).
 public enum UpstreamTLSMode: String, Sendable, Hashable, CaseIterable {
@@ -20,6 +21,8 @@ public struct SMTPClientConfiguration: Sendable {
     public var verifyCertificate: Bool
     /// A PEM file of trusted roots; the system roots otherwise.
     public var caFile: String?
+    /// The TLS versions and TLS 1.2 suites offered (`tls_min_version`, `tls_ciphers`).
+    public var tlsPolicy: TLSPolicy
     /// Credentials for AUTH PLAIN (preferred) or LOGIN (RFC 4954). They are only ever
     /// sent over TLS: without TLS the connection fails with
     /// ``SMTPClientError/tlsRequiredButUnavailable``.
@@ -40,6 +43,7 @@ public struct SMTPClientConfiguration: Sendable {
         tls: UpstreamTLSMode = .required,
         verifyCertificate: Bool = true,
         caFile: String? = nil,
+        tlsPolicy: TLSPolicy = .intermediate,
         username: String? = nil,
         password: String? = nil,
         heloName: String,
@@ -50,6 +54,7 @@ public struct SMTPClientConfiguration: Sendable {
         self.tls = tls
         self.verifyCertificate = verifyCertificate
         self.caFile = caFile
+        self.tlsPolicy = tlsPolicy
         self.username = username
         self.password = password
         self.heloName = heloName

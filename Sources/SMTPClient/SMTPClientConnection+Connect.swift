@@ -88,7 +88,7 @@ extension SMTPClientConnection {
 
     static func makeSSLContext(_ configuration: SMTPClientConfiguration) throws(SMTPClientError) -> NIOSSLContext {
         var tls = TLSConfiguration.makeClientConfiguration()
-        tls.minimumTLSVersion = .tlsv12
+        tls.apply(configuration.tlsPolicy)
         tls.certificateVerification = configuration.verifyCertificate ? .fullVerification : .none
         do {
             if let caFile = configuration.caFile {

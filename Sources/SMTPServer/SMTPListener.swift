@@ -41,7 +41,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
     public let configuration: Configuration
     private let session: NIOLockedValueBox<SMTPSessionConfiguration>
     private let delegate: NIOLockedValueBox<Delegate>
-    private let sslContext: NIOSSLContext?
+    private let sslContext: NIOLockedValueBox<NIOSSLContext?>
     private let group: any EventLoopGroup
     private let logger: Logger
     private let connections = NIOLockedValueBox(Connections())
@@ -59,7 +59,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
         self.configuration = configuration
         self.session = NIOLockedValueBox(session)
         self.delegate = NIOLockedValueBox(delegate)
-        self.sslContext = sslContext
+        self.sslContext = NIOLockedValueBox(sslContext)
         self.group = group
         var logger = logger
         logger[metadataKey: "smtp.listener"] = .string(configuration.name)
@@ -67,11 +67,13 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
         self.sessionPrefix = String(UInt32.random(in: 0x1000_0000...0xffff_ffff), radix: 36, uppercase: true)
     }
 
-    /// New sessions use these from now on (configuration reload); sessions already
-    /// running keep what they started with.
-    public func update(session: SMTPSessionConfiguration, delegate: Delegate) {
+    /// New sessions use these from now on (configuration reload: a renewed
+    /// certificate, new TLS settings); sessions already running keep what they started
+    /// with.
+    public func update(session: SMTPSessionConfiguration, delegate: Delegate, sslContext: NIOSSLContext?) {
         self.session.withLockedValue { $0 = session }
         self.delegate.withLockedValue { $0 = delegate }
+        self.sslContext.withLockedValue { $0 = sslContext }
     }
 
     /// The bound address (useful with port 0).
@@ -151,6 +153,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
             }
         }
         let implicitTLS = configuration.tls == .implicit
+        let sslContext = self.sslContext.withLockedValue { $0 }
         if implicitTLS {
             guard let sslContext else { throw ChannelError.operationUnsupported }
             try sync.addHandler(NIOSSLServerHandler(context: sslContext))

@@ -44,7 +44,7 @@ public final class TollgateServer: Sendable {
         )
         let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics)
         self.policy = NIOLockedValueBox(setup)
-        let sslContext = try Self.makeSSLContext(configuration)
+        let sslContext = try Self.makeSSLContext(configuration, logger: logger)
         let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, runner: runner, metrics: metrics, hostname: configuration.hostname, logger: logger)
         let group = self.group
         listeners = configuration.listeners.map { listener in
@@ -59,14 +59,18 @@ public final class TollgateServer: Sendable {
         }
     }
 
-    static func makeSSLContext(_ configuration: TollgateConfiguration) throws -> NIOSSLContext? {
+    static func makeSSLContext(_ configuration: TollgateConfiguration, logger: Logger) throws -> NIOSSLContext? {
         guard let tls = configuration.tls else { return nil }
         do {
             let chain = try NIOSSLCertificate.fromPEMFile(tls.certificate).map { NIOSSLCertificateSource.certificate($0) }
             let key = try NIOSSLPrivateKey(file: tls.key, format: .pem)
             var tlsConfiguration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-            tlsConfiguration.minimumTLSVersion = .tlsv12
-            return try NIOSSLContext(configuration: tlsConfiguration)
+            tlsConfiguration.apply(tls.policy)
+            let context = try NIOSSLContext(configuration: tlsConfiguration)
+            if !context.preferServerCipherOrder() {
+                logger.warning("cannot set the server's cipher order with this swift-nio-ssl; clients choose among the configured suites")
+            }
+            return context
         } catch {
             throw StartupError("cannot load the TLS certificate or key (\(tls.certificate), \(tls.key)): \(error)")
         }
@@ -105,7 +109,9 @@ public final class TollgateServer: Sendable {
 
     /// SIGHUP: reads the configuration again. An invalid one is refused and the running
     /// one stays; a valid one replaces the pipeline and the per-session settings.
-    /// Listener addresses, TLS files and the spool path take effect on restart.
+    /// The TLS certificate, key and settings are read again, so a renewed certificate
+    /// is served to new connections without a restart. Listener addresses, upstreams
+    /// and the spool path take effect on restart.
     func reload() async {
         logger.info("reloading configuration", metadata: ["file": "\(configPath)"])
         let configuration: TollgateConfiguration
@@ -113,6 +119,13 @@ public final class TollgateServer: Sendable {
             configuration = try ConfigurationLoader.load(configPath)
         } catch {
             logger.error("new configuration refused; keeping the running one", metadata: ["problems": "\(error.description)"])
+            return
+        }
+        let sslContext: NIOSSLContext?
+        do {
+            sslContext = try Self.makeSSLContext(configuration, logger: logger)
+        } catch {
+            logger.error("new configuration refused; keeping the running one", metadata: ["problems": "\(error)"])
             return
         }
         let newSetup: PolicySetup
@@ -130,7 +143,7 @@ public final class TollgateServer: Sendable {
         let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: newSetup), spool: spool, runner: runner, metrics: metrics, hostname: configuration.hostname, logger: logger)
         for listener in listeners {
             if let l = configuration.listeners.first(where: { $0.name == listener.configuration.name }) {
-                listener.update(session: Self.sessionConfiguration(l, configuration), delegate: delegate)
+                listener.update(session: Self.sessionConfiguration(l, configuration), delegate: delegate, sslContext: l.tls == .none ? nil : sslContext)
             }
         }
         state.withLockedValue { $0 = configuration }
@@ -139,7 +152,12 @@ public final class TollgateServer: Sendable {
             try? await Task.sleep(for: .seconds(configuration.limits.commandTimeout))
             await old.pipeline.shutdown()
         }
-        logger.info("configuration reloaded", metadata: ["stages": "\(newSetup.pipeline.stages.count)", "departments": "\(newSetup.policies.departments.count)"])
+        var metadata: Logger.Metadata = ["stages": "\(newSetup.pipeline.stages.count)", "departments": "\(newSetup.policies.departments.count)"]
+        if let tls = configuration.tls, let leaf = try? NIOSSLCertificate.fromPEMFile(tls.certificate).first {
+            metadata["tls.certificate"] = "\(tls.certificate)"
+            metadata["tls.certificate.not_after"] = "\(Date(timeIntervalSince1970: TimeInterval(leaf.notValidAfter)))"
+        }
+        logger.info("configuration reloaded", metadata: metadata)
     }
 
     struct ListenerService: Service {

@@ -61,13 +61,24 @@ public enum ConfigurationLoader {
             case "tls":
                 var certificate: String?
                 var key: String?
-                for (k, _, v) in reader.mapping(value, allowed: ["certificate", "key"], what: "tls") {
-                    let path = reader.string(v, "tls.\(k)").map(resolve)
-                    if let path, !FileManager.default.isReadableFile(atPath: path) { reader.error(v, "cannot read \(path)") }
-                    if k == "certificate" { certificate = path } else { key = path }
+                var policy = TLSPolicy.intermediate
+                var versionNode: Node?
+                for (k, _, v) in reader.mapping(value, allowed: ["certificate", "key", "min_version", "ciphers"], what: "tls") {
+                    switch k {
+                    case "min_version":
+                        versionNode = v
+                        if let version = reader.choice(v, "tls.min_version", TLSPolicy.Version.self, TLSPolicy.Version.allCases) { policy.minimumVersion = version }
+                    case "ciphers":
+                        if let suites = reader.cipherSuites(v, "tls.ciphers") { policy.suites = suites }
+                    default:
+                        let path = reader.string(v, "tls.\(k)").map(resolve)
+                        if let path, !FileManager.default.isReadableFile(atPath: path) { reader.error(v, "cannot read \(path)") }
+                        if k == "certificate" { certificate = path } else { key = path }
+                    }
                 }
+                reader.checkSuitesCoverVersion(policy, versionNode ?? value, "tls.ciphers")
                 if let certificate, let key {
-                    config.tls = .init(certificate: certificate, key: key)
+                    config.tls = .init(certificate: certificate, key: key, policy: policy)
                 } else {
                     reader.error(value, "tls needs both certificate and key")
                 }
@@ -226,7 +237,8 @@ public enum ConfigurationLoader {
     }
 
     static func readUpstream(_ node: Node, _ reader: inout YAMLReader, _ resolve: (String) -> String) -> TollgateConfiguration.Upstream? {
-        let allowed: Set = ["name", "hosts", "directory", "tls", "verify_certificate", "ca_file", "auth", "max_connections"]
+        let allowed: Set = ["name", "hosts", "directory", "tls", "verify_certificate", "ca_file", "tls_min_version", "tls_ciphers", "auth", "max_connections"]
+        var versionNode: Node?
         var name: String?
         var hosts: [(String, Int)]?
         var directory: String?
@@ -247,6 +259,11 @@ public enum ConfigurationLoader {
                     if !FileManager.default.isReadableFile(atPath: p) { reader.error(v, "cannot read \(p)") }
                     upstream.caFile = p
                 }
+            case "tls_min_version":
+                versionNode = v
+                if let version = reader.choice(v, "tls_min_version", TLSPolicy.Version.self, TLSPolicy.Version.allCases) { upstream.tlsPolicy.minimumVersion = version }
+            case "tls_ciphers":
+                if let suites = reader.cipherSuites(v, "tls_ciphers") { upstream.tlsPolicy.suites = suites }
             case "auth":
                 for (ak, _, av) in reader.mapping(v, allowed: ["username", "password_file"], what: "upstream auth") {
                     if ak == "username" {
@@ -267,6 +284,7 @@ public enum ConfigurationLoader {
             return nil
         }
         upstream.name = name
+        reader.checkSuitesCoverVersion(upstream.tlsPolicy, versionNode ?? node, "tls_ciphers")
         if let authNode, upstream.tls == .none || upstream.tls == .opportunistic {
             // Credentials only ever go over TLS: with these modes they might not.
             reader.error(authNode, "upstream '\(name)' has auth with tls: \(upstream.tls.rawValue); use tls: required or implicit so credentials never go in plaintext")

@@ -38,6 +38,8 @@ public struct TollgateConfiguration: Sendable {
     public struct TLSFiles: Sendable {
         public var certificate: String
         public var key: String
+        /// `min_version`, `ciphers`: Mozilla "intermediate" unless set.
+        public var policy = TLSPolicy.intermediate
     }
 
     public struct Limits: Sendable {
@@ -65,6 +67,8 @@ public struct TollgateConfiguration: Sendable {
         public var tls: UpstreamTLSMode = .opportunistic
         public var verifyCertificate = true
         public var caFile: String?
+        /// `tls_min_version`, `tls_ciphers`.
+        public var tlsPolicy = TLSPolicy.intermediate
         public var username: String?
         public var passwordFile: String?
         public var maxConnections = 20

@@ -1,3 +1,4 @@
+import SMTPCore
 import TollgatePolicy
 import Yams
 
@@ -113,6 +114,32 @@ public struct YAMLReader {
             return nil
         }
         return value
+    }
+
+    /// A cipher profile (`intermediate`, `legacy`) or a list of suite names, written as
+    /// one string (names separated by `:`, OpenSSL style) or a YAML list.
+    public mutating func cipherSuites(_ node: Node, _ what: String) -> [TLSPolicy.Suite]? {
+        let names: [String]
+        if case .sequence = node {
+            names = strings(node, what)
+        } else if let text = string(node, what) {
+            names = text.split(separator: ":").map { String($0).trimmingCharacters(in: " ") }
+        } else {
+            return nil
+        }
+        switch TLSPolicy.suites(named: names) {
+        case .success(let suites): return suites
+        case .failure(let problem):
+            error(node, "\(what): \(problem)")
+            return nil
+        }
+    }
+
+    /// TLS 1.0 and 1.1 have no AEAD suites: a minimum below 1.2 needs CBC suites offered.
+    public mutating func checkSuitesCoverVersion(_ policy: TLSPolicy, _ node: Node, _ what: String) {
+        if policy.minimumVersion < .v1_2, !policy.suites.contains(where: { !$0.aead }) {
+            error(node, "TLS \(policy.minimumVersion.rawValue) has no AEAD cipher suites; set \(what): legacy (or name CBC suites) for clients that old")
+        }
     }
 
     /// `30s`, `5m`, `1h`, `5d`, or plain seconds.

@@ -21,6 +21,7 @@ public enum Transports {
                     tls: upstream.tls,
                     verifyCertificate: upstream.verifyCertificate,
                     caFile: upstream.caFile,
+                    tlsPolicy: upstream.tlsPolicy,
                     username: upstream.username,
                     password: try upstream.passwordFile.map(readPassword),
                     heloName: configuration.hostname,

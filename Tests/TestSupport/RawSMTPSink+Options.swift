@@ -23,6 +23,10 @@ extension RawSMTPSink {
         }
 
         public var tls: TLS = .none
+        /// The highest TLS version the sink offers ("1.2"; nil: 1.3).
+        public var tlsMaximumVersion: String?
+        /// The TLS 1.2 suites the sink offers (an OpenSSL cipher list; nil: Python's default).
+        public var tlsCiphers: String?
         /// Credentials for AUTH PLAIN and LOGIN. AUTH is offered only after
         /// TLS unless ``authWithoutTLS`` is set.
         public var authUser: String?
@@ -85,6 +89,8 @@ extension RawSMTPSink {
             case .implicit(let certificate, let key):
                 result += ["--tls", "implicit", "--cert", certificate, "--key", key]
             }
+            if let tlsMaximumVersion { result += ["--tls-max-version", tlsMaximumVersion] }
+            if let tlsCiphers { result += ["--tls-ciphers", tlsCiphers] }
             if let authUser { result += ["--auth-user", authUser, "--auth-password", authPassword ?? ""] }
             let flags: [(Bool, String)] = [
                 (authWithoutTLS, "--auth-without-tls"), (requireAuth, "--require-auth"), (requireTLS, "--require-tls"),

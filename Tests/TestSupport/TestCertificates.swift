@@ -8,6 +8,19 @@ import Foundation
 /// The server certificate carries `subjectAltName` DNS and IP entries,
 /// `extendedKeyUsage=serverAuth,clientAuth` and is valid for `validityDays`.
 public struct TestCertificates: Sendable {
+    /// The server key's algorithm. RSA keys allow static-RSA and ECDHE-RSA suites;
+    /// P-256 keys (fast to make) ECDHE-ECDSA ones.
+    public enum KeyType: Sendable {
+        case p256, rsa2048
+
+        var arguments: [String] {
+            switch self {
+            case .p256: ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+            case .rsa2048: ["-newkey", "rsa:2048"]
+            }
+        }
+    }
+
     /// The CA certificate to trust (for ``makeSelfSigned(in:name:hostnames:ips:)``: the certificate itself).
     public let caCertificatePath: String
     /// The CA's private key (`nil` for a self-signed certificate).
@@ -23,12 +36,13 @@ public struct TestCertificates: Sendable {
         name: String = "server",
         hostnames: [String] = ["localhost"],
         ips: [String] = ["127.0.0.1"],
-        validityDays: Int = 2
+        validityDays: Int = 2,
+        keyType: KeyType = .p256
     ) throws -> TestCertificates {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let certificates = TestCertificates(directory: directory, name: name)
         try certificates.makeCA(validityDays: validityDays)
-        let csr = try certificates.makeKeyAndRequest(directory: directory, name: name, hostnames: hostnames)
+        let csr = try certificates.makeKeyAndRequest(directory: directory, name: name, hostnames: hostnames, keyType: keyType)
         let extensions = try writeExtensions(directory: directory, name: name, hostnames: hostnames, ips: ips)
         try openssl([
             "x509", "-req", "-in", csr, "-CA", certificates.caCertificatePath, "-CAkey", certificates.caKeyPath!,
@@ -126,10 +140,10 @@ public struct TestCertificates: Sendable {
         ])
     }
 
-    private func makeKeyAndRequest(directory: String, name: String, hostnames: [String]) throws -> String {
+    private func makeKeyAndRequest(directory: String, name: String, hostnames: [String], keyType: KeyType = .p256) throws -> String {
         let csr = directory + "/\(name).csr"
-        try Self.openssl([
-            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        try Self.openssl(["req", "-new"] + keyType.arguments + [
+            "-nodes",
             "-keyout", keyPath, "-out", csr, "-subj", "/CN=\(hostnames.first ?? "tollgate-test")",
         ])
         return csr

@@ -64,6 +64,9 @@ def parse_args():
     p.add_argument("--tls", choices=["none", "starttls", "implicit"], default="none")
     p.add_argument("--cert")
     p.add_argument("--key")
+    p.add_argument("--tls-max-version", choices=["1.2", "1.3"],
+                   help="the highest TLS version offered")
+    p.add_argument("--tls-ciphers", help="OpenSSL cipher list for TLS 1.2")
     p.add_argument("--auth-user")
     p.add_argument("--auth-password")
     p.add_argument("--auth-without-tls", action="store_true",
@@ -139,6 +142,10 @@ def lookup_reply(table, kind, address):
 def tls_context():
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(ARGS.cert, ARGS.key)
+    if ARGS.tls_max_version == "1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if ARGS.tls_ciphers:
+        ctx.set_ciphers(ARGS.tls_ciphers)
 
     def on_sni(sslobj, name, _ctx):
         try:

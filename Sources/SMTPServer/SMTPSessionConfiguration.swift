@@ -20,6 +20,10 @@ public struct SMTPSessionConfiguration: Sendable {
     public var maxMessageSize: Int
     public var maxRecipients: Int
     public var bareNewline: BareNewlinePolicy
+    /// Whether recipients may be address literals (`x@[10.0.0.5]`); refused by default
+    /// (`limits.address_literals`, RELIABILITY B4), as they bypass domain policies and
+    /// reach internal hosts through the smarthost.
+    public var acceptsAddressLiteralRecipients: Bool
     /// Protocol errors (5xx to syntax or sequence) before the session is closed with 421
     /// (Postfix `smtpd_hard_error_limit`).
     public var maxErrors: Int
@@ -36,6 +40,7 @@ public struct SMTPSessionConfiguration: Sendable {
         maxMessageSize: Int = 25 * 1024 * 1024,
         maxRecipients: Int = 100,
         bareNewline: BareNewlinePolicy = .normalize,
+        acceptsAddressLiteralRecipients: Bool = false,
         maxErrors: Int = 20,
         maxJunkCommands: Int = 100,
         maxAuthFailures: Int = 3
@@ -47,6 +52,7 @@ public struct SMTPSessionConfiguration: Sendable {
         self.maxMessageSize = maxMessageSize
         self.maxRecipients = maxRecipients
         self.bareNewline = bareNewline
+        self.acceptsAddressLiteralRecipients = acceptsAddressLiteralRecipients
         self.maxErrors = maxErrors
         self.maxJunkCommands = maxJunkCommands
         self.maxAuthFailures = maxAuthFailures

@@ -392,6 +392,9 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
         if hadSourceRoute || mailbox.hasRoutingCharacters {
             return .reply(SMTPReply(553, "5.7.1", "Error: sender-specified routing is not allowed"))
         }
+        if mailbox.isAddressLiteral, !configuration.acceptsAddressLiteralRecipients {
+            return .reply(SMTPReply(553, "5.7.1", "Error: address literals are not relayed; use a domain name"))
+        }
         if mailbox.needsSMTPUTF8, !tx.envelope.parameters.smtpUTF8 {
             return .reply(SMTPReply(553, "5.6.7", "Error: this address requires SMTPUTF8"))
         }

@@ -50,6 +50,8 @@ public struct TollgateConfiguration: Sendable {
         public var commandTimeout: Double = 300
         public var dataTimeout: Double = 600
         public var bareNewline: BareNewlinePolicy = .normalize
+        /// `limits.address_literals`: `reject` (the default) or `accept` recipients such as `x@[10.0.0.5]`.
+        public var acceptsAddressLiterals = false
     }
 
     public struct Spool: Sendable {

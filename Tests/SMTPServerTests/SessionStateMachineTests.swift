@@ -240,6 +240,28 @@ enum Drive {
         #expect(D.code(D.send(&m, "RCPT TO:<jörg@example.net>")) == 553)
     }
 
+    @Test func addressLiteralRecipientsOnlyWhenAccepted() {
+        var refusing = D.machine(tls: .none, auth: .none)
+        D.send(&refusing, "EHLO c")
+        D.send(&refusing, "MAIL FROM:<a@[192.0.2.1]>")
+        #expect(D.code(D.send(&refusing, "RCPT TO:<x@[10.0.0.5]>")) == 553)
+        #expect(D.code(D.send(&refusing, "RCPT TO:<x@[IPv6:2001:db8::1]>")) == 553)
+        #expect(refusing.envelope?.recipients.isEmpty == true)
+
+        var accepting = Machine(
+            configuration: SMTPSessionConfiguration(hostname: "relay.test", acceptsAddressLiteralRecipients: true),
+            sessionID: "S2", clientAddress: "192.0.2.7"
+        )
+        _ = accepting.connected()
+        _ = accepting.policyDecided(.proceed)
+        D.send(&accepting, "EHLO c")
+        D.send(&accepting, "MAIL FROM:<a@b.example>")
+        #expect(D.code(D.send(&accepting, "RCPT TO:<x@[10.0.0.5]>")) == 250)
+        // Routing stays refused whatever the literal setting.
+        #expect(D.code(D.send(&accepting, "RCPT TO:<x%y@[10.0.0.5]>")) == 553)
+        #expect(accepting.envelope?.recipients.map(\.mailbox.domain) == ["[10.0.0.5]"])
+    }
+
     @Test func sizeDeclaredTooLarge() {
         var m = D.machine(tls: .none, auth: .none)
         D.send(&m, "EHLO c")

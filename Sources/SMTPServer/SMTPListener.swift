@@ -42,6 +42,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
     private let session: NIOLockedValueBox<SMTPSessionConfiguration>
     private let delegate: NIOLockedValueBox<Delegate>
     private let sslContext: NIOLockedValueBox<NIOSSLContext?>
+    private let authFailures: AuthFailureTracker?
     private let group: any EventLoopGroup
     private let logger: Logger
     private let connections = NIOLockedValueBox(Connections())
@@ -53,6 +54,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
         session: SMTPSessionConfiguration,
         sslContext: NIOSSLContext?,
         delegate: Delegate,
+        authFailures: AuthFailureTracker? = nil,
         group: any EventLoopGroup,
         logger: Logger
     ) {
@@ -60,6 +62,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
         self.session = NIOLockedValueBox(session)
         self.delegate = NIOLockedValueBox(delegate)
         self.sslContext = NIOLockedValueBox(sslContext)
+        self.authFailures = authFailures
         self.group = group
         var logger = logger
         logger[metadataKey: "smtp.listener"] = .string(configuration.name)
@@ -167,6 +170,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
                 timeouts: configuration.timeouts,
                 sessionID: "\(sessionPrefix)-\(String(sessionNumber, radix: 36, uppercase: true))",
                 clientAddress: clientAddress,
+                authFailures: authFailures,
                 logger: logger
             )
         )

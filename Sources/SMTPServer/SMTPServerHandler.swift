@@ -39,6 +39,9 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     var framer = SMTPFramer()
     let delegate: Delegate
     let sslContext: NIOSSLContext?
+    /// Failed logins per client across sessions; nil: not counted.
+    let authFailures: AuthFailureTracker?
+    let clientAddress: String
     let timeouts: SMTPTimeouts
     let logger: Logger
     /// A step runs off the event loop (a decision, a verification, a store): reads wait.
@@ -58,11 +61,14 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         timeouts: SMTPTimeouts,
         sessionID: String,
         clientAddress: String,
+        authFailures: AuthFailureTracker? = nil,
         logger: Logger
     ) {
         self.machine = Machine(configuration: configuration, sessionID: sessionID, clientAddress: clientAddress, tlsActive: implicitTLS)
         self.delegate = delegate
         self.sslContext = sslContext
+        self.authFailures = authFailures
+        self.clientAddress = clientAddress
         self.timeouts = timeouts
         var logger = logger
         logger[metadataKey: "smtp.session.id"] = .string(sessionID)
@@ -168,8 +174,14 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
                 handler.perform(handler.machine.policyDecided(decision), context: context)
             }
         case .verifyCredentials(let credentials, let request):
+            if let authFailures, authFailures.isBlocked(clientAddress) {
+                logger.notice("AUTH refused: too many failed logins from this client")
+                perform(machine.authenticationThrottled(), context: context)
+                return
+            }
             let delegate = self.delegate
             suspend(context: context, { await delegate.authenticate(credentials, request) }) { handler, context, result in
+                if case .failure = result.outcome { handler.authFailures?.recordFailure(handler.clientAddress) }
                 handler.perform(handler.machine.authenticationFinished(result), context: context)
             }
         case .startTLS(let reply):

@@ -20,6 +20,14 @@ extension SMTPSessionStateMachine {
         }
     }
 
+    /// Instead of ``authenticationFinished(_:)`` when the client has failed too often
+    /// across sessions (``AuthFailureTracker``): the verifier is not asked.
+    public mutating func authenticationThrottled() -> Action {
+        guard case .verifyingCredentials = state else { return .none }
+        state = .closed
+        return .replyAndClose(SMTPReply(421, "4.7.0", "Error: too many failed authentication attempts from your address; try again later"))
+    }
+
     mutating func authenticationFailed() -> Action {
         state = .idle
         session.authFailures += 1

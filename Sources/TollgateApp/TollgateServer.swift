@@ -25,6 +25,7 @@ public final class TollgateServer: Sendable {
     private let metrics = RelayMetrics()
     private let runner: QueueRunner
     private let listeners: [SMTPListener<RelaySessionDelegate>]
+    private let authFailures: AuthFailureTracker
     private let policy: NIOLockedValueBox<PolicySetup>
 
     /// Everything is checked and opened here, so that `serve` fails fast and clearly.
@@ -47,12 +48,15 @@ public final class TollgateServer: Sendable {
         let sslContext = try Self.makeSSLContext(configuration, logger: logger)
         let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, runner: runner, metrics: metrics, hostname: configuration.hostname, logger: logger)
         let group = self.group
+        let authFailures = AuthFailureTracker(Self.authFailureLimits(configuration))
+        self.authFailures = authFailures
         listeners = configuration.listeners.map { listener in
             SMTPListener(
                 configuration: Self.listenerConfiguration(listener, configuration),
                 session: Self.sessionConfiguration(listener, configuration),
                 sslContext: listener.tls == .none ? nil : sslContext,
                 delegate: delegate,
+                authFailures: authFailures,
                 group: group,
                 logger: logger
             )
@@ -74,6 +78,10 @@ public final class TollgateServer: Sendable {
         } catch {
             throw StartupError("cannot load the TLS certificate or key (\(tls.certificate), \(tls.key)): \(error)")
         }
+    }
+
+    static func authFailureLimits(_ c: TollgateConfiguration) -> AuthFailureTracker.Limits {
+        AuthFailureTracker.Limits(maxFailures: c.limits.maxAuthFailuresPerClient, window: .milliseconds(Int64(c.limits.authFailureWindow * 1000)))
     }
 
     static func listenerConfiguration(_ l: TollgateConfiguration.Listener, _ c: TollgateConfiguration) -> SMTPListener<RelaySessionDelegate>.Configuration {
@@ -147,6 +155,7 @@ public final class TollgateServer: Sendable {
                 listener.update(session: Self.sessionConfiguration(l, configuration), delegate: delegate, sslContext: l.tls == .none ? nil : sslContext)
             }
         }
+        authFailures.update(Self.authFailureLimits(configuration))
         state.withLockedValue { $0 = configuration }
         // Sessions that started before keep the old stages until they end.
         Task {

@@ -50,6 +50,10 @@ public struct TollgateConfiguration: Sendable {
         public var commandTimeout: Double = 300
         public var dataTimeout: Double = 600
         public var bareNewline: BareNewlinePolicy = .normalize
+        /// `limits.max_auth_failures_per_client` within `limits.auth_failure_window`,
+        /// across sessions; then AUTH gets 421 until the oldest ages out. 0: off.
+        public var maxAuthFailuresPerClient = 10
+        public var authFailureWindow: Double = 900
         /// `limits.address_literals`: `reject` (the default) or `accept` recipients such as `x@[10.0.0.5]`.
         public var acceptsAddressLiterals = false
     }

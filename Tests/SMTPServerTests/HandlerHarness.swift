@@ -16,6 +16,7 @@ final class FakeDelegate: SMTPSessionDelegate {
     struct Log {
         var phases: [SessionPhase] = []
         var stored: [StoreRequest<Notes>] = []
+        var logins = 0
     }
 
     let phases: Set<SessionPhase>
@@ -40,8 +41,12 @@ final class FakeDelegate: SMTPSessionDelegate {
         return SessionDecision(verdicts[request.phase] ?? .proceed)
     }
 
+    /// How often ``authenticate(_:_:)`` was asked.
+    var logins: Int { log.withLockedValue { $0.logins } }
+
     func authenticate(_ credentials: SASLCredentials, _ request: PolicyRequest<Notes>) async -> AuthResult<Notes> {
-        credentials.password == "secret" ? AuthResult(.success(user: credentials.username)) : AuthResult(.failure)
+        log.withLockedValue { $0.logins += 1 }
+        return credentials.password == "secret" ? AuthResult(.success(user: credentials.username)) : AuthResult(.failure)
     }
 
     func store(_ request: StoreRequest<Notes>) async throws -> String {
@@ -76,7 +81,9 @@ struct HandlerHarness {
     init(
         delegate: FakeDelegate = FakeDelegate(phases: []),
         configuration: SMTPSessionConfiguration = SMTPSessionConfiguration(hostname: "relay.test", maxMessageSize: 100_000),
-        sslContext: NIOSSLContext? = nil
+        sslContext: NIOSSLContext? = nil,
+        implicitTLS: Bool = false,
+        authFailures: AuthFailureTracker? = nil
     ) async throws {
         self.delegate = delegate
         channel = NIOAsyncTestingChannel()
@@ -84,8 +91,8 @@ struct HandlerHarness {
         let channel = self.channel
         try await channel.testingEventLoop.executeInContext {
             let handler = SMTPServerHandler(
-                configuration: configuration, delegate: delegate, sslContext: sslContext, implicitTLS: false,
-                timeouts: Self.timeouts, sessionID: "T1", clientAddress: "192.0.2.9", logger: Logger(label: "test")
+                configuration: configuration, delegate: delegate, sslContext: sslContext, implicitTLS: implicitTLS,
+                timeouts: Self.timeouts, sessionID: "T1", clientAddress: "192.0.2.9", authFailures: authFailures, logger: Logger(label: "test")
             )
             try channel.pipeline.syncOperations.addHandlers([reads, handler])
         }

@@ -27,12 +27,27 @@ public final class TollgateServer: Sendable {
     private let listeners: [SMTPListener<RelaySessionDelegate>]
     private let authFailures: AuthFailureTracker
     private let policy: NIOLockedValueBox<PolicySetup>
+    /// Client sessions per listener that the open-file limit leaves room for.
+    private let sessionCap: Int
 
     /// Everything is checked and opened here, so that `serve` fails fast and clearly.
     public init(configPath: String, configuration: TollgateConfiguration, logger: Logger) async throws {
         self.configPath = configPath
         self.logger = logger
         self.state = NIOLockedValueBox(configuration)
+        let openFiles = FileDescriptorBudget.raiseSoftLimit()
+        let sessionCap = FileDescriptorBudget.sessionsPerListener(configuration, openFiles: openFiles)
+        self.sessionCap = sessionCap
+        if sessionCap < configuration.limits.maxConnections {
+            logger.warning(
+                "too few open files for limits.max_connections; lowered for each listener",
+                metadata: [
+                    "limits.max_connections": "\(sessionCap)", "configured": "\(configuration.limits.maxConnections)",
+                    "open_files": "\(openFiles)", "reserved": "\(FileDescriptorBudget.reserved(configuration))",
+                    "hint": "raise LimitNOFILE (systemd) or ulimit -n to at least \(configuration.limits.maxConnections * max(configuration.listeners.count, 1) + FileDescriptorBudget.reserved(configuration))",
+                ]
+            )
+        }
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let node = NodeIdentity.current()
         self.spool = try SpoolFactory.open(configuration.spool, node: node.name, logger: logger)
@@ -52,7 +67,7 @@ public final class TollgateServer: Sendable {
         self.authFailures = authFailures
         listeners = configuration.listeners.map { listener in
             SMTPListener(
-                configuration: Self.listenerConfiguration(listener, configuration),
+                configuration: Self.listenerConfiguration(listener, configuration, sessionCap: sessionCap),
                 session: Self.sessionConfiguration(listener, configuration),
                 sslContext: listener.tls == .none ? nil : sslContext,
                 delegate: delegate,
@@ -84,10 +99,10 @@ public final class TollgateServer: Sendable {
         AuthFailureTracker.Limits(maxFailures: c.limits.maxAuthFailuresPerClient, window: .milliseconds(Int64(c.limits.authFailureWindow * 1000)))
     }
 
-    static func listenerConfiguration(_ l: TollgateConfiguration.Listener, _ c: TollgateConfiguration) -> SMTPListener<RelaySessionDelegate>.Configuration {
+    static func listenerConfiguration(_ l: TollgateConfiguration.Listener, _ c: TollgateConfiguration, sessionCap: Int) -> SMTPListener<RelaySessionDelegate>.Configuration {
         SMTPListener<RelaySessionDelegate>.Configuration(
             name: l.name, host: l.host, port: l.port, tls: l.tls, allowsClient: { [clients = l.clients] address in clients.contains { $0.contains(address) } },
-            maxConnections: c.limits.maxConnections, maxConnectionsPerClient: c.limits.maxConnectionsPerClient,
+            maxConnections: min(c.limits.maxConnections, sessionCap), maxConnectionsPerClient: c.limits.maxConnectionsPerClient,
             timeouts: .init(command: .milliseconds(Int64(c.limits.commandTimeout * 1000)), data: .milliseconds(Int64(c.limits.dataTimeout * 1000)))
         )
     }

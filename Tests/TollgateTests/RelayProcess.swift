@@ -7,6 +7,8 @@ final class RelayProcess: @unchecked Sendable {
     let port: Int
     let configPath: String
     private(set) var process: ChildProcess?
+    /// A command the server runs under, e.g. `["prlimit", "--nofile=128:128"]`.
+    var launcher: [String] = []
 
     /// The `tollgate` binary built next to the test bundle.
     static var binary: String {
@@ -42,8 +44,9 @@ final class RelayProcess: @unchecked Sendable {
     }
 
     func start() throws {
+        let command = launcher + [Self.binary, "serve", "-c", configPath]
         process = try ChildProcess.spawn(
-            Self.binary, ["serve", "-c", configPath],
+            launcher.isEmpty ? Self.binary : try ExecutableLookup.require(launcher[0]), Array(command.dropFirst()),
             stdoutPath: directory.path + "/stdout.log",
             stderrPath: directory.path + "/serve.log"
         )

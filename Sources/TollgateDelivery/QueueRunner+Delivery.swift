@@ -32,6 +32,7 @@ extension QueueRunner {
             d[message.id, default: 1] -= 1
             if d[message.id] == 0 { d[message.id] = nil }
         }
+        recording.withLockedValue { _ = $0.remove(message.id) }
     }
 
     /// Renews the claims of every delivery in flight, every ``Settings/renewInterval``
@@ -44,9 +45,12 @@ extension QueueRunner {
             try? await Task.sleep(for: min(settings.renewEvery, .milliseconds(200)))
             guard ContinuousClock.now >= lastRenewal.advanced(by: settings.renewEvery) else { continue }
             lastRenewal = .now
-            for id in delivering.withLockedValue({ Array($0.keys) }) {
+            for id in delivering.withLockedValue({ Array($0.keys) }) where !recording.withLockedValue({ $0.contains(id) }) {
                 do {
-                    if try await !spool.renewClaim(id, owner: settings.owner, now: now(), lease: settings.lease) {
+                    // A delivery that ended meanwhile released its claim by recording: no loss.
+                    if try await !spool.renewClaim(id, owner: settings.owner, now: now(), lease: settings.lease),
+                        !recording.withLockedValue({ $0.contains(id) }), delivering.withLockedValue({ $0[id] != nil })
+                    {
                         logger.warning("delivery claim lost; another runner may deliver the message too", metadata: ["queue.id": "\(id)"])
                     }
                 } catch {
@@ -76,6 +80,7 @@ extension QueueRunner {
     /// attempt. The bounce is queued first, so a crash in between can duplicate a
     /// bounce but never lose one.
     private func record(_ message: SpoolMessage, _ update: DeliveryUpdate, upstream: String, remoteMTA: String?, logger: Logger) async {
+        recording.withLockedValue { _ = $0.insert(message.id) }
         for result in update.results {
             let metadata: Logger.Metadata = ["smtp.rcpt": "\(result.address)", "upstream.reply": "\(result.reply)", "upstream.host": "\(remoteMTA ?? "-")"]
             switch result.disposition {

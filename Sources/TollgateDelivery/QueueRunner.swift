@@ -69,6 +69,9 @@ public final class QueueRunner: Service, Sendable {
     let slots = NIOLockedValueBox((busy: 0, closed: false))
     /// The messages being delivered now, whose claims ``renewClaims()`` keeps alive.
     let delivering = NIOLockedValueBox([String: Int]())
+    /// Deliveries whose result is being recorded: recording releases the claim, so a
+    /// renewal that finds it gone then is no loss.
+    let recording = NIOLockedValueBox(Set<String>())
 
     public init(
         spool: any Spool,

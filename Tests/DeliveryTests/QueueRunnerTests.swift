@@ -154,6 +154,26 @@ import TollgateSpool
         #expect(h.transport.deliveries.count == 1)
     }
 
+    /// Recording the result releases the claim; a renewal that comes while the
+    /// delivery is being recorded must not call that a lost claim (it did, dozens of
+    /// times while a 20,000-message backlog drained).
+    @Test func aRenewalDuringRecordingIsNoLostClaim() async throws {
+        let gate = Gate()
+        let log = LogRecording()
+        let h = RunnerHarness(transport: FakeTransport { _, recipients in
+            .all(recipients, SMTPReply(451, "4.3.0", "later"))
+        }, lease: 10, renewInterval: .milliseconds(10), logger: log.logger)
+        h.spool.afterRecording.withLockedValue { $0 = { await gate.wait() } }
+        try await h.running {
+            let id = try await h.enqueue()
+            #expect(await waitUntil(timeout: 10) { h.spool.messages.first { $0.id == id }?.claimedBy == nil && h.transport.deliveries.count == 1 })
+            // Several renewal rounds while the recorded delivery has not yet returned.
+            try await Task.sleep(for: .milliseconds(100))
+            gate.open()
+        }
+        #expect(log.warnings.isEmpty, "\(log.warnings)")
+    }
+
     @Test func twoRunnersOnOneSpoolNeverDeliverOneMessageAtOnce() async throws {
         let spool = InMemorySpool()
         let clock = ManualClock()

@@ -1,3 +1,4 @@
+import Logging
 import SpoolTestSupport
 import TollgateConfiguration
 import TollgateDelivery
@@ -17,7 +18,8 @@ struct RunnerHarness {
         owner: String = "runner-a",
         concurrency: Int = 8,
         lease: Double = 60,
-        renewInterval: Duration? = nil
+        renewInterval: Duration? = nil,
+        logger: Logger = SpoolFixtures.quietLogger
     ) {
         self.spool = spool
         self.clock = clock
@@ -28,7 +30,7 @@ struct RunnerHarness {
         settings.renewInterval = renewInterval
         settings.pollInterval = .milliseconds(20)
         settings.defaultUpstream = "fake"
-        runner = QueueRunner(spool: spool, transports: ["fake": transport], settings: settings, logger: SpoolFixtures.quietLogger, now: clock.function)
+        runner = QueueRunner(spool: spool, transports: ["fake": transport], settings: settings, logger: logger, now: clock.function)
     }
 
     /// Inserts a message due now and wakes the runner, as a session does.

@@ -25,6 +25,10 @@ public final class InMemorySpool: Spool {
     private let ids = QueueIDGenerator()
     private let state = NIOLockedValueBox(State())
 
+    /// Runs after every ``recordAttempt(_:owner:recipients:nextAttempt:lastError:)``
+    /// has changed the entry (and released its claim), before it returns.
+    public let afterRecording = NIOLockedValueBox<(@Sendable () async -> Void)?>(nil)
+
     public init(node: String = "memory") {
         self.node = node
     }
@@ -121,6 +125,12 @@ public final class InMemorySpool: Spool {
     }
 
     public func recordAttempt(_ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?) async throws -> Bool {
+        let recorded = recordNow(id, owner: owner, recipients: recipients, nextAttempt: nextAttempt, lastError: lastError)
+        if let hook = afterRecording.withLockedValue({ $0 }) { await hook() }
+        return recorded
+    }
+
+    private func recordNow(_ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?) -> Bool {
         state.withLockedValue { s in
             guard var entry = s.entries[id], entry.message.claimedBy == owner else { return false }
             guard let nextAttempt else {

@@ -5,13 +5,16 @@ public enum ReceivedHeader {
     public static func make(
         helo: String?,
         clientAddress: String,
+        clientName: String? = nil,
         hostname: String,
         protocolName: String,
         queueID: String,
         recipient: String?,
         date: Double
     ) -> String {
-        var header = "Received: from \(sanitize(helo ?? "unknown")) ([\(sanitize(clientAddress))])\r\n"
+        // TCP-info (RFC 5321 §4.4): the verified name, then the address.
+        let name = clientName.map { sanitize($0) + " " } ?? ""
+        var header = "Received: from \(sanitize(helo ?? "unknown")) (\(name)[\(sanitize(clientAddress))])\r\n"
         header += "\tby \(sanitize(hostname)) (Tollgate) with \(protocolName) id \(queueID)"
         if let recipient {
             header += "\r\n\tfor <\(sanitize(recipient))>; \(MessageDate.rfc5322(date))\r\n"

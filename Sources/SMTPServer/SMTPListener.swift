@@ -18,6 +18,8 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
         public var maxConnections: Int
         public var maxConnectionsPerClient: Int
         public var timeouts: SMTPTimeouts
+        /// The client's name is looked up before the greeting; nil: it is not.
+        public var reverseDNS: ReverseDNS?
 
         public init(name: String, host: String, port: Int, tls: ListenerTLSMode, allowsClient: @escaping @Sendable ([UInt8]) -> Bool, maxConnections: Int, maxConnectionsPerClient: Int, timeouts: SMTPTimeouts) {
             self.name = name
@@ -171,6 +173,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
                 sessionID: "\(sessionPrefix)-\(String(sessionNumber, radix: 36, uppercase: true))",
                 clientAddress: clientAddress,
                 authFailures: authFailures,
+                reverseDNS: configuration.reverseDNS,
                 logger: logger
             )
         )

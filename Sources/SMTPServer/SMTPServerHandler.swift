@@ -41,6 +41,8 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     let sslContext: NIOSSLContext?
     /// Failed logins per client across sessions; nil: not counted.
     let authFailures: AuthFailureTracker?
+    /// Looks up the client's name before the greeting; nil: not looked up.
+    let reverseDNS: ReverseDNS?
     let clientAddress: String
     let timeouts: SMTPTimeouts
     let logger: Logger
@@ -62,12 +64,14 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         sessionID: String,
         clientAddress: String,
         authFailures: AuthFailureTracker? = nil,
+        reverseDNS: ReverseDNS? = nil,
         logger: Logger
     ) {
         self.machine = Machine(configuration: configuration, sessionID: sessionID, clientAddress: clientAddress, tlsActive: implicitTLS)
         self.delegate = delegate
         self.sslContext = sslContext
         self.authFailures = authFailures
+        self.reverseDNS = reverseDNS
         self.clientAddress = clientAddress
         self.timeouts = timeouts
         var logger = logger
@@ -81,10 +85,19 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     public func channelActive(context: ChannelHandlerContext) {
         logger.debug("session started")
         framer = SMTPFramer(allocator: context.channel.allocator)
-        perform(machine.connected(), context: context)
-        armDeadlineIfNeeded(context: context)
-        flushIfNeeded(context: context)
         context.fireChannelActive()
+        guard let reverseDNS else {
+            perform(machine.connected(), context: context)
+            armDeadlineIfNeeded(context: context)
+            flushIfNeeded(context: context)
+            return
+        }
+        // The greeting waits for the client's name, at most the lookup's timeout.
+        let address = clientAddress
+        let eventLoop = context.eventLoop
+        suspend(context: context, { await reverseDNS.name(for: address, eventLoop: eventLoop) }) { handler, context, name in
+            handler.perform(handler.machine.connected(clientName: name), context: context)
+        }
     }
 
     public func channelInactive(context: ChannelHandlerContext) {

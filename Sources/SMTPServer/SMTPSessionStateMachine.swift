@@ -142,7 +142,9 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
     // MARK: - Events
 
     /// The connection is up: decide the connect phase before greeting.
-    public mutating func connected() -> Action {
+    /// The connection is open; `clientName` is its reverse-DNS name, if known.
+    public mutating func connected(clientName: String? = nil) -> Action {
+        session.clientName = clientName
         state = .awaitingDecision(.connect)
         return .evaluatePolicy(request(.connect))
     }

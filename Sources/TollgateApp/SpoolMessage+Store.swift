@@ -15,6 +15,7 @@ extension SpoolMessage {
         let header = ReceivedHeader.make(
             helo: session.helo,
             clientAddress: session.clientAddress,
+            clientName: session.clientName,
             hostname: hostname,
             protocolName: ReceivedHeader.protocolName(extended: session.extended, tls: session.tls, authenticated: session.authenticatedUser != nil),
             queueID: id,

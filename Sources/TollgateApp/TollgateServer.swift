@@ -29,6 +29,8 @@ public final class TollgateServer: Sendable {
     private let policy: NIOLockedValueBox<PolicySetup>
     /// Client sessions per listener that the open-file limit leaves room for.
     private let sessionCap: Int
+    /// Blocking reverse-DNS lookups run here, never on an event loop.
+    private let resolverPool = NIOThreadPool(numberOfThreads: 4)
 
     /// Everything is checked and opened here, so that `serve` fails fast and clearly.
     public init(configPath: String, configuration: TollgateConfiguration, logger: Logger) async throws {
@@ -63,11 +65,14 @@ public final class TollgateServer: Sendable {
         let sslContext = try Self.makeSSLContext(configuration, logger: logger)
         let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, runner: runner, metrics: metrics, hostname: configuration.hostname, logger: logger)
         let group = self.group
+        resolverPool.start()
+        let reverseDNS = configuration.limits.reverseDNSTimeout > 0
+            ? ReverseDNS(timeout: .milliseconds(Int64(configuration.limits.reverseDNSTimeout * 1000)), pool: resolverPool) : nil
         let authFailures = AuthFailureTracker(Self.authFailureLimits(configuration))
         self.authFailures = authFailures
         listeners = configuration.listeners.map { listener in
             SMTPListener(
-                configuration: Self.listenerConfiguration(listener, configuration, sessionCap: sessionCap),
+                configuration: Self.listenerConfiguration(listener, configuration, sessionCap: sessionCap, reverseDNS: reverseDNS),
                 session: Self.sessionConfiguration(listener, configuration),
                 sslContext: listener.tls == .none ? nil : sslContext,
                 delegate: delegate,
@@ -99,12 +104,16 @@ public final class TollgateServer: Sendable {
         AuthFailureTracker.Limits(maxFailures: c.limits.maxAuthFailuresPerClient, window: .milliseconds(Int64(c.limits.authFailureWindow * 1000)))
     }
 
-    static func listenerConfiguration(_ l: TollgateConfiguration.Listener, _ c: TollgateConfiguration, sessionCap: Int) -> SMTPListener<RelaySessionDelegate>.Configuration {
-        SMTPListener<RelaySessionDelegate>.Configuration(
+    static func listenerConfiguration(
+        _ l: TollgateConfiguration.Listener, _ c: TollgateConfiguration, sessionCap: Int, reverseDNS: ReverseDNS?
+    ) -> SMTPListener<RelaySessionDelegate>.Configuration {
+        var configuration = SMTPListener<RelaySessionDelegate>.Configuration(
             name: l.name, host: l.host, port: l.port, tls: l.tls, allowsClient: { [clients = l.clients] address in clients.contains { $0.contains(address) } },
             maxConnections: min(c.limits.maxConnections, sessionCap), maxConnectionsPerClient: c.limits.maxConnectionsPerClient,
             timeouts: .init(command: .milliseconds(Int64(c.limits.commandTimeout * 1000)), data: .milliseconds(Int64(c.limits.dataTimeout * 1000)))
         )
+        configuration.reverseDNS = reverseDNS
+        return configuration
     }
 
     static func sessionConfiguration(_ l: TollgateConfiguration.Listener, _ c: TollgateConfiguration) -> SMTPSessionConfiguration {
@@ -128,6 +137,7 @@ public final class TollgateServer: Sendable {
         try await serviceGroup.run()
         await policy.withLockedValue { $0 }.pipeline.shutdown()
         try await group.shutdownGracefully()
+        try? await resolverPool.shutdownGracefully()
         logger.info("stopped")
     }
 

@@ -54,6 +54,9 @@ public struct TollgateConfiguration: Sendable {
         /// across sessions; then AUTH gets 421 until the oldest ages out. 0: off.
         public var maxAuthFailuresPerClient = 10
         public var authFailureWindow: Double = 900
+        /// `limits.reverse_dns_timeout`: how long the greeting waits for the client's
+        /// name; 0 turns the lookup off.
+        public var reverseDNSTimeout: Double = 5
         /// `limits.address_literals`: `reject` (the default) or `accept` recipients such as `x@[10.0.0.5]`.
         public var acceptsAddressLiterals = false
     }

@@ -54,6 +54,8 @@ extension LiveRelayTests {
             // Everything after our Received: header is the client's content, byte for byte.
             let text = got.content
             #expect(text.starts(with: Array("Received: from ".utf8)))
+            // The client's forward-confirmed name (RELIABILITY C21): loopback is localhost.
+            #expect(String(decoding: text.prefix(200), as: UTF8.self).contains("(localhost [127.0.0.1])"))
             let received = receivedHeaderLength(text)
             #expect(Array(text[received...]) == content)
             #expect(isCanonical(got.raw))

@@ -3,6 +3,8 @@
 struct Session<Annotations: SessionAnnotations>: Sendable {
     let id: String
     let clientAddress: String
+    /// Set once at connect (``SMTPSessionStateMachine/connected(clientName:)``).
+    var clientName: String?
     var tls: Bool
     // Learnt from the client: reset by STARTTLS (RFC 3207 §4.2).
     var helo: String?
@@ -37,6 +39,6 @@ struct Session<Annotations: SessionAnnotations>: Sendable {
     }
 
     func snapshot(listener: String) -> SessionSnapshot {
-        SessionSnapshot(sessionID: id, listener: listener, clientAddress: clientAddress, helo: helo, extended: extended, tls: tls, authenticatedUser: authenticatedUser)
+        SessionSnapshot(sessionID: id, listener: listener, clientAddress: clientAddress, clientName: clientName, helo: helo, extended: extended, tls: tls, authenticatedUser: authenticatedUser)
     }
 }

@@ -6,6 +6,8 @@ public struct SessionSnapshot: Sendable {
     public var sessionID: String
     public var listener: String
     public var clientAddress: String
+    /// The client's forward-confirmed reverse-DNS name (``ReverseDNS``); nil: unknown.
+    public var clientName: String?
     /// The name given in HELO/EHLO since the last reset.
     public var helo: String?
     /// Whether EHLO (not HELO) was used.

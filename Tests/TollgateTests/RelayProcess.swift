@@ -41,9 +41,11 @@ final class RelayProcess: @unchecked Sendable {
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
-    func start() throws {
+    /// Starts `tollgate serve`; `environment` replaces ours for the child (`nil` inherits it).
+    func start(environment: [String: String]? = nil) throws {
         process = try ChildProcess.spawn(
             Self.binary, ["serve", "-c", configPath],
+            environment: environment,
             stdoutPath: directory.path + "/stdout.log",
             stderrPath: directory.path + "/serve.log"
         )

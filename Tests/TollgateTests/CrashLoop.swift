@@ -91,7 +91,8 @@ final class CrashLoop {
         case .kill: name = "kill -9"
         case .powerCut(let ignore): name = ignore ? "power cut, fsync ignored (negative control)" : "power cut"
         }
-        print("crash loop (\(name)): \(settings.rounds) rounds, \(settings.senders) senders, seed \(settings.seed) (CRASH_SEED=\(settings.seed) replays the kill times and message sizes)")
+        let upstream = settings.upstreamDuringRounds ? "delivering during the rounds" : "upstream down during the rounds"
+        print("crash loop (\(name), \(upstream)): \(settings.rounds) rounds, \(settings.senders) senders, seed \(settings.seed) (CRASH_SEED=\(settings.seed) replays the kill times and message sizes)")
         try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
         let sinkPort = freePort()
         var sink: RawSMTPSink? = settings.upstreamDuringRounds ? try startSink(port: sinkPort) : nil

@@ -33,6 +33,18 @@ extension LiveRelayTests {
             loop.directory.remove()
         }
 
+        /// Power loss while deliveries run: what the relay recorded about deliveries is
+        /// committed without fsync (it only repeats deliveries if lost), so a cut may send
+        /// again what was delivered since the last fsync; nothing acknowledged is lost.
+        @Test(.timeLimit(.minutes(30))) func powerCutWhileDeliveringLosesNothingAcknowledged() throws {
+            var settings = CrashLoop.Settings.fromEnvironment(roundsVariable: "POWERCUT_ROUNDS", defaultRounds: 3)
+            settings.fault = .powerCut(ignoreFsync: false)
+            let loop = try CrashLoop(settings: settings)
+            let result = try loop.run()
+            expectNothingLost(result, settings: settings)
+            loop.directory.remove()
+        }
+
         /// The negative control: the same power cut with a disk that ignores fsync. The
         /// check above must then find acknowledged messages missing, or it proves nothing.
         @Test(.timeLimit(.minutes(10))) func powerCutCheckDetectsADiskThatIgnoresFsync() throws {

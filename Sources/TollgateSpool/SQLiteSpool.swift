@@ -68,6 +68,11 @@ public final class SQLiteSpool: Spool {
         }
         committer = GroupCommitter(pool: pool)
         self.logger = logger
+        do {
+            try quarantineUnknownStates()
+        } catch {
+            throw Error(description: "cannot check the spool at \(path): \(error)")
+        }
     }
 
     public func makeQueueID() -> String { ids.next() }

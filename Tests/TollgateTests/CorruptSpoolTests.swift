@@ -45,7 +45,7 @@ extension LiveRelayTests {
 
         @Test func damagedEntriesAreQuarantinedAndTheRestDelivered() throws {
             let sinkPort = freePort()
-            let (relay, ids, db) = try filledSpool(count: 5, sinkPort: sinkPort)
+            let (relay, ids, db) = try filledSpool(count: 7, sinkPort: sinkPort)
             defer { relay.stop() }
             // 0: one byte of the content flipped in the file itself, behind SQLite's back.
             let file = try #require(TestFiles.read(db))
@@ -53,28 +53,33 @@ extension LiveRelayTests {
             let offset = try #require((0...(file.count - needle.count)).first { file[$0..<($0 + needle.count)].elementsEqual(needle) })
             try overwrite(db, at: offset, with: [UInt8(ascii: "E")])
             // 1: the content is missing; 2: the envelope is unreadable; 3: no recipients.
-            // And content whose message row is gone (an orphan).
+            // 4, 5: a message or recipient state this version does not know (it would never
+            // be claimed). And content whose message row is gone (an orphan).
             try sql(db, """
                 DELETE FROM bodies WHERE message_id = '\(ids[1])';
                 UPDATE messages SET envelope = CAST('{"not": "an envelope"' AS BLOB) WHERE id = '\(ids[2])';
                 DELETE FROM recipients WHERE message_id = '\(ids[3])';
+                UPDATE messages SET state = 'frozen' WHERE id = '\(ids[4])';
+                UPDATE recipients SET state = 'bounced-twice' WHERE message_id = '\(ids[5])';
                 INSERT INTO bodies (message_id, content) VALUES ('ORPHAN', CAST('Subject: orphan' AS BLOB));
                 """)
             let sink = try RawSMTPSink.start(port: sinkPort, directory: relay.directory.path + "/sink")
             defer { sink.stop() }
             let collector = SinkCollector(directory: sink.directory)
             try relay.start()
-            #expect(waitUntil(timeout: 30) { collector.delivered().contains("e6-4") })
-            #expect(waitUntil(timeout: 30) { (try? sql(db, "SELECT count(*) FROM quarantine;"))?.trimmingCharacters(in: .whitespacesAndNewlines) == "4" },
+            #expect(waitUntil(timeout: 30) { collector.delivered().contains("e6-6") })
+            #expect(waitUntil(timeout: 30) { (try? sql(db, "SELECT count(*) FROM quarantine;"))?.trimmingCharacters(in: .whitespacesAndNewlines) == "6" },
                     "quarantine: \((try? sql(db, "SELECT id, reason FROM quarantine;")) ?? "")")
             Thread.sleep(forTimeInterval: 2)
             let copies = collector.copies()
-            #expect(copies.count == 1 && copies.allSatisfy { $0.intact && $0.marker == "e6-4" }, "delivered: \(copies.map { $0.marker ?? $0.file })")
+            #expect(copies.count == 1 && copies.allSatisfy { $0.intact && $0.marker == "e6-6" }, "delivered: \(copies.map { $0.marker ?? $0.file })")
             let reasons = try sql(db, "SELECT id || ' ' || reason FROM quarantine ORDER BY id;")
             #expect(reasons.contains("\(ids[0]) content checksum mismatch"), "\(reasons)")
             #expect(reasons.contains("\(ids[1]) content is missing"), "\(reasons)")
             #expect(reasons.contains("\(ids[2]) envelope cannot be decoded"), "\(reasons)")
             #expect(reasons.contains("\(ids[3]) no recipients"), "\(reasons)")
+            #expect(reasons.contains("\(ids[4]) unknown message state"), "\(reasons)")
+            #expect(reasons.contains("\(ids[5]) unknown recipient state"), "\(reasons)")
             #expect(relay.process?.isRunning == true, "the relay died: \(relay.log.suffix(2000))")
             #expect(try relay.cli(["queue", "list"]).stdout.isEmpty)
             relay.directory.remove()

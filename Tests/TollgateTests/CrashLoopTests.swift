@@ -60,6 +60,25 @@ extension LiveRelayTests {
             loop.directory.remove()
         }
 
+        /// The damage check itself: a copy cut short, one with a byte changed and one
+        /// without a marker are flagged; an exact copy (after a `Received:` field) is not.
+        @Test func theSinkCheckFlagsCutAndAlteredCopies() throws {
+            let dir = try TemporaryDirectory(label: "collector")
+            defer { dir.remove() }
+            let received = Array("Received: from client.test\r\n\tby relay.test; now\r\n".utf8)
+            let sent = crashMessage(marker: "m1")
+            var altered = sent
+            altered[altered.count - 10] ^= 0x20
+            let copies: [[UInt8]] = [sent, Array(sent.dropLast(100)), altered, Array("Subject: none\r\n\r\nx\r\n".utf8)]
+            for (i, copy) in copies.enumerated() {
+                try TestFiles.write(received + copy, to: dir.path + "/00000\(i).eml")
+                try TestFiles.write("{}", to: dir.path + "/00000\(i).json")
+            }
+            let found = SinkCollector(directory: dir.path).copies().sorted { $0.file < $1.file }
+            #expect(found.map(\.intact) == [true, false, false, false])
+            #expect(found.map(\.marker) == ["m1", "m1", "m1", nil])
+        }
+
         private func expectNothingLost(_ result: CrashLoop.Result, settings: CrashLoop.Settings) {
             #expect(result.rounds.count == settings.rounds)
             #expect(result.acknowledged >= settings.rounds * 10, "too little load to prove anything:\n\(result.table)")

@@ -1,8 +1,9 @@
 # Tollgate: two commands.
 #   make run    install what is missing, build in release mode, run the demo relay
 #   make test   install what the tests need, build everything, run every test
+#   make crash-test  the crash loop (CRASH_ROUNDS, default 20) and power-cut loop (POWERCUT_ROUNDS, default 10)
 SWIFT ?= swift
-.PHONY: run test bench build release deps-run deps-test clean
+.PHONY: run test bench build release deps-run deps-test clean crash-test
 
 deps-run:
 	@bash scripts/install-deps.sh run
@@ -23,6 +24,12 @@ test: deps-test
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip LiveRelayTests
 	$(SWIFT) test --skip-build --filter LiveRelayTests
+
+# The crash loop and the power-loss test in full (RELIABILITY E4; README "Crash testing").
+# `make test` runs 3 rounds of each. CRASH_SEED=N replays the kill times and message sizes.
+crash-test: deps-test
+	$(SWIFT) build --build-tests
+	CRASH_ROUNDS=$${CRASH_ROUNDS:-20} POWERCUT_ROUNDS=$${POWERCUT_ROUNDS:-10} $(SWIFT) test --skip-build --filter CrashLoopTests
 
 bench: deps-test release
 	@bash bench/run.sh

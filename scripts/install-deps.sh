@@ -9,6 +9,10 @@ packages=(libsqlite3-dev libldap2-dev openssl swaks libnet-ssleay-perl libio-soc
 case "$what" in
   test|bench) packages+=(postfix testssl.sh nmap) ;;
 esac
+# The power-loss test builds its LD_PRELOAD write-order shim with gcc (crash-test).
+case "$what" in
+  test) packages+=(gcc libc6-dev) ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

@@ -67,6 +67,35 @@ extension SQLiteSpool {
         return .message(message)
     }
 
+    /// At open: an entry whose message or recipient state this version does not know
+    /// would never be claimed (the runner takes only queued and deferred ones) nor
+    /// loaded; it is quarantined instead of waiting in the queue for ever.
+    func quarantineUnknownStates() throws {
+        let messageStates = QueueState.allCases.map { "'\($0.rawValue)'" }.joined(separator: ", ")
+        let recipientStates = RecipientState.allCases.map { "'\($0.rawValue)'" }.joined(separator: ", ")
+        let moved = try pool.write { db -> [Row] in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT id, CASE WHEN state NOT IN (\(messageStates)) THEN 'unknown message state' ELSE 'unknown recipient state' END AS reason
+                FROM messages
+                WHERE state NOT IN (\(messageStates))
+                   OR id IN (SELECT message_id FROM recipients WHERE state NOT IN (\(recipientStates)))
+                """)
+            for row in rows {
+                let id: String = row["id"]
+                try db.execute(sql: """
+                    INSERT OR REPLACE INTO quarantine (id, moved, reason, sender, envelope, content, received_header)
+                    SELECT m.id, ?, ?, m.sender, m.envelope, b.content, m.received_header
+                    FROM messages m LEFT JOIN bodies b ON b.message_id = m.id WHERE m.id = ?
+                    """, arguments: [Date().timeIntervalSince1970, row["reason"] as String, id])
+                try db.execute(sql: "DELETE FROM messages WHERE id = ?", arguments: [id])
+            }
+            return rows
+        }
+        for row in moved {
+            logger.error("queue entry quarantined", metadata: ["queue.id": "\(row["id"] as String)", "reason": "\(row["reason"] as String)"])
+        }
+    }
+
     /// Moves a damaged entry aside, as Postfix moves files to its `corrupt` queue.
     func quarantine(_ id: String, reason: String) async throws {
         logger.error("queue entry quarantined", metadata: ["queue.id": "\(id)", "reason": "\(reason)"])

@@ -46,12 +46,33 @@ public final class SQLiteSpool: Spool {
             try pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = FULL")
             }
+        } catch {
+            throw Error(description: "cannot open the spool at \(path): \(error)")
+        }
+        // A damaged database (a page overwritten or lost) would otherwise open, hide
+        // some messages and refuse others at random: refuse to start instead (RELIABILITY E6).
+        let problems: [String]
+        do {
+            problems = try pool.read { db in try String.fetchAll(db, sql: "PRAGMA quick_check(5)") }
+        } catch {
+            // Damage bad enough that the check itself cannot read the pages.
+            problems = ["\(error)"]
+        }
+        guard problems == ["ok"] else {
+            throw Error(description: "the spool at \(path) is damaged (\(problems.joined(separator: "; "))): Tollgate will not use it; keep a copy and recover what it holds with `sqlite3 \(path) .recover`")
+        }
+        do {
             try Self.migrator.migrate(pool)
         } catch {
             throw Error(description: "cannot open the spool at \(path): \(error)")
         }
         committer = GroupCommitter(pool: pool)
         self.logger = logger
+        do {
+            try quarantineUnknownStates()
+        } catch {
+            throw Error(description: "cannot check the spool at \(path): \(error)")
+        }
     }
 
     public func makeQueueID() -> String { ids.next() }

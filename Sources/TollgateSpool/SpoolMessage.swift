@@ -12,7 +12,7 @@ public enum QueueState: String, Sendable, Codable, CaseIterable {
 }
 
 /// A recipient's delivery state.
-public enum RecipientState: String, Sendable, Codable {
+public enum RecipientState: String, Sendable, Codable, CaseIterable {
     case pending, delivered, failed
 }
 

@@ -43,10 +43,13 @@ final class RelayProcess: @unchecked Sendable {
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
-    func start() throws {
+    /// Starts `tollgate serve` (under ``launcher`` if set); `environment` replaces
+    /// ours for the child (`nil` inherits it).
+    func start(environment: [String: String]? = nil) throws {
         let command = launcher + [Self.binary, "serve", "-c", configPath]
         process = try ChildProcess.spawn(
             launcher.isEmpty ? Self.binary : try ExecutableLookup.require(launcher[0]), Array(command.dropFirst()),
+            environment: environment,
             stdoutPath: directory.path + "/stdout.log",
             stderrPath: directory.path + "/serve.log"
         )

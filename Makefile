@@ -23,10 +23,11 @@ run: deps-run release
 test: deps-test
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip LiveRelayTests
-	$(SWIFT) test --skip-build --filter LiveRelayTests
+	CRASH_ROUNDS=$${CRASH_ROUNDS:-20} POWERCUT_ROUNDS=$${POWERCUT_ROUNDS:-10} $(SWIFT) test --skip-build --filter LiveRelayTests
 
-# The crash loop and the power-loss test in full (RELIABILITY E4; README "Crash testing").
-# `make test` runs 3 rounds of each. CRASH_SEED=N replays the kill times and message sizes.
+# The crash loop and the power-loss test alone (RELIABILITY E4; README "Crash testing"),
+# in full as in `make test` (CI); `swift test` by hand runs 3 rounds of each.
+# CRASH_SEED=N replays the kill times and message sizes.
 crash-test: deps-test
 	$(SWIFT) build --build-tests
 	CRASH_ROUNDS=$${CRASH_ROUNDS:-20} POWERCUT_ROUNDS=$${POWERCUT_ROUNDS:-10} $(SWIFT) test --skip-build --filter CrashLoopTests

@@ -58,6 +58,48 @@ import Testing
         for step in 1...5 { #expect(frames(input, step: step, react: react) == whole) }
     }
 
+    /// RELIABILITY A5: `CR CR LF` in ordinary content. The extra CR is never dropped:
+    /// `normalize` makes it a line break of its own (a new, empty line), `reject`
+    /// refuses the message.
+    @Test func crCrLfInContentIsKeptAsALineBreakOrRefused() {
+        for (mode, expected) in [(BareNewlinePolicy.normalize, "data:ok:8:false:a\r\n\r\nb\r\n"), (.reject, "data:bareNewline:")] {
+            let react: (inout SMTPFramer, SMTPFramer.Frame) -> Void = { framer, frame in
+                if case .line(let l) = frame, l == Array("DATA".utf8) { framer.expectData(ContentLimits(maxSize: 1000, bareNewline: mode)) }
+            }
+            let got = frames("DATA\r\na\r\r\nb\r\n.\r\nQUIT\r\n", step: 1000, react: react)
+            #expect(got.count == 3 && got[1].hasPrefix(expected) && got[2] == "line:QUIT", "\(mode): \(got)")
+        }
+    }
+
+    /// RELIABILITY C1: KumoMTA's long-line vector up to 10⁷ octets. Everything up to the
+    /// limit is a command; a longer line is reported once and skipped, and the framer
+    /// never holds more than the limit while it streams in.
+    @Test func commandLinesUpToTenMillionOctetsStayBounded() {
+        let limit = 2048
+        for n in [128, 512, 990, 998, 1001, 1024, 2046, 2047, 4192, 1_000_000, 10_000_000] {
+            var framer = SMTPFramer()
+            var frames: [String] = []
+            var piece = ByteBuffer(string: "NOOP ")
+            framer.append(&piece)
+            let block = ByteBuffer(repeating: UInt8(ascii: "a"), count: 65_536)
+            var sent = 5
+            var peak = 0
+            while sent < 5 + n {
+                var part = block.getSlice(at: 0, length: min(65_536, 5 + n - sent))!
+                sent += part.readableBytes
+                framer.append(&part)
+                while let frame = framer.next(lineLimit: limit) { frames.append(describe(frame).prefix(12).description) }
+                peak = max(peak, framer.bufferedBytes)
+            }
+            var end = ByteBuffer(string: "\r\nNOOP\r\n")
+            framer.append(&end)
+            while let frame = framer.next(lineLimit: limit) { frames.append(describe(frame).prefix(12).description) }
+            let fits = 5 + n + 2 <= limit
+            #expect(frames == [fits ? "line:NOOP aa" : "too-long", "line:NOOP"], "n = \(n): \(frames)")
+            #expect(peak <= limit + 65_536, "n = \(n): \(peak) octets held")
+        }
+    }
+
     @Test func chunksAcrossReads() {
         let input = "BDAT 4\r\nab\r\nBDAT 3 LAST\r\ncd\nQUIT\r\n"
         let react: (inout SMTPFramer, SMTPFramer.Frame) -> Void = { framer, frame in

@@ -240,6 +240,26 @@ enum Drive {
         #expect(D.code(D.send(&m, "RCPT TO:<jörg@example.net>")) == 553)
     }
 
+    /// RELIABILITY C15: octets that are not UTF-8 (a lone 0xff, a cut-off 0xc3) and NUL
+    /// in commands get a 5xx and the session goes on.
+    @Test func invalidOctetsInCommandsAreRefusedAndTheSessionGoesOn() {
+        var m = D.machine(tls: .none, auth: .none)
+        func send(_ bytes: [UInt8]) -> Int? {
+            var action = m.receivedLine(bytes[...])
+            if case .evaluatePolicy = action { action = m.policyDecided(.proceed) }
+            return D.code(action)
+        }
+        #expect(send(Array("EHLO ".utf8) + [0xff, 0xfe]) == 501)
+        #expect(send(Array("EHLO c".utf8)) == 250)
+        for bad in [Array("MAIL FROM:<a".utf8) + [0xc3] + Array("@b.example>".utf8), Array("MAIL FROM:<a@b.example>".utf8) + [0], [0xff] + Array("MAIL".utf8)] {
+            let code = send(bad)
+            #expect(code.map { $0 >= 500 && $0 < 600 } == true, "\(bad): \(String(describing: code))")
+        }
+        #expect(send(Array("MAIL FROM:<a@b.example>".utf8)) == 250)
+        #expect(send(Array("RCPT TO:<x".utf8) + [0xe9] + Array("@example.net>".utf8)) .map { $0 >= 500 } == true)
+        #expect(send(Array("RCPT TO:<x@example.net>".utf8)) == 250)
+    }
+
     @Test func addressLiteralRecipientsOnlyWhenAccepted() {
         var refusing = D.machine(tls: .none, auth: .none)
         D.send(&refusing, "EHLO c")

@@ -271,6 +271,7 @@ extension LiveRelayTests {
                 ("listeners:\n  - name: a\n    address: 127.0.0.1:1\ntls:\n  certificate: /etc/hostname\n  key: /etc/hostname\n  ciphers: [RC4-MD5]\nupstreams:\n  - name: u\n    directory: out\n", "7:12: tls.ciphers: unknown cipher suite 'RC4-MD5'"),
                 ("listeners:\n  - name: a\n    address: 127.0.0.1:1\ntls:\n  certificate: /etc/hostname\n  key: /etc/hostname\n  min_version: \"1.1\"\nupstreams:\n  - name: u\n    directory: out\n", "7:16: TLS 1.1 has no AEAD cipher suites; set tls.ciphers: legacy"),
                 ("listeners:\n  - name: a\n    address: 127.0.0.1:1\nupstreams:\n  - name: u\n    hosts: [127.0.0.1:1]\n    tls_min_version: 1.4\n", "7:22: tls_min_version must be one of 1.0, 1.1, 1.2, 1.3, not '1.4'"),
+                ("listeners:\n  - name: a\n    address: 127.0.0.1:1\nlimits:\n  max_message_size: 10KB\nupstreams:\n  - name: u\n    directory: out\n", "5:21: limits.max_message_size must be at least 64KB"),
                 ("listeners: [\n", "YAML syntax error"),
                 ("listeners:\n  - name: a\n    address: 127.0.0.1:1\nupstreams:\n  - name: u\n    directory: out\nstages:\n  - use: no-such-plugin\n", "8:5: plugin 'no-such-plugin' not found"),
             ]

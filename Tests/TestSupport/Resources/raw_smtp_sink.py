@@ -80,6 +80,8 @@ def parse_args():
     p.add_argument("--dsn", action="store_true")
     p.add_argument("--max-size", type=int, default=0)
     p.add_argument("--greeting")
+    p.add_argument("--drop-in-data", type=int, default=0, metavar="N",
+                   help="the first N DATA transfers: read some content, then close without a reply")
     p.add_argument("--mail-reply", action="append", default=[], metavar="PREFIX=REPLY")
     p.add_argument("--rcpt-reply", action="append", default=[], metavar="PREFIX=REPLY")
     p.add_argument("--data-reply")
@@ -617,6 +619,10 @@ class Session:
             self.reply("554 5.5.1 Error: no valid recipients")
             return
         self.reply("354 End data with <CR><LF>.<CR><LF>")
+        if ARGS.drop_in_data and counted("%d*drop" % ARGS.drop_in_data, ("drop-in-data",)) is not None:
+            self.fill()
+            self.note(b"*: ", "dropping the connection in DATA")
+            raise Closed()
         raw_data = self.read_data()
         self.note(b"*: ", "DATA: %d bytes" % len(raw_data))
         if self.buf and not ARGS.pipelining:

@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Faults of the upstream as real server processes show them (RELIABILITY C21, F2, F6):
+/// a name that does not resolve, a refusing greeting, a connection cut in DATA. Each
+/// is temporary: the next host is tried, or the message waits for a retry; none
+/// bounces.
+extension LiveRelayTests {
+    @Suite(.serialized, .timeLimit(.minutes(5))) struct UpstreamFaultLiveTests {
+        static func relay(hosts: [String], directory: TemporaryDirectory) throws -> RelayProcess {
+            let relay = try RelayProcess(
+                rest: """
+                    upstreams:
+                      - name: primary
+                        hosts: [\(hosts.joined(separator: ", "))]
+                        tls: none
+                    delivery:
+                      default_upstream: primary
+                      retry: [1s]
+                    """,
+                directory: directory
+            )
+            try relay.start()
+            return relay
+        }
+
+        static func send(_ relay: RelayProcess, marker: String) throws -> [UInt8] {
+            let content = testMessage(marker: marker)
+            let reply = try SMTPTestClient.sendMessage(port: relay.port, from: "a@example.com", to: ["b@example.net"], data: content)
+            #expect(reply.code == 250, "\(reply)")
+            return content
+        }
+
+        /// Only the message itself is queued: nothing bounced.
+        static func queued(_ relay: RelayProcess) throws -> [String] {
+            try relay.cli(["queue", "list"]).stdout.split(separator: "\n").filter { $0.contains("<") }.map(String.init)
+        }
+
+        @Test func aNameThatDoesNotResolveIsSkippedOrDeferredNeverBounced() throws {
+            let dir = try TemporaryDirectory(label: "upstream-dns")
+            let sinkPort = freePort()
+            let sink = try RawSMTPSink.start(port: sinkPort, directory: dir.path + "/sink", options: .init())
+            defer { sink.stop() }
+            // `.invalid` never resolves (RFC 6761): the next host delivers.
+            let failover = try Self.relay(hosts: ["no-such-host.invalid:25", "127.0.0.1:\(sinkPort)"], directory: dir)
+            let content = try Self.send(failover, marker: "dns-failover")
+            #expect(waitUntil(timeout: 30) { sink.messages().count == 1 }, "\(failover.log.suffix(3000))")
+            #expect(sink.messages().first.map { Array($0.content[receivedHeaderLength($0.content)...]) == content } == true)
+            #expect(failover.log.contains("no-such-host.invalid"), "the failed host is logged")
+            failover.stop()
+
+            let dir2 = try TemporaryDirectory(label: "upstream-dns-only")
+            let alone = try Self.relay(hosts: ["no-such-host.invalid:25"], directory: dir2)
+            defer { alone.stop() }
+            _ = try Self.send(alone, marker: "dns-only")
+            #expect(waitUntil(timeout: 30) { alone.log.components(separatedBy: "delivery deferred").count > 2 }, "retried: \(alone.log.suffix(3000))")
+            let queue = try Self.queued(alone)
+            #expect(queue.count == 1 && queue[0].contains("<b@example.net>"), "\(queue)")
+            #expect(!alone.log.contains("delivery failed permanently") && !alone.log.contains("bounce queued"))
+        }
+
+        @Test func aRefusingGreetingSendsTheMessageToTheNextHost() throws {
+            let dir = try TemporaryDirectory(label: "upstream-greeting")
+            let refusingPort = freePort()
+            let refusing = try RawSMTPSink.start(port: refusingPort, directory: dir.path + "/refusing", options: .init { $0.greetingReply = "554 5.3.2 not accepting mail" })
+            defer { refusing.stop() }
+            let busyPort = freePort()
+            let busy = try RawSMTPSink.start(port: busyPort, directory: dir.path + "/busy", options: .init { $0.greetingReply = "421 4.3.2 too busy" })
+            defer { busy.stop() }
+            let goodPort = freePort()
+            let good = try RawSMTPSink.start(port: goodPort, directory: dir.path + "/good", options: .init())
+            defer { good.stop() }
+            let relay = try Self.relay(hosts: ["127.0.0.1:\(refusingPort)", "127.0.0.1:\(busyPort)", "127.0.0.1:\(goodPort)"], directory: dir)
+            defer { relay.stop() }
+            _ = try Self.send(relay, marker: "greeting")
+            #expect(waitUntil(timeout: 30) { good.messages().count == 1 }, "\(relay.log.suffix(3000))")
+            #expect(refusing.messages().isEmpty && busy.messages().isEmpty)
+            #expect(try Self.queued(relay).isEmpty)
+        }
+
+        @Test func aConnectionCutInDataIsRetriedAndDeliveredOnce() throws {
+            let dir = try TemporaryDirectory(label: "upstream-drop")
+            let sinkPort = freePort()
+            let sink = try RawSMTPSink.start(port: sinkPort, directory: dir.path + "/sink", options: .init { $0.dropInData = 1 })
+            defer { sink.stop() }
+            let relay = try Self.relay(hosts: ["127.0.0.1:\(sinkPort)"], directory: dir)
+            defer { relay.stop() }
+            let content = try Self.send(relay, marker: "drop-in-data")
+            #expect(waitUntil(timeout: 30) { sink.messages().count == 1 }, "\(relay.log.suffix(3000))")
+            #expect(relay.log.contains("delivery deferred"), "the cut attempt was a temporary failure")
+            #expect(sink.messages().first.map { Array($0.content[receivedHeaderLength($0.content)...]) == content } == true)
+            #expect(waitUntil(timeout: 10) { (try? Self.queued(relay))?.isEmpty == true })
+            try Task.checkCancellation()
+            #expect(sink.messages().count == 1, "delivered once")
+        }
+    }
+}

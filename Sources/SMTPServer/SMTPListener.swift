@@ -45,6 +45,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
     private let delegate: NIOLockedValueBox<Delegate>
     private let sslContext: NIOLockedValueBox<NIOSSLContext?>
     private let authFailures: AuthFailureTracker?
+    private let contentBudget: ContentBudget?
     private let group: any EventLoopGroup
     private let logger: Logger
     private let connections = NIOLockedValueBox(Connections())
@@ -57,6 +58,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
         sslContext: NIOSSLContext?,
         delegate: Delegate,
         authFailures: AuthFailureTracker? = nil,
+        contentBudget: ContentBudget? = nil,
         group: any EventLoopGroup,
         logger: Logger
     ) {
@@ -65,6 +67,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
         self.delegate = NIOLockedValueBox(delegate)
         self.sslContext = NIOLockedValueBox(sslContext)
         self.authFailures = authFailures
+        self.contentBudget = contentBudget
         self.group = group
         var logger = logger
         logger[metadataKey: "smtp.listener"] = .string(configuration.name)
@@ -174,6 +177,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
                 clientAddress: clientAddress,
                 authFailures: authFailures,
                 reverseDNS: configuration.reverseDNS,
+                contentBudget: contentBudget,
                 logger: logger
             )
         )

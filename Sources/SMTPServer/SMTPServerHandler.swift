@@ -43,6 +43,10 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     let authFailures: AuthFailureTracker?
     /// Looks up the client's name before the greeting; nil: not looked up.
     let reverseDNS: ReverseDNS?
+    /// Memory for content shared by all sessions; nil: not limited.
+    let contentBudget: ContentBudget?
+    /// What this session has counted against ``contentBudget``.
+    var heldContent = 0
     let clientAddress: String
     let timeouts: SMTPTimeouts
     let logger: Logger
@@ -65,6 +69,7 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         clientAddress: String,
         authFailures: AuthFailureTracker? = nil,
         reverseDNS: ReverseDNS? = nil,
+        contentBudget: ContentBudget? = nil,
         logger: Logger
     ) {
         self.machine = Machine(configuration: configuration, sessionID: sessionID, clientAddress: clientAddress, tlsActive: implicitTLS)
@@ -72,6 +77,7 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         self.sslContext = sslContext
         self.authFailures = authFailures
         self.reverseDNS = reverseDNS
+        self.contentBudget = contentBudget
         self.clientAddress = clientAddress
         self.timeouts = timeouts
         var logger = logger
@@ -104,12 +110,17 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         cancelDeadline()
         if !closed { logger.debug("client disconnected") }
         closed = true
+        releaseContentIfDone()
         context.fireChannelInactive()
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closed else { return }
         var bytes = unwrapInboundIn(data)
+        if let contentBudget, machine.holdsContent {
+            heldContent += bytes.readableBytes
+            contentBudget.add(bytes.readableBytes)
+        }
         framer.append(&bytes)
         process(context: context)
     }
@@ -159,6 +170,7 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
             rearmDeadline = true
             perform(machine.received(frame, pipelined: framer.bufferedBytes > 0), context: context)
         }
+        releaseContentIfDone()
         if !busy, pendingRead, framer.bufferedBytes <= Self.maxBuffered {
             pendingRead = false
             context.read()
@@ -200,6 +212,11 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         case .startTLS(let reply):
             startTLS(reply, context: context)
         case .receiveData(let reply, let limits):
+            if let contentBudget, contentBudget.isExhausted {
+                logger.notice("DATA refused: the memory for message content is used up", metadata: ["content.bytes": "\(contentBudget.bytesInUse)"])
+                perform(machine.contentRefused(SMTPReply(451, "4.3.0", "Error: server busy, try again later")), context: context)
+                return
+            }
             framer.expectData(limits, allocator: context.channel.allocator)
             write(reply, context: context)
             armDeadline(timeouts.data, context: context)
@@ -286,9 +303,17 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         }
     }
 
+    /// Gives back what this session counted once it holds no content any more.
+    func releaseContentIfDone() {
+        guard heldContent > 0, closed || !machine.holdsContent else { return }
+        contentBudget?.release(heldContent)
+        heldContent = 0
+    }
+
     func close(context: ChannelHandlerContext) {
         guard !closed else { return }
         closed = true
+        releaseContentIfDone()
         cancelDeadline()
         flushIfNeeded(context: context)
         context.close(promise: nil)

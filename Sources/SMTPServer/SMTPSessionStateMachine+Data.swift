@@ -59,6 +59,15 @@ extension SMTPSessionStateMachine {
         return finishTransaction(SMTPReply(250, "2.0.0", "Ok: queued as \(queueID)"))
     }
 
+    /// Instead of the `354` of ``Action/receiveData(_:_:)``: the server cannot take
+    /// content now (``ContentBudget``). The transaction stays open; the client may try
+    /// DATA again, or RSET.
+    public mutating func contentRefused(_ reply: SMTPReply) -> Action {
+        guard case .receivingData(let tx) = state else { return .none }
+        state = .transaction(tx)
+        return .reply(reply)
+    }
+
     mutating func data() -> Action {
         guard case .transaction(let tx) = state else { return protocolError(SMTPReply(503, "5.5.1", "Error: need MAIL command")) }
         guard !tx.usingBDAT else { return protocolError(SMTPReply(503, "5.5.1", "Error: DATA not allowed after BDAT")) }

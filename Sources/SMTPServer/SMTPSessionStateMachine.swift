@@ -107,6 +107,16 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
         }
     }
 
+    /// Whether the session holds message content: receiving it, between BDAT chunks,
+    /// or waiting for its decision or its store.
+    public var holdsContent: Bool {
+        switch state {
+        case .receivingData, .receivingChunk, .storing, .awaitingDecision(.data): return true
+        case .transaction(let tx): return tx.usingBDAT
+        default: return false
+        }
+    }
+
     /// The longest command line allowed now (an AUTH exchange allows longer ones).
     public var lineLimit: Int {
         if case .authExchange = state { return SMTPLimits.maxAuthLine }

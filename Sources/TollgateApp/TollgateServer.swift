@@ -68,6 +68,8 @@ public final class TollgateServer: Sendable {
         resolverPool.start()
         let reverseDNS = configuration.limits.reverseDNSTimeout > 0
             ? ReverseDNS(timeout: .milliseconds(Int64(configuration.limits.reverseDNSTimeout * 1000)), pool: resolverPool) : nil
+        let contentBudget = ContentBudget(limit: configuration.limits.contentMemory)
+        metrics.sampleContent { (contentBudget.bytesInUse, contentBudget.limit) }
         let authFailures = AuthFailureTracker(Self.authFailureLimits(configuration))
         self.authFailures = authFailures
         listeners = configuration.listeners.map { listener in
@@ -77,6 +79,7 @@ public final class TollgateServer: Sendable {
                 sslContext: listener.tls == .none ? nil : sslContext,
                 delegate: delegate,
                 authFailures: authFailures,
+                contentBudget: contentBudget,
                 group: group,
                 logger: logger
             )

@@ -54,6 +54,9 @@ public struct TollgateConfiguration: Sendable {
         /// across sessions; then AUTH gets 421 until the oldest ages out. 0: off.
         public var maxAuthFailuresPerClient = 10
         public var authFailureWindow: Double = 900
+        /// `limits.content_memory`: content all sessions together may hold before new
+        /// DATA commands get 451 4.3.0.
+        public var contentMemory = 512 * 1024 * 1024
         /// `limits.reverse_dns_timeout`: how long the greeting waits for the client's
         /// name; 0 turns the lookup off.
         public var reverseDNSTimeout: Double = 5

@@ -6,12 +6,18 @@ public final class RelayMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
     private let accepted: Counter
     private let refusedStore: Counter
+    private let contentBuffered: Gauge
+    private let contentBudget: Gauge
+    /// Read at each exposition: the content sessions hold now.
+    private let contentSample = NIOLockedValueBox<(@Sendable () -> (inUse: Int, limit: Int))?>(nil)
     private var stageDuration: MetricNameDescriptor { MetricNameDescriptor(namespace: "tollgate", subsystem: "policy", metricName: "stage_duration", unitName: "seconds", helpText: "Time a policy stage took to decide one phase") }
     private var decisions: MetricNameDescriptor { MetricNameDescriptor(namespace: "tollgate", subsystem: "policy", metricName: "decisions", unitName: "total", helpText: "Policy decisions by stage, phase and verdict") }
     private var deliveries: MetricNameDescriptor { MetricNameDescriptor(namespace: "tollgate", subsystem: "delivery", metricName: "recipients", unitName: "total", helpText: "Recipient delivery outcomes by upstream and result") }
 
     public init() {
         accepted = registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "smtp", metricName: "messages_accepted", unitName: "total", helpText: "Messages accepted and queued"), labels: [])
+        contentBuffered = registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "content", metricName: "buffered", unitName: "bytes", helpText: "Message content held in memory by sessions (receiving, deciding, storing)"), labels: [])
+        contentBudget = registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "content", metricName: "budget", unitName: "bytes", helpText: "limits.content_memory: past it, DATA gets 451 4.3.0"), labels: [])
         refusedStore = registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "spool", metricName: "write_failures", unitName: "total", helpText: "Messages that could not be stored (answered 4xx)"), labels: [])
     }
 
@@ -49,7 +55,16 @@ public final class RelayMetrics: Sendable {
         counter.increment()
     }
 
+    /// Where ``exposition()`` reads the content held by sessions.
+    public func sampleContent(_ sample: @escaping @Sendable () -> (inUse: Int, limit: Int)) {
+        contentSample.withLockedValue { $0 = sample }
+    }
+
     public func exposition() -> [UInt8] {
+        if let sample = contentSample.withLockedValue({ $0 })?() {
+            contentBuffered.set(Double(sample.inUse))
+            contentBudget.set(Double(sample.limit))
+        }
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)
         return buffer

@@ -83,7 +83,8 @@ struct HandlerHarness {
         configuration: SMTPSessionConfiguration = SMTPSessionConfiguration(hostname: "relay.test", maxMessageSize: 100_000),
         sslContext: NIOSSLContext? = nil,
         implicitTLS: Bool = false,
-        authFailures: AuthFailureTracker? = nil
+        authFailures: AuthFailureTracker? = nil,
+        contentBudget: ContentBudget? = nil
     ) async throws {
         self.delegate = delegate
         channel = NIOAsyncTestingChannel()
@@ -92,7 +93,7 @@ struct HandlerHarness {
         try await channel.testingEventLoop.executeInContext {
             let handler = SMTPServerHandler(
                 configuration: configuration, delegate: delegate, sslContext: sslContext, implicitTLS: implicitTLS,
-                timeouts: Self.timeouts, sessionID: "T1", clientAddress: "192.0.2.9", authFailures: authFailures, logger: Logger(label: "test")
+                timeouts: Self.timeouts, sessionID: "T1", clientAddress: "192.0.2.9", authFailures: authFailures, contentBudget: contentBudget, logger: Logger(label: "test")
             )
             try channel.pipeline.syncOperations.addHandlers([reads, handler])
         }

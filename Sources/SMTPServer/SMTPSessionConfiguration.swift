@@ -27,6 +27,9 @@ public struct SMTPSessionConfiguration: Sendable {
     public var maxJunkCommands: Int
     /// Failed AUTH attempts in one session before it is closed with 421.
     public var maxAuthFailures: Int
+    /// Whether AUTH is accepted after HELO as after EHLO (`listeners[].auth_after_helo`,
+    /// as Postfix does; printers and scanners say HELO and then AUTH).
+    public var authAfterHelo: Bool
 
     public init(
         hostname: String,
@@ -38,7 +41,8 @@ public struct SMTPSessionConfiguration: Sendable {
         bareNewline: BareNewlinePolicy = .normalize,
         maxErrors: Int = 20,
         maxJunkCommands: Int = 100,
-        maxAuthFailures: Int = 3
+        maxAuthFailures: Int = 3,
+        authAfterHelo: Bool = true
     ) {
         self.hostname = hostname
         self.listenerName = listenerName
@@ -50,5 +54,6 @@ public struct SMTPSessionConfiguration: Sendable {
         self.maxErrors = maxErrors
         self.maxJunkCommands = maxJunkCommands
         self.maxAuthFailures = maxAuthFailures
+        self.authAfterHelo = authAfterHelo
     }
 }

@@ -83,7 +83,8 @@ public final class TollgateServer: Sendable {
     static func sessionConfiguration(_ l: TollgateConfiguration.Listener, _ c: TollgateConfiguration) -> SMTPSessionConfiguration {
         SMTPSessionConfiguration(
             hostname: c.hostname, listenerName: l.name, tls: l.tls, auth: l.auth,
-            maxMessageSize: c.limits.maxMessageSize, maxRecipients: c.limits.maxRecipients, bareNewline: c.limits.bareNewline
+            maxMessageSize: c.limits.maxMessageSize, maxRecipients: c.limits.maxRecipients, bareNewline: c.limits.bareNewline,
+            authAfterHelo: l.authAfterHelo
         )
     }
 

@@ -30,7 +30,8 @@ struct MachinePeer: TranscriptPeer {
             auth: ListenerAuthMode(rawValue: config.auth) ?? .none,
             maxMessageSize: config.maxMessageSize,
             maxRecipients: config.maxRecipients,
-            bareNewline: config.bareNewline == "reject" ? .reject : .normalize
+            bareNewline: config.bareNewline == "reject" ? .reject : .normalize,
+            authAfterHelo: config.authAfterHelo
         )
         machine = Machine(configuration: configuration, sessionID: "T1", clientAddress: "127.0.0.1", tlsActive: config.tls == "implicit")
     }

@@ -30,6 +30,9 @@ public struct SMTPSessionConfiguration: Sendable {
     /// Whether AUTH is accepted after HELO as after EHLO (`listeners[].auth_after_helo`,
     /// as Postfix does; printers and scanners say HELO and then AUTH).
     public var authAfterHelo: Bool
+    /// Whether MAIL FROM and RCPT TO need their angle brackets (`listeners[].strict_envelopes`,
+    /// Postfix `strict_rfc821_envelopes`); when false `MAIL FROM:a@b` is accepted.
+    public var strictEnvelopes: Bool
 
     public init(
         hostname: String,
@@ -42,7 +45,8 @@ public struct SMTPSessionConfiguration: Sendable {
         maxErrors: Int = 20,
         maxJunkCommands: Int = 100,
         maxAuthFailures: Int = 3,
-        authAfterHelo: Bool = true
+        authAfterHelo: Bool = true,
+        strictEnvelopes: Bool = false
     ) {
         self.hostname = hostname
         self.listenerName = listenerName
@@ -55,5 +59,6 @@ public struct SMTPSessionConfiguration: Sendable {
         self.maxJunkCommands = maxJunkCommands
         self.maxAuthFailures = maxAuthFailures
         self.authAfterHelo = authAfterHelo
+        self.strictEnvelopes = strictEnvelopes
     }
 }

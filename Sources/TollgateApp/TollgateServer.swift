@@ -84,7 +84,7 @@ public final class TollgateServer: Sendable {
         SMTPSessionConfiguration(
             hostname: c.hostname, listenerName: l.name, tls: l.tls, auth: l.auth,
             maxMessageSize: c.limits.maxMessageSize, maxRecipients: c.limits.maxRecipients, bareNewline: c.limits.bareNewline,
-            authAfterHelo: l.authAfterHelo
+            authAfterHelo: l.authAfterHelo, strictEnvelopes: l.strictEnvelopes
         )
     }
 

@@ -31,7 +31,8 @@ struct MachinePeer: TranscriptPeer {
             maxMessageSize: config.maxMessageSize,
             maxRecipients: config.maxRecipients,
             bareNewline: config.bareNewline == "reject" ? .reject : .normalize,
-            authAfterHelo: config.authAfterHelo
+            authAfterHelo: config.authAfterHelo,
+            strictEnvelopes: config.strictEnvelopes
         )
         machine = Machine(configuration: configuration, sessionID: "T1", clientAddress: "127.0.0.1", tlsActive: config.tls == "implicit")
     }

@@ -33,6 +33,8 @@ public struct Transcript: Sendable {
         public var bareNewline = "normalize"
         /// `listeners[].auth_after_helo` (`yes` or `no`).
         public var authAfterHelo = true
+        /// `listeners[].strict_envelopes` (`yes` or `no`).
+        public var strictEnvelopes = false
 
         public init() {}
 

@@ -32,8 +32,11 @@ struct RawSinkTLSTests {
         let certificates = try Certificates.get()
         let served = kind == "expired" ? certificates.expired : certificates.selfSigned
         try await withRawSink(.init { $0.tls = .starttls(served) }) { sink in
+            let sentence = kind == "expired"
+                ? "certificate verification failed: certificate expired on 2020-01-02 00:00 UTC"
+                : "certificate verification failed: self-signed certificate"
             for mode in [UpstreamTLSMode.required, .opportunistic] {
-                await expectClientError({ if case .tlsHandshake = $0 { return !$0.isPermanent } else { return false } }) {
+                await expectTLSFailure(sentence) {
                     _ = try await Client.connect(port: sink.port, host: "localhost", try Client.tlsConfiguration(mode))
                 }
             }
@@ -49,7 +52,7 @@ struct RawSinkTLSTests {
     @Test func systemRootsDoNotTrustTheTestCA() async throws {
         let certificates = try Certificates.get()
         try await withRawSink(.init { $0.tls = .starttls(certificates.trusted) }) { sink in
-            await expectClientError({ if case .tlsHandshake = $0 { return true } else { return false } }) {
+            await expectTLSFailure("certificate verification failed: untrusted issuer") {
                 _ = try await Client.connect(port: sink.port, host: "localhost", Client.configuration(tls: .required))
             }
         }
@@ -62,7 +65,7 @@ struct RawSinkTLSTests {
         let certificates = try Certificates.get()
         try await withRawSink(.init { $0.tls = .starttls(certificates.otherName) }) { sink in
             let configuration = Client.configuration(tls: .required, caFile: certificates.otherName.caCertificatePath)
-            await expectClientError({ if case .tlsHandshake = $0 { return true } else { return false } }) {
+            await expectTLSFailure("hostname \(host) not in certificate") {
                 _ = try await Client.connect(port: sink.port, host: host, configuration)
             }
         }
@@ -94,8 +97,29 @@ struct RawSinkTLSTests {
     @Test func implicitTLSVerificationFailure() async throws {
         let certificates = try Certificates.get()
         try await withRawSink(.init { $0.tls = .implicit(certificates.selfSigned) }) { sink in
-            await expectClientError({ if case .tlsHandshake = $0 { return true } else { return false } }) {
+            await expectTLSFailure("certificate verification failed: self-signed certificate") {
                 _ = try await Client.connect(port: sink.port, host: "localhost", try Client.tlsConfiguration(.implicit))
+            }
+        }
+    }
+
+    /// Implicit TLS to a server that speaks plaintext SMTP: BoringSSL's
+    /// WRONG_VERSION_NUMBER, in words.
+    @Test func implicitTLSToAPlaintextServer() async throws {
+        try await withRawSink(.init()) { sink in
+            await expectTLSFailure("upstream does not speak TLS (wrong version number)") {
+                _ = try await Client.connect(port: sink.port, host: "localhost", try Client.tlsConfiguration(.implicit))
+            }
+        }
+    }
+
+    /// A certificate from a CA the client was not given (another test CA as `ca_file`).
+    @Test func certificateFromAnotherCA() async throws {
+        let certificates = try Certificates.get()
+        try await withRawSink(.init { $0.tls = .starttls(certificates.otherName) }) { sink in
+            let configuration = Client.configuration(tls: .required, caFile: certificates.trusted.caCertificatePath)
+            await expectTLSFailure("certificate verification failed: untrusted issuer") {
+                _ = try await Client.connect(port: sink.port, host: "localhost", configuration)
             }
         }
     }

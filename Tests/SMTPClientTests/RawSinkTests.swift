@@ -296,6 +296,31 @@ struct RawSinkTransactionTests {
         }
     }
 
+    /// RELIABILITY C16: an 8-bit body goes to a server without 8BITMIME as
+    /// quoted-printable, without BODY=8BITMIME; the same message to a server with
+    /// 8BITMIME goes unchanged (the conversion runs only when it must).
+    @Test func eightBitBodyConvertedWithoutEightBitMIME() async throws {
+        let content = ByteBuffer(string: "Subject: snow\r\n\r\nSchnee \u{2603} = kalt\r\n")
+        var envelope = Client.envelope(["a@example.test"])
+        envelope.eightBit = true
+        try await withRawSink { sink in
+            let connection = try await Client.connect(port: sink.port, Client.configuration())
+            #expect(try await connection.send(envelope, content: content).dataReply?.code == 250)
+            await connection.close()
+            let message = try #require(await sink.waitForMessages(count: 1, timeout: 5).first)
+            #expect(!message.mailParameters.contains("BODY=8BITMIME"))
+            #expect(message.text == "Subject: snow\r\nContent-Transfer-Encoding: quoted-printable\r\nMIME-Version: 1.0\r\n\r\nSchnee =E2=98=83 =3D kalt\r\n")
+        }
+        try await withRawSink(.init { $0.advertise8BITMIME = true }) { sink in
+            let connection = try await Client.connect(port: sink.port, Client.configuration())
+            #expect(try await connection.send(envelope, content: content).dataReply?.code == 250)
+            await connection.close()
+            let message = try #require(await sink.waitForMessages(count: 1, timeout: 5).first)
+            #expect(message.mailParameters.contains("BODY=8BITMIME"))
+            #expect(message.content == Array(content.readableBytesView))
+        }
+    }
+
     /// RELIABILITY C17.
     @Test func smtputf8RefusedWhenNotOffered() async throws {
         try await withRawSink(.init { $0.advertise8BITMIME = true }) { sink in

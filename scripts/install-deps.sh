@@ -9,6 +9,8 @@ packages=(libsqlite3-dev libldap2-dev openssl swaks libnet-ssleay-perl libio-soc
 case "$what" in
   test|bench) packages+=(postfix) ;;
 esac
+# Postfix's SASL client (Cyrus) for PLAIN/LOGIN in LiveRelayTests.PostfixClientTests.
+case "$what" in test) packages+=(libsasl2-modules) ;; esac
 
 missing=()
 for p in "${packages[@]}"; do

@@ -56,6 +56,76 @@ extension LiveRelayTests {
             try old.command("MAIL FROM:<printer@example.com>", expect: 250)
         }
 
+        /// A printer as it talks: implicit TLS (port 465 style), HELO, AUTH PLAIN, one
+        /// message; Python's `ssl` module as the client, slapd as the directory. Returns
+        /// every reply, one a line.
+        func printerSession(port: Int, caFile: String) throws -> String {
+            let script = """
+                import socket, ssl, sys, base64
+                context = ssl.create_default_context(cafile=sys.argv[2])
+                s = context.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=20), server_hostname='localhost')
+                f = s.makefile('rb')
+                def reply():
+                    lines = []
+                    while True:
+                        line = f.readline().decode()
+                        lines.append(line.strip())
+                        if len(line) < 4 or line[3] != '-':
+                            return lines[-1]
+                def send(line):
+                    s.sendall(line.encode() + b'\\r\\n')
+                    print(line.split(' ')[0], '->', reply())
+                print('greeting', reply())
+                send('HELO printer.example')
+                send('AUTH PLAIN ' + base64.b64encode(b'\\0alice\\0alice-pw').decode())
+                send('MAIL FROM:<alice@finance.example.com>')
+                send('RCPT TO:<bob@example.net>')
+                send('DATA')
+                send('Subject: scan\\r\\nX-Marker: printer\\r\\n\\r\\nscanned page\\r\\n.')
+                send('QUIT')
+                """
+            let result = try ChildProcess.run("python3", ["-c", script, String(port), caFile], timeout: 60)
+            return result.stdout + result.stderr
+        }
+
+        /// Issue 7: a client that says HELO can AUTH (`auth_after_helo`, default true), as
+        /// with Postfix; with `auth_after_helo: false` it gets 503 5.5.1.
+        @Test func printerSaysHeloThenAuth() async throws {
+            let slapd = try await Slapd.start()
+            defer { Task { await slapd.stop() } }
+            let dir = try TemporaryDirectory()
+            let certs = try TestCertificates.make(in: dir.path + "/certs")
+            let sink = try RawSMTPSink.start(port: freePort(), directory: dir.path + "/sink", options: .init())
+            defer { sink.stop() }
+            func relay(_ setting: String, _ directory: TemporaryDirectory) throws -> RelayProcess {
+                try RelayProcess.startedWithTLS(
+                    listener: "tls: implicit\n    auth: required\n    auth_after_helo: \(setting)", certificates: certs,
+                    rest: """
+                        \(upstream(port: sink.port))
+                        stages:
+                          - use: ldap
+                            settings: { uri: "\(slapd.uri)", bind_dn: "\(Slapd.serviceDN)", bind_password: \(Slapd.servicePassword), base: "\(Slapd.peopleDN)" }
+                        """,
+                    directory: directory
+                )
+            }
+            let accepting = try relay("true", dir)
+            defer { accepting.stop() }
+            let session = try printerSession(port: accepting.port, caFile: certs.caCertificatePath)
+            #expect(session.contains("HELO -> 250"), "\(session)")
+            #expect(session.contains("AUTH -> 235 2.7.0"), "\(session)")
+            #expect(session.contains("Subject: -> 250 2.0.0"), "\(session)")
+            let delivered = await sink.waitForMessages(count: 1, timeout: 20)
+            #expect(delivered.first?.text.contains("X-Marker: printer") == true)
+
+            let refusingDir = try TemporaryDirectory()
+            let refusing = try relay("false", refusingDir)
+            defer { refusing.stop() }
+            let refused = try printerSession(port: refusing.port, caFile: certs.caCertificatePath)
+            #expect(refused.contains("AUTH -> 503 5.5.1"), "\(refused)")
+            #expect(refused.contains("MAIL -> 530"), "\(refused)")
+        }
+
         /// One transaction with the commands as given (no brackets added); the reply to the dot.
         func transaction(port: Int, hello: String = "EHLO client.example", mail: String, rcpt: String, data: [UInt8]) throws -> SMTPTestReply {
             let client = try SMTPTestClient.connect(port: port)
@@ -199,5 +269,23 @@ extension LiveRelayTests {
             }
             #expect(sink.messages().isEmpty)
         }
+    }
+}
+
+extension RelayProcess {
+    /// A started relay whose `tls:` section has the test's certificate and key.
+    static func startedWithTLS(listener: String, certificates: TestCertificates, rest: String, directory: TemporaryDirectory) throws -> RelayProcess {
+        let relay = try RelayProcess(
+            listener: listener,
+            rest: """
+                tls:
+                  certificate: \(certificates.certificatePath)
+                  key: \(certificates.keyPath)
+                \(rest)
+                """,
+            directory: directory
+        )
+        try relay.start()
+        return relay
     }
 }

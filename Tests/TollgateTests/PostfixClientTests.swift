@@ -148,12 +148,9 @@ extension LiveRelayTests {
                 """,
                 to: dir.path + "/policies/servers.yaml"
             )
-            let relay = try RelayProcess(
-                listener: "tls: starttls\n    auth: required",
+            let relay = try RelayProcess.startedWithTLS(
+                listener: "tls: starttls\n    auth: required", certificates: certs,
                 rest: """
-                    tls:
-                      certificate: \(certs.certificatePath)
-                      key: \(certs.keyPath)
                     upstreams:
                       - name: primary
                         hosts: [127.0.0.1:\(sink.port)]
@@ -174,7 +171,6 @@ extension LiveRelayTests {
                     """,
                 directory: dir
             )
-            try relay.start()
             defer { relay.stop() }
             let postfixDir = try TemporaryDirectory(label: "postfix")
             let postfix = try PostfixInstance(relayhost: relay.port, username: "mta-app1", password: "mta-pw", caFile: certs.caCertificatePath, directory: postfixDir)

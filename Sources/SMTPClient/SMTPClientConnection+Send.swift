@@ -25,7 +25,8 @@ extension SMTPClientConnection {
         // The relay's envelopes say it already (the framer saw every byte); the scan
         // only guards callers that do not.
         var eightBit = envelope.eightBit || content.containsEightBit || prefix.utf8.contains { $0 >= 0x80 }
-        if eightBit, !serverCapabilities.eightBitMIME {
+        // (An envelope the server cannot take at all is refused by the plan as before.)
+        if eightBit, !serverCapabilities.eightBitMIME, serverCapabilities.smtpUTF8 || !TransactionPlan.needsSMTPUTF8(envelope) {
             // RELIABILITY C16: 8-bit text to a 7-bit server goes as quoted-printable, as
             // Postfix sends it; only 8-bit in a header cannot be converted.
             guard !prefix.utf8.contains(where: { $0 >= 0x80 }), let converted = SevenBitDowngrade.downgrade(content) else {

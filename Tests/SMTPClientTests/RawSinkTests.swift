@@ -337,6 +337,17 @@ struct RawSinkTransactionTests {
             await connection.close()
             #expect(!sink.transcripts().joined().contains("C: MAIL"))
         }
+        // Neither extension, a UTF-8 envelope and 8-bit headers: the envelope is what
+        // cannot go (5.6.7), not the content (no conversion is tried).
+        try await withRawSink { sink in
+            let connection = try await Client.connect(port: sink.port, Client.configuration())
+            var envelope = Client.envelope(["👾@example.com"])
+            envelope.eightBit = true
+            await expectClientError({ $0 == .smtputf8NotSupported }) {
+                _ = try await connection.send(envelope, content: ByteBuffer(string: "Subject: 👾\r\n\r\n👾\r\n"))
+            }
+            await connection.close()
+        }
     }
 
     @Test func smtputf8SentWhenNeeded() async throws {

@@ -35,6 +35,8 @@ extension SMTPClientConnection {
             logger.debug("8-bit content converted to quoted-printable: the upstream lacks 8BITMIME", metadata: ["size": "\(content.readableBytes)", "converted.size": "\(converted.readableBytes)"])
             content = converted
             envelope.eightBit = false
+            // SIZE= announces what is sent: quoted-printable is larger than the original.
+            if envelope.size > 0 { envelope.size = prefix.utf8.count + converted.readableBytes }
             eightBit = false
         }
         let plan = try TransactionPlan(

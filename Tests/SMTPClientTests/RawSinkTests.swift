@@ -303,12 +303,15 @@ struct RawSinkTransactionTests {
         let content = ByteBuffer(string: "Subject: snow\r\n\r\nSchnee \u{2603} = kalt\r\n")
         var envelope = Client.envelope(["a@example.test"])
         envelope.eightBit = true
-        try await withRawSink { sink in
+        envelope.size = content.readableBytes
+        try await withRawSink(.init { $0.maxSize = 1000 }) { sink in
             let connection = try await Client.connect(port: sink.port, Client.configuration())
             #expect(try await connection.send(envelope, content: content).dataReply?.code == 250)
             await connection.close()
             let message = try #require(await sink.waitForMessages(count: 1, timeout: 5).first)
             #expect(!message.mailParameters.contains("BODY=8BITMIME"))
+            // SIZE= is the size of what was sent, not of the 8-bit original.
+            #expect(message.mailParameters.contains("SIZE=\(message.content.count)"))
             #expect(message.text == "Subject: snow\r\nContent-Transfer-Encoding: quoted-printable\r\nMIME-Version: 1.0\r\n\r\nSchnee =E2=98=83 =3D kalt\r\n")
         }
         try await withRawSink(.init { $0.advertise8BITMIME = true }) { sink in

@@ -13,6 +13,8 @@ esac
 case "$what" in
   test) packages+=(gcc libc6-dev) ;;
 esac
+# Postfix's SASL client (Cyrus) for PLAIN/LOGIN in LiveRelayTests.PostfixClientTests.
+case "$what" in test) packages+=(libsasl2-modules) ;; esac
 
 missing=()
 for p in "${packages[@]}"; do

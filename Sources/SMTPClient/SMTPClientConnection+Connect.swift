@@ -32,7 +32,10 @@ extension SMTPClientConnection {
         }
         let sslContext = configuration.tls == .none ? nil : try makeSSLContext(configuration)
         let serverHostname = isIPLiteral(host) ? nil : host
-        let implicitTLS = configuration.tls == .implicit
+        let tlsSetup = sslContext.map {
+            SMTPClientHandler.TLSSetup(context: $0, serverHostname: serverHostname, peer: host, verifies: configuration.verifyCertificate)
+        }
+        let implicitTLS = configuration.tls == .implicit ? tlsSetup : nil
 
         // The handler outlives its place in the pipeline (a failed handshake removes it
         // before we look), so keep hold of it from the start.
@@ -43,10 +46,10 @@ extension SMTPClientConnection {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    if implicitTLS, let sslContext {
-                        try sync.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: serverHostname))
-                    }
                     let handler = SMTPClientHandler(implicitTLS: implicitTLS, eventLoop: channel.eventLoop)
+                    if let implicitTLS {
+                        try sync.addHandler(implicitTLS.makeHandler(handler.certificateCheck))
+                    }
                     try sync.addHandler(handler)
                     handlerBox.withLockedValue { $0 = NIOLoopBound(handler, eventLoop: channel.eventLoop) }
                 }
@@ -55,8 +58,9 @@ extension SMTPClientConnection {
         do {
             channel = try await bootstrap.connect(host: host, port: port).get()
         } catch {
-            logger.info("upstream connect failed", metadata: ["error": "\(error)"])
-            throw SMTPClientError.connectFailed(String(describing: error))
+            let reason = UpstreamFailureText.connect(error, host: host, port: port)
+            logger.info("upstream connect failed", metadata: ["error": "\(reason)"])
+            throw SMTPClientError.connectFailed(reason)
         }
         guard let handler = handlerBox.withLockedValue({ $0 }) else {
             channel.close(promise: nil)
@@ -67,7 +71,7 @@ extension SMTPClientConnection {
         do {
             var session = SessionSetup(upstream: upstream, configuration: configuration, ehlo: ehlo, logger: logger)
             let capabilities = try await session.run(
-                tls: sslContext.map { SMTPClientHandler.TLSSetup(context: $0, serverHostname: serverHostname) }
+                tls: tlsSetup
             )
             let tlsActive = await upstream.isTLSActive
             logger.debug(
@@ -96,7 +100,7 @@ extension SMTPClientConnection {
             }
             return try NIOSSLContext(configuration: tls)
         } catch {
-            throw .tlsHandshake("cannot set up TLS: \(error)")
+            throw .tlsHandshake(configuration.caFile.map { "cannot load the CA file \($0)" } ?? "cannot set up TLS")
         }
     }
 

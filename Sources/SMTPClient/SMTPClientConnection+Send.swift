@@ -20,12 +20,29 @@ extension SMTPClientConnection {
     /// - Throws: ``SMTPClientError``. A connection lost or timed out before the final
     ///   dot's reply is a temporary failure for every recipient (RFC 5321 §3.8: 451).
     public func send(_ envelope: OutboundEnvelope, content: ByteBuffer, prefix: String = "") async throws -> DeliveryReport {
+        var envelope = envelope
+        var content = content
+        // The relay's envelopes say it already (the framer saw every byte); the scan
+        // only guards callers that do not.
+        var eightBit = envelope.eightBit || content.containsEightBit || prefix.utf8.contains { $0 >= 0x80 }
+        // (An envelope the server cannot take at all is refused by the plan as before.)
+        if eightBit, !serverCapabilities.eightBitMIME, serverCapabilities.smtpUTF8 || !TransactionPlan.needsSMTPUTF8(envelope) {
+            // RELIABILITY C16: 8-bit text to a 7-bit server goes as quoted-printable, as
+            // Postfix sends it; only 8-bit in a header cannot be converted.
+            guard !prefix.utf8.contains(where: { $0 >= 0x80 }), let converted = SevenBitDowngrade.downgrade(content) else {
+                throw SMTPClientError.eightBitNotSupported
+            }
+            logger.debug("8-bit content converted to quoted-printable: the upstream lacks 8BITMIME", metadata: ["size": "\(content.readableBytes)", "converted.size": "\(converted.readableBytes)"])
+            content = converted
+            envelope.eightBit = false
+            // SIZE= announces what is sent: quoted-printable is larger than the original.
+            if envelope.size > 0 { envelope.size = prefix.utf8.count + converted.readableBytes }
+            eightBit = false
+        }
         let plan = try TransactionPlan(
             envelope: envelope,
             contentSize: prefix.utf8.count + content.readableBytes,
-            // The relay's envelopes say it already (the framer saw every byte); the scan
-            // only guards callers that do not.
-            contentHasEightBit: envelope.eightBit || content.containsEightBit || prefix.utf8.contains { $0 >= 0x80 },
+            contentHasEightBit: eightBit,
             capabilities: serverCapabilities
         )
         try acquire()

@@ -15,7 +15,8 @@ public enum SMTPClientError: Error, Sendable, Hashable, CustomStringConvertible 
     case timeout(String)
     /// The connection closed before the expected reply (RFC 5321 §3.8: treat as 451).
     case connectionClosed
-    /// 8-bit content and the server lacks 8BITMIME (RELIABILITY C16).
+    /// 8-bit content that cannot be converted to 7-bit (8-bit header fields) and the
+    /// server lacks 8BITMIME (RELIABILITY C16).
     case eightBitNotSupported
     /// The envelope needs SMTPUTF8 and the server lacks it (RELIABILITY C17).
     case smtputf8NotSupported
@@ -57,7 +58,7 @@ public enum SMTPClientError: Error, Sendable, Hashable, CustomStringConvertible 
         case .connectionClosed:
             return SMTPReply(451, "4.4.2", "upstream closed the connection")
         case .eightBitNotSupported:
-            return SMTPReply(554, "5.6.3", "upstream does not support 8BITMIME, message has 8-bit content")
+            return SMTPReply(554, "5.6.3", "upstream does not support 8BITMIME, and the message has 8-bit header fields, which cannot be converted to 7-bit")
         case .smtputf8NotSupported:
             return SMTPReply(554, "5.6.7", "upstream does not support SMTPUTF8, which the message needs")
         case .messageTooLarge(let limit):
@@ -77,7 +78,7 @@ public enum SMTPClientError: Error, Sendable, Hashable, CustomStringConvertible 
         case .protocolError(let reason): return "protocol error: \(reason)"
         case .timeout(let what): return "timeout: \(what)"
         case .connectionClosed: return "connection closed"
-        case .eightBitNotSupported: return "8BITMIME not supported"
+        case .eightBitNotSupported: return "8BITMIME not supported and 8-bit header fields"
         case .smtputf8NotSupported: return "SMTPUTF8 not supported"
         case .messageTooLarge(let limit): return "message too large (limit \(limit))"
         case .invalidArgument(let what): return "invalid argument: \(what)"

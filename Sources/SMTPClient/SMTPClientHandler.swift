@@ -21,6 +21,23 @@ final class SMTPClientHandler: ChannelInboundHandler, RemovableChannelHandler {
     struct TLSSetup {
         var context: NIOSSLContext
         var serverHostname: String?
+        /// The name or address connected to, for error text.
+        var peer: String
+        /// Whether the upstream's certificate is checked (then ``PeerCertificateCheck``
+        /// watches the check, to say why it failed).
+        var verifies: Bool
+
+        func makeHandler(_ check: PeerCertificateCheck) throws -> NIOSSLClientHandler {
+            guard verifies else { return try NIOSSLClientHandler(context: context, serverHostname: serverHostname) }
+            return try Self.makeWatchedHandler(context, serverHostname, check)
+        }
+
+        // BoringSSL's per-certificate callback is the only place that sees why a chain
+        // failed; NIOSSL marks the initializer taking it deprecated.
+        @available(*, deprecated)
+        private static func makeWatchedHandler(_ context: NIOSSLContext, _ serverHostname: String?, _ check: PeerCertificateCheck) throws -> NIOSSLClientHandler {
+            try NIOSSLClientHandler(context: context, serverHostname: serverHostname, verificationCallback: check.callback)
+        }
     }
 
     private enum TLSState {
@@ -43,9 +60,19 @@ final class SMTPClientHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Set once; every later wait fails with it after the queued replies are drained.
     private(set) var failure: SMTPClientError?
 
-    init(implicitTLS: Bool, eventLoop: any EventLoop) {
+    /// What the certificate check of the current handshake saw.
+    let certificateCheck = PeerCertificateCheck()
+    /// The peer of the current or last handshake, for error text.
+    private var tlsPeer: String
+
+    init(implicitTLS: TLSSetup?, eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
-        tlsState = implicitTLS ? .handshaking(nil) : .plaintext
+        tlsState = implicitTLS != nil ? .handshaking(nil) : .plaintext
+        tlsPeer = implicitTLS?.peer ?? "upstream"
+    }
+
+    private func tlsFailure(_ error: any Error) -> SMTPClientError {
+        .tlsHandshake(UpstreamFailureText.tls(error, peer: tlsPeer, certificate: certificateCheck.problem))
     }
 
     var isTLSActive: Bool {
@@ -164,7 +191,7 @@ final class SMTPClientHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if case .handshaking = tlsState {
-            fail(.tlsHandshake(String(describing: error)))
+            fail(tlsFailure(error))
         } else {
             fail(.connectionClosed)
         }
@@ -172,7 +199,7 @@ final class SMTPClientHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         if case .handshaking = tlsState {
-            fail(.tlsHandshake("connection closed during the handshake"))
+            fail(.tlsHandshake("upstream closed the connection during the TLS handshake"))
         } else {
             fail(.connectionClosed)
         }
@@ -201,11 +228,12 @@ final class SMTPClientHandler: ChannelInboundHandler, RemovableChannelHandler {
         parser.discardBuffered()
         replies.removeAll()
         tlsState = .handshaking(promise)
+        tlsPeer = setup.peer
         do {
-            let tls = try NIOSSLClientHandler(context: setup.context, serverHostname: setup.serverHostname)
+            let tls = try setup.makeHandler(certificateCheck)
             try context.pipeline.syncOperations.addHandler(tls, position: .first)
         } catch {
-            fail(.tlsHandshake(String(describing: error)))
+            fail(tlsFailure(error))
         }
     }
 

@@ -23,9 +23,7 @@ struct TransactionPlan: Sendable, Hashable {
         }
 
         let eightBit = envelope.eightBit || contentHasEightBit
-        let needsUTF8 =
-            envelope.smtpUTF8 || envelope.sender.utf8.contains { $0 >= 0x80 }
-            || envelope.recipients.contains { $0.utf8.contains { $0 >= 0x80 } }
+        let needsUTF8 = Self.needsSMTPUTF8(envelope)
         let size = envelope.size > 0 ? envelope.size : contentSize
 
         if needsUTF8, !capabilities.smtpUTF8 { throw .smtputf8NotSupported }
@@ -56,5 +54,13 @@ struct TransactionPlan: Sendable, Hashable {
             }
             recipients.append(try ClientCommand.rcpt(to: recipient, parameters: rcptParameters))
         }
+    }
+}
+
+extension TransactionPlan {
+    /// Whether the envelope needs the SMTPUTF8 parameter (RFC 6531).
+    static func needsSMTPUTF8(_ envelope: OutboundEnvelope) -> Bool {
+        envelope.smtpUTF8 || envelope.sender.utf8.contains { $0 >= 0x80 }
+            || envelope.recipients.contains { $0.utf8.contains { $0 >= 0x80 } }
     }
 }

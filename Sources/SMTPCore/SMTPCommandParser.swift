@@ -3,7 +3,18 @@
 /// A failure carries the reply to send; the session goes on (RFC 5321 §4.2.4 and
 /// KumoMTA's "random bytes" rule: a malformed command never tears the connection down).
 public struct SMTPCommandParser: Sendable {
-    public init() {}
+    /// Whether MAIL FROM and RCPT TO need `<>` (Postfix `strict_rfc821_envelopes`). When
+    /// false, `MAIL FROM:a@b` and `RCPT TO:a@b` are read as if bracketed: the address
+    /// ends at the first space and parameters may follow.
+    public var strictEnvelopes: Bool
+    /// The domain given to the bare `RCPT TO:<Postmaster>` (RFC 5321 §4.1.1.3, which a
+    /// server must accept): the relay's own hostname. Without one it is refused as before.
+    public var postmasterDomain: String?
+
+    public init(strictEnvelopes: Bool = false, postmasterDomain: String? = nil) {
+        self.strictEnvelopes = strictEnvelopes
+        self.postmasterDomain = postmasterDomain
+    }
 
     public struct Failure: Error, Sendable, Hashable {
         public var reply: SMTPReply
@@ -84,12 +95,10 @@ public struct SMTPCommandParser: Sendable {
         let parser = AddressParser(allowUTF8: params.smtpUTF8)
         let parsed: AddressParser.ParsedPath
         do throws(AddressParser.Failure) {
-            let (p, consumed) = try parser.parsePath(pathBytes)
-            guard consumed == pathBytes.count else { throw AddressParser.Failure(reason: "unexpected characters after address") }
-            parsed = p
+            parsed = try path(pathBytes, parser)
         } catch {
             // RFC 6531 §3.5: a non-ASCII sender without SMTPUTF8 is 553 5.6.7, as a recipient is.
-            if !params.smtpUTF8, let (p, consumed) = try? AddressParser(allowUTF8: true).parsePath(pathBytes), consumed == pathBytes.count, p.mailbox != nil {
+            if !params.smtpUTF8, let p = try? path(pathBytes, AddressParser(allowUTF8: true)), p.mailbox != nil {
                 throw Failure(SMTPReply(553, "5.6.7", "Error: this address requires SMTPUTF8"))
             }
             throw Failure(SMTPReply(501, "5.1.7", "Bad sender address syntax: \(error.reason)"))
@@ -103,10 +112,12 @@ public struct SMTPCommandParser: Sendable {
         let pathStart = try afterPrefix("TO:", argument, syntax: "RCPT TO:<address>")
         let (pathBytes, paramsBytes) = splitPath(argument[pathStart...])
         let params = try parseRcptParameters(paramsBytes)
+        if let postmasterDomain, isBarePostmaster(pathBytes) {
+            return .rcpt(Mailbox(localPart: "Postmaster", domain: postmasterDomain), params, hadSourceRoute: false)
+        }
         let parser = AddressParser(allowUTF8: true)
         do throws(AddressParser.Failure) {
-            let (parsed, consumed) = try parser.parsePath(pathBytes)
-            guard consumed == pathBytes.count else { throw AddressParser.Failure(reason: "unexpected characters after address") }
+            let parsed = try path(pathBytes, parser)
             guard let mailbox = parsed.mailbox else { throw AddressParser.Failure(reason: "recipient cannot be empty") }
             return .rcpt(mailbox, params, hadSourceRoute: parsed.hadSourceRoute)
         } catch {
@@ -137,8 +148,32 @@ public struct SMTPCommandParser: Sendable {
         return i
     }
 
-    /// Splits `<path> params` at the `>` that closes the path (quoted `>` skipped).
+    /// A whole path, bracketed or (without ``strictEnvelopes``) bare.
+    func path(_ bytes: ArraySlice<UInt8>, _ parser: AddressParser) throws(AddressParser.Failure) -> AddressParser.ParsedPath {
+        if !strictEnvelopes, let first = bytes.first, first != UInt8(ascii: "<") {
+            let (mailbox, end) = try parser.parseMailbox(bytes)
+            guard end == bytes.endIndex else { throw AddressParser.Failure(reason: "unexpected characters after address") }
+            guard bytes.count <= SMTPLimits.maxPath else { throw AddressParser.Failure(reason: "address too long") }
+            return AddressParser.ParsedPath(mailbox: mailbox, hadSourceRoute: false)
+        }
+        let (parsed, consumed) = try parser.parsePath(bytes)
+        guard consumed == bytes.count else { throw AddressParser.Failure(reason: "unexpected characters after address") }
+        return parsed
+    }
+
+    /// `<Postmaster>` in any case (or bare `Postmaster` without ``strictEnvelopes``).
+    func isBarePostmaster(_ bytes: ArraySlice<UInt8>) -> Bool {
+        let text = String(decoding: bytes, as: UTF8.self).lowercased()
+        return text == "<postmaster>" || (!strictEnvelopes && text == "postmaster")
+    }
+
+    /// Splits `<path> params` at the `>` that closes the path (quoted `>` skipped); a
+    /// bare path (without ``strictEnvelopes``) ends at the first space.
     func splitPath(_ bytes: ArraySlice<UInt8>) -> (ArraySlice<UInt8>, ArraySlice<UInt8>) {
+        if !strictEnvelopes, let first = bytes.first, first != UInt8(ascii: "<") {
+            let end = bytes.firstIndex(of: UInt8(ascii: " ")) ?? bytes.endIndex
+            return (bytes[..<end], bytes[end...])
+        }
         var i = bytes.startIndex
         var inQuotes = false
         while i < bytes.endIndex {

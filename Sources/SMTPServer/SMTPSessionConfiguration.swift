@@ -31,6 +31,12 @@ public struct SMTPSessionConfiguration: Sendable {
     public var maxJunkCommands: Int
     /// Failed AUTH attempts in one session before it is closed with 421.
     public var maxAuthFailures: Int
+    /// Whether AUTH is accepted after HELO as after EHLO (`listeners[].auth_after_helo`,
+    /// as Postfix does; printers and scanners say HELO and then AUTH).
+    public var authAfterHelo: Bool
+    /// Whether MAIL FROM and RCPT TO need their angle brackets (`listeners[].strict_envelopes`,
+    /// Postfix `strict_rfc821_envelopes`); when false `MAIL FROM:a@b` is accepted.
+    public var strictEnvelopes: Bool
 
     public init(
         hostname: String,
@@ -43,7 +49,9 @@ public struct SMTPSessionConfiguration: Sendable {
         acceptsAddressLiteralRecipients: Bool = false,
         maxErrors: Int = 20,
         maxJunkCommands: Int = 100,
-        maxAuthFailures: Int = 3
+        maxAuthFailures: Int = 3,
+        authAfterHelo: Bool = true,
+        strictEnvelopes: Bool = false
     ) {
         self.hostname = hostname
         self.listenerName = listenerName
@@ -56,5 +64,7 @@ public struct SMTPSessionConfiguration: Sendable {
         self.maxErrors = maxErrors
         self.maxJunkCommands = maxJunkCommands
         self.maxAuthFailures = maxAuthFailures
+        self.authAfterHelo = authAfterHelo
+        self.strictEnvelopes = strictEnvelopes
     }
 }

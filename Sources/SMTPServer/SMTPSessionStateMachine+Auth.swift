@@ -43,7 +43,9 @@ extension SMTPSessionStateMachine {
         guard session.tls else {
             return protocolError(SMTPReply(538, "5.7.11", "Encryption required for requested authentication mechanism"))
         }
-        guard session.helo != nil, session.extended else { return protocolError(SMTPReply(503, "5.5.1", "Error: send EHLO first")) }
+        guard session.helo != nil, session.extended || configuration.authAfterHelo else {
+            return protocolError(SMTPReply(503, "5.5.1", "Error: send EHLO first"))
+        }
         guard session.authenticatedUser == nil else { return protocolError(SMTPReply(503, "5.5.1", "Error: already authenticated")) }
         guard case .idle = state else { return protocolError(SMTPReply(503, "5.5.1", "Error: AUTH not allowed in a mail transaction")) }
         switch mechanism {

@@ -214,7 +214,7 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
         }
         let command: SMTPCommand
         do {
-            command = try SMTPCommandParser().parse(line)
+            command = try SMTPCommandParser(strictEnvelopes: configuration.strictEnvelopes, postmasterDomain: configuration.hostname).parse(line)
         } catch {
             if error.isForeignProtocol {
                 state = .closed

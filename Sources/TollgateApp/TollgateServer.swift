@@ -123,7 +123,8 @@ public final class TollgateServer: Sendable {
         SMTPSessionConfiguration(
             hostname: c.hostname, listenerName: l.name, tls: l.tls, auth: l.auth,
             maxMessageSize: c.limits.maxMessageSize, maxRecipients: c.limits.maxRecipients, bareNewline: c.limits.bareNewline,
-            acceptsAddressLiteralRecipients: c.limits.acceptsAddressLiterals
+            acceptsAddressLiteralRecipients: c.limits.acceptsAddressLiterals,
+            authAfterHelo: l.authAfterHelo, strictEnvelopes: l.strictEnvelopes
         )
     }
 

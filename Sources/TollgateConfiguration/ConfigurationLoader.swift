@@ -178,12 +178,14 @@ public enum ConfigurationLoader {
         var name: String?
         var address: (String, Int)?
         var listener = TollgateConfiguration.Listener(name: "", host: "", port: 0, location: reader.location(node))
-        for (k, _, v) in reader.mapping(node, allowed: ["name", "address", "tls", "auth", "clients"], what: "a listener") {
+        for (k, _, v) in reader.mapping(node, allowed: ["name", "address", "tls", "auth", "auth_after_helo", "strict_envelopes", "clients"], what: "a listener") {
             switch k {
             case "name": name = reader.string(v, "listener name")
             case "address": address = reader.hostPort(v, "listener address")
             case "tls": listener.tls = reader.choice(v, "listener tls", ListenerTLSMode.self, [.none, .starttls, .implicit]) ?? .none
             case "auth": listener.auth = reader.choice(v, "listener auth", ListenerAuthMode.self, [.none, .optional, .required]) ?? .none
+            case "auth_after_helo": listener.authAfterHelo = reader.bool(v, "listener auth_after_helo") ?? listener.authAfterHelo
+            case "strict_envelopes": listener.strictEnvelopes = reader.bool(v, "listener strict_envelopes") ?? listener.strictEnvelopes
             default:
                 listener.clients = reader.sequence(v, "clients").compactMap { n in
                     guard let s = reader.string(n, "a client network") else { return nil }

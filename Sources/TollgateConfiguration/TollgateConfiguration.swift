@@ -31,6 +31,10 @@ public struct TollgateConfiguration: Sendable {
         public var port: Int
         public var tls: ListenerTLSMode = .none
         public var auth: ListenerAuthMode = .none
+        /// AUTH accepted after HELO (Postfix does; printers rely on it).
+        public var authAfterHelo = true
+        /// `MAIL FROM:a@b` without brackets refused with 501 (Postfix `strict_rfc821_envelopes`).
+        public var strictEnvelopes = false
         public var clients: [CIDRNetwork] = [try! CIDRNetwork.parse("127.0.0.0/8").get(), try! CIDRNetwork.parse("::1/128").get()]
         public var location: SourceLocation
     }

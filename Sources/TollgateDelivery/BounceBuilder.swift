@@ -88,8 +88,12 @@ public struct BounceBuilder: Sendable {
         }
         line("")
         line("--\(boundary)")
-        // RET=HDRS, or a large original: return the headers only (RFC 3461 §4.3).
+        // RET=HDRS, or a large original: return the headers only (RFC 3461 §4.3). So
+        // too when the original cannot be converted to 7-bit (8-bit header fields): the
+        // headers go as text, which quoted-printable can carry to any upstream, so the
+        // bounce itself is always deliverable (RELIABILITY C16).
         let headersOnly = original.envelope.ret == "HDRS" || original.size > 256 * 1024
+            || (original.envelope.eightBit && SevenBitDowngrade.downgrade(original.content) == nil)
         var body = ByteBuffer(string: text)
         if headersOnly {
             body.writeString("Content-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n")

@@ -18,7 +18,7 @@ struct SMTPTransport: Transport {
         } catch {
             // Connection trouble on every host is always temporary (the client says
             // so: even a 5xx greeting means "try another host").
-            let reply = (error as? SMTPClientError)?.reply ?? SMTPReply(451, "4.4.1", "\(error)")
+            let reply = (error as? SMTPClientError)?.reply ?? SMTPReply(451, "4.4.1", "cannot connect to upstream")
             return .all(indices, reply.isTransient ? reply : SMTPReply(451, "4.4.1", reply.text))
         }
         do {
@@ -32,7 +32,7 @@ struct SMTPTransport: Transport {
         } catch {
             await pool.release(connection, host: host, reusable: false)
             let clientError = error as? SMTPClientError
-            let reply = clientError?.reply ?? SMTPReply(451, "4.4.2", "\(error)")
+            let reply = clientError?.reply ?? SMTPReply(451, "4.4.2", "upstream connection failed")
             if clientError?.isPermanent == true {
                 return .all(indices, reply, remoteMTA: host)
             }

@@ -1,4 +1,5 @@
 import NIOCore
+import SMTPCore
 import SpoolTestSupport
 import Testing
 import TollgateConfiguration
@@ -50,6 +51,31 @@ import TollgateSpool
         let text = String(buffer: builder.build(for: m, failures: [failure(m)], id: "DSN2", now: t0).content)
         #expect(text.contains("Content-Type: text/rfc822-headers\r\n\r\nReceived: from client by relay.example.test\r\nSubject: hello\r\nX-Marker: m1\r\n\r\n--DSN2"))
         #expect(!text.contains("the body text"))
+    }
+
+    /// RELIABILITY C16: a bounce must itself be deliverable over a 7-bit upstream. An
+    /// 8-bit original whose body can be converted is returned whole (the client converts
+    /// it on the way out); one with 8-bit header fields, which cannot be, only by its
+    /// headers, as text that quoted-printable can carry.
+    @Test func anEightBitOriginalStaysDeliverable() throws {
+        func eightBit(_ body: String) -> SpoolMessage {
+            var m = SpoolFixtures.message(id: "ORIG8", from: "alice@example.com", to: ["bob@example.net"], now: t0, header: "", body: body)
+            m.envelope.eightBit = true
+            return m
+        }
+        let convertible = eightBit("Subject: hello\r\n\r\nGrüße\r\n")
+        let whole = builder.build(for: convertible, failures: [failure(convertible)], id: "DSN8", now: t0)
+        #expect(String(buffer: whole.content).contains("Content-Type: message/rfc822\r\n\r\nSubject: hello\r\n\r\nGrüße\r\n"))
+        #expect(whole.envelope.eightBit)
+
+        let headers = eightBit("Subject: Grüße\r\n\r\nKörper\r\n")
+        let dsn = builder.build(for: headers, failures: [failure(headers)], id: "DSN9", now: t0)
+        let text = String(buffer: dsn.content)
+        #expect(text.contains("Content-Type: text/rfc822-headers\r\n\r\nSubject: Grüße\r\n"))
+        #expect(!text.contains("Körper"))
+        let seven = try #require(SevenBitDowngrade.downgrade(dsn.content))
+        #expect(seven.readableBytesView.allSatisfy { $0 < 0x80 })
+        #expect(String(buffer: seven).contains("Content-Type: text/rfc822-headers\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nSubject: Gr=C3=BC=C3=9Fe\r\n"))
     }
 
     @Test func theStatusComesFromTheReply() {

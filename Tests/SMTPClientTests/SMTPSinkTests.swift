@@ -134,15 +134,23 @@ struct SMTPSinkTests {
         }
     }
 
+    /// RELIABILITY C16 against Postfix's smtp-sink hiding 8BITMIME (`-8`): an 8-bit body
+    /// is converted to quoted-printable and accepted; 8-bit in a header cannot be.
     @Test func noEightBitMIMEAnnounced() async throws {
         try await withSMTPSink(["-8"]) { sink in
             let connection = try await Client.connect(port: sink.port, Client.configuration())
             var envelope = Client.envelope(["a@example.test"])
             envelope.eightBit = true
+            let report = try await connection.send(envelope, content: ByteBuffer(string: "Subject: x\r\n\r\nna\u{ef}ve\r\n"))
+            #expect(report.dataReply?.code == 250)
             await expectClientError({ $0 == .eightBitNotSupported }) {
-                _ = try await connection.send(envelope, content: Client.message)
+                _ = try await connection.send(envelope, content: ByteBuffer(string: "Subject: caf\u{e9}\r\n\r\nx\r\n"))
             }
             await connection.close()
+            let message = try #require(await sink.waitForMessages(count: 1, timeout: 5).first)
+            #expect(message.mailParameters.isEmpty)
+            #expect(message.content.allSatisfy { $0 < 0x80 })
+            #expect(String(decoding: message.content, as: UTF8.self).contains("na=C3=AFve"))
         }
     }
 
@@ -182,8 +190,14 @@ struct SMTPSinkTests {
     /// RELIABILITY F1.
     @Test func connectionRefused() async throws {
         let port = freePort()
-        await expectClientError({ if case .connectFailed = $0 { return !$0.isPermanent && $0.reply?.enhancedCode == "4.4.1" } else { return false } }) {
-            _ = try await Client.connect(port: port, Client.configuration())
+        // One attempt (a second could find the port taken by another test meanwhile).
+        // In words (issue 7): the stored reply names what failed and where.
+        await expectClientError({
+            guard case .connectFailed = $0 else { return false }
+            return !$0.isPermanent && $0.reply?.enhancedCode == "4.4.1"
+                && $0.reply?.text == "cannot connect to upstream: connection refused by 127.0.0.1:\(port)"
+        }) {
+            _ = try await Client.connect(port: port, host: "127.0.0.1", Client.configuration())
         }
     }
 }

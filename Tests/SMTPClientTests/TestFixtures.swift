@@ -98,6 +98,27 @@ func expectClientError(
     }
 }
 
+/// Expects a TLS handshake failure whose stored reply is `451 4.7.5` and one sentence
+/// ending in `sentence`: no library type names, error stack or build path (issue 7).
+func expectTLSFailure(
+    _ sentence: String,
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () async throws -> Void
+) async {
+    await expectClientError({ error in
+        guard case .tlsHandshake(let reason) = error, let reply = error.reply else { return false }
+        #expect(reply.code == 451 && reply.enhancedCode == "4.7.5", sourceLocation: sourceLocation)
+        #expect(reason == sentence, sourceLocation: sourceLocation)
+        #expect(isAdministratorText(reply.text), "\(reply.text)", sourceLocation: sourceLocation)
+        return !error.isPermanent
+    }, sourceLocation: sourceLocation, body)
+}
+
+/// No build path, no Swift type names, no BoringSSL error stack.
+func isAdministratorText(_ text: String) -> Bool {
+    !["/", "NIOSSL", "BoringSSL", "Error:", "([", ".build", "checkouts", ".cc"].contains { text.contains($0) }
+}
+
 /// Starts a sink in a fresh folder; the folder goes when the test ends.
 func withRawSink(_ options: RawSMTPSink.Options = .init(), _ body: (RawSMTPSink) async throws -> Void) async throws {
     let folder = try TemporaryDirectory(label: "smtpclient-raw")

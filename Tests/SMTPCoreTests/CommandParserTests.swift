@@ -78,7 +78,7 @@ import Testing
 
     @Test func malformedCommandsGetReplies() {
         #expect(failure("FOO")?.code == 500)
-        #expect(failure("MAIL FROM:alice@example.com")?.code == 501)
+        #expect(failure("MAIL FROM:alice")?.code == 501)
         #expect(failure("MAIL FROM:<a@b> FOO=1")?.code == 555)
         // RELIABILITY C19: quotes and odd values in parameters are data, parsed in bounds.
         guard case .mail(_, let odd) = try? parse(#"MAIL FROM:<a@b.example> AUTH="x"#) else { Issue.record("AUTH=\"x not parsed"); return }
@@ -110,6 +110,52 @@ import Testing
         #expect(params.notify == ["SUCCESS", "FAILURE"])
         #expect(params.originalRecipient == "rfc822;a@b.example")
         #expect(failure("RCPT TO:<a@b.example> NOTIFY=NEVER,SUCCESS")?.code == 501)
+    }
+
+    /// Postfix `strict_rfc821_envelopes = no` (the default): a path without brackets.
+    @Test func pathsWithoutBracketsWhenNotStrict() throws {
+        guard case .mail(let path, let params) = try parse("MAIL FROM:alice@example.com SIZE=1000 BODY=8BITMIME") else { Issue.record("not MAIL"); return }
+        #expect(path.address == "alice@example.com")
+        #expect(params.size == 1000 && params.body == .eightBitMIME)
+        guard case .mail(let spaced, _) = try parse("mail from: bob@example.com") else { Issue.record("not MAIL"); return }
+        #expect(spaced.address == "bob@example.com")
+        guard case .rcpt(let m, let rcptParams, let routed) = try parse("RCPT TO:carol@[192.0.2.1] NOTIFY=NEVER") else { Issue.record("not RCPT"); return }
+        #expect(m.description == "carol@[192.0.2.1]" && rcptParams.notify == ["NEVER"] && !routed)
+        // Still a valid address, or 501 with the reason.
+        #expect(failure("MAIL FROM:alice")?.code == 501)
+        #expect(failure("MAIL FROM:alice@")?.code == 501)
+        #expect(failure("RCPT TO:a@b@c")?.code == 501)
+        // The address ends at the first space: the rest are (here malformed) parameters.
+        #expect(failure("RCPT TO:a b@c")?.code == 501)
+        #expect(failure("MAIL FROM:")?.code == 501)
+        #expect(failure("MAIL FROM:al\u{00E9}@example.com")?.code == 553)
+        #expect(failure("RCPT TO:\(String(repeating: "a", count: 64))@\(String(repeating: "b.", count: 120))example")?.code == 501)
+    }
+
+    @Test func strictEnvelopesNeedBrackets() throws {
+        let strict = SMTPCommandParser(strictEnvelopes: true, postmasterDomain: "relay.test")
+        for line in ["MAIL FROM:alice@example.com", "RCPT TO:bob@example.net", "RCPT TO:Postmaster"] {
+            do {
+                _ = try strict.parse(Array(line.utf8)[...])
+                Issue.record("accepted \(line)")
+            } catch {
+                #expect(error.reply.code == 501, "\(line)")
+                #expect(error.reply.lines.joined().contains("enclosed in <>") || line.hasSuffix("Postmaster"), "\(line)")
+            }
+        }
+        #expect(try strict.parse(Array("MAIL FROM: <alice@example.com>".utf8)[...]) == .mail(.mailbox(Mailbox(localPart: "alice", domain: "example.com")), MailParameters()))
+    }
+
+    /// RFC 5321 §4.1.1.3: `RCPT TO:<Postmaster>` must be accepted; it is the relay's own.
+    @Test func barePostmaster() throws {
+        let parser = SMTPCommandParser(postmasterDomain: "relay.test")
+        for line in ["RCPT TO:<Postmaster>", "rcpt to:<postmaster>", "RCPT TO:Postmaster"] {
+            guard case .rcpt(let m, _, _) = try parser.parse(Array(line.utf8)[...]) else { Issue.record("not RCPT"); continue }
+            #expect(m.description == "Postmaster@relay.test", "\(line)")
+        }
+        // Without a domain to give it, as before.
+        #expect(failure("RCPT TO:<Postmaster>")?.code == 501)
+        #expect(failure("MAIL FROM:<Postmaster>")?.code == 501)
     }
 
     @Test func mailboxRoundTrip() throws {

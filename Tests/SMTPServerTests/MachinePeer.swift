@@ -30,7 +30,9 @@ struct MachinePeer: TranscriptPeer {
             auth: ListenerAuthMode(rawValue: config.auth) ?? .none,
             maxMessageSize: config.maxMessageSize,
             maxRecipients: config.maxRecipients,
-            bareNewline: config.bareNewline == "reject" ? .reject : .normalize
+            bareNewline: config.bareNewline == "reject" ? .reject : .normalize,
+            authAfterHelo: config.authAfterHelo,
+            strictEnvelopes: config.strictEnvelopes
         )
         machine = Machine(configuration: configuration, sessionID: "T1", clientAddress: "127.0.0.1", tlsActive: config.tls == "implicit")
     }

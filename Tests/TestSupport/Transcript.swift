@@ -31,6 +31,10 @@ public struct Transcript: Sendable {
         public var maxMessageSize = 65_536
         /// `normalize` or `reject` (`limits.bare_newline`).
         public var bareNewline = "normalize"
+        /// `listeners[].auth_after_helo` (`yes` or `no`).
+        public var authAfterHelo = true
+        /// `listeners[].strict_envelopes` (`yes` or `no`).
+        public var strictEnvelopes = false
 
         public init() {}
 

@@ -85,10 +85,12 @@ struct TranscriptReader {
         case "tls" where ["none", "starttls", "implicit"].contains(value): transcript.config.tls = value
         case "auth" where ["none", "optional", "required"].contains(value): transcript.config.auth = value
         case "bare_newline" where ["normalize", "reject"].contains(value): transcript.config.bareNewline = value
+        case "auth_after_helo" where ["yes", "no"].contains(value): transcript.config.authAfterHelo = value == "yes"
+        case "strict_envelopes" where ["yes", "no"].contains(value): transcript.config.strictEnvelopes = value == "yes"
         case "max_recipients" where Int(value).map { $0 >= 100 } == true: transcript.config.maxRecipients = Int(value)!
         case "max_message_size" where Int(value).map { $0 >= 65_536 } == true: transcript.config.maxMessageSize = Int(value)!
         default:
-            throw error(line, "bad config \(word): tls=none|starttls|implicit auth=none|optional|required bare_newline=normalize|reject max_recipients=N(>=100) max_message_size=N(>=65536)")
+            throw error(line, "bad config \(word): tls=none|starttls|implicit auth=none|optional|required bare_newline=normalize|reject auth_after_helo=yes|no strict_envelopes=yes|no max_recipients=N(>=100) max_message_size=N(>=65536)")
         }
     }
 

@@ -42,7 +42,7 @@ extension LiveRelayTests {
                 tls = "tls:\n  certificate: \(certs.certificatePath)\n  key: \(certs.keyPath)"
             }
             return try RelayProcess(
-                listener: "tls: \(config.tls)\n    auth: \(config.auth)",
+                listener: "tls: \(config.tls)\n    auth: \(config.auth)\n    auth_after_helo: \(config.authAfterHelo)\n    strict_envelopes: \(config.strictEnvelopes)",
                 rest: """
                     \(tls)
                     upstreams:

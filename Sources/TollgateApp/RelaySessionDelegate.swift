@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import SMTPCore
 import SMTPServer
@@ -23,9 +24,12 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
     let logger: Logger
     /// This relay's name in the `Received:` header.
     let hostname: String
+    /// How long a session waits for its message to be stored (`limits.store_timeout`).
+    let storeTimeout: Duration
 
-    public init(policy: RelayPolicyEvaluator, spool: any Spool, runner: QueueRunner?, metrics: RelayMetrics?, hostname: String, logger: Logger) {
+    public init(policy: RelayPolicyEvaluator, spool: any Spool, runner: QueueRunner?, metrics: RelayMetrics?, hostname: String, storeTimeout: Duration = .seconds(120), logger: Logger) {
         self.policy = policy
+        self.storeTimeout = storeTimeout
         self.hostname = hostname
         self.spool = spool
         self.runner = runner
@@ -67,10 +71,66 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
         }
     }
 
+    /// Stores the message; the session gets `250` only once it is committed. A store
+    /// slower than ``storeTimeout`` (a disk in trouble) answers `451 4.3.0` instead of
+    /// holding the session: the store goes on, and if it commits the message is kept
+    /// and delivered — twice, if the client sends it again (a duplicate, never a loss).
     public func store(_ request: StoreRequest<RelayAnnotations>) async throws -> String {
         let queueID = spool.makeQueueID()
         let receivedAt = Date().timeIntervalSince1970
         let message = SpoolMessage(request, id: queueID, receivedAt: receivedAt, hostname: hostname)
+        let outcome = await Self.first(within: storeTimeout) { [self] in
+            try await insert(message, request)
+        }
+        switch outcome {
+        case .done: return queueID
+        case .failed(let error): throw error
+        case .timedOut:
+            logger.warning(
+                "the spool did not store the message within limits.store_timeout; answered 451, the store goes on",
+                metadata: ["smtp.session.id": "\(request.session.sessionID)", "queue.id": "\(queueID)"]
+            )
+            throw StoreTimedOut()
+        }
+    }
+
+    struct StoreTimedOut: Error, CustomStringConvertible {
+        var description: String { "the spool did not store the message in time" }
+    }
+
+    enum Outcome: Sendable {
+        case done, failed(any Error), timedOut
+    }
+
+    /// Runs `operation` to its end, but answers after `timeout` at the latest.
+    static func first(within timeout: Duration, _ operation: @escaping @Sendable () async throws -> Void) async -> Outcome {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Outcome, Never>) in
+            let answered = NIOLockedValueBox(false)
+            @Sendable func answer(_ outcome: Outcome) {
+                let first = answered.withLockedValue { done -> Bool in
+                    defer { done = true }
+                    return !done
+                }
+                if first { continuation.resume(returning: outcome) }
+            }
+            Task {
+                do {
+                    try await operation()
+                    answer(.done)
+                } catch {
+                    answer(.failed(error))
+                }
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                answer(.timedOut)
+            }
+        }
+    }
+
+    /// The store itself and what follows it, whether or not the session still waits.
+    private func insert(_ message: SpoolMessage, _ request: StoreRequest<RelayAnnotations>) async throws {
+        let queueID = message.id
         // With a free delivery slot, the message is stored claimed and delivered from
         // memory at once; otherwise the runner finds it in the queue.
         let reservation = runner?.reserve()
@@ -105,6 +165,5 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
             let accepted = AcceptedMessage(queueID: queueID, context: PolicyContext(request))
             Task { await pipeline.messageAccepted(accepted) }
         }
-        return queueID
     }
 }

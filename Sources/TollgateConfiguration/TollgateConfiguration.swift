@@ -61,6 +61,9 @@ public struct TollgateConfiguration: Sendable {
         /// `limits.content_memory`: content all sessions together may hold before new
         /// DATA commands get 451 4.3.0.
         public var contentMemory = 512 * 1024 * 1024
+        /// `limits.store_timeout`: how long a session waits for its message to be
+        /// stored before it is answered 451 4.3.0.
+        public var storeTimeout: Double = 120
         /// `limits.reverse_dns_timeout`: how long the greeting waits for the client's
         /// name; 0 turns the lookup off.
         public var reverseDNSTimeout: Double = 5

@@ -18,6 +18,9 @@
  *                    tracked file fails with EIO and makes nothing durable
  *                    (RELIABILITY E5); with POWERCUT_FAIL_WRITES=1 write, pwrite and
  *                    ftruncate of tracked files fail with EIO too.
+ *   POWERCUT_SLOW_WHEN=<path>  while <path> exists, every fsync/fdatasync of a
+ *                    tracked file first sleeps POWERCUT_SLOW_MS (default 3000)
+ *                    milliseconds: a disk in a slow spell (overload tests).
  *
  * The model, per POSIX: data written with write/pwrite (and size changes by
  * ftruncate) become durable for a file when that file is fsynced or fdatasynced
@@ -68,6 +71,8 @@ static size_t watched_len;
 static char shadow[PATH_MAX];
 static int enabled, ignore_fsync;
 static char fail_when[PATH_MAX];
+static char slow_when[PATH_MAX];
+static long slow_ms = 3000;
 static int fail_writes;
 static struct file files[MAX_FILES];
 static _Atomic int fd_slot[MAX_FDS]; /* 0 untracked, DIR_FD the folder, k+1 files[k] */
@@ -365,6 +370,7 @@ static void make_entries_durable(void) {
 static int sync_common(int fd, int (*real)(int)) {
     int slot = (fd >= 0 && fd < MAX_FDS) ? atomic_load(&fd_slot[fd]) : 0;
     if (slot == 0) return real(fd);
+    if (slot > 0 && slow_when[0] && access(slow_when, F_OK) == 0) usleep((useconds_t)slow_ms * 1000);
     pthread_mutex_lock(&lock);
     if (slot > 0 && failing()) {
         pthread_mutex_unlock(&lock);
@@ -468,6 +474,10 @@ __attribute__((constructor)) static void start(void) {
     ignore_fsync = ignore && strcmp(ignore, "1") == 0;
     const char *fail = getenv("POWERCUT_FAIL_WHEN");
     if (fail) snprintf(fail_when, sizeof fail_when, "%s", fail);
+    const char *slow = getenv("POWERCUT_SLOW_WHEN");
+    if (slow) snprintf(slow_when, sizeof slow_when, "%s", slow);
+    const char *slow_for = getenv("POWERCUT_SLOW_MS");
+    if (slow_for) slow_ms = atol(slow_for);
     const char *writes = getenv("POWERCUT_FAIL_WRITES");
     fail_writes = writes && strcmp(writes, "1") == 0;
     char path[PATH_MAX];

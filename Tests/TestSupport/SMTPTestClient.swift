@@ -131,6 +131,18 @@ public final class SMTPTestClient: Sendable {
         }
     }
 
+    /// Closes the socket with a TCP reset (`SO_LINGER` 0): what a crashed or killed
+    /// client looks like to the server.
+    public func reset() {
+        state.withLock { current in
+            guard current.fd >= 0 else { return }
+            var option = linger(l_onoff: 1, l_linger: 0)
+            _ = setsockopt(current.fd, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
+            Glibc.close(current.fd)
+            current = State()
+        }
+    }
+
     /// Closes the socket. Idempotent.
     public func close() {
         state.withLock { current in

@@ -64,3 +64,46 @@ extension LiveRelayTests {
         }
     }
 }
+
+/// A client that goes away mid-command or mid-DATA (RELIABILITY C13): nothing is
+/// queued, and its connection slot is free again at once.
+extension LiveRelayTests.SlowClientLiveTests {
+    @Test(arguments: ["mid-command", "mid-data", "after-data-before-dot"])
+    func aClientResetLeavesNothingAndFreesItsSlot(_ moment: String) throws {
+        let relay = try RelayProcess(rest: """
+            upstreams:
+              - name: out
+                directory: outbox
+            limits:
+              max_connections_per_client: 1
+            """)
+        try relay.start()
+        defer { relay.stop() }
+        let client = SMTPTestClient()
+        try client.connect(port: relay.port)
+        _ = try client.readReply()
+        switch moment {
+        case "mid-command":
+            try client.sendRaw(Array("EHLO half-a-comm".utf8))
+        default:
+            _ = try client.command("EHLO c", expect: 250)
+            _ = try client.command("MAIL FROM:<gone@example.com>", expect: 250)
+            _ = try client.command("RCPT TO:<b@example.net>", expect: 250)
+            _ = try client.command("DATA", expect: 354)
+            try client.sendRaw(Array("Subject: cut\r\n\r\nsome content".utf8) + (moment == "mid-data" ? [] : Array("\r\n.".utf8)))
+        }
+        Thread.sleep(forTimeInterval: 0.2)
+        client.reset()
+        // The one slot this client address has is free again.
+        #expect(waitUntil(timeout: 10) {
+            let next = SMTPTestClient()
+            defer { next.close() }
+            guard (try? next.connect(port: relay.port)) != nil else { return false }
+            return (try? next.readReply())?.code == 220
+        }, "\(relay.log.suffix(2000))")
+        let queued = try relay.cli(["queue", "list"]).stdout
+        #expect(!queued.contains("gone@example.com"), "\(queued)")
+        let outbox = (try? FileManager.default.contentsOfDirectory(atPath: relay.directory.path + "/outbox")) ?? []
+        #expect(outbox.isEmpty, "\(outbox)")
+    }
+}

@@ -179,8 +179,12 @@ struct LDAPStageIntegrationTests {
     }
 
     @Test(
-        "filter injection attempts fail as unknown users",
-        arguments: ["*", "bob)(uid=*", "admin)(|(uid=*", "bob\u{0}", "bob\u{0})(uid=*", "\\", "bo*", "*)(uid=bob", "bob\\29"]
+        "filter injection and DN-special names (RELIABILITY D1, D2) fail as unknown users",
+        arguments: [
+            "*", "bob)(uid=*", "admin)(|(uid=*", "bob\u{0}", "bob\u{0})(uid=*", "\\", "bo*", "*)(uid=bob", "bob\\29",
+            // The stage searches, then binds as the DN found: a name is never put into a DN.
+            "bob,ou=people", "uid=bob,ou=people,dc=example,dc=com", "bob+cn=x", "#bob", "bob\"", "<bob>", "bob;x",
+        ]
     )
     func injection(username: String) async throws {
         try await withStage { slapd, stage, _ in

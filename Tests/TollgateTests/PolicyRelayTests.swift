@@ -64,6 +64,7 @@ extension LiveRelayTests {
                           limits:
                             - { key: user, messages: 3, per: 1h }
                     policies: \(Self.repositoryRoot)/policies
+                    \(extraLimits.isEmpty ? "" : "limits:\n  " + extraLimits)
                     """,
                 directory: dir
             )
@@ -140,6 +141,61 @@ extension LiveRelayTests {
             try await s.slapd.restart()
             let back = try s.send(user: "bob", password: "bob-pw", from: "bob@engineering.example.com")
             #expect(back.contains("<~  250 2.0.0 Ok: queued"), "\(back)")
+        }
+
+        /// RELIABILITY D4: 100 logins at once against a directory that is slow (frozen
+        /// 300 ms of every 400): each is answered — `535` for these unknown users or
+        /// `454 4.7.0` when the stage's time limit ran out, never a success — within the
+        /// limits, and the relay serves normally afterwards.
+        @Test func manyLoginsAgainstASlowDirectoryAreEachAnsweredInTime() async throws {
+            // All from one address: the per-client failure limit (C11) would answer most.
+            let s = try await start(extraLimits: "max_auth_failures_per_client: 0")
+            defer { s.relay.stop() }
+            defer { Task { await s.slapd.stop() } }
+            let script = s.relay.directory.path + "/logins.py"
+            try TestFiles.write(#"""
+                import smtplib, ssl, sys, threading, time, base64
+                port, ca, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+                results = [None] * n
+                def login(i):
+                    t0 = time.monotonic()
+                    try:
+                        ctx = ssl.create_default_context(cafile=ca)
+                        with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
+                            c.ehlo("load.example"); c.starttls(context=ctx); c.ehlo("load.example")
+                            token = base64.b64encode(b"\0nobody%d\0pw" % i).decode()
+                            code, _ = c.docmd("AUTH", "PLAIN " + token)
+                    except Exception as e:
+                        code = "error: %s" % e
+                    results[i] = (code, time.monotonic() - t0)
+                threads = [threading.Thread(target=login, args=(i,)) for i in range(n)]
+                for t in threads: t.start()
+                for t in threads: t.join()
+                for code, seconds in results: print(code, "%.2f" % seconds)
+                """#, to: script)
+            let slapd = s.slapd
+            let slow = Task {
+                while !Task.isCancelled {
+                    slapd.pause()
+                    try? await Task.sleep(for: .milliseconds(300))
+                    slapd.resume()
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            let run = try await ChildProcess.runAsync("python3", [script, "\(s.relay.port)", s.certs.caCertificatePath, "100"], timeout: 120)
+            slow.cancel()
+            _ = await slow.value
+            slapd.resume()
+            let results = run.stdout.split(separator: "\n").map { $0.split(separator: " ") }
+            #expect(results.count == 100, "\(run.stdout) \(run.stderr)")
+            let codes = results.map { String($0.first ?? "") }
+            #expect(codes.allSatisfy { $0 == "535" || $0 == "454" }, "\(Dictionary(grouping: codes, by: { $0 }).mapValues(\.count))")
+            // Each within the stage's time limit (3s) plus the wait for a TLS handshake under load.
+            let slowest = results.compactMap { $0.last.flatMap { Double($0) } }.max() ?? 0
+            #expect(slowest < 20, "slowest login took \(slowest) s")
+            print("100 logins against a slow directory: \(Dictionary(grouping: codes, by: { $0 }).mapValues(\.count)), slowest \(slowest) s")
+            let after = try s.send(user: "bob", password: "bob-pw", from: "bob@engineering.example.com")
+            #expect(after.contains("<~  250 2.0.0 Ok: queued"), "\(after)")
         }
 
         @Test func pluginsAreSeparateSharedObjectsInTheRunningServer() async throws {

@@ -40,10 +40,11 @@ public struct ReverseDNS: Sendable {
                 }
                 if first { continuation.resume(returning: name) }
             }
+            let deadline = eventLoop.scheduleTask(in: timeout) { answer(nil) }
             pool.submit { state in
                 answer(state == .active ? lookup(address) : nil)
+                deadline.cancel()
             }
-            eventLoop.scheduleTask(in: timeout) { answer(nil) }
         }
     }
 

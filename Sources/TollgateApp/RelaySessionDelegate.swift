@@ -113,6 +113,12 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
                 }
                 if first { continuation.resume(returning: outcome) }
             }
+            // The timer ends with the operation: a sleeping task per message for the
+            // whole timeout would hold memory at every message rate.
+            let timer = Task {
+                try? await Task.sleep(for: timeout)
+                answer(.timedOut)
+            }
             Task {
                 do {
                     try await operation()
@@ -120,10 +126,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
                 } catch {
                     answer(.failed(error))
                 }
-            }
-            Task {
-                try? await Task.sleep(for: timeout)
-                answer(.timedOut)
+                timer.cancel()
             }
         }
     }

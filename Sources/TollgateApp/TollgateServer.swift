@@ -63,7 +63,7 @@ public final class TollgateServer: Sendable {
         let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics)
         self.policy = NIOLockedValueBox(setup)
         let sslContext = try Self.makeSSLContext(configuration, logger: logger)
-        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, runner: runner, metrics: metrics, hostname: configuration.hostname, storeTimeout: .milliseconds(Int64(configuration.limits.storeTimeout * 1000)), logger: logger)
+        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, runner: runner, metrics: metrics, hostname: configuration.hostname, storeTimeout: .milliseconds(Int64(configuration.limits.storeTimeout * 1000)), timers: group, logger: logger)
         let group = self.group
         resolverPool.start()
         let reverseDNS = configuration.limits.reverseDNSTimeout > 0
@@ -178,7 +178,7 @@ public final class TollgateServer: Sendable {
             p = newSetup
             return old
         }
-        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: newSetup), spool: spool, runner: runner, metrics: metrics, hostname: configuration.hostname, storeTimeout: .milliseconds(Int64(configuration.limits.storeTimeout * 1000)), logger: logger)
+        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: newSetup), spool: spool, runner: runner, metrics: metrics, hostname: configuration.hostname, storeTimeout: .milliseconds(Int64(configuration.limits.storeTimeout * 1000)), timers: group, logger: logger)
         for listener in listeners {
             if let l = configuration.listeners.first(where: { $0.name == listener.configuration.name }) {
                 listener.update(session: Self.sessionConfiguration(l, configuration), delegate: delegate, sslContext: l.tls == .none ? nil : sslContext)

@@ -2,7 +2,7 @@
 #   make run    install what is missing, build in release mode, run the demo relay
 #   make test   install what the tests need, build everything, run every test
 SWIFT ?= swift
-.PHONY: run test bench build release deps-run deps-test clean
+.PHONY: run test bench build release deps-run deps-test clean fuzz fuzz-short
 
 deps-run:
 	@bash scripts/install-deps.sh run
@@ -23,9 +23,21 @@ test: deps-test
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip LiveRelayTests
 	$(SWIFT) test --skip-build --filter LiveRelayTests
+	$(MAKE) fuzz-short
 
 bench: deps-test release
 	@bash bench/run.sh
 
 clean:
-	rm -rf .build demo/var demo/certs
+	rm -rf .build .build-fuzz demo/var demo/certs
+
+# BEGIN fuzz
+# libFuzzer targets in Fuzz/ (README, "Fuzzing"): built with ASan in .build-fuzz, each run
+# for FUZZ_SECONDS after replaying its committed corpus; `make test` runs the short form.
+FUZZ_SECONDS ?=
+fuzz: deps-test
+	SWIFT=$(SWIFT) FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh full
+
+fuzz-short:
+	SWIFT=$(SWIFT) FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh short
+# END fuzz

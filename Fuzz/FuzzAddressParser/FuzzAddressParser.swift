@@ -29,7 +29,8 @@ public func fuzzAddressParser(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CIn
         if let m = path.mailbox, !params.smtpUTF8 { check(!m.needsSMTPUTF8, "8-bit sender \(m) without SMTPUTF8") }
     }
     if case .rcpt(let mailbox, let params, _)? = try? commands.parse(Array("RCPT TO:".utf8)[...] + text) {
-        check(!mailbox.localPart.isEmpty, "empty recipient")
+        // `<""@example.com>` is a valid path (Quoted-string = DQUOTE *QcontentSMTP DQUOTE).
+        check(!mailbox.domain.isEmpty && (!mailbox.localPart.isEmpty || mailbox.wasQuoted), "empty part in \(mailbox)")
         if let notify = params.notify {
             check(notify == ["NEVER"] || notify.allSatisfy { ["SUCCESS", "FAILURE", "DELAY"].contains($0) }, "NOTIFY \(notify)")
         }

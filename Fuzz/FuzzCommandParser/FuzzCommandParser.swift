@@ -20,9 +20,9 @@ public func fuzzCommandParser(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CIn
         case .mail(let path, let params):
             check(params.size.map { $0 >= 0 } ?? true, "negative SIZE")
             check((params.envelopeID?.utf8.count ?? 0) <= 100, "ENVID over 100 octets")
-            if let m = path.mailbox { check(!m.localPart.isEmpty && !m.domain.isEmpty, "empty part in \(m)") }
+            if let m = path.mailbox { checkParts(m) }
         case .rcpt(let m, _, _):
-            check(!m.localPart.isEmpty && !m.domain.isEmpty, "empty part in \(m)")
+            checkParts(m)
         default:
             break
         }
@@ -31,6 +31,12 @@ public func fuzzCommandParser(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CIn
         check(crlfLines(Array(error.reply.wireString.utf8)) == error.reply.lines.count, "reply \(error.reply) written as \(error.reply.wireString.debugDescription)")
     }
     return 0
+}
+
+/// A domain, and a local part that is empty only when quoted (`<""@example.com>` is
+/// valid: Quoted-string = DQUOTE *QcontentSMTP DQUOTE).
+func checkParts(_ m: Mailbox) {
+    check(!m.domain.isEmpty && (!m.localPart.isEmpty || m.wasQuoted), "empty part in \(m)")
 }
 
 /// Counts CRLF-terminated lines; -1 if a CR, LF or NUL stands anywhere else.

@@ -1,9 +1,10 @@
 # Tollgate: two commands.
 #   make run    install what is missing, build in release mode, run the demo relay
 #   make test   install what the tests need, build everything, run every test
+#   make fuzz   every fuzz target for FUZZ_SECONDS (default 60) each
 #   make crash-test  the crash loop (CRASH_ROUNDS, default 20) and power-cut loop (POWERCUT_ROUNDS, default 10)
 SWIFT ?= swift
-.PHONY: run test bench build release deps-run deps-test clean crash-test
+.PHONY: run test bench build release deps-run deps-test clean crash-test fuzz fuzz-short
 
 deps-run:
 	@bash scripts/install-deps.sh run
@@ -24,6 +25,7 @@ test: deps-test
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip LiveRelayTests
 	CRASH_ROUNDS=$${CRASH_ROUNDS:-20} POWERCUT_ROUNDS=$${POWERCUT_ROUNDS:-10} $(SWIFT) test --skip-build --filter LiveRelayTests
+	$(MAKE) fuzz-short
 
 # The crash loop and the power-loss test alone (RELIABILITY E4; README "Crash testing"),
 # in full as in `make test` (CI); `swift test` by hand runs 3 rounds of each.
@@ -36,4 +38,15 @@ bench: deps-test release
 	@bash bench/run.sh
 
 clean:
-	rm -rf .build demo/var demo/certs
+	rm -rf .build .build-fuzz demo/var demo/certs
+
+# BEGIN fuzz
+# libFuzzer targets in Fuzz/ (README, "Fuzzing"): built with ASan in .build-fuzz, each run
+# for FUZZ_SECONDS after replaying its committed corpus; `make test` runs the short form.
+FUZZ_SECONDS ?=
+fuzz: deps-test
+	SWIFT=$(SWIFT) FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh full
+
+fuzz-short:
+	SWIFT=$(SWIFT) FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh short
+# END fuzz

@@ -318,3 +318,43 @@ let package = Package(
         // END plugin tests
     ]
 )
+
+// BEGIN fuzz targets
+// libFuzzer targets in Fuzz/ (`make fuzz`; README, "Fuzzing").
+// They exist only when TOLLGATE_FUZZ is set, so `swift build` and `swift test` never see
+// them; `make fuzz` builds them with `--sanitize=fuzzer --sanitize=address` in its own
+// scratch path (.build-fuzz), which instruments the product modules they link.
+if Context.environment["TOLLGATE_FUZZ"] != nil {
+    let fuzzSettings: [SwiftSetting] = strict + [.unsafeFlags(["-parse-as-library"])]
+    func fuzzTarget(_ name: String, _ dependencies: [Target.Dependency]) -> Target {
+        .executableTarget(name: name, dependencies: dependencies + ["FuzzSupport"], path: "Fuzz/\(name)", exclude: ["corpus", "dict"], swiftSettings: fuzzSettings)
+    }
+    let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
+    // Only what the targets link, so one `swift build` builds exactly them.
+    let linked: Set = ["SMTPCore", "SMTPServer", "SMTPClient", "TollgateConfiguration", "TollgateSpool", "LDAPDirectory", "CLDAP"]
+    package.products = []
+    package.targets = package.targets.filter { linked.contains($0.name) }
+    package.targets += [
+        // The property check and byte-level oracles the targets share.
+        .target(name: "FuzzSupport", path: "Fuzz/Support", swiftSettings: strict),
+        fuzzTarget("FuzzCommandParser", ["SMTPCore"]),
+        fuzzTarget("FuzzAddressParser", ["SMTPCore"]),
+        fuzzTarget("FuzzDataFramer", ["SMTPCore", nioCore]),
+        fuzzTarget("FuzzBDATFramer", ["SMTPCore", nioCore]),
+        fuzzTarget("FuzzSASL", ["SMTPCore"]),
+        fuzzTarget("FuzzLDAPEscaping", ["LDAPDirectory"]),
+        fuzzTarget("FuzzReplyParser", ["SMTPClient", "SMTPCore", nioCore]),
+        fuzzTarget("FuzzConfiguration", ["TollgateConfiguration", .product(name: "TollgatePolicy", package: "TollgatePolicy")]),
+        fuzzTarget("FuzzSpoolRecord", [
+            "TollgateSpool", "TollgateConfiguration", nioCore,
+            .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log"),
+        ]),
+        fuzzTarget("FuzzSession", [
+            "SMTPServer", "SMTPCore", nioCore,
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+    ]
+}
+// END fuzz targets

@@ -22,7 +22,18 @@ extension SQLiteSpool {
         case missing
     }
 
+    /// A column holding a value of the wrong type (SQLite's typing is dynamic, so a
+    /// damaged or hand-edited file can have text where an integer belongs) makes the
+    /// entry corrupt: read with `decode`, which throws, never with subscripts, which trap.
     private static func read(_ id: String, _ db: Database) throws -> Loaded {
+        do {
+            return try decode(id, db)
+        } catch is RowDecodingError {
+            return .corrupt("a column holds a value of the wrong type")
+        }
+    }
+
+    private static func decode(_ id: String, _ db: Database) throws -> Loaded {
         guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM messages WHERE id = ?"), arguments: [id]) else { return .missing }
         // A cursor's row points into SQLite's own memory: the blob is copied once, into the buffer.
         let cursor = try Row.fetchCursor(db.cachedStatement(sql: "SELECT content FROM bodies WHERE message_id = ?"), arguments: [id])
@@ -33,37 +44,37 @@ extension SQLiteSpool {
             buffer.writeBytes(data)
             return buffer
         }
-        let receivedHeader: String = row["received_header"]
-        let checksum: Int64 = row["checksum"]
-        guard let kind = Checksum.Kind(rawValue: row["checksum_kind"]) else { return .corrupt("unknown checksum kind") }
-        guard receivedHeader.utf8.count + content.readableBytes == (row["size"] as Int),
+        let receivedHeader: String = try row.decode(forColumn: "received_header")
+        let checksum: Int64 = try row.decode(forColumn: "checksum")
+        guard let kind = Checksum.Kind(rawValue: try row.decode(forColumn: "checksum_kind")) else { return .corrupt("unknown checksum kind") }
+        guard receivedHeader.utf8.count + content.readableBytes == (try row.decode(Int.self, forColumn: "size")),
               Checksum.of(header: receivedHeader, content: content, kind: kind) == checksum
         else { return .corrupt("content checksum mismatch") }
-        let envelopeData: Data = row["envelope"]
+        let envelopeData: Data = try row.decode(forColumn: "envelope")
         guard let envelope = try? JSONDecoder().decode(SpoolEnvelope.self, from: envelopeData) else { return .corrupt("envelope cannot be decoded") }
         let recipientRows = try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM recipients WHERE message_id = ? ORDER BY idx"), arguments: [id])
         guard !recipientRows.isEmpty else { return .corrupt("no recipients") }
         var recipients: [SpoolRecipient] = []
         for r in recipientRows {
-            guard let state = RecipientState(rawValue: r["state"]) else { return .corrupt("unknown recipient state") }
-            var recipient = SpoolRecipient(address: r["address"], notify: (r["notify"] as String?)?.split(separator: ",").map(String.init), originalRecipient: r["orcpt"])
+            guard let state = RecipientState(rawValue: try r.decode(forColumn: "state")) else { return .corrupt("unknown recipient state") }
+            var recipient = SpoolRecipient(address: try r.decode(forColumn: "address"), notify: (try r.decode(String?.self, forColumn: "notify"))?.split(separator: ",").map(String.init), originalRecipient: try r.decode(forColumn: "orcpt"))
             recipient.state = state
-            recipient.lastReply = r["last_reply"]
-            recipient.attempts = r["attempts"]
+            recipient.lastReply = try r.decode(forColumn: "last_reply")
+            recipient.attempts = try r.decode(forColumn: "attempts")
             recipients.append(recipient)
         }
-        guard let state = QueueState(rawValue: row["state"]) else { return .corrupt("unknown message state") }
+        guard let state = QueueState(rawValue: try row.decode(forColumn: "state")) else { return .corrupt("unknown message state") }
         var message = SpoolMessage(
-            id: id, createdAt: row["created"], sender: row["sender"], recipients: recipients, envelope: envelope,
-            receivedHeader: receivedHeader, content: content, upstream: row["upstream"]
+            id: id, createdAt: try row.decode(forColumn: "created"), sender: try row.decode(forColumn: "sender"), recipients: recipients, envelope: envelope,
+            receivedHeader: receivedHeader, content: content, upstream: try row.decode(forColumn: "upstream")
         )
         message.state = state
-        message.nextAttempt = row["next_attempt"]
-        message.attempts = row["attempts"]
-        message.lastError = row["last_error"]
-        message.bounceRequested = (row["bounce_now"] as Int) != 0
-        message.acceptedBy = row["accepted_by"]
-        message.claimedBy = row["claimed_by"]
+        message.nextAttempt = try row.decode(forColumn: "next_attempt")
+        message.attempts = try row.decode(forColumn: "attempts")
+        message.lastError = try row.decode(forColumn: "last_error")
+        message.bounceRequested = (try row.decode(Int.self, forColumn: "bounce_now")) != 0
+        message.acceptedBy = try row.decode(forColumn: "accepted_by")
+        message.claimedBy = try row.decode(forColumn: "claimed_by")
         return .message(message)
     }
 
@@ -101,8 +112,9 @@ extension SQLiteSpool {
         logger.error("queue entry quarantined", metadata: ["queue.id": "\(id)", "reason": "\(reason)"])
         try await committer.submit(durable: true) { db in
             let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT sender, envelope, received_header FROM messages WHERE id = ?"), arguments: [id])
-            let content = try Data.fetchOne(db.cachedStatement(sql: "SELECT content FROM bodies WHERE message_id = ?"), arguments: [id])
-            try db.cachedStatement(sql: "INSERT OR REPLACE INTO quarantine (id, moved, reason, sender, envelope, content, received_header) VALUES (?, ?, ?, ?, ?, ?, ?)").execute(arguments: [id, Date().timeIntervalSince1970, reason, row?["sender"] as String?, row?["envelope"] as Data?, content, row?["received_header"] as String?]
+            // Copied as they are (`DatabaseValue`: any type), since they may be what is damaged.
+            let content = try DatabaseValue.fetchOne(db.cachedStatement(sql: "SELECT content FROM bodies WHERE message_id = ?"), arguments: [id])
+            try db.cachedStatement(sql: "INSERT OR REPLACE INTO quarantine (id, moved, reason, sender, envelope, content, received_header) VALUES (?, ?, ?, ?, ?, ?, ?)").execute(arguments: [id, Date().timeIntervalSince1970, reason, row?["sender"] as DatabaseValue?, row?["envelope"] as DatabaseValue?, content, row?["received_header"] as DatabaseValue?]
             )
             try db.cachedStatement(sql: "DELETE FROM messages WHERE id = ?").execute(arguments: [id])
         }
@@ -139,14 +151,20 @@ extension SQLiteSpool {
             )
             let recipientRows = try Row.fetchAll(db.cachedStatement(sql: "SELECT message_id, address FROM recipients WHERE state = 'pending' ORDER BY message_id, idx"))
             var byMessage: [String: [String]] = [:]
-            for r in recipientRows { byMessage[r["message_id"], default: []].append(r["address"]) }
-            return rows.map { row in
-                QueueListing(
-                    id: row["id"], createdAt: row["created"], size: row["size"], sender: row["sender"],
-                    recipients: byMessage[row["id"]] ?? [], state: QueueState(rawValue: row["state"]) ?? .queued,
-                    attempts: row["attempts"], lastError: row["last_error"], nextAttempt: row["next_attempt"],
-                    user: row["user"], department: row["department"], acceptedBy: row["accepted_by"],
-                    claimedBy: row["claimed_by"]
+            for r in recipientRows {
+                guard let id = try? r.decode(String.self, forColumn: "message_id"), let address = try? r.decode(String.self, forColumn: "address") else { continue }
+                byMessage[id, default: []].append(address)
+            }
+            // An entry whose columns cannot be read is left out (loading it quarantines it).
+            return rows.compactMap { row in
+                try? QueueListing(
+                    id: row.decode(forColumn: "id"), createdAt: row.decode(forColumn: "created"), size: row.decode(forColumn: "size"),
+                    sender: row.decode(forColumn: "sender"), recipients: byMessage[row.decode(forColumn: "id")] ?? [],
+                    state: QueueState(rawValue: row.decode(forColumn: "state")) ?? .queued,
+                    attempts: row.decode(forColumn: "attempts"), lastError: row.decode(forColumn: "last_error"),
+                    nextAttempt: row.decode(forColumn: "next_attempt"), user: row.decode(forColumn: "user"),
+                    department: row.decode(forColumn: "department"), acceptedBy: row.decode(forColumn: "accepted_by"),
+                    claimedBy: row.decode(forColumn: "claimed_by")
                 )
             }
         }

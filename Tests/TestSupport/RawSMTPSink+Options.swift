@@ -64,6 +64,8 @@ extension RawSMTPSink {
         /// The greeting instead of `220 …`. A `421` greeting closes the
         /// connection; another non-2xx greeting answers 503 to everything but QUIT.
         public var greetingReply: String?
+        /// The reply to EHLO instead of `250` (HELO still works), e.g. `451 4.3.0 busy`.
+        public var ehloReply: String?
         /// The first N DATA transfers are cut: some content is read, then the connection
         /// closes with no reply (RELIABILITY F6).
         public var dropInData = 0
@@ -102,6 +104,7 @@ extension RawSMTPSink {
             ]
             result += flags.filter(\.0).map(\.1)
             if let maxSize { result += ["--max-size", String(maxSize)] }
+            if let ehloReply { result += ["--ehlo-reply", ehloReply] }
             if dropInData > 0 { result += ["--drop-in-data", String(dropInData)] }
             for (prefix, reply) in rcptReply.sorted(by: { $0.key < $1.key }) { result += ["--rcpt-reply", prefix + "=" + reply] }
             for (prefix, reply) in mailReply.sorted(by: { $0.key < $1.key }) { result += ["--mail-reply", prefix + "=" + reply] }

@@ -79,6 +79,39 @@ extension LiveRelayTests {
             #expect(try Self.queued(relay).isEmpty)
         }
 
+        /// RELIABILITY F2: a 4xx to EHLO is temporary — the next host delivers, and with
+        /// no other host the message waits for a retry; a 5xx to EHLO falls back to HELO.
+        @Test func aTemporaryEhloRefusalSendsTheMessageOnAndAPermanentOneFallsBackToHelo() throws {
+            let dir = try TemporaryDirectory(label: "upstream-ehlo")
+            let busyPort = freePort()
+            let busy = try RawSMTPSink.start(port: busyPort, directory: dir.path + "/busy", options: .init { $0.ehloReply = "451 4.3.0 busy, try later" })
+            defer { busy.stop() }
+            let goodPort = freePort()
+            let good = try RawSMTPSink.start(port: goodPort, directory: dir.path + "/good", options: .init())
+            defer { good.stop() }
+            let relay = try Self.relay(hosts: ["127.0.0.1:\(busyPort)", "127.0.0.1:\(goodPort)"], directory: dir)
+            _ = try Self.send(relay, marker: "ehlo-busy")
+            #expect(waitUntil(timeout: 30) { good.messages().count == 1 }, "\(relay.log.suffix(3000))")
+            #expect(busy.messages().isEmpty)
+            relay.stop()
+
+            let dir2 = try TemporaryDirectory(label: "upstream-ehlo-alone")
+            let alone = try Self.relay(hosts: ["127.0.0.1:\(busyPort)"], directory: dir2)
+            _ = try Self.send(alone, marker: "ehlo-alone")
+            #expect(waitUntil(timeout: 30) { alone.log.components(separatedBy: "delivery deferred").count > 2 }, "\(alone.log.suffix(3000))")
+            #expect(try Self.queued(alone).count == 1 && !alone.log.contains("bounce queued"))
+            alone.stop()
+
+            let dir3 = try TemporaryDirectory(label: "upstream-ehlo-5xx")
+            let oldPort = freePort()
+            let old = try RawSMTPSink.start(port: oldPort, directory: dir3.path + "/old", options: .init { $0.ehloReply = "502 5.5.1 command not recognized" })
+            defer { old.stop() }
+            let viaHelo = try Self.relay(hosts: ["127.0.0.1:\(oldPort)"], directory: dir3)
+            defer { viaHelo.stop() }
+            _ = try Self.send(viaHelo, marker: "ehlo-5xx")
+            #expect(waitUntil(timeout: 30) { old.messages().count == 1 }, "\(viaHelo.log.suffix(3000))")
+        }
+
         @Test func aConnectionCutInDataIsRetriedAndDeliveredOnce() throws {
             let dir = try TemporaryDirectory(label: "upstream-drop")
             let sinkPort = freePort()

@@ -80,6 +80,7 @@ def parse_args():
     p.add_argument("--dsn", action="store_true")
     p.add_argument("--max-size", type=int, default=0)
     p.add_argument("--greeting")
+    p.add_argument("--ehlo-reply", help="the reply to EHLO instead of 250 (HELO still works)")
     p.add_argument("--drop-in-data", type=int, default=0, metavar="N",
                    help="the first N DATA transfers: read some content, then close without a reply")
     p.add_argument("--mail-reply", action="append", default=[], metavar="PREFIX=REPLY")
@@ -408,6 +409,9 @@ class Session:
     def cmd_ehlo(self, arg, raw):
         if not arg:
             self.reply("501 5.5.4 Syntax: EHLO hostname")
+            return
+        if ARGS.ehlo_reply:
+            self.reply(ARGS.ehlo_reply)
             return
         self.helo, self.helo_command = arg, "EHLO"
         self.reset()

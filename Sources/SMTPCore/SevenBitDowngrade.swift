@@ -11,6 +11,11 @@ import NIOCore
 /// The input is canonical CRLF, as the spool keeps it; so is the output, with lines of at
 /// most 76 octets in every converted part.
 public enum SevenBitDowngrade {
+    /// Deeper MIME nesting is not converted (the message bounces, headers only): the
+    /// walk recurses, and a hostile message could nest a part in a part until the stack
+    /// runs out — on every retry.
+    public static let maxDepth = 64
+
     public static func downgrade(_ content: ByteBuffer) -> ByteBuffer? {
         let bytes = Array(content.readableBytesView)
         guard var out = entity(bytes[...], defaultType: "text/plain", topLevel: true) else { return nil }
@@ -21,7 +26,8 @@ public enum SevenBitDowngrade {
     }
 
     /// One MIME entity: header fields, a blank line, a body.
-    static func entity(_ bytes: ArraySlice<UInt8>, defaultType: String, topLevel: Bool = false) -> [UInt8]? {
+    static func entity(_ bytes: ArraySlice<UInt8>, defaultType: String, topLevel: Bool = false, depth: Int = 0) -> [UInt8]? {
+        guard depth <= maxDepth else { return nil }
         let (header, body) = splitHeader(bytes)
         guard !header.contains(where: { $0 >= 0x80 }) else { return nil }
         guard body.contains(where: { $0 >= 0x80 }) else { return Array(bytes) }
@@ -31,12 +37,12 @@ public enum SevenBitDowngrade {
         var newBody: [UInt8]
         if type.hasPrefix("multipart/") {
             guard let contentType = fieldValue(fields, "content-type"), let boundary = parameter(contentType, "boundary"),
-                let walked = multipart(body, boundary: boundary, partType: type == "multipart/digest" ? "message/rfc822" : "text/plain")
+                let walked = multipart(body, boundary: boundary, partType: type == "multipart/digest" ? "message/rfc822" : "text/plain", depth: depth + 1)
             else { return nil }
             newBody = walked
             relabel(&fields, from: encoding)
         } else if type == "message/rfc822" || type == "message/global" {
-            guard let inner = entity(body, defaultType: "text/plain") else { return nil }
+            guard let inner = entity(body, defaultType: "text/plain", depth: depth + 1) else { return nil }
             newBody = inner
             relabel(&fields, from: encoding)
         } else {
@@ -66,7 +72,7 @@ public enum SevenBitDowngrade {
     }
 
     /// The parts between `--boundary` lines, each converted; preamble and epilogue kept.
-    static func multipart(_ body: ArraySlice<UInt8>, boundary: String, partType: String) -> [UInt8]? {
+    static func multipart(_ body: ArraySlice<UInt8>, boundary: String, partType: String, depth: Int) -> [UInt8]? {
         let delimiter = Array("--\(boundary)".utf8)
         var out: [UInt8] = []
         var partStart: Int?
@@ -85,7 +91,7 @@ public enum SevenBitDowngrade {
                         // The CRLF before a delimiter belongs to the delimiter (RFC 2046 §5.1.1).
                         var end = index
                         if end - start >= 2, body[end - 2] == 13, body[end - 1] == 10 { end -= 2 }
-                        guard let part = entity(body[start..<end], defaultType: partType) else { return nil }
+                        guard let part = entity(body[start..<end], defaultType: partType, depth: depth) else { return nil }
                         out += part
                         if end != index { out += [13, 10] }
                     } else if body[body.startIndex..<index].contains(where: { $0 >= 0x80 }) {
@@ -110,7 +116,7 @@ public enum SevenBitDowngrade {
         }
         // No close delimiter: the last part runs to the end (or there were no parts).
         guard let start = partStart else { return nil }
-        guard let part = entity(body[start...], defaultType: partType) else { return nil }
+        guard let part = entity(body[start...], defaultType: partType, depth: depth) else { return nil }
         return out + part
     }
 

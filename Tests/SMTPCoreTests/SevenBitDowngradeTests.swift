@@ -120,4 +120,21 @@ import Testing
         // Already "encoded" yet 8-bit: broken, not guessed at.
         #expect(downgrade("Content-Transfer-Encoding: base64\r\n\r\nnot base64 é\r\n") == nil)
     }
+
+    /// A hostile message nests parts deeper than any mail program does: past
+    /// `maxDepth` nothing is converted (the message bounces with its headers), and the
+    /// walk never runs out of stack, however deep the nesting (2,000 levels here).
+    @Test func deepNestingIsRefusedNotRecursedInto() {
+        func nested(_ depth: Int) -> String {
+            var text = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b0\"\r\n\r\n"
+            for level in 1..<depth { text += "--b\(level - 1)\r\nContent-Type: multipart/mixed; boundary=\"b\(level)\"\r\n\r\n" }
+            text += "--b\(depth - 1)\r\nContent-Type: text/plain; charset=utf-8\r\n\r\ngrüße\r\n--b\(depth - 1)--\r\n"
+            for level in (0..<(depth - 1)).reversed() { text += "--b\(level)--\r\n" }
+            return text
+        }
+        let shallow = downgrade(nested(10))
+        #expect(shallow.map { isSevenBitCanonical($0) && $0.contains("gr=C3=BC=C3=9Fe") } == true)
+        #expect(downgrade(nested(SevenBitDowngrade.maxDepth + 5)) == nil)
+        #expect(downgrade(nested(2_000)) == nil)
+    }
 }

@@ -332,6 +332,17 @@ enum PowerCutShim {
         return tests + "/Fixtures/PowerCut/powercut.c"
     }
 
+    /// The environment of a relay run under the shim, watching `spool` (made here)
+    /// with its shadow copy in `shadow`; callers add the fault switches.
+    static func environment(in folder: String, spool: String, shadow: String) throws -> [String: String] {
+        try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
+        var environment = ChildProcess.inheritedEnvironment()
+        environment["LD_PRELOAD"] = try build(in: folder)
+        environment["POWERCUT_DIR"] = spool
+        environment["POWERCUT_SHADOW"] = shadow
+        return environment
+    }
+
     /// Builds the shim into `folder` with gcc; returns the library's path.
     static func build(in folder: String) throws -> String {
         let library = folder + "/powercut.so"

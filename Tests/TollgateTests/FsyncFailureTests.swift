@@ -12,11 +12,7 @@ extension LiveRelayTests {
         @Test(arguments: [false, true]) func ioErrorsAnswerTemporaryFailureAndLoseNothing(failWrites: Bool) throws {
             let dir = try TemporaryDirectory(label: "eio")
             let spool = dir.path + "/spool", shadow = dir.path + "/shadow", trigger = dir.path + "/fail-now"
-            try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
-            var environment = ChildProcess.inheritedEnvironment()
-            environment["LD_PRELOAD"] = try PowerCutShim.build(in: dir.path)
-            environment["POWERCUT_DIR"] = spool
-            environment["POWERCUT_SHADOW"] = shadow
+            var environment = try PowerCutShim.environment(in: dir.path, spool: spool, shadow: shadow)
             environment["POWERCUT_FAIL_WHEN"] = trigger
             if failWrites { environment["POWERCUT_FAIL_WRITES"] = "1" }
             let sinkPort = freePort()

@@ -12,11 +12,7 @@ extension LiveRelayTests {
         @Test func aSlowDiskIsAnswered451AndLosesNothing() throws {
             let dir = try TemporaryDirectory(label: "slow-spool")
             let spool = dir.path + "/spool", shadow = dir.path + "/shadow", trigger = dir.path + "/slow-now"
-            try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
-            var environment = ChildProcess.inheritedEnvironment()
-            environment["LD_PRELOAD"] = try PowerCutShim.build(in: dir.path)
-            environment["POWERCUT_DIR"] = spool
-            environment["POWERCUT_SHADOW"] = shadow
+            var environment = try PowerCutShim.environment(in: dir.path, spool: spool, shadow: shadow)
             environment["POWERCUT_SLOW_WHEN"] = trigger
             environment["POWERCUT_SLOW_MS"] = "3000"
             let sinkPort = freePort()

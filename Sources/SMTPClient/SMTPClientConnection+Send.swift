@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import Logging
 import NIOCore
 import SMTPCore
@@ -65,14 +66,15 @@ extension SMTPClientConnection {
     private func run(_ plan: TransactionPlan, content: ByteBuffer, prefix: String) async throws(SMTPClientError) -> DeliveryReport {
         var machine = TransactionStateMachine(plan: plan, pipelining: serverCapabilities.pipelining)
         var step = machine.start()
+        let contentWritten = NIOLockedValueBox(false)
         while true {
             switch step.output {
             case .commands(let commands):
                 upstream.send(commands)
             case .content:
-                upstream.write(DataEncoder.encode(content, prefix: prefix))
+                upstream.write(DataEncoder.encode(content, prefix: prefix), written: contentWritten)
             case .terminatorOnly:
-                upstream.write(ByteBuffer(string: ".\r\n"))
+                upstream.write(ByteBuffer(string: ".\r\n"), written: contentWritten)
             case nil:
                 break
             }
@@ -83,8 +85,13 @@ extension SMTPClientConnection {
                 do {
                     step = machine.received(try await upstream.read(timeout: configuration.dataTimeout, waitingFor: "reply to the final dot"))
                 } catch {
-                    // RELIABILITY F6: the duplicate window.
-                    logger.warning("no reply after the final dot; the message may be delivered twice", metadata: ["error": "\(error)"])
+                    if contentWritten.withLockedValue({ $0 }) {
+                        // RELIABILITY F6: the duplicate window.
+                        logger.warning("no reply after the final dot; the message may be delivered twice", metadata: ["error": "\(error)"])
+                    } else {
+                        // F6d: the upstream stopped reading; it never saw the final dot.
+                        logger.notice("the upstream stopped taking the content before its end", metadata: ["error": "\(error)"])
+                    }
                     throw error
                 }
             case .finished(let report, let serverClosing, let openTransaction):

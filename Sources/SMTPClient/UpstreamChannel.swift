@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import Logging
 import NIOCore
 import SMTPCore
@@ -23,6 +24,11 @@ struct UpstreamChannel: Sendable {
 
     func write(_ buffer: ByteBuffer) {
         channel.writeAndFlush(buffer, promise: nil)
+    }
+
+    /// Writes `buffer`; the box turns true once the kernel has taken all of it.
+    func write(_ buffer: ByteBuffer, written: NIOLockedValueBox<Bool>) {
+        channel.writeAndFlush(buffer).whenSuccess { written.withLockedValue { $0 = true } }
     }
 
     func read(timeout: TimeAmount, waitingFor what: String) async throws(SMTPClientError) -> SMTPReply {

@@ -21,6 +21,11 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
         /// The client's name is looked up before the greeting; nil: it is not.
         public var reverseDNS: ReverseDNS?
 
+        /// From this many open sessions on the listener is under stress and sessions
+        /// wait ``SMTPTimeouts/stressedCommand`` for a command: four fifths of
+        /// ``maxConnections``.
+        public var stressSessions: Int { max(1, maxConnections - maxConnections / 5) }
+
         public init(name: String, host: String, port: Int, tls: ListenerTLSMode, allowsClient: @escaping @Sendable ([UInt8]) -> Bool, maxConnections: Int, maxConnectionsPerClient: Int, timeouts: SMTPTimeouts) {
             self.name = name
             self.host = host
@@ -38,6 +43,8 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
         var perClient: [String: Int] = [:]
         var channels: [ObjectIdentifier: any Channel] = [:]
         var nextSession: UInt64 = 0
+        /// Whether ``total`` has reached the stress level (logged when it changes).
+        var stressed = false
     }
 
     public let configuration: Configuration
@@ -140,7 +147,8 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
             try sync.addHandler(RefuseHandler(reply: "554 5.7.1 Access denied\r\n"))
             return
         }
-        let admitted: UInt64? = connections.withLockedValue { state in
+        let stressLevel = configuration.stressSessions
+        let admitted: (UInt64, Bool)? = connections.withLockedValue { state in
             guard state.total < configuration.maxConnections,
                 state.perClient[clientAddress, default: 0] < configuration.maxConnectionsPerClient
             else { return nil }
@@ -148,19 +156,35 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
             state.perClient[clientAddress, default: 0] += 1
             state.channels[ObjectIdentifier(channel)] = channel
             state.nextSession += 1
-            return state.nextSession
+            let enteredStress = !state.stressed && state.total >= stressLevel
+            if enteredStress { state.stressed = true }
+            return (state.nextSession, enteredStress)
         }
-        guard let sessionNumber = admitted else {
+        guard let (sessionNumber, enteredStress) = admitted else {
             logger.notice("connection limit reached", metadata: ["client.address": "\(clientAddress)"])
             try sync.addHandler(RefuseHandler(reply: "421 4.7.0 Too many connections, try again later\r\n"))
             return
         }
-        channel.closeFuture.whenComplete { [connections] _ in
-            connections.withLockedValue { state in
+        let timeouts = configuration.timeouts
+        if enteredStress, timeouts.stressedCommand < timeouts.command {
+            logger.notice(
+                "under stress: \(stressLevel) of \(configuration.maxConnections) sessions open, waiting \(Self.seconds(timeouts.stressedCommand)) for a command instead of \(Self.seconds(timeouts.command))"
+            )
+        }
+        channel.closeFuture.whenComplete { [connections, logger] _ in
+            let leftStress: Bool = connections.withLockedValue { state in
                 state.total -= 1
                 state.perClient[clientAddress, default: 1] -= 1
                 if state.perClient[clientAddress] == 0 { state.perClient[clientAddress] = nil }
                 state.channels[ObjectIdentifier(channel)] = nil
+                // Back to normal at half the stress level, so that a load hovering at
+                // the level does not flap.
+                guard state.stressed, state.total <= stressLevel / 2 else { return false }
+                state.stressed = false
+                return true
+            }
+            if leftStress, timeouts.stressedCommand < timeouts.command {
+                logger.notice("stress over: \(stressLevel / 2) or fewer sessions open, waiting \(Self.seconds(timeouts.command)) for a command again")
             }
         }
         let implicitTLS = configuration.tls == .implicit
@@ -181,9 +205,15 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
                 authFailures: authFailures,
                 reverseDNS: configuration.reverseDNS,
                 contentBudget: contentBudget,
+                stressed: { [connections] in connections.withLockedValue { $0.stressed } },
                 logger: logger
             )
         )
+    }
+
+    static func seconds(_ amount: TimeAmount) -> String {
+        let ms = amount.nanoseconds / 1_000_000
+        return ms % 1000 == 0 ? "\(ms / 1000)s" : "\(ms)ms"
     }
 }
 

@@ -10,14 +10,20 @@ public enum SMTPServerEvent: Sendable {
     case drain
 }
 
-/// Per-session timing limits (`limits.command_timeout`, `limits.data_timeout`).
+/// Per-session timing limits (`limits.command_timeout`, `limits.data_timeout`,
+/// `limits.stress_command_timeout`).
 public struct SMTPTimeouts: Sendable {
     public var command: TimeAmount
     public var data: TimeAmount
+    /// The wait for a command while the listener is under stress (Postfix's
+    /// `smtpd_timeout = ${stress?10}${stress:300}`): idle sessions then give their
+    /// place to new ones sooner.
+    public var stressedCommand: TimeAmount
 
-    public init(command: TimeAmount, data: TimeAmount) {
+    public init(command: TimeAmount, data: TimeAmount, stressedCommand: TimeAmount? = nil) {
         self.command = command
         self.data = data
+        self.stressedCommand = min(stressedCommand ?? command, command)
     }
 }
 
@@ -49,6 +55,8 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     var heldContent = 0
     let clientAddress: String
     let timeouts: SMTPTimeouts
+    /// Whether the listener is under stress now (most of its session slots taken).
+    let stressed: @Sendable () -> Bool
     let logger: Logger
     /// A step runs off the event loop (a decision, a verification, a store): reads wait.
     var busy = false
@@ -70,6 +78,7 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         authFailures: AuthFailureTracker? = nil,
         reverseDNS: ReverseDNS? = nil,
         contentBudget: ContentBudget? = nil,
+        stressed: @escaping @Sendable () -> Bool = { false },
         logger: Logger
     ) {
         self.machine = Machine(configuration: configuration, sessionID: sessionID, clientAddress: clientAddress, tlsActive: implicitTLS)
@@ -80,6 +89,7 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         self.contentBudget = contentBudget
         self.clientAddress = clientAddress
         self.timeouts = timeouts
+        self.stressed = stressed
         var logger = logger
         logger[metadataKey: "smtp.session.id"] = .string(sessionID)
         logger[metadataKey: "client.address"] = .string(clientAddress)
@@ -270,7 +280,7 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         reply.write(to: &out)
         needsFlush = false
         // The handshake gets the command deadline too: a client that stalls it is cut off.
-        armDeadline(timeouts.command, context: context)
+        armDeadline(commandTimeout, context: context)
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         context.writeAndFlush(wrapOutboundOut(out)).whenComplete { result in
             let (handler, context) = bound.value
@@ -329,7 +339,12 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     func armDeadlineIfNeeded(context: ChannelHandlerContext) {
         guard rearmDeadline, !busy, !closed, machine.acceptsCommands else { return }
         rearmDeadline = false
-        armDeadline(timeouts.command, context: context)
+        armDeadline(commandTimeout, context: context)
+    }
+
+    /// The wait for the next command: shorter while the listener is under stress.
+    var commandTimeout: TimeAmount {
+        timeouts.stressedCommand < timeouts.command && stressed() ? timeouts.stressedCommand : timeouts.command
     }
 
     /// A per-request deadline: set when Tollgate starts waiting, not extended by bytes

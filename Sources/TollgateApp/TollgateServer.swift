@@ -113,7 +113,10 @@ public final class TollgateServer: Sendable {
         var configuration = SMTPListener<RelaySessionDelegate>.Configuration(
             name: l.name, host: l.host, port: l.port, tls: l.tls, allowsClient: { [clients = l.clients] address in clients.contains { $0.contains(address) } },
             maxConnections: min(c.limits.maxConnections, sessionCap), maxConnectionsPerClient: c.limits.maxConnectionsPerClient,
-            timeouts: .init(command: .milliseconds(Int64(c.limits.commandTimeout * 1000)), data: .milliseconds(Int64(c.limits.dataTimeout * 1000)))
+            timeouts: .init(
+                command: .milliseconds(Int64(c.limits.commandTimeout * 1000)), data: .milliseconds(Int64(c.limits.dataTimeout * 1000)),
+                stressedCommand: .milliseconds(Int64(c.limits.stressCommandTimeout * 1000))
+            )
         )
         configuration.reverseDNS = reverseDNS
         return configuration

@@ -213,7 +213,7 @@ public enum ConfigurationLoader {
     }
 
     static func readLimits(_ node: Node, _ reader: inout YAMLReader, _ limits: inout TollgateConfiguration.Limits) {
-        let allowed: Set = ["max_message_size", "max_recipients", "max_connections", "max_connections_per_client", "command_timeout", "data_timeout", "bare_newline", "address_literals", "max_auth_failures_per_client", "auth_failure_window", "reverse_dns_timeout", "content_memory", "store_timeout"]
+        let allowed: Set = ["max_message_size", "max_recipients", "max_connections", "max_connections_per_client", "command_timeout", "data_timeout", "stress_command_timeout", "bare_newline", "address_literals", "max_auth_failures_per_client", "auth_failure_window", "reverse_dns_timeout", "content_memory", "store_timeout"]
         for (k, _, v) in reader.mapping(node, allowed: allowed, what: "limits") {
             switch k {
             case "max_message_size":
@@ -230,6 +230,8 @@ public enum ConfigurationLoader {
                 if let n = reader.int(v, "limits.max_connections_per_client", min: 1) { limits.maxConnectionsPerClient = n }
             case "command_timeout":
                 if let d = reader.duration(v, "limits.command_timeout") { limits.commandTimeout = max(d, 1) }
+            case "stress_command_timeout":
+                if let d = reader.duration(v, "limits.stress_command_timeout") { limits.stressCommandTimeout = max(d, 1) }
             case "data_timeout":
                 if let d = reader.duration(v, "limits.data_timeout") { limits.dataTimeout = max(d, 1) }
             case "max_auth_failures_per_client":
@@ -255,7 +257,7 @@ public enum ConfigurationLoader {
     }
 
     static func readUpstream(_ node: Node, _ reader: inout YAMLReader, _ resolve: (String) -> String) -> TollgateConfiguration.Upstream? {
-        let allowed: Set = ["name", "hosts", "directory", "tls", "verify_certificate", "ca_file", "tls_min_version", "tls_ciphers", "auth", "max_connections"]
+        let allowed: Set = ["name", "hosts", "directory", "tls", "verify_certificate", "ca_file", "tls_min_version", "tls_ciphers", "auth", "max_connections", "connect_timeout", "command_timeout", "data_timeout"]
         var versionNode: Node?
         var name: String?
         var hosts: [(String, Int)]?
@@ -293,6 +295,12 @@ public enum ConfigurationLoader {
                 }
                 if (upstream.username == nil) != (upstream.passwordFile == nil) { reader.error(v, "upstream auth needs both username and password_file") }
                 authNode = v
+            case "connect_timeout":
+                if let d = reader.duration(v, "upstream connect_timeout") { upstream.connectTimeout = max(d, 1) }
+            case "command_timeout":
+                if let d = reader.duration(v, "upstream command_timeout") { upstream.commandTimeout = max(d, 1) }
+            case "data_timeout":
+                if let d = reader.duration(v, "upstream data_timeout") { upstream.dataTimeout = max(d, 1) }
             default:
                 if let n = reader.int(v, "max_connections", min: 1) { upstream.maxConnections = n }
             }

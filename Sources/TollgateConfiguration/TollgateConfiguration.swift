@@ -53,6 +53,9 @@ public struct TollgateConfiguration: Sendable {
         public var maxConnectionsPerClient = 100
         public var commandTimeout: Double = 300
         public var dataTimeout: Double = 600
+        /// `limits.stress_command_timeout`: the wait for a command once four fifths of
+        /// `max_connections` are open on a listener (Postfix's stress timeout).
+        public var stressCommandTimeout: Double = 10
         public var bareNewline: BareNewlinePolicy = .normalize
         /// `limits.max_auth_failures_per_client` within `limits.auth_failure_window`,
         /// across sessions; then AUTH gets 421 until the oldest ages out. 0: off.
@@ -91,6 +94,12 @@ public struct TollgateConfiguration: Sendable {
         public var username: String?
         public var passwordFile: String?
         public var maxConnections = 20
+        /// `connect_timeout`, `command_timeout`, `data_timeout`: the TCP connect; each
+        /// command's reply; the content's transfer and the reply to its final dot
+        /// (Postfix's `smtp_connect_timeout`, `smtp_helo_timeout`, `smtp_data_done_timeout`).
+        public var connectTimeout: Double = 30
+        public var commandTimeout: Double = 300
+        public var dataTimeout: Double = 600
         public var location: SourceLocation
     }
 

@@ -25,9 +25,9 @@ public enum Transports {
                     username: upstream.username,
                     password: try upstream.passwordFile.map(readPassword),
                     heloName: configuration.hostname,
-                    connectTimeout: .seconds(30),
-                    commandTimeout: .minutes(5),
-                    dataTimeout: .minutes(10)
+                    connectTimeout: .milliseconds(Int64(upstream.connectTimeout * 1000)),
+                    commandTimeout: .milliseconds(Int64(upstream.commandTimeout * 1000)),
+                    dataTimeout: .milliseconds(Int64(upstream.dataTimeout * 1000))
                 )
                 transports[upstream.name] = SMTPTransport(pool: UpstreamPool(
                     name: upstream.name,

@@ -107,6 +107,32 @@ extension SQLiteSpool {
         }
     }
 
+    /// At open: rows left without their message (written behind the spool's back, or by
+    /// a damaged database that still passes its check) would lie in the database for
+    /// ever. Content without its message is quarantined (reason "content without its
+    /// message"), so that nothing that might be mail is thrown away; recipient rows
+    /// without their message hold no mail and are removed, counted in the log.
+    func clearOrphans() throws {
+        let (bodies, recipients) = try pool.write { db -> ([String], Int) in
+            let orphans = try String.fetchAll(db, sql: "SELECT message_id FROM bodies WHERE message_id NOT IN (SELECT id FROM messages)")
+            for id in orphans {
+                try db.execute(sql: """
+                    INSERT OR REPLACE INTO quarantine (id, moved, reason, sender, envelope, content, received_header)
+                    SELECT message_id, ?, 'content without its message', NULL, NULL, content, NULL FROM bodies WHERE message_id = ?
+                    """, arguments: [Date().timeIntervalSince1970, id])
+                try db.execute(sql: "DELETE FROM bodies WHERE message_id = ?", arguments: [id])
+            }
+            try db.execute(sql: "DELETE FROM recipients WHERE message_id NOT IN (SELECT id FROM messages)")
+            return (orphans, db.changesCount)
+        }
+        for id in bodies {
+            logger.error("queue entry quarantined", metadata: ["queue.id": "\(id)", "reason": "content without its message"])
+        }
+        if recipients > 0 {
+            logger.error("recipient rows without their message removed", metadata: ["count": "\(recipients)"])
+        }
+    }
+
     /// Moves a damaged entry aside, as Postfix moves files to its `corrupt` queue.
     func quarantine(_ id: String, reason: String) async throws {
         logger.error("queue entry quarantined", metadata: ["queue.id": "\(id)", "reason": "\(reason)"])

@@ -70,6 +70,7 @@ public final class SQLiteSpool: Spool {
         self.logger = logger
         do {
             try quarantineUnknownStates()
+            try clearOrphans()
         } catch {
             throw Error(description: "cannot check the spool at \(path): \(error)")
         }

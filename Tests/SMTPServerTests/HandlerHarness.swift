@@ -76,7 +76,7 @@ struct HandlerHarness {
     let delegate: FakeDelegate
     let reads = ReadCounter()
 
-    static let timeouts = SMTPTimeouts(command: .seconds(300), data: .seconds(600))
+    static let timeouts = SMTPTimeouts(command: .seconds(300), data: .seconds(600), stressedCommand: .seconds(10))
 
     init(
         delegate: FakeDelegate = FakeDelegate(phases: []),
@@ -84,7 +84,8 @@ struct HandlerHarness {
         sslContext: NIOSSLContext? = nil,
         implicitTLS: Bool = false,
         authFailures: AuthFailureTracker? = nil,
-        contentBudget: ContentBudget? = nil
+        contentBudget: ContentBudget? = nil,
+        stressed: @escaping @Sendable () -> Bool = { false }
     ) async throws {
         self.delegate = delegate
         channel = NIOAsyncTestingChannel()
@@ -93,7 +94,7 @@ struct HandlerHarness {
         try await channel.testingEventLoop.executeInContext {
             let handler = SMTPServerHandler(
                 configuration: configuration, delegate: delegate, sslContext: sslContext, implicitTLS: implicitTLS,
-                timeouts: Self.timeouts, sessionID: "T1", clientAddress: "192.0.2.9", authFailures: authFailures, contentBudget: contentBudget, logger: Logger(label: "test")
+                timeouts: Self.timeouts, sessionID: "T1", clientAddress: "192.0.2.9", authFailures: authFailures, contentBudget: contentBudget, stressed: stressed, logger: Logger(label: "test")
             )
             try channel.pipeline.syncOperations.addHandlers([reads, handler])
         }

@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import SMTPCore
@@ -100,6 +101,36 @@ import Testing
         #expect(h.channel.isActive)
         await h.advance(.seconds(2))
         #expect(try await h.reply().hasPrefix("421 4.4.2"))
+    }
+
+    /// RELIABILITY C12: under stress (most session slots taken) the wait for a command
+    /// is the short one, from the next wait on; the session that began unstressed keeps
+    /// its current deadline, and when the stress is over the long wait comes back.
+    @Test func stressShortensTheWaitForACommand() async throws {
+        let stress = NIOLockedValueBox(false)
+        let h = try await HandlerHarness(stressed: { stress.withLockedValue { $0 } })
+        _ = try await h.reply()
+        stress.withLockedValue { $0 = true }
+        await h.advance(.seconds(20))
+        #expect(h.channel.isActive, "the deadline armed before the stress is kept")
+        try await h.send("NOOP\r\n")
+        #expect(try await h.reply().hasPrefix("250"))
+        await h.advance(.seconds(9))
+        #expect(h.channel.isActive)
+        try await h.send("NOOP\r\n")
+        _ = try await h.reply()
+        stress.withLockedValue { $0 = false }
+        await h.advance(.seconds(9))
+        try await h.send("NOOP\r\n")
+        _ = try await h.reply()
+        await h.advance(.seconds(60))
+        #expect(h.channel.isActive, "stress over: the long wait again")
+        stress.withLockedValue { $0 = true }
+        try await h.send("NOOP\r\n")
+        _ = try await h.reply()
+        await h.advance(.seconds(11))
+        #expect(try await h.reply().hasPrefix("421 4.4.2"))
+        try await h.channel.closeFuture.get()
     }
 
     @Test func dataHasItsOwnDeadline() async throws {

@@ -69,6 +69,12 @@ extension RawSMTPSink {
         /// The first N DATA transfers are cut: some content is read, then the connection
         /// closes with no reply (RELIABILITY F6).
         public var dropInData = 0
+        /// The first N DATA transfers stall: after `354` the sink reads nothing and never
+        /// replies, for ``idleTimeout`` (RELIABILITY F6d).
+        public var stallInData = 0
+        /// After storing a message (its files written), wait this long before the reply
+        /// to its final dot: a window in which the test knows the upstream has it.
+        public var dataReplyDelay: Double = 0
         /// The host name in the greeting and EHLO reply.
         public var hostname = "raw-sink.test"
         /// A connection idle this long gets 421 and is closed.
@@ -106,6 +112,8 @@ extension RawSMTPSink {
             if let maxSize { result += ["--max-size", String(maxSize)] }
             if let ehloReply { result += ["--ehlo-reply", ehloReply] }
             if dropInData > 0 { result += ["--drop-in-data", String(dropInData)] }
+            if stallInData > 0 { result += ["--stall-in-data", String(stallInData)] }
+            if dataReplyDelay > 0 { result += ["--data-reply-delay", String(dataReplyDelay)] }
             for (prefix, reply) in rcptReply.sorted(by: { $0.key < $1.key }) { result += ["--rcpt-reply", prefix + "=" + reply] }
             for (prefix, reply) in mailReply.sorted(by: { $0.key < $1.key }) { result += ["--mail-reply", prefix + "=" + reply] }
             if let dataReply { result += ["--data-reply", dataReply] }

@@ -62,13 +62,15 @@ extension LiveRelayTests {
                 UPDATE messages SET state = 'frozen' WHERE id = '\(ids[4])';
                 UPDATE recipients SET state = 'bounced-twice' WHERE message_id = '\(ids[5])';
                 INSERT INTO bodies (message_id, content) VALUES ('ORPHAN', CAST('Subject: orphan' AS BLOB));
+                INSERT INTO recipients (message_id, idx, address, state, attempts) VALUES ('GONE', 0, 'x@example.net', 'pending', 0);
+                INSERT INTO recipients (message_id, idx, address, state, attempts) VALUES ('GONE', 1, 'y@example.net', 'pending', 0);
                 """)
             let sink = try RawSMTPSink.start(port: sinkPort, directory: relay.directory.path + "/sink")
             defer { sink.stop() }
             let collector = SinkCollector(directory: sink.directory)
             try relay.start()
             #expect(waitUntil(timeout: 30) { collector.delivered().contains("e6-6") })
-            #expect(waitUntil(timeout: 30) { (try? sql(db, "SELECT count(*) FROM quarantine;"))?.trimmingCharacters(in: .whitespacesAndNewlines) == "6" },
+            #expect(waitUntil(timeout: 30) { (try? sql(db, "SELECT count(*) FROM quarantine;"))?.trimmingCharacters(in: .whitespacesAndNewlines) == "7" },
                     "quarantine: \((try? sql(db, "SELECT id, reason FROM quarantine;")) ?? "")")
             Thread.sleep(forTimeInterval: 2)
             let copies = collector.copies()
@@ -80,6 +82,11 @@ extension LiveRelayTests {
             #expect(reasons.contains("\(ids[3]) no recipients"), "\(reasons)")
             #expect(reasons.contains("\(ids[4]) unknown message state"), "\(reasons)")
             #expect(reasons.contains("\(ids[5]) unknown recipient state"), "\(reasons)")
+            // E6c: the orphaned content is kept aside, the orphaned recipient rows go.
+            #expect(reasons.contains("ORPHAN content without its message"), "\(reasons)")
+            #expect(try sql(db, "SELECT count(*) FROM bodies WHERE message_id = 'ORPHAN';").trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+            #expect(try sql(db, "SELECT count(*) FROM recipients WHERE message_id = 'GONE';").trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+            #expect(relay.log.contains("recipient rows without their message removed"), "\(relay.log.suffix(2000))")
             #expect(relay.process?.isRunning == true, "the relay died: \(relay.log.suffix(2000))")
             #expect(try relay.cli(["queue", "list"]).stdout.isEmpty)
             relay.directory.remove()

@@ -98,6 +98,19 @@ extension LiveRelayTests {
             // User in no department may still send as their own address, and nothing else.
             #expect(try s.send(user: "dave", password: "dave-pw", from: "dave@example.com").contains("<~  250 2.0.0 Ok: queued"))
             #expect(try s.send(user: "dave", password: "dave-pw", from: "payroll@example.com").contains("<~* 553 5.7.1"))
+
+            // RELIABILITY B1d: the stage judges the address the upstream will be given.
+            // An allowed address inside quotes is a local part of another domain…
+            for spoof in [#""payroll@example.com"@evil.example"#, #""alice@finance.example.com"@evil.example"#, #"alice@finance.example.com@evil.example"#] {
+                let t = try s.send(user: "alice", password: "alice-pw", from: spoof)
+                #expect(!t.contains("<~  250 2.0.0 Ok: queued"), "\(t)")
+            }
+            // …and a quoted local part in an allowed domain is that domain's.
+            let quoted = try s.send(user: "alice", password: "alice-pw", from: #""a b"@finance.example.com"#)
+            #expect(quoted.contains("<~  250 2.0.0 Ok: queued"), "\(quoted)")
+            let quotedID = try #require(quoted.split(separator: "\n").first { $0.contains("queued as") }?.split(separator: " ").last.map(String.init))
+            let quotedShow = try s.relay.cli(["queue", "show", quotedID]).stdout
+            #expect(quotedShow.contains(#""a b"@finance.example.com"#), "\(quotedShow)")
         }
 
         @Test func badCredentialsAndInjectionAreRefused() async throws {

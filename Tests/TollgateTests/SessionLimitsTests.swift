@@ -39,6 +39,41 @@ extension LiveRelayTests {
             #expect(cut || reply?.code == 421)
         }
 
+        /// RELIABILITY C12: once four fifths of `max_connections` are open, sessions wait
+        /// `stress_command_timeout` for a command instead of `command_timeout`, so idle
+        /// ones give their slots to new clients; with the load gone the long wait is back.
+        @Test func stressShortensTheCommandTimeout() throws {
+            let relay = try RelayProcess(
+                rest: outbox + "\nlimits:\n  max_connections: 10\n  command_timeout: 60s\n  stress_command_timeout: 1s\n"
+            )
+            try relay.start()
+            defer { relay.stop() }
+            var clients: [SMTPTestClient] = []
+            defer { clients.forEach { $0.close() } }
+            for _ in 0..<8 {
+                let client = try SMTPTestClient.connect(port: relay.port)
+                #expect(try client.readReply().code == 220)
+                clients.append(client)
+            }
+            // Eight of ten open: stressed. After one command each, each waits 1 s.
+            let started = Date()
+            for client in clients {
+                #expect(try client.command("NOOP").code == 250)
+            }
+            for client in clients {
+                #expect(try client.readReply(timeout: 10).code == 421)
+            }
+            #expect(Date().timeIntervalSince(started) < 10)
+            #expect(waitUntil(timeout: 10) { relay.log.contains("stress over") })
+            #expect(relay.log.contains("under stress: 8 of 10 sessions open, waiting 1s for a command instead of 60s"))
+            // Unstressed again: a lone idle session is not cut off after the short wait.
+            let lone = try SMTPTestClient.connect(port: relay.port)
+            defer { lone.close() }
+            #expect(try lone.readReply().code == 220)
+            Thread.sleep(forTimeInterval: 2.5)
+            #expect(try lone.command("NOOP").code == 250)
+        }
+
         @Test func connectionCapsAndClientAllowlist() throws {
             let relay = try RelayProcess(rest: outbox + "\nlimits:\n  max_connections_per_client: 2\n")
             try relay.start()

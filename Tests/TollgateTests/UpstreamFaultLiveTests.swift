@@ -8,13 +8,13 @@ import TestSupport
 /// bounces.
 extension LiveRelayTests {
     @Suite(.serialized, .timeLimit(.minutes(5))) struct UpstreamFaultLiveTests {
-        static func relay(hosts: [String], directory: TemporaryDirectory) throws -> RelayProcess {
+        static func relay(hosts: [String], directory: TemporaryDirectory, upstreamSettings: String = "") throws -> RelayProcess {
             let relay = try RelayProcess(
                 rest: """
                     upstreams:
                       - name: primary
                         hosts: [\(hosts.joined(separator: ", "))]
-                        tls: none
+                        tls: none\(upstreamSettings)
                     delivery:
                       default_upstream: primary
                       retry: [1s]
@@ -25,8 +25,8 @@ extension LiveRelayTests {
             return relay
         }
 
-        static func send(_ relay: RelayProcess, marker: String) throws -> [UInt8] {
-            let content = testMessage(marker: marker)
+        static func send(_ relay: RelayProcess, marker: String, size: Int = 0) throws -> [UInt8] {
+            let content = testMessage(marker: marker, size: size)
             let reply = try SMTPTestClient.sendMessage(port: relay.port, from: "a@example.com", to: ["b@example.net"], data: content)
             #expect(reply.code == 250, "\(reply)")
             return content
@@ -126,6 +126,58 @@ extension LiveRelayTests {
             #expect(waitUntil(timeout: 10) { (try? Self.queued(relay))?.isEmpty == true })
             try Task.checkCancellation()
             #expect(sink.messages().count == 1, "delivered once")
+        }
+
+        /// RELIABILITY F6d: an upstream that stops reading in the middle of the content
+        /// (its socket buffers full, no reply) is given up after the upstream's
+        /// `data_timeout`, the attempt deferred, not bounced, and the retry delivers the
+        /// message once, byte for byte.
+        @Test func anUpstreamThatStallsMidContentTimesOutAndIsRetried() throws {
+            let dir = try TemporaryDirectory(label: "upstream-stall")
+            let sinkPort = freePort()
+            let sink = try RawSMTPSink.start(port: sinkPort, directory: dir.path + "/sink", options: .init { $0.stallInData = 1 })
+            defer { sink.stop() }
+            let relay = try Self.relay(hosts: ["127.0.0.1:\(sinkPort)"], directory: dir, upstreamSettings: "\n    data_timeout: 2s")
+            defer { relay.stop() }
+            // 8 MiB: more than the socket buffers hold, so the write itself stops.
+            let content = try Self.send(relay, marker: "stall-in-data", size: 8 << 20)
+            #expect(waitUntil(timeout: 60) { sink.messages().count == 1 }, "\(relay.log.suffix(3000))")
+            let log = relay.log
+            #expect(log.contains("the upstream stopped taking the content before its end"), "\(log.suffix(3000))")
+            #expect(log.contains("delivery deferred"))
+            #expect(sink.messages().first.map { Array($0.content[receivedHeaderLength($0.content)...]) == content } == true)
+            #expect(waitUntil(timeout: 10) { (try? Self.queued(relay))?.isEmpty == true })
+            #expect(sink.messages().count == 1, "delivered once")
+        }
+
+        /// RELIABILITY B1d (the upstream side): quoted local parts, with a space or an
+        /// escaped quote, reach the smarthost's `MAIL FROM` and `RCPT TO` as the very
+        /// strings the client sent and the stages were given; one with an `@` inside the
+        /// quotes (sender-specified routing, nmap's combination 10) is refused at RCPT.
+        @Test func quotedAddressesReachTheUpstreamAsSent() throws {
+            let dir = try TemporaryDirectory(label: "quoted")
+            let sinkPort = freePort()
+            let sink = try RawSMTPSink.start(port: sinkPort, directory: dir.path + "/sink")
+            defer { sink.stop() }
+            let relay = try Self.relay(hosts: ["127.0.0.1:\(sinkPort)"], directory: dir)
+            defer { relay.stop() }
+            let sender = #""a b"@example.com"#
+            let recipients = [#""c d"@example.net"#, #""x\"y"@example.net"#]
+            let client = try SMTPTestClient.connect(port: relay.port)
+            defer { client.close() }
+            _ = try client.readReply()
+            try client.command("EHLO client.test", expect: 250)
+            try client.command("MAIL FROM:<\(sender)>", expect: 250)
+            let routed = try client.command(#"RCPT TO:<"relaytest@evil.example"@example.net>"#)
+            #expect(routed.code == 553 && routed.text.hasPrefix("5.7.1"), "\(routed)")
+            for recipient in recipients { try client.command("RCPT TO:<\(recipient)>", expect: 250) }
+            try client.command("DATA", expect: 354)
+            try client.sendRaw(SMTPTestClient.dotStuffed(testMessage(marker: "quoted")) + Array(".\r\n".utf8))
+            #expect(try client.readReply().code == 250)
+            #expect(waitUntil(timeout: 30) { sink.messages().count == 1 }, "\(relay.log.suffix(3000))")
+            let delivered = try #require(sink.messages().first)
+            #expect(delivered.mailFrom == sender)
+            #expect(delivered.rcptTo == recipients)
         }
     }
 }

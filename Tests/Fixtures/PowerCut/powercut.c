@@ -20,7 +20,12 @@
  *                    ftruncate of tracked files fail with EIO too.
  *   POWERCUT_SLOW_WHEN=<path>  while <path> exists, every fsync/fdatasync of a
  *                    tracked file first sleeps POWERCUT_SLOW_MS (default 3000)
- *                    milliseconds: a disk in a slow spell (overload tests).
+ *                    milliseconds: a disk in a slow spell (overload tests). With
+ *                    POWERCUT_SLOW_WRITES=1 write and pwrite of tracked files sleep
+ *                    first too, so that a kill can be aimed before a write reaches
+ *                    the file (the aimed-kill tests, RELIABILITY E4). Each sleep
+ *                    first creates <path>.held, so that a test knows the moment has
+ *                    come.
  *
  * The model, per POSIX: data written with write/pwrite (and size changes by
  * ftruncate) become durable for a file when that file is fsynced or fdatasynced
@@ -74,6 +79,7 @@ static char fail_when[PATH_MAX];
 static char slow_when[PATH_MAX];
 static long slow_ms = 3000;
 static int fail_writes;
+static int slow_writes;
 static struct file files[MAX_FILES];
 static _Atomic int fd_slot[MAX_FDS]; /* 0 untracked, DIR_FD the folder, k+1 files[k] */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -284,10 +290,25 @@ static struct file *tracked(int fd) {
     return slot > 0 ? &files[slot - 1] : NULL;
 }
 
+/* Sleeps POWERCUT_SLOW_MS while the trigger exists, announcing it with <trigger>.held. */
+static void slow_down(void) {
+    if (!slow_when[0] || access(slow_when, F_OK) != 0) return;
+    char held[PATH_MAX + 8];
+    snprintf(held, sizeof held, "%s.held", slow_when);
+    int fd = real_open(held, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) real_close(fd);
+    usleep((useconds_t)slow_ms * 1000);
+}
+
+static void slow_write(void) {
+    if (slow_writes) slow_down();
+}
+
 ssize_t write(int fd, const void *data, size_t size) {
     struct file *f = tracked(fd);
     if (!f) return real_write(fd, data, size);
     if (fail_writes && failing()) { errno = EIO; return -1; }
+    slow_write();
     pthread_mutex_lock(&lock);
     ssize_t n = real_write(fd, data, size);
     if (n > 0) {
@@ -302,6 +323,7 @@ static ssize_t pwrite_common(int fd, const void *data, size_t size, off_t offset
     struct file *f = tracked(fd);
     if (!f) return real_pwrite(fd, data, size, offset);
     if (fail_writes && failing()) { errno = EIO; return -1; }
+    slow_write();
     pthread_mutex_lock(&lock);
     ssize_t n = real_pwrite(fd, data, size, offset);
     if (n > 0) add_range(f, offset, offset + n);
@@ -370,7 +392,7 @@ static void make_entries_durable(void) {
 static int sync_common(int fd, int (*real)(int)) {
     int slot = (fd >= 0 && fd < MAX_FDS) ? atomic_load(&fd_slot[fd]) : 0;
     if (slot == 0) return real(fd);
-    if (slot > 0 && slow_when[0] && access(slow_when, F_OK) == 0) usleep((useconds_t)slow_ms * 1000);
+    if (slot > 0) slow_down();
     pthread_mutex_lock(&lock);
     if (slot > 0 && failing()) {
         pthread_mutex_unlock(&lock);
@@ -480,6 +502,8 @@ __attribute__((constructor)) static void start(void) {
     if (slow_for) slow_ms = atol(slow_for);
     const char *writes = getenv("POWERCUT_FAIL_WRITES");
     fail_writes = writes && strcmp(writes, "1") == 0;
+    const char *slowly = getenv("POWERCUT_SLOW_WRITES");
+    slow_writes = slowly && strcmp(slowly, "1") == 0;
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/data", shadow);
     if (mkdir(shadow, 0755) != 0 && errno != EEXIST) die("mkdir shadow");

@@ -83,6 +83,11 @@ def parse_args():
     p.add_argument("--ehlo-reply", help="the reply to EHLO instead of 250 (HELO still works)")
     p.add_argument("--drop-in-data", type=int, default=0, metavar="N",
                    help="the first N DATA transfers: read some content, then close without a reply")
+    p.add_argument("--stall-in-data", type=int, default=0, metavar="N",
+                   help="the first N DATA transfers: after 354 read nothing more and never reply, "
+                        "until the client closes or --idle-timeout passes")
+    p.add_argument("--data-reply-delay", type=float, default=0.0, metavar="SECONDS",
+                   help="after storing a message, wait this long before the reply to its final dot")
     p.add_argument("--mail-reply", action="append", default=[], metavar="PREFIX=REPLY")
     p.add_argument("--rcpt-reply", action="append", default=[], metavar="PREFIX=REPLY")
     p.add_argument("--data-reply")
@@ -627,6 +632,11 @@ class Session:
             self.fill()
             self.note(b"*: ", "dropping the connection in DATA")
             raise Closed()
+        if ARGS.stall_in_data and counted("%d*stall" % ARGS.stall_in_data, ("stall-in-data",)) is not None:
+            self.note(b"*: ", "stalling in DATA")
+            # Read nothing: the client's writes fill the socket buffers and stop.
+            time.sleep(ARGS.idle_timeout)
+            raise Closed()
         raw_data = self.read_data()
         self.note(b"*: ", "DATA: %d bytes" % len(raw_data))
         if self.buf and not ARGS.pipelining:
@@ -697,6 +707,8 @@ class Session:
         write_atomically(os.path.join(ARGS.dir, name + ".json"),
                          json.dumps(record, indent=1).encode("utf-8"))
         self.reset()
+        if ARGS.data_reply_delay:
+            time.sleep(ARGS.data_reply_delay)
         self.reply(reply)
 
     def cmd_rset(self, arg, raw):

@@ -27,7 +27,7 @@ public enum ExplainCommand {
             context.facts.merge(outcome.facts)
             if let d = outcome.department { department = d }
             for entry in outcome.trace {
-                out += "\(entry.phase.padding(toLength: 9, withPad: " ", startingAt: 0)) \(entry.stage.padding(toLength: 18, withPad: " ", startingAt: 0)) \(entry.verdict.padding(toLength: 10, withPad: " ", startingAt: 0)) \(entry.reason)\n"
+                out += "\(entry.phase.padding(toLength: 9, withPad: " ", startingAt: 0)) \(entry.stage.padding(toLength: 18, withPad: " ", startingAt: 0)) \(entry.shownVerdict.padding(toLength: max(10, entry.shownVerdict.count), withPad: " ", startingAt: 0)) \(entry.reason)\n"
             }
             if outcome.trace.isEmpty {
                 out += "\(phase.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) (no stages)\n"

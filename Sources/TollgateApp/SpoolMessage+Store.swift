@@ -37,7 +37,7 @@ extension SpoolMessage {
         envelope.department = annotations.facts.department
         envelope.tags = annotations.facts.tags
         envelope.trace = annotations.trace.map {
-            SpoolTraceEntry(phase: $0.phase, stage: $0.stage, verdict: $0.verdict, reason: $0.reason, milliseconds: $0.milliseconds)
+            SpoolTraceEntry(phase: $0.phase, stage: $0.stage, verdict: $0.verdict, reason: $0.reason, milliseconds: $0.milliseconds, shadow: $0.shadow)
         }
         self.init(
             id: id,

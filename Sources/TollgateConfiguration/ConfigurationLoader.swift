@@ -331,12 +331,13 @@ public enum ConfigurationLoader {
     static func readStage(_ node: Node, _ reader: inout YAMLReader, _ resolve: (String) -> String) -> TollgateConfiguration.Stage? {
         var use: String?
         var stage = TollgateConfiguration.Stage(use: "", settings: .empty(at: reader.location(node)), location: reader.location(node))
-        for (k, _, v) in reader.mapping(node, allowed: ["use", "library", "settings", "timeout", "on_error"], what: "a stage") {
+        for (k, _, v) in reader.mapping(node, allowed: ["use", "library", "settings", "timeout", "on_error", "mode"], what: "a stage") {
             switch k {
             case "use": use = reader.string(v, "stage use")
             case "library": stage.library = reader.string(v, "stage library").map(resolve)
             case "settings": stage.settings = reader.settings(v)
             case "timeout": if let d = reader.duration(v, "stage timeout") { stage.timeout = max(d, 0.001) }
+            case "mode": stage.mode = reader.choice(v, "mode", TollgateConfiguration.StageMode.self, TollgateConfiguration.StageMode.allCases) ?? .enforce
             default: stage.onError = reader.choice(v, "on_error", TollgateConfiguration.OnError.self, [.defer, .accept, .reject]) ?? .defer
             }
         }

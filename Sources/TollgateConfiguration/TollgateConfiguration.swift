@@ -119,12 +119,19 @@ public struct TollgateConfiguration: Sendable {
         case `defer`, accept, reject
     }
 
+    /// `stages[].mode` (SPEC §8): `enforce` applies the stage's verdicts; `shadow` only
+    /// records them (trace, log, metric) and goes on as if it had said continue.
+    public enum StageMode: String, Sendable, CaseIterable {
+        case enforce, shadow
+    }
+
     public struct Stage: Sendable {
         public var use: String
         public var library: String?
         public var settings: PolicySettings
         public var timeout: Double = 10
         public var onError: OnError = .defer
+        public var mode: StageMode = .enforce
         public var location: SourceLocation
     }
 

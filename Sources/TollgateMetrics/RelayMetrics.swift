@@ -12,6 +12,7 @@ public final class RelayMetrics: Sendable {
     private let contentSample = NIOLockedValueBox<(@Sendable () -> (inUse: Int, limit: Int))?>(nil)
     private var stageDuration: MetricNameDescriptor { MetricNameDescriptor(namespace: "tollgate", subsystem: "policy", metricName: "stage_duration", unitName: "seconds", helpText: "Time a policy stage took to decide one phase") }
     private var decisions: MetricNameDescriptor { MetricNameDescriptor(namespace: "tollgate", subsystem: "policy", metricName: "decisions", unitName: "total", helpText: "Policy decisions by stage, phase and verdict") }
+    private var shadowDecisions: MetricNameDescriptor { MetricNameDescriptor(namespace: "tollgate", subsystem: "policy", metricName: "shadow_decisions", unitName: "total", helpText: "Verdicts of stages in shadow mode (recorded, not applied) by stage, phase and verdict") }
     private var deliveries: MetricNameDescriptor { MetricNameDescriptor(namespace: "tollgate", subsystem: "delivery", metricName: "recipients", unitName: "total", helpText: "Recipient delivery outcomes by upstream and result") }
 
     public init() {
@@ -28,6 +29,19 @@ public final class RelayMetrics: Sendable {
     /// not once per event (it builds the metric's name and looks it up each time).
     private let decisionSeries = NIOLockedValueBox([String: (Counter, ValueHistogram)]())
     private let deliverySeries = NIOLockedValueBox([String: Counter]())
+    private let shadowSeries = NIOLockedValueBox([String: Counter]())
+
+    /// A shadow stage's would-be verdict (`tollgate_policy_shadow_decisions_total`).
+    public func shadowDecided(stage: String, phase: String, verdict: String) {
+        let key = stage + "\u{0}" + phase + "\u{0}" + verdict
+        let counter = shadowSeries.withLockedValue { series in
+            if let made = series[key] { return made }
+            let made = registry.makeCounter(descriptor: shadowDecisions, labels: [("stage", stage), ("phase", phase), ("verdict", verdict)])
+            series[key] = made
+            return made
+        }
+        counter.increment()
+    }
 
     public func stageDecided(stage: String, phase: String, verdict: String, seconds: Double) {
         let key = stage + "\u{0}" + phase + "\u{0}" + verdict

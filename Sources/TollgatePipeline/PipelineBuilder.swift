@@ -88,7 +88,7 @@ public enum PipelineBuilder {
         for (stage, factory, host) in loaded {
             do {
                 let instance = try await factory.makeStage(settings: stage.settings, host: host)
-                stages.append(.init(name: stage.use, stage: instance, timeout: stage.timeout, onError: stage.onError))
+                stages.append(.init(name: stage.use, stage: instance, timeout: stage.timeout, onError: stage.onError, mode: stage.mode))
             } catch {
                 for s in stages { await s.stage.shutdown() }
                 throw Failure(diagnostics: [PolicyDiagnostic(stage.location, "plugin '\(stage.use)' could not start: \(error)")])

@@ -20,14 +20,17 @@ public final class PolicyPipeline: Sendable {
         public var stage: any PolicyStage
         public var timeout: Double
         public var onError: TollgateConfiguration.OnError
+        /// `shadow`: the stage's verdicts are recorded, never applied.
+        public var mode: TollgateConfiguration.StageMode
         /// The phases the stage decides, read once.
         public let phases: Set<PolicyPhase>
 
-        public init(name: String, stage: any PolicyStage, timeout: Double, onError: TollgateConfiguration.OnError) {
+        public init(name: String, stage: any PolicyStage, timeout: Double, onError: TollgateConfiguration.OnError, mode: TollgateConfiguration.StageMode = .enforce) {
             self.name = name
             self.stage = stage
             self.timeout = timeout
             self.onError = onError
+            self.mode = mode
             self.phases = stage.phases
         }
     }
@@ -63,6 +66,11 @@ public final class PolicyPipeline: Sendable {
     private func run(_ deciding: [Stage], _ context: PolicyContext, _ answer: PhaseAnswer) async {
         var context = context
         for stage in deciding {
+            if stage.mode == .shadow {
+                let (decision, elapsed) = await shadowDecision(stage, context)
+                answer.update { progress in self.recordShadow(stage, decision, elapsed, phase: context.phase.rawValue, sessionID: context.sessionID, into: &progress) }
+                continue
+            }
             let started = monotonicSeconds()
             let phase = context.phase
             let asked = context
@@ -111,6 +119,33 @@ public final class PolicyPipeline: Sendable {
         }
     }
 
+    /// A shadow stage's would-be decision, within its time limit; a failure or a
+    /// timeout is its `on_error` answer, recorded like any other verdict.
+    private func shadowDecision(_ stage: Stage, _ context: PolicyContext) async -> (PolicyDecision, Double) {
+        let started = monotonicSeconds()
+        let result = await withTimeout(stage.timeout) { try await stage.stage.evaluate(context) }
+        let elapsed = (monotonicSeconds() - started) * 1000
+        switch result {
+        case .success(let decision): return (decision, elapsed)
+        case .failure(let error): return (errorDecision(stage, error: error, phase: context.phase), elapsed)
+        }
+    }
+
+    /// Records a shadow stage's verdict — trace, metric, log — and nothing else: its
+    /// facts and its answer do not reach the session.
+    private func recordShadow(_ stage: Stage, _ decision: PolicyDecision, _ elapsed: Double, phase: String, sessionID: String, into outcome: inout PolicyOutcome) {
+        outcome.trace.append(PolicyTraceEntry(phase: phase, stage: stage.name, verdict: decision.verdict.name, reason: decision.reason, milliseconds: elapsed, shadow: true))
+        metrics?.shadowDecided(stage: stage.name, phase: phase, verdict: decision.verdict.name)
+        logger.log(
+            level: decision.verdict == .continue ? .debug : .info,
+            "shadow policy decision",
+            metadata: [
+                "smtp.session.id": "\(sessionID)", "policy.stage": "\(stage.name)", "policy.phase": "\(phase)",
+                "policy.verdict": "\(decision.verdict.name)", "policy.reason": "\(decision.reason)", "policy.mode": "shadow",
+            ]
+        )
+    }
+
     private func errorDecision(_ stage: Stage, error: any Error, phase: PolicyPhase) -> PolicyDecision {
         logger.warning("policy stage failed", metadata: ["policy.stage": "\(stage.name)", "policy.phase": "\(phase.rawValue)", "error": "\(error)"])
         switch stage.onError {
@@ -144,6 +179,14 @@ public final class PolicyPipeline: Sendable {
                 case .temporaryFailure(let r): return ("defer", r)
                 }
             }()
+            if stage.mode == .shadow {
+                // A shadow verifier's answer is recorded; the login is decided by the others.
+                if case .notHandled = outcome { continue }
+                trace.append(PolicyTraceEntry(phase: "auth", stage: stage.name, verdict: verdict, reason: reason, milliseconds: elapsed, shadow: true))
+                metrics?.shadowDecided(stage: stage.name, phase: "auth", verdict: verdict)
+                logger.info("shadow policy decision", metadata: ["policy.stage": "\(stage.name)", "policy.phase": "auth", "policy.verdict": "\(verdict)", "policy.reason": "\(reason)", "policy.mode": "shadow"])
+                continue
+            }
             metrics?.stageDecided(stage: stage.name, phase: "auth", verdict: verdict, seconds: elapsed / 1000)
             if case .notHandled = outcome { continue }
             trace.append(PolicyTraceEntry(phase: "auth", stage: stage.name, verdict: verdict, reason: reason, milliseconds: elapsed))

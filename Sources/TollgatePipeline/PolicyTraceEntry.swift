@@ -10,14 +10,20 @@ public struct PolicyTraceEntry: Sendable, Hashable, Codable {
     public var verdict: String
     public var reason: String
     public var milliseconds: Double
+    /// The stage runs in shadow mode: the verdict is what it would have said, not applied.
+    public var shadow: Bool
 
-    public init(phase: String, stage: String, verdict: String, reason: String, milliseconds: Double) {
+    public init(phase: String, stage: String, verdict: String, reason: String, milliseconds: Double, shadow: Bool = false) {
         self.phase = phase
         self.stage = stage
         self.verdict = verdict
         self.reason = reason
         self.milliseconds = milliseconds
+        self.shadow = shadow
     }
+
+    /// The verdict as the trace shows it: `reject (shadow)` for a shadow stage's.
+    public var shownVerdict: String { shadow ? "\(verdict) (shadow)" : verdict }
 }
 
 /// The pipeline's answer for one phase.

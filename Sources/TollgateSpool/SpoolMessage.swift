@@ -111,12 +111,15 @@ public struct SpoolTraceEntry: Sendable, Hashable, Codable {
     public var verdict: String
     public var reason: String
     public var milliseconds: Double
+    /// A shadow stage's would-be verdict (absent in entries stored before shadow mode).
+    public var shadow: Bool?
 
-    public init(phase: String, stage: String, verdict: String, reason: String, milliseconds: Double) {
+    public init(phase: String, stage: String, verdict: String, reason: String, milliseconds: Double, shadow: Bool = false) {
         self.phase = phase
         self.stage = stage
         self.verdict = verdict
         self.reason = reason
         self.milliseconds = milliseconds
+        self.shadow = shadow ? true : nil
     }
 }

@@ -172,7 +172,7 @@ enum QueueFormat {
         lines.append("decision trace:")
         if m.envelope.trace.isEmpty { lines.append("  (no policy stages)") }
         for t in m.envelope.trace {
-            lines.append("  \(t.phase) \(t.stage): \(t.verdict)\(t.reason.isEmpty ? "" : " (\(t.reason))") \(String(format: "%.2f", t.milliseconds))ms")
+            lines.append("  \(t.phase) \(t.stage): \(t.verdict)\(t.shadow == true ? " (shadow)" : "")\(t.reason.isEmpty ? "" : " (\(t.reason))") \(String(format: "%.2f", t.milliseconds))ms")
         }
         return lines.joined(separator: "\n")
     }

@@ -6,6 +6,7 @@ import TollgateConfiguration
 import TollgatePipeline
 import TollgateSpool
 import TollgatePolicy
+import TollgateMetrics
 
 /// The pipeline runner: order, verdict folding, phases, time limits and `on_error`.
 @Suite struct PolicyPipelineTests {
@@ -105,5 +106,59 @@ import TollgatePolicy
         guard case .failure = bad else { Issue.record("\(bad)"); return }
         let (nobody, _) = await pipeline([("none", Fixed(decision: .continue), .defer)]).authenticate(creds, context: context(.auth))
         guard case .notHandled = nobody else { Issue.record("\(nobody)"); return }
+    }
+}
+
+/// SPEC §8 shadow mode: a shadow stage's verdicts are recorded — trace, metric — and
+/// never applied: the pipeline goes on as if it had said continue, its facts do not
+/// reach the session, its failures and timeouts defer nothing, and a shadow verifier
+/// decides no login.
+@Suite struct ShadowModeTests {
+    typealias Fixed = PolicyPipelineTests.Fixed
+    let reject = PolicyDecision(.reject(PolicyReply(code: 553, enhancedCode: "5.7.1", text: "no")), reason: "not on the list", facts: SessionFacts(department: "shadowed"))
+
+    func context(_ phase: PolicyPhase) -> PolicyContext {
+        PolicyContext(phase: phase, sessionID: "s", listener: "l", clientAddress: "127.0.0.1", sender: "a@example.com")
+    }
+
+    @Test func aShadowRefusalIsRecordedAndTheEnforcedStagesDecide() async {
+        let metrics = RelayMetrics()
+        let p = PolicyPipeline(
+            stages: [
+                .init(name: "new-rule", stage: Fixed(decision: reject), timeout: 5, onError: .defer, mode: .shadow),
+                .init(name: "failing", stage: PolicyPipelineTests.Failing(), timeout: 5, onError: .reject, mode: .shadow),
+                .init(name: "slow", stage: PolicyPipelineTests.Slow(), timeout: 0.2, onError: .defer, mode: .shadow),
+                .init(name: "enforced", stage: Fixed(decision: PolicyDecision(.continue, reason: "fine")), timeout: 5, onError: .defer),
+            ],
+            logger: Logger(label: "test"), metrics: metrics
+        )
+        let outcome = await p.evaluate(context(.mail))
+        #expect(outcome.verdict == .continue)
+        #expect(outcome.facts.department == nil, "a shadow stage's facts stay out")
+        #expect(outcome.trace.map(\.stage) == ["new-rule", "failing", "slow", "enforced"])
+        #expect(outcome.trace.map(\.shadow) == [true, true, true, false])
+        #expect(outcome.trace.map(\.shownVerdict) == ["reject (shadow)", "reject (shadow)", "defer (shadow)", "continue"])
+        #expect(outcome.trace[0].reason == "not on the list")
+        let text = String(decoding: metrics.exposition(), as: UTF8.self)
+        #expect(text.contains(#"tollgate_policy_shadow_decisions_total{stage="new-rule",phase="mail",verdict="reject"} 1"#), "\(text)")
+        #expect(text.contains(#"tollgate_policy_shadow_decisions_total{stage="slow",phase="mail",verdict="defer"} 1"#))
+        #expect(!text.contains(#"tollgate_policy_decisions_total{stage="new-rule""#), "shadow verdicts are not counted as decisions")
+    }
+
+    @Test func aShadowVerifierDecidesNoLogin() async {
+        let p = PolicyPipeline(
+            stages: [
+                .init(name: "new-directory", stage: PolicyPipelineTests.Verifier(), timeout: 5, onError: .defer, mode: .shadow),
+                .init(name: "directory", stage: PolicyPipelineTests.Failing(), timeout: 5, onError: .defer),
+            ],
+            logger: Logger(label: "test")
+        )
+        let (outcome, trace) = await p.authenticate(AuthCredentials(username: "alice", password: "right", mechanism: "PLAIN"), context: context(.mail))
+        guard case .temporaryFailure = outcome else {
+            Issue.record("the enforced stage's failure decides, not the shadow's success: \(outcome)")
+            return
+        }
+        #expect(trace.map(\.stage) == ["new-directory", "directory"])
+        #expect(trace.first?.shownVerdict == "accept (shadow)")
     }
 }

@@ -27,6 +27,8 @@ public final class TollgateServer: Sendable {
     private let listeners: [SMTPListener<RelaySessionDelegate>]
     private let authFailures: AuthFailureTracker
     private let policy: NIOLockedValueBox<PolicySetup>
+    /// The running upstreams' settings, files included, as their transports were made.
+    private let upstreamFingerprint: NIOLockedValueBox<UpstreamChanges.Fingerprint>
     /// Client sessions per listener that the open-file limit leaves room for.
     private let sessionCap: Int
     /// Blocking reverse-DNS lookups run here, never on an event loop.
@@ -60,6 +62,7 @@ public final class TollgateServer: Sendable {
             logger: logger,
             metrics: metrics
         )
+        self.upstreamFingerprint = NIOLockedValueBox(UpstreamChanges.fingerprint(configuration.upstreams))
         let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics)
         self.policy = NIOLockedValueBox(setup)
         let sslContext = try Self.makeSSLContext(configuration, logger: logger)
@@ -151,8 +154,10 @@ public final class TollgateServer: Sendable {
     /// SIGHUP: reads the configuration again. An invalid one is refused and the running
     /// one stays; a valid one replaces the pipeline and the per-session settings.
     /// The TLS certificate, key and settings are read again, so a renewed certificate
-    /// is served to new connections without a restart. Listener addresses, upstreams
-    /// and the spool path take effect on restart.
+    /// is served to new connections without a restart. Upstreams that changed (hosts,
+    /// TLS, credentials, limits) are replaced: the next delivery uses the new settings,
+    /// deliveries in flight finish on the old connections, which then close. Listener
+    /// addresses, delivery settings and the spool path take effect on restart.
     func reload() async {
         logger.info("reloading configuration", metadata: ["file": "\(configPath)"])
         let configuration: TollgateConfiguration
@@ -176,6 +181,19 @@ public final class TollgateServer: Sendable {
             logger.error("new policy refused; keeping the running one", metadata: ["problems": "\(error)"])
             return
         }
+        // Upstreams: only those that changed are made anew (their pools drained); a
+        // password file that cannot be read refuses the whole reload.
+        let fingerprint = UpstreamChanges.fingerprint(configuration.upstreams)
+        let upstreamChanges = UpstreamChanges(from: upstreamFingerprint.withLockedValue { $0 }, to: fingerprint)
+        let rebuilt: [String: any Transport]
+        do {
+            rebuilt = try Transports.make(configuration, only: upstreamChanges.rebuilt, group: group, logger: logger)
+        } catch {
+            logger.error("new configuration refused; keeping the running one", metadata: ["problems": "\(error)"])
+            return
+        }
+        await runner.replaceTransports(rebuilt, removing: upstreamChanges.removed)
+        upstreamFingerprint.withLockedValue { $0 = fingerprint }
         let old = policy.withLockedValue { p -> PolicySetup in
             let old = p
             p = newSetup
@@ -194,7 +212,14 @@ public final class TollgateServer: Sendable {
             try? await Task.sleep(for: .seconds(configuration.limits.commandTimeout))
             await old.pipeline.shutdown()
         }
-        var metadata: Logger.Metadata = ["stages": "\(newSetup.pipeline.stages.count)", "departments": "\(newSetup.policies.departments.count)"]
+        var metadata: Logger.Metadata = [
+            "stages": "\(newSetup.pipeline.stages.count)", "departments": "\(newSetup.policies.departments.count)",
+            "upstreams": "\(upstreamChanges.summary)",
+        ]
+        // The stages are new instances: what they counted in memory starts again.
+        if newSetup.pipeline.stages.contains(where: { $0.name == "rate-limit" }) {
+            metadata["rate_limit.counters"] = "reset"
+        }
         if let tls = configuration.tls, let leaf = try? NIOSSLCertificate.fromPEMFile(tls.certificate).first {
             metadata["tls.certificate"] = "\(tls.certificate)"
             metadata["tls.certificate.not_after"] = "\(Date(timeIntervalSince1970: TimeInterval(leaf.notValidAfter)))"

@@ -56,7 +56,9 @@ public final class QueueRunner: Service, Sendable {
     }
 
     let spool: any Spool
-    let transports: [String: any Transport]
+    /// The upstreams by name; a reload replaces them (``replaceTransports(_:)``).
+    private let transportTable: NIOLockedValueBox<[String: any Transport]>
+    var transports: [String: any Transport] { transportTable.withLockedValue { $0 } }
     let settings: Settings
     let folder: OutcomeFolder
     let bounces: BounceBuilder
@@ -82,7 +84,7 @@ public final class QueueRunner: Service, Sendable {
         now: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
     ) {
         self.spool = spool
-        self.transports = transports
+        self.transportTable = NIOLockedValueBox(transports)
         self.settings = settings
         self.folder = OutcomeFolder(schedule: settings.schedule)
         self.bounces = BounceBuilder(hostname: settings.hostname)
@@ -158,6 +160,23 @@ public final class QueueRunner: Service, Sendable {
         }
         for transport in transports.values { await transport.shutdown() }
         logger.info("queue runner stopped")
+    }
+
+    /// A reload: deliveries from now on use `replacements` for those upstreams and no
+    /// longer see the ones in `removed`. The transports replaced or removed are shut
+    /// down — their idle connections closed at once, those in use when their delivery
+    /// ends — so changed hosts, TLS settings or credentials apply to the next message;
+    /// the others keep their pooled connections.
+    public func replaceTransports(_ replacements: [String: any Transport], removing removed: [String]) async {
+        let retired = transportTable.withLockedValue { table -> [any Transport] in
+            var retired: [any Transport] = []
+            for name in removed { if let old = table.removeValue(forKey: name) { retired.append(old) } }
+            for (name, transport) in replacements {
+                if let old = table.updateValue(transport, forKey: name) { retired.append(old) }
+            }
+            return retired
+        }
+        for transport in retired { await transport.shutdown() }
     }
 
     /// Takes a delivery slot if one is free.

@@ -9,7 +9,9 @@ public protocol Transport: Sendable {
     /// the content. Returns a reply for each of them.
     func deliver(_ message: SpoolMessage, to recipients: [Int]) async -> DeliveryOutcome
 
-    /// Closes what the transport holds open (idle connections); called once, at stop.
+    /// Closes what the transport holds open (idle connections); called once, at stop or
+    /// when a reload replaces it. Deliveries still running on it finish, and their
+    /// connections are closed when they end.
     func shutdown() async
 }
 

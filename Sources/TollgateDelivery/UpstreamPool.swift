@@ -24,6 +24,9 @@ actor UpstreamPool {
     private var waiters: [CheckedContinuation<Void, Never>] = []
     /// Idle connections older than this are closed rather than reused.
     private let maxIdle = TimeAmount.seconds(30)
+    /// Set by ``closeAll()``: a connection given back is closed, not kept (a reload
+    /// replaced this pool; deliveries in flight finish on it, then it is gone).
+    private var retired = false
 
     init(name: String, hosts: [Host], configuration: SMTPClientConfiguration, maxConnections: Int, group: any EventLoopGroup, logger: Logger) {
         self.name = name
@@ -72,7 +75,7 @@ actor UpstreamPool {
     func release(_ connection: SMTPClientConnection, host: String, reusable: Bool) async {
         // No RSET here: a completed transaction leaves the server ready for the next
         // MAIL (RFC 5321 §4.1.1.5), and `send` resets one that was left open itself.
-        if reusable, connection.isUsable {
+        if reusable, connection.isUsable, !retired {
             idle.append((connection, host, .now()))
             wakeOne()
             return
@@ -83,6 +86,7 @@ actor UpstreamPool {
     }
 
     func closeAll() async {
+        retired = true
         let connections = idle.map(\.connection)
         open -= idle.count
         idle = []

@@ -357,6 +357,8 @@ struct LDAPStageIntegrationTests {
             #expect(binds == 3)
             #expect(isTemporaryFailure(await login(stage, "alice", "alice-pw")))
             #expect(isTemporaryFailure(await login(stage, "alice", "guess4")))
+            // Another spelling of the same name is the same user to the throttle.
+            #expect(isTemporaryFailure(await login(stage, "ALICE", "guess5")))
             #expect(slapd.bindRequests(dn: Self.aliceDN) == binds)
             // Other users are not affected.
             #expect(facts(await login(stage, "bob", "bob-pw")) != nil)

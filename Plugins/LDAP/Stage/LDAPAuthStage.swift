@@ -61,9 +61,12 @@ public final class LDAPAuthStage: PolicyStage {
         guard !user.isEmpty, user.utf8.count <= Self.maxUsernameLength else {
             return .failure(reason: "empty or overlong user name")
         }
-        let digest = digester.digest(username: user, password: credentials.password)
+        // Caches and the throttle are per name case-insensitively (uid, sAMAccountName
+        // and mail all match case-insensitively), so ALICE and Alice are not extra guesses.
+        let cacheKey = user.lowercased()
+        let digest = digester.digest(username: cacheKey, password: credentials.password)
 
-        switch await state.lookup(user: user, digest: digest, now: host.now()) {
+        switch await state.lookup(user: cacheKey, digest: digest, now: host.now()) {
         case .throttled:
             log(.warning, "LDAP login throttled", user: user, context: context, reason: "too many failed logins")
             return .temporaryFailure(reason: "too many failed logins for this user; try again later")
@@ -80,7 +83,7 @@ public final class LDAPAuthStage: PolicyStage {
         let password = credentials.password
         let outcome = await state.coalesce(key) { [self] in
             let verdict = await verify(user: user, password: password)
-            if !dryRun { await record(verdict, user: user, digest: digest) }
+            if !dryRun { await record(verdict, user: cacheKey, digest: digest) }
             return verdict
         }
         switch outcome {
@@ -91,7 +94,7 @@ public final class LDAPAuthStage: PolicyStage {
             log(.notice, "LDAP login failed", user: user, context: context, reason: reason)
             return .failure(reason: reason)
         case .unavailable(let reason):
-            if let stale = await state.staleHit(user: user, digest: digest, now: host.now()) {
+            if let stale = await state.staleHit(user: cacheKey, digest: digest, now: host.now()) {
                 // stale_ttl: the outage stays invisible to someone who was just working.
                 log(.warning, "LDAP login served from an expired cache entry: directory unavailable", user: user,
                     context: context, reason: "\(reason); cache entry expired \(Int(stale.expiredFor)) s ago")
@@ -266,7 +269,13 @@ extension LDAPAuthStage: PolicyUserLookup {
         switch await directory.search(base: settings.base, filter: filter, attributes: attributes, sizeLimit: 2) {
         case .success(let entries):
             guard entries.count == 1, let entry = entries.first else { return nil }
-            return LDAPUserFacts.facts(user: user, entry: entry, settings: settings, departments: departments)
+            var nested: [String] = []
+            if let groupResolver, case .success(let groups) = await groupResolver.groups(
+                of: entry.dn, direct: entry.values(settings.groupAttribute)
+            ) {
+                nested = groups
+            }
+            return LDAPUserFacts.facts(user: user, entry: entry, settings: settings, departments: departments, nestedGroups: nested)
         case .failure(let error):
             throw error
         }

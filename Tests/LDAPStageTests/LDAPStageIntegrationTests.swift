@@ -139,6 +139,39 @@ struct LDAPStageIntegrationTests {
         await stage.shutdown()
     }
 
+    @Test("two slapds: one stopped, logins go on; both stopped, 454 unless stale_ttl; back, probed again")
+    func twoServers() async throws {
+        let first = try await Slapd.start()
+        let second = try await Slapd.start()
+        let host = TestHost()
+        let settings = Settings.map(entries: [
+            ("uri", .scalar(first.uri + " " + second.uri)), ("bind_dn", .scalar(Slapd.serviceDN)),
+            ("bind_password", .scalar(Slapd.servicePassword)), ("base", .scalar(Slapd.baseDN)), ("timeout", "1s"),
+            ("cache_ttl", "1m"), ("stale_ttl", "10m"), ("pool_size", "1"),
+        ])
+        let stage = try await LDAPStageFactory().makeStage(settings: settings, host: host)
+        #expect(facts(await login(stage, "alice", "alice-pw"))?.user == "alice")
+        #expect(first.searchRequests > 0 && second.searchRequests == 0)
+        await first.stop()
+        #expect(facts(await login(stage, "bob", "bob-pw"))?.user == "bob")
+        let searches = second.searchRequests
+        #expect(searches > 0)
+        // The dead server is skipped: carol goes straight to the second.
+        #expect(facts(await login(stage, "carol", "carol(*)\\pw"))?.user == "carol")
+        #expect(second.searchRequests > searches)
+        await second.stop()
+        host.advance(120)
+        #expect(isTemporaryFailure(await login(stage, "dave", "dave-pw")))
+        #expect(facts(await login(stage, "alice", "alice-pw"))?.user == "alice")  // stale
+        #expect(host.logs.contains { $0.contains("expired cache entry") })
+        try await first.restart()
+        host.advance(120)
+        #expect(facts(await login(stage, "dave", "dave-pw"))?.user == "dave")
+        await stage.shutdown()
+        await first.shutdown()
+        await second.shutdown()
+    }
+
     @Test("department_attribute gives the department")
     func departmentAttribute() async throws {
         try await withStage([("department_attribute", "departmentNumber")], departments: []) { _, stage, _ in

@@ -172,6 +172,31 @@ struct LDAPStageIntegrationTests {
         await second.shutdown()
     }
 
+    @Test("a frozen server costs one timeout, then is skipped for server_retry")
+    func frozenServerIsSkipped() async throws {
+        let first = try await Slapd.start()
+        let second = try await Slapd.start()
+        let host = TestHost()
+        let settings = Settings.map(entries: [
+            ("uri", .scalar(first.uri + " " + second.uri)), ("bind_dn", .scalar(Slapd.serviceDN)),
+            ("bind_password", .scalar(Slapd.servicePassword)), ("base", .scalar(Slapd.baseDN)), ("timeout", "1s"),
+            ("pool_size", "1"), ("server_retry", "1m"),
+        ])
+        let stage = try await LDAPStageFactory().makeStage(settings: settings, host: host)
+        #expect(facts(await login(stage, "alice", "alice-pw"))?.user == "alice")
+        first.pause()
+        var bob: AuthOutcome?
+        let slow = await seconds { bob = await login(stage, "bob", "bob-pw", within: 15) }
+        #expect(facts(bob)?.user == "bob", "\(String(describing: bob))")
+        #expect(slow >= 0.9 && slow < 10, "\(slow) s")  // waited for the frozen server once
+        let fast = await seconds { #expect(facts(await login(stage, "dave", "dave-pw"))?.user == "dave") }
+        #expect(fast < 0.5, "\(fast) s")  // then went straight to the second
+        first.resume()
+        await stage.shutdown()
+        await first.shutdown()
+        await second.shutdown()
+    }
+
     @Test("department_attribute gives the department")
     func departmentAttribute() async throws {
         try await withStage([("department_attribute", "departmentNumber")], departments: []) { _, stage, _ in

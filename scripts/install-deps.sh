@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tollgate's build, tests, demo and benchmark need,
 # only those missing, without questions and without starting Debian's own
-# postfix or slapd services. Usage: scripts/install-deps.sh [run|test|bench]
+# postfix, slapd or samba services. Usage: scripts/install-deps.sh [run|test|bench]
 set -euo pipefail
 
 what="${1:-test}"
@@ -15,6 +15,8 @@ case "$what" in
 esac
 # Postfix's SASL client (Cyrus) for PLAIN/LOGIN in LiveRelayTests.PostfixClientTests.
 case "$what" in test) packages+=(libsasl2-modules) ;; esac
+# A real Active Directory DC for LDAPStageTests.ADStageIntegrationTests and ADRelayTests (Tests/TestSupport/SambaDC.swift).
+case "$what" in test) packages+=(samba samba-ad-provision samba-dsdb-modules samba-vfs-modules ldb-tools) ;; esac
 
 missing=()
 for p in "${packages[@]}"; do

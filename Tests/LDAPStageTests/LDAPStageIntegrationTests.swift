@@ -46,17 +46,7 @@ struct LDAPStageIntegrationTests {
             entries.removeAll { $0.0 == key }
             entries.append((key, value))
         }
-        let settings = PolicySettings(
-            .map(entries.enumerated().map { index, entry in
-                let location = SourceLocation(file: "/test.yaml", line: index + 1, column: 1)
-                switch entry.1 {
-                case .scalar(let s): return (entry.0, location, PolicySettings(.scalar(s), at: location))
-                case .list(let l):
-                    return (entry.0, location, PolicySettings(.list(l.map { PolicySettings(.scalar($0), at: location) }), at: location))
-                }
-            }),
-            at: SourceLocation(file: "/test.yaml", line: 1, column: 1)
-        )
+        let settings = Settings.map(entries: entries)
         let factory = LDAPStageFactory()
         #expect(factory.validate(settings: settings, host: host).isEmpty)
         let stage = try await factory.makeStage(settings: settings, host: host)
@@ -69,42 +59,6 @@ struct LDAPStageIntegrationTests {
         }
         await stage.shutdown()
         await slapd.shutdown()
-    }
-
-    /// AUTH with a deadline: a hung directory call fails the test instead of hanging it.
-    func login(_ stage: any PolicyStage, _ user: String, _ password: String, within seconds: Double = 10) async -> AuthOutcome? {
-        await withDeadline(seconds) {
-            do {
-                return try await stage.authenticate(
-                    AuthCredentials(username: user, password: password, mechanism: "PLAIN"),
-                    context: authContext()
-                )
-            } catch {
-                return .temporaryFailure(reason: "threw \(error)")
-            }
-        }
-    }
-
-    func facts(_ outcome: AuthOutcome?) -> SessionFacts? {
-        if case .success(let facts) = outcome { return facts }
-        return nil
-    }
-
-    func isFailure(_ outcome: AuthOutcome?, reason: String? = nil) -> Bool {
-        if case .failure(let why) = outcome { return reason.map { why.contains($0) } ?? true }
-        return false
-    }
-
-    func isTemporaryFailure(_ outcome: AuthOutcome?) -> Bool {
-        if case .temporaryFailure = outcome { return true }
-        return false
-    }
-
-    func seconds(_ body: () async -> Void) async -> Double {
-        let start = ContinuousClock.now
-        await body()
-        let elapsed = ContinuousClock.now - start
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     }
 
     // MARK: - Logins
@@ -122,20 +76,125 @@ struct LDAPStageIntegrationTests {
             #expect(alice.department == "finance")
             #expect(alice.tags["ldap.dn"] == Self.aliceDN)
 
-            let bob = try #require(self.facts(await login(stage, "bob", "bob-pw")))
+            let bob = try #require(LDAPStageTests.facts(await login(stage, "bob", "bob-pw")))
             #expect(bob.department == "engineering")
             #expect(bob.allowedSenders == ["bob@engineering.example.com"])
 
             // carol: department from an attribute rule; a password full of filter metacharacters.
-            let carol = try #require(self.facts(await login(stage, "carol", "carol(*)\\pw")))
+            let carol = try #require(LDAPStageTests.facts(await login(stage, "carol", "carol(*)\\pw")))
             #expect(carol.department == "sales")
 
             // dave: in no department.
-            let dave = try #require(self.facts(await login(stage, "dave", "dave-pw")))
+            let dave = try #require(LDAPStageTests.facts(await login(stage, "dave", "dave-pw")))
             #expect(dave.department == nil)
             #expect(dave.allowedSenders == ["dave@example.com"])
             #expect(dave.groups.isEmpty)
         }
+    }
+
+    @Test("the full address logs in too (default filter), as the same user: one name for limits and logs")
+    func fullAddressLogin() async throws {
+        try await withStage { _, stage, _ in
+            for name in ["alice", "alice@finance.example.com", "A.Andersen@finance.example.com"] {
+                let alice = try #require(facts(await login(stage, name, "alice-pw")), "\(name)")
+                #expect(alice.user == "alice", "\(name)")
+            }
+            #expect(isFailure(await login(stage, "alice@finance.example.com", "wrong")))
+            #expect(isFailure(await login(stage, "*@finance.example.com", "alice-pw"), reason: "unknown user"))
+        }
+    }
+
+    @Test("nested_groups against slapd (no in-chain rule): the bounded walk finds groups within groups")
+    func nestedGroupWalk() async throws {
+        let folder = try TemporaryDirectory(label: "nested-ldif")
+        defer { folder.remove() }
+        let ldif = try #require(TestFiles.readString(Slapd.demoFolder + "/directory.ldif")) + """
+
+            dn: cn=all-staff,ou=groups,dc=example,dc=com
+            objectClass: groupOfNames
+            cn: all-staff
+            member: cn=finance,ou=groups,dc=example,dc=com
+
+            dn: cn=company,ou=groups,dc=example,dc=com
+            objectClass: groupOfNames
+            cn: company
+            member: cn=all-staff,ou=groups,dc=example,dc=com
+
+            """
+        try TestFiles.write(ldif, to: folder.file("nested.ldif"))
+        let slapd = try await Slapd.start(ldif: folder.file("nested.ldif"))
+        defer { Task { await slapd.shutdown() } }
+        let host = TestHost()
+        let settings = Settings.map(entries: [
+            ("uri", .scalar(slapd.uri)), ("bind_dn", .scalar(Slapd.serviceDN)), ("bind_password", .scalar(Slapd.servicePassword)),
+            ("base", .scalar(Slapd.baseDN)), ("nested_groups", "true"), ("timeout", "2s"),
+            ("required_group", "cn=company,ou=groups,dc=example,dc=com"),
+        ])
+        let stage = try await LDAPStageFactory().makeStage(settings: settings, host: host)
+        let alice = try #require(facts(await login(stage, "alice", "alice-pw")))
+        #expect(alice.groups.contains("cn=company,ou=groups,dc=example,dc=com"))
+        #expect(alice.groups.contains("cn=all-staff,ou=groups,dc=example,dc=com"))
+        #expect(alice.department == "finance")
+        #expect(isFailure(await login(stage, "bob", "bob-pw"), reason: "required group"))
+        await stage.shutdown()
+    }
+
+    @Test("two slapds: one stopped, logins go on; both stopped, 454 unless stale_ttl; back, probed again")
+    func twoServers() async throws {
+        let first = try await Slapd.start()
+        let second = try await Slapd.start()
+        let host = TestHost()
+        let settings = Settings.map(entries: [
+            ("uri", .scalar(first.uri + " " + second.uri)), ("bind_dn", .scalar(Slapd.serviceDN)),
+            ("bind_password", .scalar(Slapd.servicePassword)), ("base", .scalar(Slapd.baseDN)), ("timeout", "1s"),
+            ("cache_ttl", "1m"), ("stale_ttl", "10m"), ("pool_size", "1"),
+        ])
+        let stage = try await LDAPStageFactory().makeStage(settings: settings, host: host)
+        #expect(facts(await login(stage, "alice", "alice-pw"))?.user == "alice")
+        #expect(first.searchRequests > 0 && second.searchRequests == 0)
+        await first.stop()
+        #expect(facts(await login(stage, "bob", "bob-pw"))?.user == "bob")
+        let searches = second.searchRequests
+        #expect(searches > 0)
+        // The dead server is skipped: carol goes straight to the second.
+        #expect(facts(await login(stage, "carol", "carol(*)\\pw"))?.user == "carol")
+        #expect(second.searchRequests > searches)
+        await second.stop()
+        host.advance(120)
+        #expect(isTemporaryFailure(await login(stage, "dave", "dave-pw")))
+        #expect(facts(await login(stage, "alice", "alice-pw"))?.user == "alice")  // stale
+        #expect(host.logs.contains { $0.contains("expired cache entry") })
+        try await first.restart()
+        host.advance(120)
+        #expect(facts(await login(stage, "dave", "dave-pw"))?.user == "dave")
+        await stage.shutdown()
+        await first.shutdown()
+        await second.shutdown()
+    }
+
+    @Test("a frozen server costs one timeout, then is skipped for server_retry")
+    func frozenServerIsSkipped() async throws {
+        let first = try await Slapd.start()
+        let second = try await Slapd.start()
+        let host = TestHost()
+        let settings = Settings.map(entries: [
+            ("uri", .scalar(first.uri + " " + second.uri)), ("bind_dn", .scalar(Slapd.serviceDN)),
+            ("bind_password", .scalar(Slapd.servicePassword)), ("base", .scalar(Slapd.baseDN)), ("timeout", "1s"),
+            ("pool_size", "1"), ("server_retry", "1m"),
+        ])
+        let stage = try await LDAPStageFactory().makeStage(settings: settings, host: host)
+        #expect(facts(await login(stage, "alice", "alice-pw"))?.user == "alice")
+        first.pause()
+        var bob: AuthOutcome?
+        let slow = await seconds { bob = await login(stage, "bob", "bob-pw", within: 15) }
+        #expect(facts(bob)?.user == "bob", "\(String(describing: bob))")
+        #expect(slow >= 0.9 && slow < 10, "\(slow) s")  // waited for the frozen server once
+        let fast = await seconds { #expect(facts(await login(stage, "dave", "dave-pw"))?.user == "dave") }
+        #expect(fast < 0.5, "\(fast) s")  // then went straight to the second
+        first.resume()
+        await stage.shutdown()
+        await first.shutdown()
+        await second.shutdown()
     }
 
     @Test("department_attribute gives the department")
@@ -356,6 +415,8 @@ struct LDAPStageIntegrationTests {
             #expect(binds == 3)
             #expect(isTemporaryFailure(await login(stage, "alice", "alice-pw")))
             #expect(isTemporaryFailure(await login(stage, "alice", "guess4")))
+            // Another spelling of the same name is the same user to the throttle.
+            #expect(isTemporaryFailure(await login(stage, "ALICE", "guess5")))
             #expect(slapd.bindRequests(dn: Self.aliceDN) == binds)
             // Other users are not affected.
             #expect(facts(await login(stage, "bob", "bob-pw")) != nil)

@@ -9,16 +9,7 @@ struct LDAPUserFactsTests {
     func settings(_ extra: KeyValuePairs<String, Settings.Node> = [:]) -> LDAPStageSettings {
         var entries: [(String, Settings.Node)] = [("uri", "ldap://x"), ("base", "dc=example,dc=com")]
         for (k, v) in extra { entries.append((k, v)) }
-        let map = PolicySettings(
-            .map(entries.map { key, node in
-                let loc = SourceLocation(file: "t", line: 1, column: 1)
-                switch node {
-                case .scalar(let s): return (key, loc, PolicySettings(.scalar(s), at: loc))
-                case .list(let l): return (key, loc, PolicySettings(.list(l.map { PolicySettings(.scalar($0), at: loc) }), at: loc))
-                }
-            }),
-            at: SourceLocation(file: "t", line: 1, column: 1)
-        )
+        let map = Settings.map(entries: entries, file: "t")
         return LDAPStageSettings.parse(map).0!
     }
 
@@ -51,7 +42,10 @@ struct LDAPUserFactsTests {
     func attributeRule() {
         let carol = LDAPEntry(dn: "uid=carol", attributes: ["departmentnumber": ["sales"]])
         #expect(LDAPUserFacts.facts(user: "carol", entry: carol, settings: settings(), departments: TestHost.exampleDepartments).department == "sales")
-        #expect(LDAPUserFacts.attributes(settings: settings(), departments: TestHost.exampleDepartments) == ["mail", "memberOf", "departmentNumber"])
+        #expect(LDAPUserFacts.attributes(settings: settings(), departments: TestHost.exampleDepartments) == [
+            "mail", "memberOf", "uid", "userAccountControl", "msDS-User-Account-Control-Computed", "accountExpires", "pwdLastSet",
+            "departmentNumber",
+        ])
     }
 
     @Test("department_attribute wins, spelled as the known department")

@@ -16,6 +16,21 @@ enum Settings {
 
     static let file = "/etc/tollgate/tollgate.yaml"
 
+    /// A map of `entries` in `file`, key n on line n.
+    static func map(entries: [(String, Node)], file: String = "/test.yaml") -> PolicySettings {
+        PolicySettings(
+            .map(entries.enumerated().map { index, entry in
+                let location = SourceLocation(file: file, line: index + 1, column: 1)
+                switch entry.1 {
+                case .scalar(let s): return (entry.0, location, PolicySettings(.scalar(s), at: location))
+                case .list(let l):
+                    return (entry.0, location, PolicySettings(.list(l.map { PolicySettings(.scalar($0), at: location) }), at: location))
+                }
+            }),
+            at: SourceLocation(file: file, line: 1, column: 1)
+        )
+    }
+
     /// A map whose n-th key sits on line n + 10, value at column 7.
     static func map(_ entries: KeyValuePairs<String, Node>, file: String = file) -> PolicySettings {
         var items: [(key: String, keyLocation: SourceLocation, value: PolicySettings)] = []
@@ -84,4 +99,40 @@ func withDeadline<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable ()
         group.cancelAll()
         return first
     }
+}
+
+/// AUTH with a deadline: a hung directory call fails the test instead of hanging it.
+func login(_ stage: any PolicyStage, _ user: String, _ password: String, within seconds: Double = 10) async -> AuthOutcome? {
+    await withDeadline(seconds) {
+        do {
+            return try await stage.authenticate(
+                AuthCredentials(username: user, password: password, mechanism: "PLAIN"),
+                context: authContext()
+            )
+        } catch {
+            return .temporaryFailure(reason: "threw \(error)")
+        }
+    }
+}
+
+func facts(_ outcome: AuthOutcome?) -> SessionFacts? {
+    if case .success(let facts) = outcome { return facts }
+    return nil
+}
+
+func isFailure(_ outcome: AuthOutcome?, reason: String? = nil) -> Bool {
+    if case .failure(let why) = outcome { return reason.map { why.contains($0) } ?? true }
+    return false
+}
+
+func isTemporaryFailure(_ outcome: AuthOutcome?) -> Bool {
+    if case .temporaryFailure = outcome { return true }
+    return false
+}
+
+func seconds(_ body: () async -> Void) async -> Double {
+    let start = ContinuousClock.now
+    await body()
+    let elapsed = ContinuousClock.now - start
+    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
 }

@@ -15,46 +15,60 @@ import Glibc
 /// timeouts have their socket cut by an ``LDAPWatchdog``.
 public final class LDAPClient: Sendable {
     public let configuration: LDAPClientConfiguration
+    /// Which servers are marked down (shared by the workers).
+    public let health: LDAPServerHealth
     private let pool: LDAPWorkerPool
 
     public init(configuration: LDAPClientConfiguration) {
         Self.ignoreSIGPIPE()
         self.configuration = configuration
-        self.pool = LDAPWorkerPool(configuration: configuration)
+        let servers = configuration.servers
+        self.health = LDAPServerHealth(uris: servers.isEmpty ? [configuration.uri] : servers, retryAfter: configuration.serverRetry)
+        self.pool = LDAPWorkerPool(configuration: configuration, health: health)
     }
 
-    /// Finds the one entry `filter` matches under `base` (on a service connection)
-    /// and binds as it with `password` (on a user-bind connection).
+    /// Finds the one entry `filter` matches under `base` (on a service connection),
+    /// asks `refuse` whether the entry may log in at all (account disabled,
+    /// locked …), and binds as it with `password` (on a user-bind connection).
+    /// Server failures move on to the next server (``LDAPServerHealth``).
     ///
     /// The filter must already contain RFC 4515-escaped user input (see
     /// ``LDAPEscaping/userFilter(template:username:)``). The password must not be
     /// empty: an empty simple bind is an anonymous bind (RFC 4513 §5.1.2).
-    public func login(base: String, filter: String, attributes: [String], password: String) async -> LDAPLoginResult {
+    public func login(
+        base: String,
+        filter: String,
+        attributes: [String],
+        password: String,
+        refuse: @escaping @Sendable (LDAPEntry) -> String? = { _ in nil }
+    ) async -> LDAPLoginResult {
         precondition(!password.isEmpty, "refuse empty passwords before calling login")
         let timeout = configuration.timeout
         return await run(
             { connections -> LDAPLoginResult in
-                let found: (entries: [LDAPEntry], truncated: Bool)
                 do throws(LDAPError) {
-                    found = try connections.withServiceConnection { connection throws(LDAPError) in
-                        try connection.search(
-                            base: base, filter: filter, attributes: attributes, sizeLimit: 2, timeout: timeout
-                        )
+                    return try connections.onServer { server throws(LDAPError) -> LDAPLoginResult in
+                        let found = try server.withServiceConnection { connection throws(LDAPError) in
+                            try connection.search(
+                                base: base, filter: filter, attributes: attributes, sizeLimit: 2, timeout: timeout
+                            )
+                        }
+                        if found.truncated || found.entries.count > 1 { return .ambiguous }
+                        guard let entry = found.entries.first else { return .noSuchUser }
+                        if let reason = refuse(entry) { return .refused(entry, reason: reason) }
+                        do throws(LDAPError) {
+                            try server.withUserConnection { connection throws(LDAPError) in
+                                try connection.simpleBind(dn: entry.dn, password: password, operation: "user bind")
+                            }
+                        } catch {
+                            guard error.isInvalidCredentials else { throw error }
+                            return .invalidCredentials(dn: entry.dn, accountProblem: error.accountProblem)
+                        }
+                        return .authenticated(entry)
                     }
                 } catch {
                     return .unavailable(error)
                 }
-                if found.truncated || found.entries.count > 1 { return .ambiguous }
-                guard let entry = found.entries.first else { return .noSuchUser }
-                do throws(LDAPError) {
-                    try connections.withUserConnection { connection throws(LDAPError) in
-                        try connection.simpleBind(dn: entry.dn, password: password, operation: "user bind")
-                    }
-                } catch {
-                    if error.isInvalidCredentials { return .invalidCredentials(dn: entry.dn) }
-                    return .unavailable(error)
-                }
-                return .authenticated(entry)
             },
             unavailable: { reason in
                 .unavailable(LDAPError(code: LDAP_TIMEOUT, operation: "queue", message: reason))
@@ -74,10 +88,12 @@ public final class LDAPClient: Sendable {
         return await run(
             { connections -> Result<[LDAPEntry], LDAPError> in
                 do throws(LDAPError) {
-                    let found = try connections.withServiceConnection { connection throws(LDAPError) in
-                        try connection.search(
-                            base: base, filter: filter, attributes: attributes, sizeLimit: sizeLimit, timeout: timeout
-                        )
+                    let found = try connections.onServer { server throws(LDAPError) in
+                        try server.withServiceConnection { connection throws(LDAPError) in
+                            try connection.search(
+                                base: base, filter: filter, attributes: attributes, sizeLimit: sizeLimit, timeout: timeout
+                            )
+                        }
                     }
                     return .success(found.entries)
                 } catch {

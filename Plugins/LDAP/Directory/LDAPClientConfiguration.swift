@@ -1,6 +1,7 @@
 /// How to reach and use the directory.
 public struct LDAPClientConfiguration: Sendable, Hashable {
-    /// One or more space-separated `ldap://` or `ldaps://` URIs, tried in order.
+    /// One or more space-separated `ldap://` or `ldaps://` URIs, tried in order
+    /// with per-server health (``LDAPServerHealth``).
     public var uri: String
     /// Run StartTLS (RFC 4511 §4.14) on `ldap://` connections; a failure is an error.
     public var startTLS: Bool
@@ -16,6 +17,11 @@ public struct LDAPClientConfiguration: Sendable, Hashable {
     public var poolSize: Int
     /// Requests waiting for a worker beyond this many are refused at once.
     public var maxQueuedRequests: Int
+    /// Seconds a server that failed is tried only after the others.
+    public var serverRetry: Double
+
+    /// The URIs of ``uri``, in order.
+    public var servers: [String] { uri.split(separator: " ").map(String.init) }
 
     public init(
         uri: String,
@@ -25,7 +31,8 @@ public struct LDAPClientConfiguration: Sendable, Hashable {
         bindPassword: String? = nil,
         timeout: Double = 5,
         poolSize: Int = 4,
-        maxQueuedRequests: Int = 256
+        maxQueuedRequests: Int = 256,
+        serverRetry: Double = 30
     ) {
         self.uri = uri
         self.startTLS = startTLS
@@ -35,6 +42,7 @@ public struct LDAPClientConfiguration: Sendable, Hashable {
         self.timeout = timeout
         self.poolSize = poolSize
         self.maxQueuedRequests = maxQueuedRequests
+        self.serverRetry = serverRetry
     }
 }
 
@@ -59,8 +67,12 @@ public struct LDAPEntry: Sendable, Hashable {
 public enum LDAPLoginResult: Sendable {
     /// The user was found and the bind as that DN succeeded.
     case authenticated(LDAPEntry)
-    /// The user was found but the directory refused the password (invalidCredentials).
-    case invalidCredentials(dn: String)
+    /// The user was found but the directory refused the password (invalidCredentials);
+    /// `accountProblem` is what Active Directory said about the account, if anything
+    /// (see ``LDAPError/accountProblem``).
+    case invalidCredentials(dn: String, accountProblem: String?)
+    /// The user was found, but the caller's check refused the entry before any bind.
+    case refused(LDAPEntry, reason: String)
     /// The filter matched no entry.
     case noSuchUser
     /// The filter matched more than one entry: nobody is let in.

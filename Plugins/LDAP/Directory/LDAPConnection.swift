@@ -15,13 +15,13 @@ final class LDAPConnection {
     /// connect, TLS handshake and the operation, each bounded by the timeout, plus slack.
     private let callLimit: Double
 
-    /// Opens a handle for `configuration.uri`, sets LDAPv3, the timeouts and TLS
-    /// options, and runs StartTLS if asked. No bind.
-    init(configuration: LDAPClientConfiguration, watchdog: LDAPWatchdog) throws(LDAPError) {
+    /// Opens a handle for `uri` (one of `configuration.servers`), sets LDAPv3, the
+    /// timeouts and TLS options, and runs StartTLS if asked. No bind.
+    init(uri: String, configuration: LDAPClientConfiguration, watchdog: LDAPWatchdog) throws(LDAPError) {
         self.watchdog = watchdog
         self.callLimit = configuration.timeout * 3 + 1
         var ld: OpaquePointer?
-        let rc = ldap_initialize(&ld, configuration.uri)
+        let rc = ldap_initialize(&ld, uri)
         guard rc == LDAP_SUCCESS, let ld else {
             throw LDAPError(code: rc, operation: "connect", message: Self.text(rc))
         }
@@ -41,7 +41,7 @@ final class LDAPConnection {
         guard ldap_set_option(ld, LDAP_OPT_REFERRALS, cldap_opt_off()) == LDAP_OPT_SUCCESS else {
             throw LDAPError(code: LDAP_PARAM_ERROR, operation: "connect", message: "cannot turn off referrals")
         }
-        if configuration.uri.lowercased().hasPrefix("ldaps://") || configuration.startTLS {
+        if uri.lowercased().hasPrefix("ldaps://") || configuration.startTLS {
             if let caFile = configuration.caFile {
                 guard ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, caFile) == LDAP_OPT_SUCCESS else {
                     throw LDAPError(code: LDAP_PARAM_ERROR, operation: "tls", message: "cannot use CA file \(caFile)")

@@ -22,6 +22,34 @@ public struct LDAPError: Error, Sendable, CustomStringConvertible {
     /// connection must be discarded.
     public var isConnectionFailure: Bool { code < 0 }
 
+    /// A failure that says nothing about the request, only about the server
+    /// (connection-level, `busy` 51, `unavailable` 52): try another server.
+    public var isServerFailure: Bool { isConnectionFailure || code == 51 || code == 52 }
+
+    /// What Active Directory says about the account in a failed bind
+    /// (`AcceptSecurityContext error, data 533`): disabled, locked, expired,
+    /// must change its password; `nil` for a plain wrong password (`52e`) or
+    /// another server.
+    public var accountProblem: String? {
+        guard isInvalidCredentials else { return nil }
+        let marker = Array(", data ".utf8)
+        let bytes = Array(message.utf8)
+        guard bytes.count > marker.count,
+            let start = (0...(bytes.count - marker.count)).first(where: { bytes[$0..<($0 + marker.count)].elementsEqual(marker) })
+        else { return nil }
+        let code = String(decoding: bytes[(start + marker.count)...].prefix { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0 | 0x20) }, as: UTF8.self).lowercased()
+        switch code {
+        case "530": return "logon not permitted at this time"
+        case "531": return "logon not permitted from this workstation"
+        case "532": return "password expired"
+        case "533": return "account disabled"
+        case "701": return "account expired"
+        case "773": return "password must be changed"
+        case "775": return "account locked"
+        default: return nil
+        }
+    }
+
     /// Whether it was a time limit.
     public var isTimeout: Bool { code == LDAP_TIMEOUT || code == LDAP_TIMELIMIT_EXCEEDED }
 

@@ -19,6 +19,7 @@ final class LDAPWorkerPool: @unchecked Sendable {
     private let lock = LDAPConditionLock()
     private let configuration: LDAPClientConfiguration
     private let watchdog = LDAPWatchdog()
+    let health: LDAPServerHealth
     // Guarded by `lock`:
     private var queue: [Job] = []
     private var queueHead = 0
@@ -26,8 +27,9 @@ final class LDAPWorkerPool: @unchecked Sendable {
     private var running = 0
     private var stopWaiters: [CheckedContinuation<Void, Never>] = []
 
-    init(configuration: LDAPClientConfiguration) {
+    init(configuration: LDAPClientConfiguration, health: LDAPServerHealth) {
         self.configuration = configuration
+        self.health = health
         let count = max(1, configuration.poolSize)
         running = count
         for index in 0..<count {
@@ -98,7 +100,7 @@ final class LDAPWorkerPool: @unchecked Sendable {
 
     private func workerLoop() {
         cldap_set_thread_name("tollgate-ldap")
-        let connections = LDAPWorkerConnections(configuration: configuration, watchdog: watchdog)
+        let connections = LDAPWorkerConnections(configuration: configuration, watchdog: watchdog, health: health)
         while let job = next() {
             if monotonicSeconds() > job.deadline {
                 job.abandon("waited too long for a free LDAP connection")
@@ -129,16 +131,51 @@ final class LDAPWorkerPool: @unchecked Sendable {
 /// The two connections of one worker thread: a service connection, bound as the
 /// service account, for searches; and a connection used only for binding as users
 /// (a bind changes the identity of the whole connection). Opened lazily, thrown
-/// away after a connection-level error or timeout.
+/// away after a connection-level error or timeout. Both talk to the same server,
+/// chosen by ``onServer(_:)``.
 final class LDAPWorkerConnections {
     let configuration: LDAPClientConfiguration
     private let watchdog: LDAPWatchdog
+    private let health: LDAPServerHealth
+    private let servers: [String]
+    /// The server the open connections talk to.
+    private var server = 0
     private var service: LDAPConnection?
     private var user: LDAPConnection?
 
-    init(configuration: LDAPClientConfiguration, watchdog: LDAPWatchdog) {
+    init(configuration: LDAPClientConfiguration, watchdog: LDAPWatchdog, health: LDAPServerHealth) {
         self.configuration = configuration
         self.watchdog = watchdog
+        self.health = health
+        self.servers = configuration.servers.isEmpty ? [configuration.uri] : configuration.servers
+    }
+
+    /// Runs `body` against the servers in ``LDAPServerHealth/order(now:)``: a
+    /// server failure (``LDAPError/isServerFailure``) marks that server down and
+    /// tries the next; any other answer, success or error, is final and a
+    /// success marks the server up. Throws the last server failure when every
+    /// server failed.
+    func onServer<T>(_ body: (LDAPWorkerConnections) throws(LDAPError) -> T) throws(LDAPError) -> T {
+        var last: LDAPError?
+        for index in health.order(now: monotonicSeconds()) {
+            if index != server {
+                close()
+                server = index
+            }
+            do {
+                let result = try body(self)
+                health.markUp(index)
+                return result
+            } catch {
+                guard error.isServerFailure else { throw error }
+                close()
+                health.markDown(index, now: monotonicSeconds())
+                var described = error
+                described.message += " [\(servers[index])]"
+                last = described
+            }
+        }
+        throw last ?? LDAPError(code: LDAP_SERVER_DOWN, operation: "connect", message: "no directory server configured")
     }
 
     /// Runs `body` on the service connection, opening and binding one if needed;
@@ -151,7 +188,7 @@ final class LDAPWorkerConnections {
             if let service {
                 connection = service
             } else {
-                connection = try LDAPConnection(configuration: configuration, watchdog: watchdog)
+                connection = try LDAPConnection(uri: servers[server], configuration: configuration, watchdog: watchdog)
                 if let dn = configuration.bindDN {
                     do {
                         try connection.simpleBind(dn: dn, password: configuration.bindPassword ?? "", operation: "service bind")
@@ -186,7 +223,7 @@ final class LDAPWorkerConnections {
             if let user {
                 connection = user
             } else {
-                connection = try LDAPConnection(configuration: configuration, watchdog: watchdog)
+                connection = try LDAPConnection(uri: servers[server], configuration: configuration, watchdog: watchdog)
                 user = connection
             }
             do {

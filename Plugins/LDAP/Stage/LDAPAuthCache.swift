@@ -25,6 +25,9 @@ struct LDAPAuthCache {
     var maxFailures: Int
     var window: Double
     var maxEntries: Int
+    /// How long after its expiry a positive entry may still answer while the
+    /// directory is unavailable (``staleHit(user:digest:now:)``); 0: never.
+    var staleTTL: Double = 0
 
     private struct Positive {
         var digest: [UInt8]
@@ -59,7 +62,7 @@ struct LDAPAuthCache {
         if isThrottled(user: user, now: now) { return .throttled }
         if let entry = positive[user] {
             if entry.expires <= now {
-                positive[user] = nil
+                if entry.expires + staleTTL <= now { positive[user] = nil }
             } else if SHA256.constantTimeEqual(entry.digest, digest) {
                 return .hit(entry.facts)
             }
@@ -75,13 +78,22 @@ struct LDAPAuthCache {
         return .miss
     }
 
+    /// The facts of an expired positive entry for these credentials that expired
+    /// less than `staleTTL` ago, with its age past expiry: for logins while every
+    /// directory server is down. Throttling still wins.
+    func staleHit(user: String, digest: [UInt8], now: Double) -> (facts: SessionFacts, expiredFor: Double)? {
+        guard staleTTL > 0, !isThrottled(user: user, now: now), let entry = positive[user] else { return nil }
+        guard entry.expires + staleTTL > now, SHA256.constantTimeEqual(entry.digest, digest) else { return nil }
+        return (entry.facts, max(0, now - entry.expires))
+    }
+
     /// The directory accepted these credentials.
     mutating func recordSuccess(user: String, digest: [UInt8], facts: SessionFacts, now: Double) {
         failures[user] = nil
         negative[NegativeKey(user: user, digest: digest)] = nil
         guard positiveTTL > 0 else { return }
         positive[user] = Positive(digest: digest, facts: facts, expires: now + positiveTTL)
-        if positive.count > maxEntries { positive = Self.pruned(positive, now: now, keep: maxEntries) { $0.expires } }
+        if positive.count > maxEntries { positive = Self.pruned(positive, now: now, keep: maxEntries) { [staleTTL] in $0.expires + staleTTL } }
     }
 
     /// The directory refused these credentials. `isGuess` is false for refusals that

@@ -1,6 +1,10 @@
 import LDAPDirectory
 import TollgatePolicy
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The `ldap` policy stage: verifies AUTH PLAIN/LOGIN credentials against an LDAP
 /// directory and attaches the user's addresses, groups and department as facts.
 ///
@@ -12,7 +16,8 @@ import TollgatePolicy
 /// Concurrent logins with the same credentials share one directory round trip.
 public final class LDAPAuthStage: PolicyStage {
     let settings: LDAPStageSettings
-    private let directory: LDAPClient
+    let directory: LDAPClient
+    private let groupResolver: LDAPGroupResolver?
     private let host: any PolicyHost
     private let state: LDAPAuthState
     private let digester = CredentialDigester()
@@ -23,15 +28,19 @@ public final class LDAPAuthStage: PolicyStage {
     init(settings: LDAPStageSettings, bindPassword: String?, host: any PolicyHost) {
         self.settings = settings
         self.host = host
-        self.directory = LDAPClient(configuration: settings.clientConfiguration(bindPassword: bindPassword))
-        self.state = LDAPAuthState(
-            cache: LDAPAuthCache(
-                positiveTTL: settings.cacheTTL,
-                negativeTTL: settings.negativeCacheTTL,
-                maxFailures: settings.maxFailuresPerUser,
-                window: settings.failureWindow
-            )
+        let directory = LDAPClient(configuration: settings.clientConfiguration(bindPassword: bindPassword))
+        self.directory = directory
+        self.groupResolver = settings.nestedGroups
+            ? LDAPGroupResolver(directory: directory, base: settings.base, memberAttribute: settings.groupMemberAttribute)
+            : nil
+        var cache = LDAPAuthCache(
+            positiveTTL: settings.cacheTTL,
+            negativeTTL: settings.negativeCacheTTL,
+            maxFailures: settings.maxFailuresPerUser,
+            window: settings.failureWindow
         )
+        cache.staleTTL = settings.staleTTL
+        self.state = LDAPAuthState(cache: cache)
     }
 
     /// The stage only verifies credentials: it decides no phase.
@@ -52,9 +61,12 @@ public final class LDAPAuthStage: PolicyStage {
         guard !user.isEmpty, user.utf8.count <= Self.maxUsernameLength else {
             return .failure(reason: "empty or overlong user name")
         }
-        let digest = digester.digest(username: user, password: credentials.password)
+        // Caches and the throttle are per name case-insensitively (uid, sAMAccountName
+        // and mail all match case-insensitively), so ALICE and Alice are not extra guesses.
+        let cacheKey = user.lowercased()
+        let digest = digester.digest(username: cacheKey, password: credentials.password)
 
-        switch await state.lookup(user: user, digest: digest, now: host.now()) {
+        switch await state.lookup(user: cacheKey, digest: digest, now: host.now()) {
         case .throttled:
             log(.warning, "LDAP login throttled", user: user, context: context, reason: "too many failed logins")
             return .temporaryFailure(reason: "too many failed logins for this user; try again later")
@@ -71,7 +83,7 @@ public final class LDAPAuthStage: PolicyStage {
         let password = credentials.password
         let outcome = await state.coalesce(key) { [self] in
             let verdict = await verify(user: user, password: password)
-            if !dryRun { await record(verdict, user: user, digest: digest) }
+            if !dryRun { await record(verdict, user: cacheKey, digest: digest) }
             return verdict
         }
         switch outcome {
@@ -82,6 +94,12 @@ public final class LDAPAuthStage: PolicyStage {
             log(.notice, "LDAP login failed", user: user, context: context, reason: reason)
             return .failure(reason: reason)
         case .unavailable(let reason):
+            if let stale = await state.staleHit(user: cacheKey, digest: digest, now: host.now()) {
+                // stale_ttl: the outage stays invisible to someone who was just working.
+                log(.warning, "LDAP login served from an expired cache entry: directory unavailable", user: user,
+                    context: context, reason: "\(reason); cache entry expired \(Int(stale.expiredFor)) s ago")
+                return .success(stale.facts)
+            }
             log(.warning, "LDAP directory unavailable", user: user, context: context, reason: reason)
             return .temporaryFailure(reason: reason)
         }
@@ -96,16 +114,51 @@ public final class LDAPAuthStage: PolicyStage {
 
     private func verify(user: String, password: String) async -> LDAPAuthState.Verdict {
         let departments = host.departments()
-        let filter = LDAPEscaping.userFilter(template: settings.userFilter, username: user)
+        guard let filter = settings.filter(for: LDAPLoginName(user)) else {
+            return .failure(reason: "login name in a form 'login_forms' does not accept", isGuess: true)
+        }
         let attributes = LDAPUserFacts.attributes(settings: settings, departments: departments)
-        switch await directory.login(base: settings.base, filter: filter, attributes: attributes, password: password) {
+        let checks = settings.accountChecks
+        let result = await directory.login(base: settings.base, filter: filter, attributes: attributes, password: password) {
+            entry in
+            // Wall-clock time: accountExpires is a date.
+            checks ? LDAPAccountState.refusal(entry, now: Double(time(nil))) : nil
+        }
+        switch result {
         case .authenticated(let entry):
-            let facts = LDAPUserFacts.facts(user: user, entry: entry, settings: settings, departments: departments)
+            var nested: [String] = []
+            if let groupResolver {
+                switch await groupResolver.groups(of: entry.dn, direct: entry.values(settings.groupAttribute)) {
+                case .success(let groups): nested = groups
+                case .failure(let error): return .unavailable(reason: "LDAP group lookup failed: \(error)")
+                }
+            }
+            var delegated: [String] = []
+            if let attribute = settings.delegateAttribute {
+                let filter = "(\(attribute)=\(LDAPEscaping.filterValue(entry.dn)))"
+                switch await directory.search(
+                    base: settings.delegateBase ?? settings.base, filter: filter, attributes: settings.mailAttributes, sizeLimit: 500
+                ) {
+                case .success(let mailboxes):
+                    for mailbox in mailboxes {
+                        delegated += LDAPUserFacts.addresses(of: mailbox, attributes: settings.mailAttributes)
+                    }
+                case .failure(let error):
+                    return .unavailable(reason: "LDAP delegate lookup failed: \(error)")
+                }
+            }
+            let facts = LDAPUserFacts.facts(
+                user: user, entry: entry, settings: settings, departments: departments, nestedGroups: nested, delegated: delegated
+            )
             if let group = settings.requiredGroup, !LDAPUserFacts.isMember(of: group, groups: facts.groups) {
                 return .failure(reason: "not a member of the required group", isGuess: false)
             }
             return .success(facts)
-        case .invalidCredentials:
+        case .refused(_, let reason):
+            return .failure(reason: reason, isGuess: false)
+        case .invalidCredentials(_, let problem?):
+            return .failure(reason: problem, isGuess: false)
+        case .invalidCredentials(_, nil):
             return .failure(reason: "wrong password", isGuess: true)
         case .noSuchUser:
             return .failure(reason: "unknown user", isGuess: true)
@@ -170,6 +223,10 @@ actor LDAPAuthState {
         cache.recordFailure(user: user, digest: digest, reason: reason, isGuess: isGuess, now: now)
     }
 
+    func staleHit(user: String, digest: [UInt8], now: Double) -> (facts: SessionFacts, expiredFor: Double)? {
+        cache.staleHit(user: user, digest: digest, now: now)
+    }
+
     /// Runs `operation` once for concurrent callers with the same key. A caller
     /// whose task is cancelled stops waiting at once (answering unavailable); the
     /// shared round trip goes on for the others.
@@ -207,12 +264,18 @@ extension LDAPAuthStage: PolicyUserLookup {
     public func lookUpUser(_ user: String) async throws -> SessionFacts? {
         guard !user.isEmpty, user.utf8.count <= Self.maxUsernameLength else { return nil }
         let departments = host.departments()
-        let filter = LDAPEscaping.userFilter(template: settings.userFilter, username: user)
+        guard let filter = settings.filter(for: LDAPLoginName(user)) else { return nil }
         let attributes = LDAPUserFacts.attributes(settings: settings, departments: departments)
         switch await directory.search(base: settings.base, filter: filter, attributes: attributes, sizeLimit: 2) {
         case .success(let entries):
             guard entries.count == 1, let entry = entries.first else { return nil }
-            return LDAPUserFacts.facts(user: user, entry: entry, settings: settings, departments: departments)
+            var nested: [String] = []
+            if let groupResolver, case .success(let groups) = await groupResolver.groups(
+                of: entry.dn, direct: entry.values(settings.groupAttribute)
+            ) {
+                nested = groups
+            }
+            return LDAPUserFacts.facts(user: user, entry: entry, settings: settings, departments: departments, nestedGroups: nested)
         case .failure(let error):
             throw error
         }

@@ -12,8 +12,18 @@ import TollgatePolicy
 ///     bind_dn: cn=relay,ou=services,dc=example,dc=com
 ///     bind_password_file: secrets/ldap.pw # or bind_password: "…"
 ///     base: ou=people,dc=example,dc=com
-///     user_filter: (&(objectClass=inetOrgPerson)(uid=%u))
-///     mail_attributes: [mail]             # addresses the user may send as
+///     user_filter: (&(objectClass=inetOrgPerson)(|(uid=%u)(mail=%u)))   # %u, %s, %d
+///     login_forms: [sam, upn, downlevel]  # Active Directory; instead of a %u filter
+///     netbios_domain: EXAMPLE             # the EXAMPLE of EXAMPLE\alice
+///     user_attribute: uid                 # the canonical user name (sAMAccountName with login_forms)
+///     mail_attributes: [mail]             # addresses the user may send as (proxyAddresses: smtp: values)
+///     delegate_attribute: publicDelegates # entries listing the user's DN here lend their addresses
+///     delegate_base: ou=shared,dc=example,dc=com
+///     nested_groups: false                # in-chain rule, or a bounded walk
+///     group_member_attribute: member
+///     account_checks: true                # AD disabled/locked/expired/must-change
+///     server_retry: 30s                   # a failed server is tried last for this long
+///     stale_ttl: 0s                       # serve expired cache entries during an outage
 ///     department_attribute: departmentNumber   # optional
 ///     group_attribute: memberOf
 ///     required_group: cn=relay-users,ou=groups,dc=example,dc=com   # optional
@@ -43,13 +53,28 @@ struct LDAPStageSettings: Sendable, Hashable {
     var negativeCacheTTL: Double
     var maxFailuresPerUser: Int
     var failureWindow: Double
+    var loginForms: [LDAPLoginForm] = []
+    var netbiosDomain: String?
+    var userAttribute: String = "uid"
+    var delegateAttribute: String?
+    var delegateBase: String?
+    var nestedGroups = false
+    var groupMemberAttribute = "member"
+    var accountChecks = true
+    var serverRetry: Double = 30
+    var staleTTL: Double = 0
 
-    static let defaultUserFilter = "(&(objectClass=inetOrgPerson)(uid=%u))"
+    /// Accepts the uid and the full address: mail programs log in with either.
+    static let defaultUserFilter = "(&(objectClass=inetOrgPerson)(|(uid=%u)(mail=%u)))"
+    /// The restriction ANDed to the `login_forms` filter: people, not computers or contacts.
+    static let defaultADRestriction = "(&(objectCategory=person)(objectClass=user))"
 
     static let keys: Set<String> = [
         "uri", "starttls", "ca_file", "bind_dn", "bind_password", "bind_password_file", "base", "user_filter",
         "mail_attributes", "department_attribute", "group_attribute", "required_group", "pool_size", "timeout",
-        "cache_ttl", "negative_cache_ttl", "max_failures_per_user", "failure_window",
+        "cache_ttl", "negative_cache_ttl", "max_failures_per_user", "failure_window", "login_forms", "netbios_domain",
+        "user_attribute", "delegate_attribute", "delegate_base", "nested_groups", "group_member_attribute",
+        "account_checks", "server_retry", "stale_ttl",
     ]
 
     /// Parses and checks `settings`; `nil` settings whenever there is a diagnostic.
@@ -118,9 +143,32 @@ struct LDAPStageSettings: Sendable, Hashable {
         }
 
         let base = reader.requiredString("base")
-        let userFilter = reader.string("user_filter") ?? defaultUserFilter
-        if let problem = filterTemplateProblem(userFilter) {
+        var loginForms: [LDAPLoginForm] = []
+        let formNames = reader.stringList("login_forms")
+        for name in formNames ?? [] {
+            if let form = LDAPLoginForm(rawValue: name.lowercased()) {
+                if !loginForms.contains(form) { loginForms.append(form) }
+            } else {
+                reader.fail(reader.location("login_forms"), "unknown login form '\(name)'; use sam, upn, downlevel or mail")
+            }
+        }
+        if formNames?.isEmpty == true {
+            reader.fail(reader.location("login_forms"), "'login_forms' must name at least one of sam, upn, downlevel, mail")
+        }
+        let usesForms = settings["login_forms"] != nil
+        let userFilter = reader.string("user_filter") ?? (usesForms ? defaultADRestriction : defaultUserFilter)
+        if let problem = filterTemplateProblem(userFilter, needsName: !usesForms) {
             reader.fail(reader.location("user_filter"), problem)
+        }
+        let netbiosDomain = reader.string("netbios_domain")?.trimmingSpaces
+        if let netbiosDomain, netbiosDomain.isEmpty || netbiosDomain.contains(where: { "\\/@ ".contains($0) }) {
+            reader.fail(reader.location("netbios_domain"), "'netbios_domain' must be a NetBIOS domain name such as EXAMPLE")
+        } else if netbiosDomain != nil && !loginForms.contains(.downlevel) {
+            reader.fail(reader.location("netbios_domain"), "'netbios_domain' needs 'downlevel' in 'login_forms'")
+        }
+        let userAttribute = reader.string("user_attribute") ?? (usesForms ? "sAMAccountName" : "uid")
+        if !isAttributeName(userAttribute) {
+            reader.fail(reader.location("user_attribute"), "'\(userAttribute)' is not an attribute name")
         }
 
         let mailAttributes = reader.stringList("mail_attributes") ?? ["mail"]
@@ -138,6 +186,24 @@ struct LDAPStageSettings: Sendable, Hashable {
         if !isAttributeName(groupAttribute) {
             reader.fail(reader.location("group_attribute"), "'\(groupAttribute)' is not an attribute name")
         }
+        let delegateAttribute = reader.string("delegate_attribute")
+        if let delegateAttribute, !isAttributeName(delegateAttribute) {
+            reader.fail(reader.location("delegate_attribute"), "'\(delegateAttribute)' is not an attribute name")
+        }
+        let delegateBase = reader.string("delegate_base")
+        if let delegateBase {
+            if !delegateBase.contains("=") {
+                reader.fail(reader.location("delegate_base"), "'delegate_base' must be a DN such as ou=shared,dc=example,dc=com")
+            } else if delegateAttribute == nil {
+                reader.fail(reader.location("delegate_base"), "'delegate_base' needs 'delegate_attribute'")
+            }
+        }
+        let nestedGroups = reader.bool("nested_groups", default: false)
+        let groupMemberAttribute = reader.string("group_member_attribute") ?? "member"
+        if !isAttributeName(groupMemberAttribute) {
+            reader.fail(reader.location("group_member_attribute"), "'\(groupMemberAttribute)' is not an attribute name")
+        }
+        let accountChecks = reader.bool("account_checks", default: true)
         let requiredGroup = reader.string("required_group")
         if let requiredGroup, !requiredGroup.contains("=") {
             reader.fail(reader.location("required_group"), "'required_group' must be a group DN such as cn=mail,ou=groups,dc=example,dc=com")
@@ -149,15 +215,30 @@ struct LDAPStageSettings: Sendable, Hashable {
         let negativeCacheTTL = reader.duration("negative_cache_ttl", default: 30, range: 0...86400)
         let maxFailures = reader.int("max_failures_per_user", default: 5, range: 0...1_000_000)
         let failureWindow = reader.duration("failure_window", default: 300, range: 1...86400)
+        let serverRetry = reader.duration("server_retry", default: 30, range: 0...86400)
+        let staleTTL = reader.duration("stale_ttl", default: 0, range: 0...7 * 86400)
+        if staleTTL > 0 && cacheTTL == 0 {
+            reader.fail(reader.location("stale_ttl"), "'stale_ttl' serves expired cache entries and needs 'cache_ttl' above 0")
+        }
 
         guard reader.diagnostics.isEmpty, let uri, let base else { return (nil, reader.diagnostics) }
-        let parsed = LDAPStageSettings(
+        var parsed = LDAPStageSettings(
             uri: uri, startTLS: startTLS, caFile: caFile, bindDN: bindDN, bindPassword: bindPassword,
             bindPasswordFile: bindPasswordFile, base: base, userFilter: userFilter, mailAttributes: mailAttributes,
             departmentAttribute: departmentAttribute, groupAttribute: groupAttribute, requiredGroup: requiredGroup,
             poolSize: poolSize, timeout: timeout, cacheTTL: cacheTTL, negativeCacheTTL: negativeCacheTTL,
             maxFailuresPerUser: maxFailures, failureWindow: failureWindow
         )
+        parsed.loginForms = loginForms
+        parsed.netbiosDomain = netbiosDomain
+        parsed.userAttribute = userAttribute
+        parsed.delegateAttribute = delegateAttribute
+        parsed.delegateBase = delegateBase
+        parsed.nestedGroups = nestedGroups
+        parsed.groupMemberAttribute = groupMemberAttribute
+        parsed.accountChecks = accountChecks
+        parsed.serverRetry = serverRetry
+        parsed.staleTTL = staleTTL
         return (parsed, [])
     }
 
@@ -180,13 +261,23 @@ struct LDAPStageSettings: Sendable, Hashable {
     func clientConfiguration(bindPassword: String?) -> LDAPClientConfiguration {
         LDAPClientConfiguration(
             uri: uri, startTLS: startTLS, caFile: caFile, bindDN: bindDN, bindPassword: bindPassword,
-            timeout: timeout, poolSize: poolSize, maxQueuedRequests: max(64, poolSize * 32)
+            timeout: timeout, poolSize: poolSize, maxQueuedRequests: max(64, poolSize * 32), serverRetry: serverRetry
+        )
+    }
+
+    /// The search filter for `login`, or `nil` when `login_forms` accept no form of it.
+    func filter(for login: LDAPLoginName) -> String? {
+        if loginForms.isEmpty { return login.filter(template: userFilter) }
+        return LDAPLoginForm.filter(
+            for: login, forms: loginForms, netbiosDomain: netbiosDomain, restriction: login.filter(template: userFilter)
         )
     }
 
     /// Why `template` is not a usable filter template, or `nil` when it is.
-    static func filterTemplateProblem(_ template: String) -> String? {
-        guard template.contains("%u") else { return "'user_filter' must contain %u where the user name goes" }
+    static func filterTemplateProblem(_ template: String, needsName: Bool = true) -> String? {
+        if needsName, !template.contains("%u"), !template.contains("%s") {
+            return "'user_filter' must contain %u (or %s) where the user name goes"
+        }
         guard template.hasPrefix("("), template.hasSuffix(")") else {
             return "'user_filter' must be a parenthesized LDAP filter such as (uid=%u)"
         }

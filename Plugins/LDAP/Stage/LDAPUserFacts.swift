@@ -6,36 +6,69 @@ import TollgatePolicy
 enum LDAPUserFacts {
     /// The attributes to ask the directory for.
     static func attributes(settings: LDAPStageSettings, departments: [DepartmentInfo]) -> [String] {
-        var names = settings.mailAttributes + [settings.groupAttribute]
+        var names = settings.mailAttributes + [settings.groupAttribute, settings.userAttribute]
         if let attribute = settings.departmentAttribute { names.append(attribute) }
+        if settings.accountChecks { names += LDAPAccountState.attributes }
         for department in departments { names += department.ldapAttributes.keys }
         var seen = Set<String>()
         return names.filter { seen.insert($0.lowercased()).inserted }
     }
 
-    /// The facts for `entry`: user, lower-cased addresses, groups, department, and
-    /// the DN as tag `ldap.dn`.
+    /// The facts for `entry`: the canonical user name (`user_attribute`, else the
+    /// login name as typed), lower-cased addresses (the primary first, then those
+    /// `delegated` by shared mailboxes), groups (direct, then `nestedGroups`),
+    /// department, and the DN as tag `ldap.dn` (`ldap.login`: the name as typed).
     static func facts(
         user: String,
         entry: LDAPEntry,
         settings: LDAPStageSettings,
-        departments: [DepartmentInfo]
+        departments: [DepartmentInfo],
+        nestedGroups: [String] = [],
+        delegated: [String] = []
     ) -> SessionFacts {
-        var senders: [String] = []
-        for attribute in settings.mailAttributes {
-            for value in entry.values(attribute) {
-                let address = value.trimmingSpaces.lowercased()
-                if !address.isEmpty, !senders.contains(address) { senders.append(address) }
-            }
-        }
-        let groups = entry.values(settings.groupAttribute)
+        var senders = addresses(of: entry, attributes: settings.mailAttributes)
+        for address in delegated where !senders.contains(address) { senders.append(address) }
+        var groups = entry.values(settings.groupAttribute)
+        var seen = Set(groups.map(LDAPEscaping.normalizedDN))
+        for group in nestedGroups where seen.insert(LDAPEscaping.normalizedDN(group)).inserted { groups.append(group) }
+        let canonical = entry.values(settings.userAttribute).map(\.trimmingSpaces).first { !$0.isEmpty } ?? user
+        var tags = ["ldap.dn": entry.dn]
+        if canonical != user { tags["ldap.login"] = user }
         return SessionFacts(
-            user: user,
+            user: canonical,
             department: department(entry: entry, groups: groups, settings: settings, departments: departments),
             allowedSenders: senders,
             groups: groups,
-            tags: ["ldap.dn": entry.dn]
+            tags: tags
         )
+    }
+
+    /// The mail addresses in `attributes` of `entry`, lower-cased, without
+    /// duplicates, the primary first. A value with an address-type prefix is an
+    /// Exchange `proxyAddresses` value: `SMTP:` is the primary, `smtp:` an alias
+    /// (the prefix compared case-insensitively), and other types (`X400:`, `SIP:`,
+    /// `X500:` …) are not mail addresses and are ignored.
+    static func addresses(of entry: LDAPEntry, attributes: [String]) -> [String] {
+        var primary: [String] = []
+        var others: [String] = []
+        for attribute in attributes {
+            for value in entry.values(attribute) {
+                var text = value.trimmingSpaces
+                var isPrimary = false
+                if let colon = text.firstIndex(of: ":"), !text[..<colon].contains("@") {
+                    let type = text[..<colon]
+                    guard type.lowercased() == "smtp" else { continue }
+                    isPrimary = type == "SMTP"
+                    text = String(text[text.index(after: colon)...]).trimmingSpaces
+                }
+                let address = text.lowercased()
+                guard !address.isEmpty, address.contains("@") || !value.contains(":") else { continue }
+                if isPrimary { primary.append(address) } else { others.append(address) }
+            }
+        }
+        var result: [String] = []
+        for address in primary + others where !result.contains(address) { result.append(address) }
+        return result
     }
 
     /// The department: the `department_attribute` value if the entry has one (the

@@ -190,6 +190,8 @@ public final class TollgateServer: Sendable {
             rebuilt = try Transports.make(configuration, only: upstreamChanges.rebuilt, group: group, logger: logger)
         } catch {
             logger.error("new configuration refused; keeping the running one", metadata: ["problems": "\(error)"])
+            // The stages just built for it are never used: let them go now.
+            await newSetup.pipeline.shutdown()
             return
         }
         await runner.replaceTransports(rebuilt, removing: upstreamChanges.removed)

@@ -81,7 +81,7 @@ extension LiveRelayTests {
             #expect(reasons.contains("\(ids[4]) unknown message state"), "\(reasons)")
             #expect(reasons.contains("\(ids[5]) unknown recipient state"), "\(reasons)")
             #expect(relay.process?.isRunning == true, "the relay died: \(relay.log.suffix(2000))")
-            #expect(try relay.cli(["queue", "list"]).stdout.isEmpty)
+            #expect(try relay.cli(["queue", "list", "--json"]).stdout.isEmpty)
             relay.directory.remove()
         }
 

@@ -304,7 +304,7 @@ extension LiveRelayTests {
             #expect(try relay.cli(["queue", "show", "NOSUCHID"]).status == 1)
             #expect(try relay.cli(["queue", "hold"]).status == 2)
             #expect(try relay.cli(["queue", "delete", id]).status == 0)
-            #expect(try relay.cli(["queue", "list"]).stdout.isEmpty)
+            #expect(try relay.cli(["queue", "list"]).stdout == "the queue is empty\n")
         }
 
         /// RELIABILITY E6: a damaged entry is quarantined, never delivered half.

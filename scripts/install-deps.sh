@@ -15,6 +15,8 @@ case "$what" in
 esac
 # Postfix's SASL client (Cyrus) for PLAIN/LOGIN in LiveRelayTests.PostfixClientTests.
 case "$what" in test) packages+=(libsasl2-modules) ;; esac
+# systemd-analyze verifies dist/systemd/tollgate.service (LiveRelayTests.SystemdLiveTests).
+case "$what" in test) packages+=(systemd) ;; esac
 
 missing=()
 for p in "${packages[@]}"; do

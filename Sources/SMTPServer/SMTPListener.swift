@@ -112,22 +112,44 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
     }
 
     /// Stops accepting, asks every session to finish, and waits up to `grace` for them;
-    /// the rest are closed.
+    /// the rest get `421 4.3.2` and are closed.
     public func shutdown(grace: TimeAmount) async {
-        if let channel = serverChannel.withLockedValue({ $0 }) {
-            try? await channel.close()
-        }
-        let channels = connections.withLockedValue { Array($0.channels.values) }
-        for channel in channels {
-            channel.pipeline.fireUserInboundEventTriggered(SMTPServerEvent.drain)
-        }
+        await stopAccepting()
         let deadline = NIODeadline.now() + grace
         while activeConnections > 0, NIODeadline.now() < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
+        await closeSessions()
+    }
+
+    /// Closes the listening socket and asks every session to finish: idle ones get
+    /// `421 4.3.2` at once, those inside a transaction after it.
+    public func stopAccepting() async {
+        if let channel = serverChannel.withLockedValue({ $0 }) {
+            try? await channel.close()
+        }
+        for channel in connections.withLockedValue({ Array($0.channels.values) }) {
+            channel.pipeline.fireUserInboundEventTriggered(SMTPServerEvent.drain)
+        }
+    }
+
+    /// Tells every session still open `421 4.3.2` and closes it (the drain deadline,
+    /// or a second stop signal); returns when they are closed, or after a second.
+    /// Returns how many there were.
+    @discardableResult
+    public func closeSessions() async -> Int {
+        let channels = connections.withLockedValue { Array($0.channels.values) }
+        for channel in channels {
+            channel.pipeline.fireUserInboundEventTriggered(SMTPServerEvent.drainDeadline)
+        }
+        let deadline = NIODeadline.now() + .seconds(1)
+        while activeConnections > 0, NIODeadline.now() < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
         for channel in connections.withLockedValue({ Array($0.channels.values) }) {
             try? await channel.close()
         }
+        return channels.count
     }
 
     private func initialize(_ channel: any Channel) throws {

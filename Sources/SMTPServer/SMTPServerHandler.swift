@@ -8,6 +8,8 @@ import SMTPCore
 public enum SMTPServerEvent: Sendable {
     /// The server is stopping: finish the current transaction, then say 421.
     case drain
+    /// The drain deadline passed: say `421 4.3.2` now and close.
+    case drainDeadline
 }
 
 /// Per-session timing limits (`limits.command_timeout`, `limits.data_timeout`).
@@ -148,8 +150,11 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
             flushIfNeeded(context: context)
             return
         }
-        if let event = event as? SMTPServerEvent, case .drain = event {
-            perform(machine.shutdownRequested(), context: context)
+        if let event = event as? SMTPServerEvent {
+            switch event {
+            case .drain: perform(machine.shutdownRequested(), context: context)
+            case .drainDeadline: perform(machine.drainDeadlinePassed(), context: context)
+            }
             flushIfNeeded(context: context)
             return
         }

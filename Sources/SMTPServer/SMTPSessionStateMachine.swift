@@ -172,6 +172,14 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
         }
     }
 
+    /// The server's drain deadline (`limits.drain_timeout`) passed with the session
+    /// still inside a transaction: it is told `421 4.3.2` and closed, whatever it was doing.
+    public mutating func drainDeadlinePassed() -> Action {
+        if case .closed = state { return .none }
+        state = .closed
+        return .replyAndClose(.shuttingDown)
+    }
+
     /// The per-command or content deadline passed.
     public mutating func timedOut() -> Action {
         state = .closed

@@ -236,7 +236,7 @@ public enum ConfigurationLoader {
     }
 
     static func readLimits(_ node: Node, _ reader: inout YAMLReader, _ limits: inout TollgateConfiguration.Limits) {
-        let allowed: Set = ["max_message_size", "max_recipients", "max_connections", "max_connections_per_client", "command_timeout", "data_timeout", "bare_newline", "address_literals", "max_auth_failures_per_client", "auth_failure_window", "reverse_dns_timeout", "content_memory", "store_timeout"]
+        let allowed: Set = ["max_message_size", "max_recipients", "max_connections", "max_connections_per_client", "command_timeout", "data_timeout", "bare_newline", "address_literals", "max_auth_failures_per_client", "auth_failure_window", "reverse_dns_timeout", "content_memory", "store_timeout", "drain_timeout"]
         for (k, _, v) in reader.mapping(node, allowed: allowed, what: "limits") {
             switch k {
             case "max_message_size":
@@ -261,6 +261,8 @@ public enum ConfigurationLoader {
                 if let d = reader.duration(v, "limits.auth_failure_window") { limits.authFailureWindow = max(d, 1) }
             case "store_timeout":
                 if let d = reader.duration(v, "limits.store_timeout") { limits.storeTimeout = max(d, 0.1) }
+            case "drain_timeout":
+                if let d = reader.duration(v, "limits.drain_timeout") { limits.drainTimeout = max(d, 0) }
             case "content_memory":
                 if let s = reader.size(v, "limits.content_memory") {
                     if s < SMTPLimits.minMessageSize { reader.error(v, "limits.content_memory must be at least 64KB") } else { limits.contentMemory = s }

@@ -297,7 +297,13 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         context.write(wrapOutboundOut(out), promise: nil)
         needsFlush = true
         if reply.code >= 400 {
-            logger.info("refused", metadata: ["smtp.reply": "\(reply)"])
+            var metadata: Logger.Metadata = ["smtp.reply": "\(reply)"]
+            if reply.code == 552, let tooLarge = machine.takeSizeRefusal() {
+                metadata["message.size"] = "\(tooLarge.size)"
+                metadata["limit.bytes"] = "\(tooLarge.limit.bytes)"
+                metadata["limit.source"] = "\(tooLarge.limit.source)"
+            }
+            logger.info("refused", metadata: metadata)
         }
     }
 

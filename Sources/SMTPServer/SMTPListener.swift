@@ -41,6 +41,8 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
     }
 
     public let configuration: Configuration
+    /// Connections, TLS handshakes and bytes since start, for `/metrics`.
+    public let statistics = ListenerStatistics()
     private let session: NIOLockedValueBox<SMTPSessionConfiguration>
     private let delegate: NIOLockedValueBox<Delegate>
     private let sslContext: NIOLockedValueBox<NIOSSLContext?>
@@ -159,6 +161,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
         let allowed = remote?.ipBytes.map(configuration.allowsClient) ?? false
         if !allowed {
             logger.notice("client not allowed", metadata: ["client.address": "\(clientAddress)"])
+            statistics.record { $0.refusedClient += 1 }
             try sync.addHandler(RefuseHandler(reply: "554 5.7.1 Access denied\r\n"))
             return
         }
@@ -174,9 +177,11 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
         }
         guard let sessionNumber = admitted else {
             logger.notice("connection limit reached", metadata: ["client.address": "\(clientAddress)"])
+            statistics.record { $0.refusedLimit += 1 }
             try sync.addHandler(RefuseHandler(reply: "421 4.7.0 Too many connections, try again later\r\n"))
             return
         }
+        statistics.record { $0.accepted += 1 }
         channel.closeFuture.whenComplete { [connections] _ in
             connections.withLockedValue { state in
                 state.total -= 1
@@ -203,6 +208,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
                 authFailures: authFailures,
                 reverseDNS: configuration.reverseDNS,
                 contentBudget: contentBudget,
+                statistics: statistics,
                 logger: logger
             )
         )

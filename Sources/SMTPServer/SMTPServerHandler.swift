@@ -49,6 +49,10 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     let contentBudget: ContentBudget?
     /// What this session has counted against ``contentBudget``.
     var heldContent = 0
+    /// The listener's counters of handshakes and bytes; nil: not counted.
+    let statistics: ListenerStatistics?
+    /// A TLS handshake has begun and not yet finished.
+    var handshaking = false
     let clientAddress: String
     let timeouts: SMTPTimeouts
     let logger: Logger
@@ -72,6 +76,7 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         authFailures: AuthFailureTracker? = nil,
         reverseDNS: ReverseDNS? = nil,
         contentBudget: ContentBudget? = nil,
+        statistics: ListenerStatistics? = nil,
         logger: Logger
     ) {
         self.machine = Machine(configuration: configuration, sessionID: sessionID, clientAddress: clientAddress, tlsActive: implicitTLS)
@@ -80,6 +85,8 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         self.authFailures = authFailures
         self.reverseDNS = reverseDNS
         self.contentBudget = contentBudget
+        self.statistics = statistics
+        self.handshaking = implicitTLS
         self.clientAddress = clientAddress
         self.timeouts = timeouts
         var logger = logger
@@ -109,6 +116,7 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
+        tlsHandshakeEnded(succeeded: false)
         cancelDeadline()
         if !closed { logger.debug("client disconnected") }
         closed = true
@@ -119,6 +127,10 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closed else { return }
         var bytes = unwrapInboundIn(data)
+        if let statistics {
+            let n = bytes.readableBytes
+            statistics.record { $0.bytesIn += n }
+        }
         if let contentBudget, machine.holdsContent {
             heldContent += bytes.readableBytes
             contentBudget.add(bytes.readableBytes)
@@ -141,6 +153,9 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
+            tlsHandshakeEnded(succeeded: true)
+        }
         if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls, framer.ignoresInput, !closed {
             logger.debug("STARTTLS handshake completed")
             framer.resumeCommands()
@@ -162,6 +177,7 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        tlsHandshakeEnded(succeeded: false)
         logger.debug("session error", metadata: ["error": "\(error)"])
         close(context: context)
     }
@@ -281,10 +297,23 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
             let (handler, context) = bound.value
             guard case .success = result, !handler.closed else { return }
             do {
+                handler.handshaking = true
                 try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext), position: .first)
             } catch {
                 handler.close(context: context)
             }
+        }
+    }
+
+    /// Counts a handshake once, when it completes, fails or the client goes away.
+    func tlsHandshakeEnded(succeeded: Bool) {
+        guard handshaking else { return }
+        handshaking = false
+        if succeeded {
+            statistics?.record { $0.tlsHandshakes += 1 }
+        } else {
+            logger.debug("TLS handshake failed")
+            statistics?.record { $0.tlsFailures += 1 }
         }
     }
 
@@ -294,6 +323,10 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         guard context.channel.isActive else { return }
         var out = context.channel.allocator.buffer(capacity: 64)
         reply.write(to: &out)
+        if let statistics {
+            let n = out.readableBytes
+            statistics.record { $0.bytesOut += n }
+        }
         context.write(wrapOutboundOut(out), promise: nil)
         needsFlush = true
         if reply.code >= 400 {

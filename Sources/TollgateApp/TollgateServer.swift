@@ -10,6 +10,7 @@ import ServiceLifecycle
 import UnixSignals
 import TollgateConfiguration
 import TollgatePipeline
+import TollgatePolicy
 import TollgateSpool
 import TollgateDelivery
 import TollgateMetrics
@@ -53,6 +54,7 @@ public final class TollgateServer: Sendable {
             )
         }
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        metrics.setBuildInfo(version: TollgateVersion.string, abi: Int(TollgatePolicyABI.version))
         let node = NodeIdentity.current()
         self.spool = try SpoolFactory.open(configuration.spool, node: node.name, logger: logger)
         self.runner = QueueRunner(
@@ -143,7 +145,24 @@ public final class TollgateServer: Sendable {
             services.insert(WatchdogService(notifier: notifier, interval: interval / 2, loops: group), at: 0)
         }
         if let metricsAddress = state.withLockedValue({ $0.metrics }) {
-            services.append(MetricsService(server: MetricsServer(metrics: metrics, group: group, logger: logger, health: { [spool] in (try? await spool.health()) != nil }), host: metricsAddress.host, port: metricsAddress.port))
+            let server = MetricsServer(
+                metrics: metrics, group: group, logger: logger,
+                health: { [spool] in (try? await spool.health()) != nil },
+                sample: { [spool, metrics, listeners] in
+                    if let byState = try? await spool.countByState() {
+                        metrics.queueSampled(Dictionary(uniqueKeysWithValues: QueueState.allCases.map { ($0.rawValue, byState[$0] ?? 0) }))
+                    }
+                    for listener in listeners {
+                        let c = listener.statistics.snapshot
+                        metrics.listenerSampled(.init(
+                            listener: listener.configuration.name, openSessions: listener.activeConnections, accepted: c.accepted,
+                            refusedClient: c.refusedClient, refusedLimit: c.refusedLimit, tlsHandshakes: c.tlsHandshakes,
+                            tlsFailures: c.tlsFailures, bytesIn: c.bytesIn, bytesOut: c.bytesOut
+                        ))
+                    }
+                }
+            )
+            services.append(MetricsService(server: server, host: metricsAddress.host, port: metricsAddress.port))
         }
         let serviceGroup = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await serviceGroup.run()

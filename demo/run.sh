@@ -7,7 +7,10 @@ bash scripts/make-certs.sh demo/certs >/dev/null
 mkdir -p demo/var/outbox demo/var/outbox-finance
 bin="$(swift build -c release --show-bin-path)/tollgate"
 sh demo/ldap/start-slapd.sh demo/var/ldap 3389
-trap 'kill "$(cat demo/var/ldap/slapd.pid)" 2>/dev/null || true' EXIT
+# Read the PID now: slapd removes its own slapd.pid when it stops (on Ctrl-C it gets
+# the signal too), so reading the file in the trap printed "No such file" on every stop.
+slapd_pid=$(cat demo/var/ldap/slapd.pid)
+trap 'kill "$slapd_pid" 2>/dev/null || true' EXIT
 "$bin" check -c demo/tollgate.yaml
 cat <<MSG
 

@@ -17,6 +17,8 @@ esac
 case "$what" in test) packages+=(libsasl2-modules) ;; esac
 # A real Active Directory DC for LDAPStageTests.ADStageIntegrationTests and ADRelayTests (Tests/TestSupport/SambaDC.swift).
 case "$what" in test) packages+=(samba samba-ad-provision samba-dsdb-modules samba-vfs-modules ldb-tools) ;; esac
+# systemd-analyze verifies dist/systemd/tollgate.service (LiveRelayTests.SystemdLiveTests).
+case "$what" in test) packages+=(systemd) ;; esac
 
 missing=()
 for p in "${packages[@]}"; do

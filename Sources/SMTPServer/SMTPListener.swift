@@ -48,6 +48,8 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
     }
 
     public let configuration: Configuration
+    /// Connections, TLS handshakes and bytes since start, for `/metrics`.
+    public let statistics = ListenerStatistics()
     private let session: NIOLockedValueBox<SMTPSessionConfiguration>
     private let delegate: NIOLockedValueBox<Delegate>
     private let sslContext: NIOLockedValueBox<NIOSSLContext?>
@@ -119,22 +121,44 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
     }
 
     /// Stops accepting, asks every session to finish, and waits up to `grace` for them;
-    /// the rest are closed.
+    /// the rest get `421 4.3.2` and are closed.
     public func shutdown(grace: TimeAmount) async {
-        if let channel = serverChannel.withLockedValue({ $0 }) {
-            try? await channel.close()
-        }
-        let channels = connections.withLockedValue { Array($0.channels.values) }
-        for channel in channels {
-            channel.pipeline.fireUserInboundEventTriggered(SMTPServerEvent.drain)
-        }
+        await stopAccepting()
         let deadline = NIODeadline.now() + grace
         while activeConnections > 0, NIODeadline.now() < deadline {
             try? await Task.sleep(for: .milliseconds(20))
         }
+        await closeSessions()
+    }
+
+    /// Closes the listening socket and asks every session to finish: idle ones get
+    /// `421 4.3.2` at once, those inside a transaction after it.
+    public func stopAccepting() async {
+        if let channel = serverChannel.withLockedValue({ $0 }) {
+            try? await channel.close()
+        }
+        for channel in connections.withLockedValue({ Array($0.channels.values) }) {
+            channel.pipeline.fireUserInboundEventTriggered(SMTPServerEvent.drain)
+        }
+    }
+
+    /// Tells every session still open `421 4.3.2` and closes it (the drain deadline,
+    /// or a second stop signal); returns when they are closed, or after a second.
+    /// Returns how many there were.
+    @discardableResult
+    public func closeSessions() async -> Int {
+        let channels = connections.withLockedValue { Array($0.channels.values) }
+        for channel in channels {
+            channel.pipeline.fireUserInboundEventTriggered(SMTPServerEvent.drainDeadline)
+        }
+        let deadline = NIODeadline.now() + .seconds(1)
+        while activeConnections > 0, NIODeadline.now() < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
         for channel in connections.withLockedValue({ Array($0.channels.values) }) {
             try? await channel.close()
         }
+        return channels.count
     }
 
     private func initialize(_ channel: any Channel) throws {
@@ -144,6 +168,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
         let allowed = remote?.ipBytes.map(configuration.allowsClient) ?? false
         if !allowed {
             logger.notice("client not allowed", metadata: ["client.address": "\(clientAddress)"])
+            statistics.record { $0.refusedClient += 1 }
             try sync.addHandler(RefuseHandler(reply: "554 5.7.1 Access denied\r\n"))
             return
         }
@@ -162,6 +187,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
         }
         guard let (sessionNumber, enteredStress) = admitted else {
             logger.notice("connection limit reached", metadata: ["client.address": "\(clientAddress)"])
+            statistics.record { $0.refusedLimit += 1 }
             try sync.addHandler(RefuseHandler(reply: "421 4.7.0 Too many connections, try again later\r\n"))
             return
         }
@@ -171,6 +197,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
                 "under stress: \(stressLevel) of \(configuration.maxConnections) sessions open, waiting \(Self.seconds(timeouts.stressedCommand)) for a command instead of \(Self.seconds(timeouts.command))"
             )
         }
+        statistics.record { $0.accepted += 1 }
         channel.closeFuture.whenComplete { [connections, logger] _ in
             let leftStress: Bool = connections.withLockedValue { state in
                 state.total -= 1
@@ -206,6 +233,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
                 reverseDNS: configuration.reverseDNS,
                 contentBudget: contentBudget,
                 stressed: { [connections] in connections.withLockedValue { $0.stressed } },
+                statistics: statistics,
                 logger: logger
             )
         )

@@ -8,6 +8,8 @@ import SMTPCore
 public enum SMTPServerEvent: Sendable {
     /// The server is stopping: finish the current transaction, then say 421.
     case drain
+    /// The drain deadline passed: say `421 4.3.2` now and close.
+    case drainDeadline
 }
 
 /// Per-session timing limits (`limits.command_timeout`, `limits.data_timeout`,
@@ -53,6 +55,10 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     let contentBudget: ContentBudget?
     /// What this session has counted against ``contentBudget``.
     var heldContent = 0
+    /// The listener's counters of handshakes and bytes; nil: not counted.
+    let statistics: ListenerStatistics?
+    /// A TLS handshake has begun and not yet finished.
+    var handshaking = false
     let clientAddress: String
     let timeouts: SMTPTimeouts
     /// Whether the listener is under stress now (most of its session slots taken).
@@ -79,6 +85,7 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         reverseDNS: ReverseDNS? = nil,
         contentBudget: ContentBudget? = nil,
         stressed: @escaping @Sendable () -> Bool = { false },
+        statistics: ListenerStatistics? = nil,
         logger: Logger
     ) {
         self.machine = Machine(configuration: configuration, sessionID: sessionID, clientAddress: clientAddress, tlsActive: implicitTLS)
@@ -87,6 +94,8 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         self.authFailures = authFailures
         self.reverseDNS = reverseDNS
         self.contentBudget = contentBudget
+        self.statistics = statistics
+        self.handshaking = implicitTLS
         self.clientAddress = clientAddress
         self.timeouts = timeouts
         self.stressed = stressed
@@ -117,6 +126,7 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
+        tlsHandshakeEnded(succeeded: false)
         cancelDeadline()
         if !closed { logger.debug("client disconnected") }
         closed = true
@@ -127,6 +137,10 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closed else { return }
         var bytes = unwrapInboundIn(data)
+        if let statistics {
+            let n = bytes.readableBytes
+            statistics.record { $0.bytesIn += n }
+        }
         if let contentBudget, machine.holdsContent {
             heldContent += bytes.readableBytes
             contentBudget.add(bytes.readableBytes)
@@ -149,6 +163,9 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
+            tlsHandshakeEnded(succeeded: true)
+        }
         if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls, framer.ignoresInput, !closed {
             logger.debug("STARTTLS handshake completed")
             framer.resumeCommands()
@@ -158,8 +175,11 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
             flushIfNeeded(context: context)
             return
         }
-        if let event = event as? SMTPServerEvent, case .drain = event {
-            perform(machine.shutdownRequested(), context: context)
+        if let event = event as? SMTPServerEvent {
+            switch event {
+            case .drain: perform(machine.shutdownRequested(), context: context)
+            case .drainDeadline: perform(machine.drainDeadlinePassed(), context: context)
+            }
             flushIfNeeded(context: context)
             return
         }
@@ -167,6 +187,7 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        tlsHandshakeEnded(succeeded: false)
         logger.debug("session error", metadata: ["error": "\(error)"])
         close(context: context)
     }
@@ -286,10 +307,23 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
             let (handler, context) = bound.value
             guard case .success = result, !handler.closed else { return }
             do {
+                handler.handshaking = true
                 try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext), position: .first)
             } catch {
                 handler.close(context: context)
             }
+        }
+    }
+
+    /// Counts a handshake once, when it completes, fails or the client goes away.
+    func tlsHandshakeEnded(succeeded: Bool) {
+        guard handshaking else { return }
+        handshaking = false
+        if succeeded {
+            statistics?.record { $0.tlsHandshakes += 1 }
+        } else {
+            logger.debug("TLS handshake failed")
+            statistics?.record { $0.tlsFailures += 1 }
         }
     }
 
@@ -299,10 +333,20 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         guard context.channel.isActive else { return }
         var out = context.channel.allocator.buffer(capacity: 64)
         reply.write(to: &out)
+        if let statistics {
+            let n = out.readableBytes
+            statistics.record { $0.bytesOut += n }
+        }
         context.write(wrapOutboundOut(out), promise: nil)
         needsFlush = true
         if reply.code >= 400 {
-            logger.info("refused", metadata: ["smtp.reply": "\(reply)"])
+            var metadata: Logger.Metadata = ["smtp.reply": "\(reply)"]
+            if reply.code == 552, let tooLarge = machine.takeSizeRefusal() {
+                metadata["message.size"] = "\(tooLarge.size)"
+                metadata["limit.bytes"] = "\(tooLarge.limit.bytes)"
+                metadata["limit.source"] = "\(tooLarge.limit.source)"
+            }
+            logger.info("refused", metadata: metadata)
         }
     }
 

@@ -35,6 +35,9 @@ extension SMTPSessionStateMachine {
     }
 
     private mutating func contentComplete(_ transaction: Transaction<Annotations>, _ content: ReceivedContent) -> Action {
+        if content.outcome == .tooLarge {
+            lastSizeRefusal = SizeRefusal(size: content.size, limit: sizeLimit)
+        }
         state = .idle
         if let refusal = content.outcome.reply {
             return finishTransaction(refusal)

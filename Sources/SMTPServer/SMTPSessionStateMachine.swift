@@ -72,6 +72,8 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
     public let configuration: SMTPSessionConfiguration
     var state: State = .connecting
     var session: Session<Annotations>
+    /// See ``takeSizeRefusal()``.
+    var lastSizeRefusal: SizeRefusal?
 
     public init(configuration: SMTPSessionConfiguration, sessionID: String = "-", clientAddress: String = "-", tlsActive: Bool = false) {
         self.configuration = configuration
@@ -147,6 +149,33 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
         return min(scoped ?? .max, configuration.maxMessageSize)
     }
 
+    /// The size limit in force and where it comes from (a department's, or
+    /// `limits.max_message_size`).
+    var sizeLimit: SizeRefusal.Limit {
+        let limits = openTransaction?.scope.limits ?? session.limits
+        if let scoped = limits?.maxMessageSize, scoped < configuration.maxMessageSize {
+            return .init(bytes: scoped, source: limits?.source ?? "a policy decision")
+        }
+        return .init(bytes: configuration.maxMessageSize, source: "limits.max_message_size")
+    }
+
+    /// A message (or a `SIZE=` declaration) refused as too large: its size and the
+    /// limit, for the log line of the `552`. Taken by the handler once.
+    public struct SizeRefusal: Sendable, Hashable {
+        public struct Limit: Sendable, Hashable {
+            public var bytes: Int
+            public var source: String
+        }
+        public var size: Int
+        public var limit: Limit
+    }
+
+    /// The last size refusal, cleared when read.
+    public mutating func takeSizeRefusal() -> SizeRefusal? {
+        defer { lastSizeRefusal = nil }
+        return lastSizeRefusal
+    }
+
     var contentLimits: ContentLimits { ContentLimits(maxSize: maxMessageSize, bareNewline: configuration.bareNewline) }
 
     // MARK: - Events
@@ -170,6 +199,14 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
         default:
             return .none
         }
+    }
+
+    /// The server's drain deadline (`limits.drain_timeout`) passed with the session
+    /// still inside a transaction: it is told `421 4.3.2` and closed, whatever it was doing.
+    public mutating func drainDeadlinePassed() -> Action {
+        if case .closed = state { return .none }
+        state = .closed
+        return .replyAndClose(.shuttingDown)
     }
 
     /// The per-command or content deadline passed.
@@ -390,6 +427,7 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
             return protocolError(SMTPReply(555, "5.5.4", "Error: MAIL parameters require EHLO"))
         }
         if let size = params.size, size > maxMessageSize {
+            lastSizeRefusal = SizeRefusal(size: size, limit: sizeLimit)
             return .reply(SMTPReply(552, "5.3.4", "Error: message size exceeds fixed limit"))
         }
         return decide(.mail(Transaction(envelope: Envelope(sender: sender, parameters: params))))

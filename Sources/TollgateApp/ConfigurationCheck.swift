@@ -22,15 +22,17 @@ public enum ConfigurationCheck {
         public var summary: String
     }
 
+    /// Every problem in one pass: the relay's own keys, then the policy files and every
+    /// stage's plugin and settings (as far as the file could be read), each once.
     public static func run(path: String) async -> Report {
-        let configuration: TollgateConfiguration
-        do {
-            configuration = try ConfigurationLoader.load(path)
-        } catch {
-            return Report(diagnostics: error.diagnostics, summary: "")
+        let (read, relayProblems) = ConfigurationLoader.loadCollecting(path)
+        guard let configuration = read else {
+            return Report(diagnostics: relayProblems, summary: "")
         }
         let logger = Logger(label: "tollgate.check")
-        let (setup, diagnostics) = PipelineBuilder.check(configuration, logger: logger)
+        let (setup, pipelineProblems) = PipelineBuilder.check(configuration, logger: logger)
+        var seen = Set<PolicyDiagnostic>()
+        let diagnostics = (relayProblems + pipelineProblems).filter { seen.insert($0).inserted }
         if !diagnostics.isEmpty { return Report(diagnostics: diagnostics, summary: "") }
         var lines = ["\(path): OK"]
         lines.append("  hostname: \(configuration.hostname)")

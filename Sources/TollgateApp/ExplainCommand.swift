@@ -11,7 +11,14 @@ import TollgateMetrics
 /// told with ``PolicyContext/dryRun`` and must not count) and prints each stage's
 /// verdict and reason, the department and the upstream chosen.
 public enum ExplainCommand {
-    public static func run(configuration: TollgateConfiguration, from: String, to: [String], user: String?, client: String, tls: Bool) async throws -> String {
+    /// What `explain` prints, and whether the envelope would be refused (the
+    /// command then exits 1).
+    public struct Result: Sendable {
+        public var text: String
+        public var refused: Bool
+    }
+
+    public static func run(configuration: TollgateConfiguration, from: String, to: [String], user: String?, client: String, tls: Bool) async throws -> Result {
         var logger = Logger(label: "tollgate.explain")
         logger.logLevel = .warning
         let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: nil)
@@ -45,22 +52,32 @@ public enum ExplainCommand {
             context.authenticatedUser = user
             context.facts.user = user
             // What a login would attach, from the first stage that can look users up.
+            var looked = false
             for stage in pipeline.stages {
                 guard let lookup = stage.stage as? any PolicyUserLookup else { continue }
+                looked = true
                 do {
                     if let facts = try await lookup.lookUpUser(user) {
                         out += "auth      \(stage.name.padding(toLength: 18, withPad: " ", startingAt: 0)) found     user \(user)\(facts.department.map { ", department \($0)" } ?? ""), may send as \(facts.allowedSenders.joined(separator: ", "))\n"
                         context.facts.merge(facts)
                         if let d = facts.department.flatMap(setup.policies.department(named:)) { department = d }
                     } else {
-                        out += "auth      \(stage.name.padding(toLength: 18, withPad: " ", startingAt: 0)) unknown   no such user \(user)\n"
+                        // A login as an unknown user fails: nothing after AUTH would run.
+                        out += "auth      \(stage.name.padding(toLength: 18, withPad: " ", startingAt: 0)) unknown   user \(user) is unknown: a login as \(user) fails\n"
+                        out += "          => 535 5.7.8 Authentication credentials invalid\n"
+                        refused = true
                     }
                 } catch {
                     out += "auth      \(stage.name.padding(toLength: 18, withPad: " ", startingAt: 0)) error     \(error)\n"
+                    out += "          => 454 4.7.0 Temporary authentication failure\n"
+                    refused = true
                 }
                 break
             }
-            if await run(.auth).reply != nil { refused = true }
+            if !looked {
+                out += "auth      (no stage looks users up: \(user) is taken as logged in, with no facts)\n"
+            }
+            if !refused, await run(.auth).reply != nil { refused = true }
         }
         if !refused {
             context.sender = from
@@ -85,6 +102,6 @@ public enum ExplainCommand {
         out += "upstream:   \(upstream)\n"
         out += "result:     \(refused ? "refused" : "accepted for \(accepted.joined(separator: ", "))")\n"
         await pipeline.shutdown()
-        return out
+        return Result(text: out, refused: refused)
     }
 }

@@ -14,22 +14,26 @@ public final class MetricsServer: Sendable {
     private let group: any EventLoopGroup
     private let logger: Logger
     private let health: @Sendable () async -> Bool
+    private let sample: @Sendable () async -> Void
 
-    public init(metrics: RelayMetrics, group: any EventLoopGroup, logger: Logger, health: @escaping @Sendable () async -> Bool) {
+    /// `sample` runs before each `/metrics` answer (queue sizes, listeners' counters).
+    public init(metrics: RelayMetrics, group: any EventLoopGroup, logger: Logger, health: @escaping @Sendable () async -> Bool, sample: @escaping @Sendable () async -> Void = {}) {
         self.metrics = metrics
         self.group = group
         self.logger = logger
         self.health = health
+        self.sample = sample
     }
 
     public func start(host: String, port: Int) async throws -> any Channel {
         let metrics = self.metrics
         let health = self.health
+        let sample = self.sample
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
-                    try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(metrics: metrics, health: health))
+                    try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(metrics: metrics, health: health, sample: sample))
                 }
             }
             .bind(host: host, port: port).get()
@@ -44,11 +48,13 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
 
     let metrics: RelayMetrics
     let health: @Sendable () async -> Bool
+    let sample: @Sendable () async -> Void
     private var path = "/"
 
-    init(metrics: RelayMetrics, health: @escaping @Sendable () async -> Bool) {
+    init(metrics: RelayMetrics, health: @escaping @Sendable () async -> Bool, sample: @escaping @Sendable () async -> Void) {
         self.metrics = metrics
         self.health = health
+        self.sample = sample
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -60,7 +66,17 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
         case .end:
             switch path {
             case "/metrics":
-                respond(context: context, status: .ok, body: metrics.exposition(), type: "text/plain; version=0.0.4")
+                // Sampling may read the spool: off the event loop, answered on it.
+                let sample = self.sample
+                let metrics = self.metrics
+                let done = context.eventLoop.makePromise(of: [UInt8].self)
+                done.completeWithTask {
+                    await sample()
+                    return metrics.exposition()
+                }
+                done.futureResult.assumeIsolated().whenSuccess { [self] body in
+                    respond(context: context, status: .ok, body: body, type: "text/plain; version=0.0.4")
+                }
             case "/healthz":
                 // The store may do I/O to answer: ask off the event loop, answer on it.
                 let health = self.health

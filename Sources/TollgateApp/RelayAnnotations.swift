@@ -40,6 +40,6 @@ public struct RelayAnnotations: SessionAnnotations {
 
     /// The limits a newly assigned department sets.
     var limits: SessionLimits? {
-        department.map { SessionLimits(maxMessageSize: $0.maxMessageSize) }
+        department.map { SessionLimits(maxMessageSize: $0.maxMessageSize, source: "department \($0.info.name) (\($0.file))") }
     }
 }

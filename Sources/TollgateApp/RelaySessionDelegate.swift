@@ -58,6 +58,13 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
             context: PolicyContext(request),
             applied: request.annotations.department?.info.name
         )
+        metrics?.authenticated(listener: request.session.listener, result: {
+            switch outcome {
+            case .success: "success"
+            case .failure, .notHandled: "failure"
+            case .temporaryFailure: "temporary_failure"
+            }
+        }())
         switch outcome {
         case .success(let facts):
             logger.info("authenticated", metadata: ["policy.user": "\(facts.user ?? credentials.username)"])
@@ -147,6 +154,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
             throw error
         }
         metrics?.messageAccepted()
+        metrics?.messageReceived(listener: request.session.listener, bytes: message.size)
         if let reservation {
             runner?.deliverStored(message, reservation)
         } else {

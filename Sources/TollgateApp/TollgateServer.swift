@@ -10,6 +10,7 @@ import ServiceLifecycle
 import UnixSignals
 import TollgateConfiguration
 import TollgatePipeline
+import TollgatePolicy
 import TollgateSpool
 import TollgateDelivery
 import TollgateMetrics
@@ -18,13 +19,13 @@ import TollgateMetrics
 /// services in one group. SIGTERM/SIGINT drain and stop; SIGHUP reloads.
 public final class TollgateServer: Sendable {
     private let configPath: String
-    private let logger: Logger
-    private let state: NIOLockedValueBox<TollgateConfiguration>
-    private let group: MultiThreadedEventLoopGroup
+    let logger: Logger
+    let state: NIOLockedValueBox<TollgateConfiguration>
+    let group: MultiThreadedEventLoopGroup
     private let spool: any Spool
     private let metrics = RelayMetrics()
     private let runner: QueueRunner
-    private let listeners: [SMTPListener<RelaySessionDelegate>]
+    let listeners: [SMTPListener<RelaySessionDelegate>]
     private let authFailures: AuthFailureTracker
     private let policy: NIOLockedValueBox<PolicySetup>
     /// The running upstreams' settings, files included, as their transports were made.
@@ -33,6 +34,8 @@ public final class TollgateServer: Sendable {
     private let sessionCap: Int
     /// Blocking reverse-DNS lookups run here, never on an event loop.
     private let resolverPool = NIOThreadPool(numberOfThreads: 4)
+    /// systemd's `NOTIFY_SOCKET`, when it started us (`Type=notify`).
+    let notifier = SystemdNotifier()
 
     /// Everything is checked and opened here, so that `serve` fails fast and clearly.
     public init(configPath: String, configuration: TollgateConfiguration, logger: Logger) async throws {
@@ -53,6 +56,7 @@ public final class TollgateServer: Sendable {
             )
         }
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        metrics.setBuildInfo(version: TollgateVersion.string, abi: Int(TollgatePolicyABI.version))
         let node = NodeIdentity.current()
         self.spool = try SpoolFactory.open(configuration.spool, node: node.name, logger: logger)
         self.runner = QueueRunner(
@@ -135,13 +139,36 @@ public final class TollgateServer: Sendable {
     }
 
     /// Runs until SIGTERM or SIGINT; then stops accepting, lets sessions finish (up to
-    /// 30 seconds), finishes deliveries in flight, and returns.
+    /// `limits.drain_timeout`), finishes deliveries in flight, and returns. A second
+    /// SIGTERM or SIGINT closes the sessions with 421 and exits at once.
     public func run() async throws {
         let listenerService = ListenerService(server: self)
         let reloadService = ReloadService(server: self)
+        // Shut down in reverse order: reloads stop, sessions drain, deliveries finish,
+        // and the watchdog keeps systemd informed until the end.
         var services: [any Service] = [runner, listenerService, reloadService]
+        if let notifier, let interval = notifier.watchdogInterval {
+            services.insert(WatchdogService(notifier: notifier, interval: interval / 2, loops: group), at: 0)
+        }
         if let metricsAddress = state.withLockedValue({ $0.metrics }) {
-            services.append(MetricsService(server: MetricsServer(metrics: metrics, group: group, logger: logger, health: { [spool] in (try? await spool.health()) != nil }), host: metricsAddress.host, port: metricsAddress.port))
+            let server = MetricsServer(
+                metrics: metrics, group: group, logger: logger,
+                health: { [spool] in (try? await spool.health()) != nil },
+                sample: { [spool, metrics, listeners] in
+                    if let byState = try? await spool.countByState() {
+                        metrics.queueSampled(Dictionary(uniqueKeysWithValues: QueueState.allCases.map { ($0.rawValue, byState[$0] ?? 0) }))
+                    }
+                    for listener in listeners {
+                        let c = listener.statistics.snapshot
+                        metrics.listenerSampled(.init(
+                            listener: listener.configuration.name, openSessions: listener.activeConnections, accepted: c.accepted,
+                            refusedClient: c.refusedClient, refusedLimit: c.refusedLimit, tlsHandshakes: c.tlsHandshakes,
+                            tlsFailures: c.tlsFailures, bytesIn: c.bytesIn, bytesOut: c.bytesOut
+                        ))
+                    }
+                }
+            )
+            services.append(MetricsService(server: server, host: metricsAddress.host, port: metricsAddress.port))
         }
         let serviceGroup = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await serviceGroup.run()
@@ -159,6 +186,8 @@ public final class TollgateServer: Sendable {
     /// deliveries in flight finish on the old connections, which then close. Listener
     /// addresses, delivery settings and the spool path take effect on restart.
     func reload() async {
+        notifier?.reloading()
+        defer { notifier?.ready(status: "accepting mail") }
         logger.info("reloading configuration", metadata: ["file": "\(configPath)"])
         let configuration: TollgateConfiguration
         do {
@@ -227,30 +256,6 @@ public final class TollgateServer: Sendable {
             metadata["tls.certificate.not_after"] = "\(Date(timeIntervalSince1970: TimeInterval(leaf.notValidAfter)))"
         }
         logger.info("configuration reloaded", metadata: metadata)
-    }
-
-    struct ListenerService: Service {
-        let server: TollgateServer
-        func run() async throws {
-            for listener in server.listeners { try await listener.start() }
-            try? await gracefulShutdown()
-            server.logger.info("shutting down: draining sessions")
-            await withTaskGroup(of: Void.self) { group in
-                for listener in server.listeners {
-                    group.addTask { await listener.shutdown(grace: .seconds(30)) }
-                }
-            }
-        }
-    }
-
-    struct ReloadService: Service {
-        let server: TollgateServer
-        func run() async throws {
-            let signals = await UnixSignalsSequence(trapping: .sighup)
-            for await _ in signals.cancelOnGracefulShutdown() {
-                await server.reload()
-            }
-        }
     }
 
     struct MetricsService: Service {

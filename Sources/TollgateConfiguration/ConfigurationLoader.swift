@@ -22,17 +22,37 @@ public enum ConfigurationLoader {
         return "/etc/tollgate/tollgate.yaml"
     }
 
+    /// Where ``resolvePath(_:)`` looks, in order; said when no file is found.
+    public static let searchOrder = "-c FILE, else $TOLLGATE_CONFIG, else ./tollgate.yaml, else /etc/tollgate/tollgate.yaml"
+
     public static func load(_ path: String) throws(Failure) -> TollgateConfiguration {
+        let (configuration, diagnostics) = loadCollecting(path)
+        guard let configuration, diagnostics.isEmpty else { throw Failure(diagnostics: diagnostics) }
+        return configuration
+    }
+
+    /// Every problem of the file in one pass, and the configuration as far as it could
+    /// be read (nil when the file cannot be read or is not YAML), so that `check` can
+    /// go on to the plugins' settings.
+    public static func loadCollecting(_ path: String) -> (TollgateConfiguration?, [PolicyDiagnostic]) {
+        let start = SourceLocation(file: path, line: 1, column: 1)
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw Failure(diagnostics: [PolicyDiagnostic(SourceLocation(file: path, line: 1, column: 1), "cannot read the configuration file")])
+            let why = access(path, F_OK) != 0 ? "it does not exist" : (access(path, R_OK) != 0 ? "permission denied" : "it is not a readable file")
+            return (nil, [PolicyDiagnostic(start, "cannot read the configuration file: \(why) (the file is \(searchOrder))")])
         }
         guard let text = String(data: data, encoding: .utf8) else {
-            throw Failure(diagnostics: [PolicyDiagnostic(SourceLocation(file: path, line: 1, column: 1), "the configuration file is not UTF-8")])
+            return (nil, [PolicyDiagnostic(start, "the configuration file is not UTF-8")])
         }
-        return try parse(text, file: path)
+        return parseCollecting(text, file: path)
     }
 
     public static func parse(_ text: String, file: String) throws(Failure) -> TollgateConfiguration {
+        let (configuration, diagnostics) = parseCollecting(text, file: file)
+        guard let configuration, diagnostics.isEmpty else { throw Failure(diagnostics: diagnostics) }
+        return configuration
+    }
+
+    public static func parseCollecting(_ text: String, file: String) -> (TollgateConfiguration?, [PolicyDiagnostic]) {
         var reader = YAMLReader(file: file)
         var config = TollgateConfiguration(file: file)
         let base = (file as NSString).deletingLastPathComponent
@@ -43,7 +63,7 @@ public enum ConfigurationLoader {
             if reader.diagnostics.isEmpty {
                 reader.error(nil, "the configuration file is empty")
             }
-            throw Failure(diagnostics: reader.diagnostics)
+            return (nil, reader.diagnostics)
         }
         let top: Set = ["hostname", "listeners", "tls", "limits", "spool", "upstreams", "delivery", "plugins", "stages", "policies", "metrics", "log"]
         var listenersNode: Node?
@@ -170,18 +190,21 @@ public enum ConfigurationLoader {
         } else if let first = config.upstreams.first {
             config.delivery.defaultUpstream = first.name
         }
-        if !reader.diagnostics.isEmpty { throw Failure(diagnostics: reader.diagnostics) }
-        return config
+        return (config, reader.diagnostics)
     }
 
     static func readListener(_ node: Node, _ reader: inout YAMLReader) -> TollgateConfiguration.Listener? {
         var name: String?
         var address: (String, Int)?
+        // A bad address is reported where it is, not a second time as missing.
+        var addressGiven = false
         var listener = TollgateConfiguration.Listener(name: "", host: "", port: 0, location: reader.location(node))
         for (k, _, v) in reader.mapping(node, allowed: ["name", "address", "tls", "auth", "auth_after_helo", "strict_envelopes", "clients"], what: "a listener") {
             switch k {
             case "name": name = reader.string(v, "listener name")
-            case "address": address = reader.hostPort(v, "listener address")
+            case "address":
+                addressGiven = true
+                address = reader.hostPort(v, "listener address")
             case "tls": listener.tls = reader.choice(v, "listener tls", ListenerTLSMode.self, [.none, .starttls, .implicit]) ?? .none
             case "auth": listener.auth = reader.choice(v, "listener auth", ListenerAuthMode.self, [.none, .optional, .required]) ?? .none
             case "auth_after_helo": listener.authAfterHelo = reader.bool(v, "listener auth_after_helo") ?? listener.authAfterHelo
@@ -203,7 +226,7 @@ public enum ConfigurationLoader {
             return nil
         }
         guard let address else {
-            reader.error(node, "listener '\(name)' needs an address (host:port)")
+            if !addressGiven { reader.error(node, "listener '\(name)' needs an address (host:port)") }
             return nil
         }
         listener.name = name
@@ -213,7 +236,7 @@ public enum ConfigurationLoader {
     }
 
     static func readLimits(_ node: Node, _ reader: inout YAMLReader, _ limits: inout TollgateConfiguration.Limits) {
-        let allowed: Set = ["max_message_size", "max_recipients", "max_connections", "max_connections_per_client", "command_timeout", "data_timeout", "stress_command_timeout", "bare_newline", "address_literals", "max_auth_failures_per_client", "auth_failure_window", "reverse_dns_timeout", "content_memory", "store_timeout"]
+        let allowed: Set = ["max_message_size", "max_recipients", "max_connections", "max_connections_per_client", "command_timeout", "data_timeout", "stress_command_timeout", "bare_newline", "address_literals", "max_auth_failures_per_client", "auth_failure_window", "reverse_dns_timeout", "content_memory", "store_timeout", "drain_timeout"]
         for (k, _, v) in reader.mapping(node, allowed: allowed, what: "limits") {
             switch k {
             case "max_message_size":
@@ -240,6 +263,8 @@ public enum ConfigurationLoader {
                 if let d = reader.duration(v, "limits.auth_failure_window") { limits.authFailureWindow = max(d, 1) }
             case "store_timeout":
                 if let d = reader.duration(v, "limits.store_timeout") { limits.storeTimeout = max(d, 0.1) }
+            case "drain_timeout":
+                if let d = reader.duration(v, "limits.drain_timeout") { limits.drainTimeout = max(d, 0) }
             case "content_memory":
                 if let s = reader.size(v, "limits.content_memory") {
                     if s < SMTPLimits.minMessageSize { reader.error(v, "limits.content_memory must be at least 64KB") } else { limits.contentMemory = s }
@@ -268,8 +293,9 @@ public enum ConfigurationLoader {
             switch k {
             case "name": name = reader.string(v, "upstream name")
             case "hosts":
-                hosts = reader.sequence(v, "upstream hosts").compactMap { reader.hostPort($0, "an upstream host") }
-                if hosts?.isEmpty == true { reader.error(v, "hosts needs at least one host:port") }
+                let entries = reader.sequence(v, "upstream hosts")
+                hosts = entries.compactMap { reader.hostPort($0, "an upstream host") }
+                if case .sequence(let list) = v, list.isEmpty { reader.error(v, "hosts needs at least one host:port") }
             case "directory": directory = reader.string(v, "upstream directory").map(resolve)
             case "tls":
                 if let mode = reader.choice(v, "upstream tls", UpstreamTLSMode.self, UpstreamTLSMode.allCases) { upstream.tls = mode }

@@ -67,6 +67,9 @@ public struct TollgateConfiguration: Sendable {
         /// `limits.store_timeout`: how long a session waits for its message to be
         /// stored before it is answered 451 4.3.0.
         public var storeTimeout: Double = 120
+        /// `limits.drain_timeout`: on SIGTERM, how long sessions inside a transaction
+        /// may take to finish it before they are told 421 4.3.2 and closed.
+        public var drainTimeout: Double = 30
         /// `limits.reverse_dns_timeout`: how long the greeting waits for the client's
         /// name; 0 turns the lookup off.
         public var reverseDNSTimeout: Double = 5

@@ -70,10 +70,20 @@ extension QueueRunner {
             outcome = decided
         } else if let transport = transports[upstream] {
             outcome = await transport.deliver(message, to: pending)
+            countAttempt(outcome, of: message, upstream: upstream)
         } else {
             outcome = .all(pending, SMTPReply(451, "4.3.5", "upstream '\(upstream)' is not configured"))
         }
         await record(message, folder.fold(message, outcome, now: now()), upstream: upstream.isEmpty ? "-" : upstream, remoteMTA: outcome.remoteMTA, logger: logger)
+    }
+
+    /// `tollgate_delivery_attempts_total{upstream,host,result}` and the octets sent.
+    private func countAttempt(_ outcome: DeliveryOutcome, of message: SpoolMessage, upstream: String) {
+        guard let metrics else { return }
+        let replies = outcome.replies.values
+        let result = replies.contains { $0.isTransient } || replies.isEmpty ? "deferred" : (replies.contains { $0.isPermanent } ? "bounced" : "sent")
+        let delivered = replies.contains { $0.isPositive }
+        metrics.deliveryAttempted(upstream: upstream, host: outcome.remoteMTA ?? "-", result: result, bytesSent: delivered ? message.size : 0)
     }
 
     /// Logs and counts each recipient's result, queues the bounce, then records the

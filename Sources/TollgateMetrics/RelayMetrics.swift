@@ -69,6 +69,121 @@ public final class RelayMetrics: Sendable {
         counter.increment()
     }
 
+    // MARK: - What an operator looks for first
+
+    /// `tollgate_build_info{version,abi} 1`.
+    public func setBuildInfo(version: String, abi: Int) {
+        gauge("build_info", "The running version and its plugin ABI", [("version", version), ("abi", "\(abi)")]).set(to: 1)
+    }
+
+    private let series = NIOLockedValueBox([String: Counter]())
+    private let gauges = NIOLockedValueBox([String: Gauge]())
+    /// What a sampled total was at the last scrape, so its counter grows by the difference.
+    private let sampledTotals = NIOLockedValueBox([String: Int]())
+
+    private static func key(_ name: String, _ labels: [(String, String)]) -> String {
+        ([name] + labels.flatMap { [$0.0, $0.1] }).joined(separator: "\u{0}")
+    }
+
+    /// The series made once per name and labels, then reused.
+    private func made<Metric>(_ cache: NIOLockedValueBox<[String: Metric]>, _ key: String, _ make: () -> Metric) -> Metric {
+        cache.withLockedValue { made in
+            if let metric = made[key] { return metric }
+            let metric = make()
+            made[key] = metric
+            return metric
+        }
+    }
+
+    private func counter(_ name: String, _ help: String, _ labels: [(String, String)]) -> Counter {
+        made(series, Self.key(name, labels)) {
+            registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "tollgate", metricName: name, unitName: "total", helpText: help), labels: labels)
+        }
+    }
+
+    private func gauge(_ name: String, _ help: String, _ labels: [(String, String)]) -> Gauge {
+        made(gauges, Self.key(name, labels)) {
+            registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "tollgate", metricName: name, unitName: "", helpText: help), labels: labels)
+        }
+    }
+
+    /// A counter kept elsewhere (a listener's), read at each scrape.
+    private func sampleTotal(_ name: String, _ help: String, _ labels: [(String, String)], _ total: Int) {
+        let key = Self.key(name, labels)
+        let delta = sampledTotals.withLockedValue { last -> Int in
+            let delta = total - (last[key] ?? 0)
+            last[key] = total
+            return delta
+        }
+        let counter = counter(name, help, labels)
+        if delta > 0 { counter.increment(by: Int64(delta)) }
+    }
+
+    /// Messages in the queue by state (`queued`, `deferred`, `held`), read at each scrape.
+    public func queueSampled(_ byState: [String: Int]) {
+        for (state, count) in byState {
+            gauge("queue_messages", "Messages in the queue by state", [("state", state)]).set(to: Double(count))
+        }
+    }
+
+    /// One listener's counters, read at each scrape.
+    public struct ListenerSample: Sendable {
+        public var listener: String
+        public var openSessions: Int
+        public var accepted: Int
+        public var refusedClient: Int
+        public var refusedLimit: Int
+        public var tlsHandshakes: Int
+        public var tlsFailures: Int
+        public var bytesIn: Int
+        public var bytesOut: Int
+
+        public init(listener: String, openSessions: Int, accepted: Int, refusedClient: Int, refusedLimit: Int, tlsHandshakes: Int, tlsFailures: Int, bytesIn: Int, bytesOut: Int) {
+            self.listener = listener
+            self.openSessions = openSessions
+            self.accepted = accepted
+            self.refusedClient = refusedClient
+            self.refusedLimit = refusedLimit
+            self.tlsHandshakes = tlsHandshakes
+            self.tlsFailures = tlsFailures
+            self.bytesIn = bytesIn
+            self.bytesOut = bytesOut
+        }
+    }
+
+    public func listenerSampled(_ l: ListenerSample) {
+        let listener = ("listener", l.listener)
+        gauge("smtp_sessions", "Client sessions open now", [listener]).set(to: Double(l.openSessions))
+        let connections = "Client connections: accepted, or refused at once (client not allowed, connection cap)"
+        sampleTotal("smtp_connections", connections, [listener, ("result", "accepted")], l.accepted)
+        sampleTotal("smtp_connections", connections, [listener, ("result", "refused_client")], l.refusedClient)
+        sampleTotal("smtp_connections", connections, [listener, ("result", "refused_limit")], l.refusedLimit)
+        let tls = "TLS handshakes with clients (STARTTLS or implicit), by result"
+        sampleTotal("smtp_tls_handshakes", tls, [listener, ("result", "success")], l.tlsHandshakes)
+        sampleTotal("smtp_tls_handshakes", tls, [listener, ("result", "failure")], l.tlsFailures)
+        sampleTotal("smtp_received_bytes", "Octets read from clients (after TLS)", [listener], l.bytesIn)
+        sampleTotal("smtp_sent_bytes", "Octets written to clients (after TLS)", [listener], l.bytesOut)
+    }
+
+    /// An AUTH attempt's result: `success`, `failure` or `temporary_failure`.
+    public func authenticated(listener: String, result: String) {
+        counter("smtp_auth", "AUTH attempts by listener and result", [("listener", listener), ("result", result)]).increment()
+    }
+
+    /// The size of a message accepted on `listener`.
+    public func messageReceived(listener: String, bytes: Int) {
+        counter("smtp_message_bytes", "Octets of messages accepted and queued", [("listener", listener)]).increment(by: Int64(bytes))
+    }
+
+    /// One delivery attempt of one message to an upstream host: `sent` (every
+    /// recipient tried got 2xx), `deferred` (some 4xx), `bounced` (5xx and no 4xx).
+    public func deliveryAttempted(upstream: String, host: String, result: String, bytesSent: Int) {
+        counter("delivery_attempts", "Delivery attempts of a message by upstream, host and result", [("upstream", upstream), ("host", host), ("result", result)]).increment()
+        if bytesSent > 0 {
+            counter("delivery_sent_bytes", "Octets of messages delivered to upstreams", [("upstream", upstream)]).increment(by: Int64(bytesSent))
+        }
+    }
+
     /// Where ``exposition()`` reads the content held by sessions.
     public func sampleContent(_ sample: @escaping @Sendable () -> (inUse: Int, limit: Int)) {
         contentSample.withLockedValue { $0 = sample }

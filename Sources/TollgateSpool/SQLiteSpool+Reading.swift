@@ -162,6 +162,16 @@ extension SQLiteSpool {
         try await pool.read { db in try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM messages")) ?? 0 }
     }
 
+    public func countByState() async throws -> [QueueState: Int] {
+        try await pool.read { db in
+            var counts: [QueueState: Int] = [:]
+            for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT state, COUNT(*) AS n FROM messages GROUP BY state")) {
+                if let state = QueueState(rawValue: row["state"]) { counts[state, default: 0] += row["n"] as Int }
+            }
+            return counts
+        }
+    }
+
     public func health() async throws {
         _ = try await pool.read { db in try Int.fetchOne(db.cachedStatement(sql: "SELECT 1")) }
     }

@@ -29,8 +29,10 @@ public final class SQLiteSpool: Spool {
 
     /// Opens (creating and migrating if needed) the spool under `directory`.
     public init(directory: String, node: String, logger: Logger) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try SpoolPermissions.makeFolder(directory)
         self.path = directory + "/queue.sqlite"
+        SpoolPermissions.makeDatabaseFile(path)
+        SpoolPermissions.enforce(folder: directory, files: [path, path + "-wal", path + "-shm"], logger: logger)
         self.node = node
         var config = Configuration()
         config.busyMode = .timeout(10)

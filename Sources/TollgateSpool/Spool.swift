@@ -60,6 +60,9 @@ public protocol Spool: Sendable {
     /// How many messages are queued, in any state.
     func count() async throws -> Int
 
+    /// How many messages are in each state (`/metrics`).
+    func countByState() async throws -> [QueueState: Int]
+
     /// Throws, saying why, when the store does not answer (for `/healthz`).
     func health() async throws
 
@@ -106,5 +109,14 @@ extension Spool {
     /// Stores a new message, unclaimed.
     public func insert(_ message: SpoolMessage) async throws {
         try await insert(message, claim: nil)
+    }
+}
+
+extension Spool {
+    /// From ``list()``: a store with a cheaper query answers itself.
+    public func countByState() async throws -> [QueueState: Int] {
+        var counts: [QueueState: Int] = [:]
+        for m in try await list() { counts[m.state, default: 0] += 1 }
+        return counts
     }
 }

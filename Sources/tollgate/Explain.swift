@@ -20,12 +20,14 @@ struct Explain: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try options.load()
-        let result: String
+        let result: ExplainCommand.Result
         do {
             result = try await ExplainCommand.run(configuration: configuration, from: from, to: to, user: user, client: client, tls: tls)
         } catch {
             throw UserError(message: "\(error)")
         }
-        print(result, terminator: "")
+        print(result.text, terminator: "")
+        // Scripts can test a rule: 0 accepted, 1 refused.
+        if result.refused { throw ExitCode(1) }
     }
 }

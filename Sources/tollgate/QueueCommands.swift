@@ -53,6 +53,12 @@ struct Queue: AsyncParsableCommand {
                     && (user == nil || m.user == user)
                     && (department == nil || m.department == department)
             }
+            if rows.isEmpty, !json {
+                // As Postfix's mailq; --json prints nothing, one object per message.
+                let filtered = state != nil || sender != nil || recipient != nil || user != nil || department != nil
+                print(filtered ? "no queued message matches" : "the queue is empty")
+                return
+            }
             for m in rows {
                 if json {
                     let object: [String: Any] = [

@@ -10,11 +10,17 @@ struct Tollgate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tollgate",
         abstract: "An SMTP smart-host relay with a pipeline of policy stages.",
+        version: Version.text,
         subcommands: [Serve.self, Check.self, Queue.self, Explain.self, Version.self]
     )
 
     /// Exit codes per SPEC §2: 0 success, 1 user error, 2 usage error.
     static func main() async {
+        // A bare `tollgate` is a usage error: say what the commands are, exit 2.
+        if CommandLine.arguments.count == 1 {
+            FileHandle.standardError.write(Data((helpMessage() + "\n").utf8))
+            Foundation.exit(2)
+        }
         do {
             var command = try parseAsRoot()
             if var asyncCommand = command as? any AsyncParsableCommand {

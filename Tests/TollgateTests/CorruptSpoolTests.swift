@@ -88,7 +88,7 @@ extension LiveRelayTests {
             #expect(try sql(db, "SELECT count(*) FROM recipients WHERE message_id = 'GONE';").trimmingCharacters(in: .whitespacesAndNewlines) == "0")
             #expect(relay.log.contains("recipient rows without their message removed"), "\(relay.log.suffix(2000))")
             #expect(relay.process?.isRunning == true, "the relay died: \(relay.log.suffix(2000))")
-            #expect(try relay.cli(["queue", "list"]).stdout.isEmpty)
+            #expect(try relay.cli(["queue", "list", "--json"]).stdout.isEmpty)
             relay.directory.remove()
         }
 

@@ -129,12 +129,12 @@ final class CrashLoop {
         waitUntil(timeout: 300, interval: 1) {
             let delivered = collector.delivered()
             if acked.isSubset(of: delivered) { return true }
-            let empty = ((try? relay.cli(["queue", "list"]))?.stdout ?? "x").isEmpty
+            let empty = ((try? relay.cli(["queue", "list", "--json"]))?.stdout ?? "x").isEmpty
             quiet = empty && delivered.count == count ? quiet + 1 : 0
             count = delivered.count
             return quiet >= 5
         }
-        let queueEmpty = waitUntil(timeout: 60, interval: 0.5) { ((try? relay.cli(["queue", "list"]))?.stdout ?? "x").isEmpty }
+        let queueEmpty = waitUntil(timeout: 60, interval: 0.5) { ((try? relay.cli(["queue", "list", "--json"]))?.stdout ?? "x").isEmpty }
         Thread.sleep(forTimeInterval: 1)
         relay.stop()
         return analyse(rounds: rounds, acknowledged: acked, copies: collector.copies(), queueEmpty: queueEmpty)

@@ -222,9 +222,19 @@ extension LiveRelayTests {
                 #expect(maps.contains(library), "\(library) not mapped")
             }
             let explain = try s.relay.cli(["explain", "--from", "evil@elsewhere.example", "--to", "x@example.net", "--client", "192.0.2.9"])
-            #expect(explain.status == 0)
+            // A refused result exits 1, so a script can test a rule.
+            #expect(explain.status == 1)
             #expect(explain.stdout.contains("sender-allowlist"))
             #expect(explain.stdout.contains("result:     refused"))
+            // An unknown user is said to be unknown, and nothing runs as if it had logged in.
+            let unknown = try s.relay.cli(["explain", "--user", "zed", "--from", "zed@finance.example.com", "--to", "x@example.net"])
+            #expect(unknown.status == 1, "\(unknown.stdout)\(unknown.stderr)")
+            #expect(unknown.stdout.contains("user zed is unknown"), "\(unknown.stdout)")
+            #expect(unknown.stdout.contains("result:     refused"))
+            #expect(!unknown.stdout.contains("\nmail "), "the mail phase ran for an unknown user: \(unknown.stdout)")
+            let known = try s.relay.cli(["explain", "--user", "alice", "--from", "alice@finance.example.com", "--to", "x@example.net"])
+            #expect(known.status == 0, "\(known.stdout)\(known.stderr)")
+            #expect(known.stdout.contains("result:     accepted"))
         }
     }
 }

@@ -179,7 +179,7 @@ extension LiveRelayTests {
             let sink = try RawSMTPSink.start(port: sinkPort, directory: dir.path + "/sink", options: .init())
             defer { sink.stop() }
             #expect(waitUntil(timeout: 30) { sink.messages().contains { $0.rcptTo == ["later@example.net"] } })
-            #expect(waitUntil(timeout: 10) { ((try? relay.cli(["queue", "list"]))?.stdout ?? "x").isEmpty })
+            #expect(waitUntil(timeout: 10) { ((try? relay.cli(["queue", "list", "--json"]))?.stdout ?? "x").isEmpty })
         }
 
         @Test func permanentFailureBouncesToSenderWithNullSender() throws {
@@ -304,7 +304,7 @@ extension LiveRelayTests {
             #expect(try relay.cli(["queue", "show", "NOSUCHID"]).status == 1)
             #expect(try relay.cli(["queue", "hold"]).status == 2)
             #expect(try relay.cli(["queue", "delete", id]).status == 0)
-            #expect(try relay.cli(["queue", "list"]).stdout.isEmpty)
+            #expect(try relay.cli(["queue", "list"]).stdout == "the queue is empty\n")
         }
 
         /// RELIABILITY E6: a damaged entry is quarantined, never delivered half.

@@ -249,9 +249,19 @@ extension LiveRelayTests {
             defer { relay.stop() }
             let big = try SMTPTestClient.sendMessage(port: relay.port, from: "a@example.com", to: ["b@example.net"], data: testMessage(marker: "big", size: 4000))
             #expect(big.code == 552)
+            // The log line of the 552 says the size, the limit and whose limit it is.
+            let refusal = relay.log.split(separator: "\n").first { $0.contains("refused") && $0.contains("552") }
+            #expect(refusal?.contains("limit.bytes=2048") == true, "\(refusal ?? "no refused line")")
+            #expect(refusal?.contains("department local") == true)
+            #expect(refusal.map { $0.contains("message.size=40") || $0.contains("message.size=41") } == true)
             let small = try SMTPTestClient.sendMessage(port: relay.port, from: "a@example.com", to: ["b@example.net"], data: testMessage(marker: "small"))
             #expect(small.code == 250)
             #expect(waitUntil(timeout: 10) { ((try? FileManager.default.contentsOfDirectory(atPath: dir.path + "/local-outbox")) ?? []).count == 1 })
+            // Outbox files are readable by the relay's group only (0640).
+            for file in (try? FileManager.default.contentsOfDirectory(atPath: dir.path + "/local-outbox")) ?? [] {
+                var info = stat()
+                #expect(stat(dir.path + "/local-outbox/" + file, &info) == 0 && info.st_mode & 0o7777 == 0o640, "\(file)")
+            }
         }
     }
 }

@@ -5,9 +5,13 @@ import SMTPCore
 public struct SessionLimits: Sendable, Hashable {
     /// The largest message accepted; the listener's limit still applies if smaller.
     public var maxMessageSize: Int?
+    /// Where ``maxMessageSize`` comes from, for the log line of a refusal
+    /// (e.g. `department finance`).
+    public var source: String?
 
-    public init(maxMessageSize: Int? = nil) {
+    public init(maxMessageSize: Int? = nil, source: String? = nil) {
         self.maxMessageSize = maxMessageSize
+        self.source = source
     }
 }
 

@@ -15,6 +15,8 @@ case "$what" in
 esac
 # Postfix's SASL client (Cyrus) for PLAIN/LOGIN in LiveRelayTests.PostfixClientTests.
 case "$what" in test) packages+=(libsasl2-modules) ;; esac
+# PostgreSQL server for the cluster store's tests and benchmark (a throwaway initdb per test process; Debian's own cluster never starts).
+case "$what" in test|bench) packages+=(postgresql) ;; esac
 
 missing=()
 for p in "${packages[@]}"; do

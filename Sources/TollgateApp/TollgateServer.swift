@@ -51,8 +51,8 @@ public final class TollgateServer: Sendable {
             )
         }
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let node = NodeIdentity.current()
-        self.spool = try SpoolFactory.open(configuration.spool, node: node.name, logger: logger)
+        let node = NodeIdentity.current(named: configuration.spool.node)
+        self.spool = try await SpoolFactory.open(configuration.spool, node: node.name, logger: logger)
         self.runner = QueueRunner(
             spool: spool,
             transports: try Transports.make(configuration, group: group, logger: logger),

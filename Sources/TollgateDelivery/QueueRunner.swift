@@ -50,6 +50,7 @@ public final class QueueRunner: Service, Sendable {
             )
             concurrency = configuration.delivery.concurrency
             defaultUpstream = configuration.delivery.defaultUpstream
+            lease = configuration.spool.lease
         }
 
         var renewEvery: Duration { renewInterval ?? .milliseconds(Int64(lease * 1000 / 3)) }

@@ -11,12 +11,12 @@ struct Queue: AsyncParsableCommand {
         subcommands: [List.self, Show.self, Retry.self, Hold.self, Release.self, Delete.self, Bounce.self]
     )
 
-    static func openSpool(_ options: ConfigOption) throws -> any Spool {
+    static func openSpool(_ options: ConfigOption) async throws -> any Spool {
         let configuration = try options.load()
         var logger = Logger(label: "tollgate.queue")
         logger.logLevel = .warning
         do {
-            return try SpoolFactory.open(configuration.spool, node: NodeIdentity.current().name, logger: logger)
+            return try await SpoolFactory.open(configuration.spool, node: NodeIdentity.current(named: configuration.spool.node).name, logger: logger)
         } catch {
             throw UserError(message: "\(error)")
         }
@@ -44,7 +44,7 @@ struct Queue: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let spool = try Queue.openSpool(options)
+            let spool = try await Queue.openSpool(options)
             let now = Date().timeIntervalSince1970
             let rows = try await spool.list().filter { m in
                 (state == nil || m.state.rawValue == state)
@@ -78,7 +78,7 @@ struct Queue: AsyncParsableCommand {
         @Argument(help: "Queue id.") var id: String
 
         func run() async throws {
-            let spool = try Queue.openSpool(options)
+            let spool = try await Queue.openSpool(options)
             guard let m = try await spool.load(id) else { throw UserError(message: "unknown queue id: \(id)") }
             print(QueueFormat.show(m))
         }
@@ -95,7 +95,7 @@ struct Queue: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let spool = try Queue.openSpool(options)
+            let spool = try await Queue.openSpool(options)
             let now = Date().timeIntervalSince1970
             if all {
                 try await spool.retry(nil, now: now)

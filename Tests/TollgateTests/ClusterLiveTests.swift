@@ -194,6 +194,9 @@ extension LiveRelayTests {
             let all = await waitUntil(timeout: 60) { sink.deliveredMarkers().isSuperset(of: acked) }
             #expect(all, "lost: \(Set(acked).subtracting(sink.deliveredMarkers()).sorted().prefix(10))")
             #expect(a.log.contains("database unreachable") && a.log.contains("database reachable again"))
+            // The queue runner says once that it cannot claim, and once that it can again.
+            let cannot = a.log.components(separatedBy: "cannot claim due messages").count - 1
+            #expect((1...2).contains(cannot) && a.log.contains("claiming due messages again"), "\(cannot) 'cannot claim' lines")
             print("database restart under load: \(acked.count) acknowledged, all delivered; \(deferred.value) answered 451 4.3.0 while it was down")
         }
     }

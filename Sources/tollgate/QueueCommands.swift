@@ -36,6 +36,7 @@ struct Queue: AsyncParsableCommand {
         @Option(help: "Only messages with this pending recipient.") var recipient: String?
         @Option(help: "Only messages from this authenticated user.") var user: String?
         @Option(help: "Only messages of this department.") var department: String?
+        @Option(help: "Only messages this cluster node accepted or is delivering (spool.node).") var node: String?
 
         func validate() throws {
             if let state, QueueState(rawValue: state) == nil {
@@ -52,6 +53,7 @@ struct Queue: AsyncParsableCommand {
                     && (recipient == nil || m.recipients.contains { $0.lowercased() == recipient!.lowercased() })
                     && (user == nil || m.user == user)
                     && (department == nil || m.department == department)
+                    && (node == nil || m.acceptedBy == node || m.claimedBy?.hasPrefix(node! + "/") == true)
             }
             for m in rows {
                 if json {

@@ -131,6 +131,11 @@ extension LiveRelayTests {
             // Past one lease (5 s): a renews, so b takes nothing.
             try await Task.sleep(for: .seconds(7))
             #expect(sink.deliveredMarkers().isEmpty)
+            // `queue list` on node b sees node a's mail, and `--node` picks it out.
+            let listed = try b.cli(["queue", "list", "--json", "--node", "relay-a"])
+            #expect(listed.status == 0 && listed.stdout.split(separator: "\n").count == markers.count, "\(listed.stdout) \(listed.stderr)")
+            #expect(listed.stdout.contains("\"accepted_by\":\"relay-a\"") && listed.stdout.contains("\"claimed_by\":\"relay-a\\/"), "\(listed.stdout.prefix(400))")
+            #expect(try b.cli(["queue", "list", "--node", "relay-b"]).stdout.isEmpty)
             a.kill9()
             let killed = ContinuousClock.now
             let all = await waitUntil(timeout: 30) { sink.deliveredMarkers().isSuperset(of: markers) }

@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(path: "Plugins/TollgatePolicy"),
     ],
     targets: [
@@ -107,6 +108,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The shared store for a cluster: the queue in PostgreSQL (SPEC §6), claims with leases.
+        .target(
+            name: "TollgateSpoolPostgres",
+            dependencies: [
+                "TollgateSpool", "TollgateConfiguration",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // Delivery: the queue runner, transports (SMTP, directory), outcomes, bounces.
         .target(
             name: "TollgateDelivery",
@@ -127,7 +142,7 @@ let package = Package(
             name: "TollgateApp",
             dependencies: [
                 "SMTPCore", "SMTPServer", "SMTPClient", "CTLSShim",
-                "TollgateConfiguration", "TollgatePipeline", "TollgateSpool", "TollgateDelivery", "TollgateMetrics",
+                "TollgateConfiguration", "TollgatePipeline", "TollgateSpool", "TollgateSpoolPostgres", "TollgateDelivery", "TollgateMetrics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -242,9 +257,10 @@ let package = Package(
         .testTarget(
             name: "SpoolTests",
             dependencies: [
-                "TollgateSpool", "TollgateConfiguration", "SpoolTestSupport", "TestSupport",
+                "TollgateSpool", "TollgateSpoolPostgres", "TollgateConfiguration", "SpoolTestSupport", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: strict
         ),

@@ -19,6 +19,8 @@ case "$what" in test) packages+=(libsasl2-modules) ;; esac
 case "$what" in test) packages+=(samba samba-ad-provision samba-dsdb-modules samba-vfs-modules ldb-tools) ;; esac
 # systemd-analyze verifies dist/systemd/tollgate.service (LiveRelayTests.SystemdLiveTests).
 case "$what" in test) packages+=(systemd) ;; esac
+# PostgreSQL server for the cluster store's tests and benchmark (a throwaway initdb per test process; Debian's own cluster never starts).
+case "$what" in test|bench) packages+=(postgresql) ;; esac
 
 missing=()
 for p in "${packages[@]}"; do

@@ -4,6 +4,7 @@ import TollgatePolicy
 import TollgateConfiguration
 import TollgatePipeline
 import TollgateSpool
+import TollgateSpoolPostgres
 import TollgateDelivery
 import TollgateMetrics
 
@@ -47,7 +48,21 @@ public enum ConfigurationCheck {
         }
         lines.append("  stages: \(setup.stages.isEmpty ? "none" : setup.stages.joined(separator: " -> "))")
         lines.append("  departments: \(setup.departments.isEmpty ? "none" : setup.departments.joined(separator: ", "))")
-        lines.append("  spool: \(configuration.spool.path)")
+        if let postgres = configuration.spool.postgres {
+            // Connects, migrates if needed and says why not in one line: unreachable,
+            // refused credentials, or a schema newer than this binary.
+            let node = NodeIdentity.current(named: configuration.spool.node).name
+            let found: Int
+            do {
+                found = try await PostgresSpool.inspect(postgres, node: node)
+            } catch {
+                return Report(diagnostics: [PolicyDiagnostic(postgres.location, "\(error)")], summary: "")
+            }
+            let schema = found == PostgresSpool.schemaVersion ? "schema \(found)" : "schema \(found), migrated to \(PostgresSpool.schemaVersion) at start"
+            lines.append("  spool: postgres \(postgres.url) node=\(node) lease=\(Int(configuration.spool.lease))s (\(schema))")
+        } else {
+            lines.append("  spool: \(configuration.spool.path)")
+        }
         return Report(diagnostics: [], summary: lines.joined(separator: "\n"))
     }
 }

@@ -57,8 +57,8 @@ public final class TollgateServer: Sendable {
         }
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         metrics.setBuildInfo(version: TollgateVersion.string, abi: Int(TollgatePolicyABI.version))
-        let node = NodeIdentity.current()
-        self.spool = try SpoolFactory.open(configuration.spool, node: node.name, logger: logger)
+        let node = NodeIdentity.current(named: configuration.spool.node)
+        self.spool = try await SpoolFactory.open(configuration.spool, node: node.name, logger: logger)
         self.runner = QueueRunner(
             spool: spool,
             transports: try Transports.make(configuration, group: group, logger: logger),

@@ -105,9 +105,7 @@ public enum ConfigurationLoader {
             case "limits":
                 readLimits(value, &reader, &config.limits)
             case "spool":
-                for (_, _, v) in reader.mapping(value, allowed: ["path"], what: "spool") {
-                    if let p = reader.string(v, "spool.path") { config.spool.path = resolve(p) }
-                }
+                readSpool(value, &reader, &config.spool, resolve)
             case "upstreams":
                 upstreamsNode = value
                 config.upstreams = reader.sequence(value, "upstreams").compactMap { readUpstream($0, &reader, resolve) }

@@ -77,8 +77,61 @@ public struct TollgateConfiguration: Sendable {
         public var acceptsAddressLiterals = false
     }
 
+    /// `spool:` (SPEC §6): the embedded store under `path`, or with `postgres` a shared
+    /// database that every node of a cluster names.
     public struct Spool: Sendable {
         public var path = "var/spool"
+        /// `spool.postgres`: the cluster's shared store instead of `path`.
+        public var postgres: Postgres?
+        /// `spool.node`: this node's name, unique in the cluster; `nil`: the host's name.
+        public var node: String?
+        /// `spool.lease`: how long a delivery claim lasts unless renewed.
+        public var lease: Double = 60
+        /// Where the `spool:` section is, for errors found when the store is opened.
+        public var location: SourceLocation?
+    }
+
+    /// `spool.postgres`, with the URL taken apart.
+    public struct Postgres: Sendable {
+        /// The URL as written (it holds no password).
+        public var url: String
+        /// A host name or address; a path (`%2Frun%2Fpostgresql`) means the unix socket's folder.
+        public var host: String
+        public var port: Int
+        public var user: String
+        public var database: String
+        /// `password_file`, resolved; its first line is the password.
+        public var passwordFile: String?
+        public var tls: PostgresTLSMode = .disable
+        /// `ca_file`, for `verify-full`; the system's roots otherwise.
+        public var caFile: String?
+        /// `statement_timeout`: the server cancels a statement that runs longer, and the
+        /// store gives up waiting for an answer a little later (a hung server).
+        public var statementTimeout: Double = 30
+        /// `connect_timeout`: how long opening one connection may take.
+        public var connectTimeout: Double = 10
+        /// `max_connections`: connections this node keeps to the database at most.
+        public var maxConnections = 10
+        public var location: SourceLocation
+
+        public init(url: String, host: String, port: Int, user: String, database: String, location: SourceLocation = SourceLocation(file: "", line: 1, column: 1)) {
+            self.url = url
+            self.host = host
+            self.port = port
+            self.user = user
+            self.database = database
+            self.location = location
+        }
+
+        /// The unix socket's path when `host` is a folder.
+        public var unixSocket: String? { host.hasPrefix("/") ? "\(host)/.s.PGSQL.\(port)" : nil }
+    }
+
+    /// `spool.postgres.tls`.
+    public enum PostgresTLSMode: String, Sendable, CaseIterable {
+        case disable
+        case require
+        case verifyFull = "verify-full"
     }
 
     public enum UpstreamKind: Sendable {

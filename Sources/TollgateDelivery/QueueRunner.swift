@@ -50,6 +50,7 @@ public final class QueueRunner: Service, Sendable {
             )
             concurrency = configuration.delivery.concurrency
             defaultUpstream = configuration.delivery.defaultUpstream
+            lease = configuration.spool.lease
         }
 
         var renewEvery: Duration { renewInterval ?? .milliseconds(Int64(lease * 1000 / 3)) }
@@ -125,14 +126,22 @@ public final class QueueRunner: Service, Sendable {
         logger.info("queue runner started", metadata: ["queue.size": "\(queued)", "queue.owner": "\(settings.owner)"])
         await withDiscardingTaskGroup { group in
             group.addTask { await self.renewClaims() }
+            // A store that is down fails every look at the queue (once a second): one
+            // line when that starts and one when it ends, not one a second.
+            var failing = false
             while !signal.isStopped, !Task.isCancelled {
                 let capacity = settings.concurrency - slots.withLockedValue { $0.busy }
                 var claimed: [String] = []
                 if capacity > 0 {
                     do {
                         claimed = try await spool.claimDue(owner: settings.owner, now: now(), lease: settings.lease, limit: capacity)
+                        if failing {
+                            failing = false
+                            logger.notice("claiming due messages again")
+                        }
                     } catch {
-                        logger.error("cannot claim due messages", metadata: ["error": "\(error)"])
+                        if !failing { logger.error("cannot claim due messages", metadata: ["error": "\(error)"]) }
+                        failing = true
                     }
                 }
                 for id in claimed {

@@ -2,9 +2,9 @@ import NIOCore
 
 /// Checksums that find torn or flipped content in the spool. Each row records which
 /// one it carries (`checksum_kind`), so spools written by earlier versions still load.
-enum Checksum {
+package enum Checksum {
     /// Which function a row's checksum was made with.
-    enum Kind: Int {
+    package enum Kind: Int {
         /// FNV-1a 64 over the header, then the content (spools before schema v3).
         case fnv1a = 0
         /// XXH64 of the content, seeded with the XXH64 of the header: 32 bytes a step.
@@ -12,9 +12,9 @@ enum Checksum {
     }
 
     /// The checksum new rows carry.
-    static let current = Kind.xxh64
+    package static let current = Kind.xxh64
 
-    static func of(header: String, content: ByteBuffer, kind: Kind = current) -> Int64 {
+    package static func of(header: String, content: ByteBuffer, kind: Kind = current) -> Int64 {
         switch kind {
         case .fnv1a: return fnv1a(header: header, content: content)
         case .xxh64:

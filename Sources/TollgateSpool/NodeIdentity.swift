@@ -5,9 +5,9 @@ import Glibc
 #endif
 
 /// Who this process is to the spool: the node name recorded as `accepted_by`, and the
-/// owner name of its delivery claims (SPEC §6 `spool.node`; the hostname for now).
+/// owner name of its delivery claims (SPEC §6 `spool.node`, by default the hostname).
 public struct NodeIdentity: Sendable, Hashable {
-    /// The node's name: the host's name.
+    /// The node's name: `spool.node`, or the host's name.
     public var name: String
     /// Unique to this process (host, pid and random bits), so that a restarted node or
     /// a second process on the same host never takes another's claims for its own.
@@ -29,12 +29,12 @@ public struct NodeIdentity: Sendable, Hashable {
         return cmdline.contains("tollgate")
     }
 
-    /// This host and process.
-    public static func current() -> NodeIdentity {
+    /// This process, as node `named` (`spool.node`), or as the host's name.
+    public static func current(named: String? = nil) -> NodeIdentity {
         var buffer = [CChar](repeating: 0, count: 256)
-        let name = gethostname(&buffer, buffer.count) == 0
+        let name = named ?? (gethostname(&buffer, buffer.count) == 0
             ? String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            : "localhost"
+            : "localhost")
         let incarnation = String(UInt32.random(in: 0...UInt32.max), radix: 36)
         return NodeIdentity(name: name, claimOwner: "\(name)/\(getpid())/\(incarnation)")
     }

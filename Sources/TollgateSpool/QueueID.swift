@@ -5,13 +5,33 @@ import Glibc
 import TollgateConfiguration
 #endif
 
-/// Makes queue ids that are never reused: the time in microseconds, a per-process
-/// counter and random bits, in Crockford base 32 (no I, L, O, U).
+/// Makes queue ids that are never reused: the time in microseconds, strictly
+/// increasing within the process, then random bits, in Crockford base 32 (no I, L, O, U).
+///
+/// With an `incarnation` (a number no other process of any node ever gets: the
+/// PostgreSQL store takes it from a database sequence at start), the random bits make
+/// way for that number, so ids are unique across a cluster by construction, whatever
+/// the nodes' clocks do: two processes never share an incarnation, and one process
+/// never repeats a stamp.
 public final class QueueIDGenerator: Sendable {
     private static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
     private let state = NIOLockedValueBox<(last: UInt64, counter: UInt64)>((0, 0))
+    private let suffix: [UInt8]?
 
-    public init() {}
+    public init() {
+        suffix = nil
+    }
+
+    /// Ids that end in `incarnation` (at least four base-32 digits) instead of random bits.
+    public init(incarnation: UInt64) {
+        var digits: [UInt8] = []
+        var v = incarnation
+        repeat {
+            digits.append(Self.alphabet[Int(v & 31)])
+            v >>= 5
+        } while v > 0 || digits.count < 4
+        suffix = digits.reversed()
+    }
 
     public func next() -> String {
         var ts = timespec()
@@ -30,6 +50,7 @@ public final class QueueIDGenerator: Sendable {
             v >>= 5
         }
         out.reverse()
+        if let suffix { return String(decoding: out + suffix, as: UTF8.self) }
         var r = UInt64.random(in: 0..<(1 << 20))
         for _ in 0..<4 {
             out.append(Self.alphabet[Int(r & 31)])

@@ -11,12 +11,12 @@ struct Queue: AsyncParsableCommand {
         subcommands: [List.self, Show.self, Retry.self, Hold.self, Release.self, Delete.self, Bounce.self]
     )
 
-    static func openSpool(_ options: ConfigOption) throws -> any Spool {
+    static func openSpool(_ options: ConfigOption) async throws -> any Spool {
         let configuration = try options.load()
         var logger = Logger(label: "tollgate.queue")
         logger.logLevel = .warning
         do {
-            return try SpoolFactory.open(configuration.spool, node: NodeIdentity.current().name, logger: logger)
+            return try await SpoolFactory.open(configuration.spool, node: NodeIdentity.current(named: configuration.spool.node).name, logger: logger)
         } catch {
             throw UserError(message: "\(error)")
         }
@@ -36,6 +36,7 @@ struct Queue: AsyncParsableCommand {
         @Option(help: "Only messages with this pending recipient.") var recipient: String?
         @Option(help: "Only messages from this authenticated user.") var user: String?
         @Option(help: "Only messages of this department.") var department: String?
+        @Option(help: "Only messages this cluster node accepted or is delivering (spool.node).") var node: String?
 
         func validate() throws {
             if let state, QueueState(rawValue: state) == nil {
@@ -44,7 +45,7 @@ struct Queue: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let spool = try Queue.openSpool(options)
+            let spool = try await Queue.openSpool(options)
             let now = Date().timeIntervalSince1970
             let rows = try await spool.list().filter { m in
                 (state == nil || m.state.rawValue == state)
@@ -52,6 +53,7 @@ struct Queue: AsyncParsableCommand {
                     && (recipient == nil || m.recipients.contains { $0.lowercased() == recipient!.lowercased() })
                     && (user == nil || m.user == user)
                     && (department == nil || m.department == department)
+                    && (node == nil || m.acceptedBy == node || m.claimedBy?.hasPrefix(node! + "/") == true)
             }
             if rows.isEmpty, !json {
                 // As Postfix's mailq; --json prints nothing, one object per message.
@@ -84,7 +86,7 @@ struct Queue: AsyncParsableCommand {
         @Argument(help: "Queue id.") var id: String
 
         func run() async throws {
-            let spool = try Queue.openSpool(options)
+            let spool = try await Queue.openSpool(options)
             guard let m = try await spool.load(id) else { throw UserError(message: "unknown queue id: \(id)") }
             print(QueueFormat.show(m))
         }
@@ -101,7 +103,7 @@ struct Queue: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let spool = try Queue.openSpool(options)
+            let spool = try await Queue.openSpool(options)
             let now = Date().timeIntervalSince1970
             if all {
                 try await spool.retry(nil, now: now)

@@ -3,11 +3,13 @@ import TestSupport
 import Testing
 import TollgateConfiguration
 import TollgateSpool
+import TollgateSpoolPostgres
 
 /// The stores every claim and administration test runs against: the embedded store,
-/// and the in-memory one the queue-runner tests rely on to behave the same.
+/// the cluster's PostgreSQL store, and the in-memory one the queue-runner tests rely
+/// on to behave the same.
 enum StoreKind: String, CaseIterable, CustomTestStringConvertible {
-    case sqlite, memory
+    case sqlite, postgres, memory
 
     var testDescription: String { rawValue }
 
@@ -20,6 +22,37 @@ enum StoreKind: String, CaseIterable, CustomTestStringConvertible {
             let dir = try TemporaryDirectory(label: "spool")
             try await body(SQLiteSpool(directory: dir.path, node: "node-a", logger: SpoolFixtures.quietLogger))
             dir.remove()
+        case .postgres:
+            // One server for the whole test process, a database of its own per test.
+            let database = try await PostgresTestDatabase.make()
+            let spool = try await PostgresSpool.open(database.settings, node: "node-a", logger: SpoolFixtures.quietLogger)
+            do {
+                try await body(spool)
+            } catch {
+                await spool.close()
+                throw error
+            }
+            await spool.close()
         }
+    }
+}
+
+/// A fresh database on the test process's PostgreSQL, and the settings that name it
+/// (the password in a file, as `spool.postgres.password_file` gives it).
+struct PostgresTestDatabase {
+    var server: PostgresServer
+    var name: String
+    var settings: TollgateConfiguration.Postgres
+
+    static func make(statementTimeout: Double = 30) async throws -> PostgresTestDatabase {
+        let server = try await PostgresServer.shared()
+        let name = try await server.createDatabase()
+        var settings = TollgateConfiguration.Postgres(
+            url: server.url(database: name), host: "127.0.0.1", port: server.port, user: PostgresServer.user, database: name
+        )
+        settings.passwordFile = server.passwordFile
+        settings.statementTimeout = statementTimeout
+        settings.connectTimeout = 5
+        return PostgresTestDatabase(server: server, name: name, settings: settings)
     }
 }

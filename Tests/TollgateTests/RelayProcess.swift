@@ -25,7 +25,8 @@ final class RelayProcess: @unchecked Sendable {
 
     /// `body` is the configuration after `hostname:` and the listener; use `PORT` nowhere:
     /// the listener is added here on a free port.
-    init(listener: String = "tls: none\n    auth: none", rest: String, directory: TemporaryDirectory? = nil) throws {
+    /// `spool` is the body of the `spool:` section (the embedded store by default).
+    init(listener: String = "tls: none\n    auth: none", spool: String = "path: spool", rest: String, directory: TemporaryDirectory? = nil) throws {
         self.directory = try directory ?? TemporaryDirectory()
         self.port = freePort()
         self.configPath = self.directory.path + "/tollgate.yaml"
@@ -36,7 +37,7 @@ final class RelayProcess: @unchecked Sendable {
                 address: 127.0.0.1:\(port)
                 \(listener)
             spool:
-              path: spool
+              \(spool)
             log: { level: debug }
             \(rest)
             """

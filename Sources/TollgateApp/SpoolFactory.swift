@@ -1,0 +1,16 @@
+import Logging
+import TollgateConfiguration
+import TollgateSpool
+import TollgateSpoolPostgres
+
+/// Opens the store that `spool:` configures. The one place that names a store type:
+/// the embedded `SQLiteSpool` under `spool.path`, or with `spool.postgres` the
+/// cluster's shared `PostgresSpool`.
+public enum SpoolFactory {
+    public static func open(_ configuration: TollgateConfiguration.Spool, node: String, logger: Logger) async throws -> any Spool {
+        if let postgres = configuration.postgres {
+            return try await PostgresSpool.open(postgres, node: node, logger: logger)
+        }
+        return try SQLiteSpool(directory: configuration.path, node: node, logger: logger)
+    }
+}

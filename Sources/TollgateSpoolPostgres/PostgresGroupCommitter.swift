@@ -1,0 +1,107 @@
+import NIOConcurrencyHelpers
+
+/// Commits the new messages of concurrent sessions together, as ``GroupCommitter``
+/// does for the embedded store: while one batch is being committed, the messages that
+/// arrive wait for the next, and one statement (one round trip, one commit, one WAL
+/// flush) stores them all. So a burst of N sessions costs about one round trip per
+/// batch rather than per message, and a lone session pays a single round trip.
+///
+/// A batch that the database refuses (one message's id already exists, say) is
+/// tried again message by message, so that one failure does not sink the others: the
+/// refused statement rolled back whole, so nothing is stored twice. A batch that
+/// fails for want of the database fails for all its callers (451: the commit may or
+/// may not have happened, so a message may later arrive twice, never be lost).
+final class PostgresGroupCommitter<Item: Sendable>: Sendable {
+    private struct Pending: Sendable {
+        var item: Item
+        var cost: Int
+        var done: @Sendable (Result<Void, any Error>) -> Void
+    }
+
+    private struct State {
+        var pending: [Pending] = []
+        var flushing = false
+        var largestBatch = 0
+        var commits = 0
+    }
+
+    private let state = NIOLockedValueBox(State())
+    private let maxItems: Int
+    private let maxCost: Int
+    private let write: @Sendable ([Item]) async throws -> Void
+    private let isRetryable: @Sendable (any Error) -> Bool
+
+    /// - Parameters:
+    ///   - maxItems, maxCost: the most one batch takes (items, and their summed cost: bytes).
+    ///   - write: stores a batch in one statement; throws if nothing was stored.
+    ///   - isRetryable: whether an error of `write` is the statement's own (retry one
+    ///     by one) rather than the connection's.
+    init(maxItems: Int, maxCost: Int, isRetryable: @escaping @Sendable (any Error) -> Bool, write: @escaping @Sendable ([Item]) async throws -> Void) {
+        self.maxItems = maxItems
+        self.maxCost = maxCost
+        self.isRetryable = isRetryable
+        self.write = write
+    }
+
+    /// Largest batch so far (for tests and benchmarks).
+    var largestBatch: Int { state.withLockedValue { $0.largestBatch } }
+    /// Statements sent so far (for tests and benchmarks).
+    var commits: Int { state.withLockedValue { $0.commits } }
+
+    /// Stores `item` with the next batch; returns once that batch is committed.
+    func submit(_ item: Item, cost: Int) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let pending = Pending(item: item, cost: cost) { continuation.resume(with: $0) }
+            let start = state.withLockedValue { s -> Bool in
+                s.pending.append(pending)
+                guard !s.flushing else { return false }
+                s.flushing = true
+                return true
+            }
+            if start { Task { await self.flush() } }
+        }
+    }
+
+    /// Commits batches until nothing is pending.
+    private func flush() async {
+        while true {
+            let batch = state.withLockedValue { s -> [Pending] in
+                var taken = 0
+                var cost = 0
+                while taken < s.pending.count, taken < maxItems, taken == 0 || cost + s.pending[taken].cost <= maxCost {
+                    cost += s.pending[taken].cost
+                    taken += 1
+                }
+                let batch = Array(s.pending.prefix(taken))
+                s.pending.removeFirst(taken)
+                if batch.isEmpty { s.flushing = false }
+                s.largestBatch = max(s.largestBatch, batch.count)
+                return batch
+            }
+            guard !batch.isEmpty else { return }
+            await commit(batch)
+        }
+    }
+
+    private func commit(_ batch: [Pending]) async {
+        do {
+            state.withLockedValue { $0.commits += 1 }
+            try await write(batch.map(\.item))
+            for p in batch { p.done(.success(())) }
+        } catch {
+            guard batch.count > 1, isRetryable(error) else {
+                for p in batch { p.done(.failure(error)) }
+                return
+            }
+            for p in batch {
+                do {
+                    state.withLockedValue { $0.commits += 1 }
+                    try await write([p.item])
+                    p.done(.success(()))
+                } catch {
+                    p.done(.failure(error))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+import Logging
+import PostgresNIO
+
+extension PostgresSpool {
+    /// The schema version this binary writes. A database of an earlier version is
+    /// migrated at start; one of a later version (a newer Tollgate ran on it) is refused.
+    public static let schemaVersion = 1
+
+    /// One migration per version, each run in the transaction that records it.
+    static let migrations: [Int: [PostgresQuery]] = [
+        1: [
+            "CREATE SEQUENCE incarnations",
+            """
+            CREATE TABLE messages (
+                id text PRIMARY KEY,
+                created double precision NOT NULL,
+                sender text NOT NULL,
+                envelope bytea NOT NULL,
+                size bigint NOT NULL,
+                checksum bigint NOT NULL,
+                checksum_kind bigint NOT NULL,
+                state text NOT NULL,
+                next_attempt double precision NOT NULL,
+                attempts bigint NOT NULL DEFAULT 0,
+                last_error text,
+                upstream text,
+                "user" text,
+                department text,
+                bounce_now boolean NOT NULL DEFAULT false,
+                accepted_by text NOT NULL,
+                received_header text NOT NULL,
+                claimed_by text,
+                claim_expires double precision
+            )
+            """,
+            "CREATE INDEX messages_due ON messages (next_attempt) WHERE state IN ('queued', 'deferred')",
+            "CREATE INDEX messages_claimed_by ON messages (claimed_by) WHERE claimed_by IS NOT NULL",
+            "CREATE INDEX messages_created ON messages (created)",
+            """
+            CREATE TABLE recipients (
+                message_id text NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+                idx bigint NOT NULL,
+                address text NOT NULL,
+                notify text,
+                orcpt text,
+                state text NOT NULL,
+                last_reply text,
+                attempts bigint NOT NULL DEFAULT 0,
+                PRIMARY KEY (message_id, idx)
+            )
+            """,
+            """
+            CREATE TABLE bodies (
+                message_id text PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+                content bytea NOT NULL
+            )
+            """,
+            // Mail is mostly compressed or encoded already: no pglz on the database's CPU.
+            "ALTER TABLE bodies ALTER COLUMN content SET STORAGE EXTERNAL",
+            """
+            CREATE TABLE quarantine (
+                id text PRIMARY KEY,
+                moved double precision NOT NULL,
+                reason text NOT NULL,
+                sender text,
+                envelope bytea,
+                content bytea,
+                received_header text
+            )
+            """,
+        ],
+    ]
+
+    /// An arbitrary constant: the advisory lock that makes nodes starting together
+    /// migrate one after the other.
+    static let migrationLock: Int64 = 0x746f_6c6c_6761_7465
+
+    /// Creates or migrates the schema on `connection`; returns the version found.
+    @discardableResult
+    static func migrate(_ connection: PostgresConnection, logger: Logger) async throws -> Int {
+        try await connection.query("BEGIN", logger: logger)
+        do {
+            try await connection.query("SELECT pg_advisory_xact_lock(\(migrationLock))", logger: logger)
+            try await connection.query("CREATE TABLE IF NOT EXISTS schema_version (version bigint NOT NULL)", logger: logger)
+            var found = 0
+            for try await row in try await connection.query("SELECT max(version) FROM schema_version", logger: logger) {
+                found = try row.makeRandomAccess()[0].decode(Int?.self) ?? 0
+            }
+            if found > schemaVersion { throw newerSchema(found) }
+            for version in (found + 1)...max(found + 1, schemaVersion) where version <= schemaVersion {
+                for statement in migrations[version] ?? [] {
+                    try await connection.query(statement, logger: logger)
+                }
+                try await connection.query("INSERT INTO schema_version (version) VALUES (\(version))", logger: logger)
+                if version > 1 || found > 0 {
+                    logger.notice("spool schema migrated", metadata: ["spool.schema.version": "\(version)"])
+                }
+            }
+            try await connection.query("COMMIT", logger: logger)
+            return found
+        } catch {
+            _ = try? await connection.query("ROLLBACK", logger: logger)
+            throw error
+        }
+    }
+}

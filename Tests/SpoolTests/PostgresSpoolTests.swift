@@ -1,0 +1,243 @@
+import Foundation
+import NIOCore
+import SpoolTestSupport
+import TestSupport
+import Testing
+@testable import TollgateConfiguration
+@testable import TollgateSpool
+@testable import TollgateSpoolPostgres
+
+/// What only the PostgreSQL store does, against the test process's real PostgreSQL:
+/// quarantine by checksum, the schema's version, ids unique across nodes, one
+/// statement for many sessions' messages, and clear failures.
+@Suite struct PostgresSpoolTests {
+    let t0 = 1_700_000_000.0
+
+    func open(_ db: PostgresTestDatabase, node: String = "node-a") async throws -> PostgresSpool {
+        try await PostgresSpool.open(db.settings, node: node, logger: SpoolFixtures.quietLogger)
+    }
+
+    /// A server of the test's own (to stop or freeze) and a store on it.
+    func ownServer(statementTimeout: Double) async throws -> (PostgresServer, PostgresSpool) {
+        let server = try await PostgresServer.start(fsync: false)
+        try await server.psql("CREATE DATABASE tollgate", database: "postgres")
+        var settings = TollgateConfiguration.Postgres(url: server.url(database: "tollgate"), host: "127.0.0.1", port: server.port, user: PostgresServer.user, database: "tollgate")
+        settings.passwordFile = server.passwordFile
+        settings.statementTimeout = statementTimeout
+        settings.connectTimeout = 2
+        return (server, try await PostgresSpool.open(settings, node: "node-a", logger: SpoolFixtures.quietLogger))
+    }
+
+    @Test func damagedContentIsQuarantinedNotDelivered() async throws {
+        let db = try await PostgresTestDatabase.make()
+        let spool = try await open(db)
+        defer { Task { await spool.close() } }
+        let m = SpoolFixtures.message(id: spool.makeQueueID(), now: t0, header: "Received: by test\r\n")
+        try await spool.insert(m)
+        // Flip one byte of the stored body behind the spool's back.
+        try await db.server.psql("UPDATE bodies SET content = convert_to(E'Subject: test\\r\\n\\r\\nhellO\\r\\n', 'UTF8') WHERE message_id = '\(m.id)'", database: db.name)
+        #expect(try await spool.load(m.id) == nil)
+        #expect(try await spool.quarantined() == [QuarantinedEntry(id: m.id, reason: "content checksum mismatch")])
+        #expect(try await spool.count() == 0)
+        #expect(try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 10).isEmpty)
+        // The damaged bytes are kept for the administrator.
+        #expect(try await db.server.psql("SELECT length(content) FROM quarantine WHERE id = '\(m.id)'", database: db.name) == "24")
+    }
+
+    @Test func anUnknownStateIsQuarantinedAtOpen() async throws {
+        let db = try await PostgresTestDatabase.make()
+        let first = try await open(db)
+        let m = SpoolFixtures.message(id: first.makeQueueID(), now: t0)
+        try await first.insert(m)
+        await first.close()
+        try await db.server.psql("UPDATE messages SET state = 'frozen' WHERE id = '\(m.id)'", database: db.name)
+        let spool = try await open(db)
+        defer { Task { await spool.close() } }
+        #expect(try await spool.quarantined() == [QuarantinedEntry(id: m.id, reason: "unknown message state")])
+        #expect(try await spool.count() == 0)
+    }
+
+    @Test func aSchemaNewerThanTheBinaryIsRefusedInOneLine() async throws {
+        let db = try await PostgresTestDatabase.make()
+        let spool = try await open(db)
+        await spool.close()
+        #expect(try await PostgresSpool.inspect(db.settings, node: "node-a") == PostgresSpool.schemaVersion)
+        try await db.server.psql("INSERT INTO schema_version (version) VALUES (\(PostgresSpool.schemaVersion + 1))", database: db.name)
+        let error = await #expect(throws: PostgresSpool.Error.self) { try await open(db) }
+        let text = error?.description ?? ""
+        #expect(text.contains("schema version \(PostgresSpool.schemaVersion + 1), newer than this Tollgate's (\(PostgresSpool.schemaVersion))"), "\(text)")
+        #expect(!text.contains("\n"))
+        await #expect(throws: PostgresSpool.Error.self) { try await PostgresSpool.inspect(db.settings, node: "node-a") }
+    }
+
+    @Test func anEmptyDatabaseIsReportedAndCreatedAtStart() async throws {
+        let db = try await PostgresTestDatabase.make()
+        #expect(try await PostgresSpool.inspect(db.settings, node: "node-a") == 0)
+        // `inspect` changes nothing.
+        #expect(try await db.server.psql("SELECT to_regclass('messages') IS NULL", database: db.name) == "t")
+        let spool = try await open(db)
+        await spool.close()
+        #expect(try await db.server.psql("SELECT max(version) FROM schema_version", database: db.name) == "\(PostgresSpool.schemaVersion)")
+    }
+
+    @Test func badCredentialsAndAnUnreachableServerAreOneLineEach() async throws {
+        let db = try await PostgresTestDatabase.make()
+        let folder = try TemporaryDirectory(label: "pgpw")
+        defer { folder.remove() }
+        var wrong = db.settings
+        wrong.passwordFile = folder.file("wrong.pw")
+        try TestFiles.write("not-the-password\n", to: wrong.passwordFile!)
+        let refused = await #expect(throws: PostgresSpool.Error.self) { try await PostgresSpool.open(wrong, node: "n", logger: SpoolFixtures.quietLogger) }
+        #expect(refused?.description.contains("password authentication failed") == true, "\(refused?.description ?? "")")
+        #expect(refused?.description.contains("\n") == false)
+
+        var nowhere = db.settings
+        nowhere.port = freePort()
+        nowhere.url = "postgresql://tollgate@127.0.0.1:\(nowhere.port)/x"
+        let started = ContinuousClock.now
+        let unreachable = await #expect(throws: PostgresSpool.Error.self) { try await PostgresSpool.inspect(nowhere, node: "n") }
+        #expect(unreachable?.description.hasPrefix("cannot reach the spool database postgresql://tollgate@127.0.0.1:\(nowhere.port)/x: ") == true, "\(unreachable?.description ?? "")")
+        #expect(ContinuousClock.now - started < .seconds(10))
+    }
+
+    /// Two nodes (two opens of one database) never make the same id: each process
+    /// has an incarnation of its own from the database's sequence.
+    @Test func queueIDsAreUniqueAcrossNodes() async throws {
+        let db = try await PostgresTestDatabase.make()
+        let a = try await open(db, node: "relay-a")
+        let b = try await open(db, node: "relay-b")
+        defer { Task { await a.close(); await b.close() } }
+        #expect(a.incarnation != b.incarnation)
+        let fromA = (0..<5_000).map { _ in a.makeQueueID() }
+        let fromB = (0..<5_000).map { _ in b.makeQueueID() }
+        #expect(Set(fromA + fromB).count == 10_000)
+        // Time-ordered within a process.
+        #expect(fromA == fromA.sorted())
+    }
+
+    @Test func concurrentInsertsShareOneStatement() async throws {
+        let db = try await PostgresTestDatabase.make()
+        let spool = try await open(db)
+        defer { Task { await spool.close() } }
+        let writers = 100
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<writers {
+                group.addTask { try await spool.insert(SpoolFixtures.message(id: spool.makeQueueID(), to: ["b@example.net", "c@example.net"], now: self.t0)) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await spool.count() == writers)
+        #expect(try await db.server.psql("SELECT count(*) FROM recipients", database: db.name) == "\(writers * 2)")
+        let commits = spool.inserts.commits
+        #expect(commits < writers, "\(commits) statements for \(writers) messages")
+        #expect(spool.inserts.largestBatch > 1)
+    }
+
+    @Test func aRefusedMessageDoesNotSinkItsBatch() async throws {
+        let db = try await PostgresTestDatabase.make()
+        let spool = try await open(db)
+        defer { Task { await spool.close() } }
+        let taken = SpoolFixtures.message(id: spool.makeQueueID(), now: t0)
+        try await spool.insert(taken)
+        // The same id again, among 30 good ones sent at once: only it fails.
+        let results = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await spool.insert(taken)) != nil }
+            for _ in 0..<30 {
+                group.addTask { (try? await spool.insert(SpoolFixtures.message(id: spool.makeQueueID(), now: self.t0))) != nil }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(results.filter { !$0 }.count == 1)
+        #expect(try await spool.count() == 31)
+    }
+
+    /// The database goes away: the store fails at once (451 for the session) rather
+    /// than hanging, says so, and works again by itself when the database is back.
+    @Test func aStoppedDatabaseFailsFastAndIsReconnected() async throws {
+        let (server, spool) = try await ownServer(statementTimeout: 2)
+        defer { Task { await spool.close(); await server.shutdown() } }
+        try await spool.insert(SpoolFixtures.message(id: spool.makeQueueID(), now: t0))
+        await server.stop()
+        let started = ContinuousClock.now
+        await #expect(throws: (any Error).self) { try await spool.insert(SpoolFixtures.message(id: spool.makeQueueID(), now: t0)) }
+        // The deadline (statement_timeout + 5 s) bounds the first failure; later ones are immediate.
+        #expect(ContinuousClock.now - started < .seconds(8))
+        let again = ContinuousClock.now
+        await #expect(throws: (any Error).self) { try await spool.health() }
+        #expect(ContinuousClock.now - again < .seconds(1))
+        try await server.restart()
+        let back = await waitUntil(timeout: 30, interval: 0.2) { (try? await spool.health()) != nil }
+        #expect(back)
+        try await spool.insert(SpoolFixtures.message(id: spool.makeQueueID(), now: t0))
+        // The insert that failed while the database was down is not stored later either.
+        let count = try await spool.count()
+        #expect(count == 2, "\(count) messages")
+    }
+
+    /// A frozen database (every process stopped) answers nothing; the store gives up
+    /// after its deadline instead of hanging the session.
+    @Test func aFrozenDatabaseCannotHangAnInsert() async throws {
+        let (server, spool) = try await ownServer(statementTimeout: 1)
+        defer { Task { await spool.close(); await server.shutdown() } }
+        try await spool.insert(SpoolFixtures.message(id: spool.makeQueueID(), now: t0))
+        server.pause()
+        let started = ContinuousClock.now
+        await #expect(throws: (any Error).self) { try await spool.insert(SpoolFixtures.message(id: spool.makeQueueID(), now: t0)) }
+        let waited = ContinuousClock.now - started
+        #expect(waited >= .seconds(5) && waited < .seconds(9), "\(waited)")
+        server.resume()
+        let back = await waitUntil(timeout: 30, interval: 0.2) { (try? await spool.health()) != nil }
+        #expect(back)
+    }
+}
+
+/// `spool.postgres`, `spool.node` and `spool.lease` in `tollgate.yaml`.
+@Suite struct PostgresConfigurationTests {
+    func parse(_ spool: String) throws(ConfigurationLoader.Failure) -> TollgateConfiguration {
+        try ConfigurationLoader.parse("""
+            listeners:
+              - { name: relay, address: 127.0.0.1:2525 }
+            upstreams:
+              - { name: outbox, directory: /tmp/outbox }
+            spool:
+            \(spool)
+            """, file: "/tmp/t/tollgate.yaml")
+    }
+
+    func errors(_ spool: String) -> [String] {
+        do {
+            _ = try parse(spool)
+            return []
+        } catch {
+            return error.diagnostics.map(\.description)
+        }
+    }
+
+    @Test func theKeysAreRead() throws {
+        let c = try parse("""
+              postgres:
+                url: postgresql://tollgate@db.example.test:6432/queue
+                tls: verify-full
+                statement_timeout: 10s
+              node: relay-a
+              lease: 2m
+            """)
+        let p = try #require(c.spool.postgres)
+        #expect(p.host == "db.example.test" && p.port == 6432 && p.user == "tollgate" && p.database == "queue")
+        #expect(p.tls == .verifyFull && p.statementTimeout == 10 && p.passwordFile == nil)
+        #expect(c.spool.node == "relay-a" && c.spool.lease == 120)
+        #expect(try parse("  postgres: { url: \"postgresql://u@%2Frun%2Fpostgresql/q\" }").spool.postgres?.unixSocket == "/run/postgresql/.s.PGSQL.5432")
+    }
+
+    @Test func mistakesAreLocated() {
+        #expect(errors("  postgres: { url: \"postgresql://u:secret@h/q\" }") == ["/tmp/t/tollgate.yaml:6:20: spool.postgres.url: holds a password: put it in spool.postgres.password_file instead"])
+        #expect(errors("  postgres: { url: \"mysql://u@h/q\" }") == ["/tmp/t/tollgate.yaml:6:20: spool.postgres.url: must start with postgresql://"])
+        #expect(errors("  postgres: { url: \"postgresql://u@h/q?sslmode=require\" }").first?.contains("query parameters are not taken") == true)
+        #expect(errors("  postgres: { url: \"postgresql://u@h/q\", tls: maybe }") == ["/tmp/t/tollgate.yaml:6:47: spool.postgres.tls must be one of disable, require, verify-full, not 'maybe'"])
+        #expect(errors("  postgres: { tls: require }") == ["/tmp/t/tollgate.yaml:6:13: spool.postgres needs a url (postgresql://USER@HOST:PORT/DATABASE)"])
+        #expect(errors("  postgres: { url: \"postgresql://u@h/q\", password_file: /nonexistent/pw }") == ["/tmp/t/tollgate.yaml:6:57: cannot read /nonexistent/pw"])
+        #expect(errors("  node: \"relay/a\"") == ["/tmp/t/tollgate.yaml:6:9: spool.node must be 1 to 63 printable ASCII characters without spaces or '/'"])
+        #expect(errors("  lease: 1s") == ["/tmp/t/tollgate.yaml:6:10: spool.lease must be at least 3s (a delivery renews its claim every third of it)"])
+        #expect(errors("  path: q\n  postgres: { url: \"postgresql://u@h/q\" }").first?.contains("spool has both path and postgres") == true)
+    }
+}

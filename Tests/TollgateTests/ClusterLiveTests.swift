@@ -1,0 +1,226 @@
+import Foundation
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Two live `tollgate serve` nodes on one real PostgreSQL (SPEC §6), relaying to a
+/// real SMTP sink process.
+extension LiveRelayTests {
+    @Suite(.serialized, .timeLimit(.minutes(5))) struct ClusterLiveTests {
+        /// The `spool:` body for node `name` on a database of the test process's server.
+        static func spool(_ server: PostgresServer, database: String, node: String, lease: String = "5s") -> String {
+            "postgres: { url: \"\(server.url(database: database))\", password_file: \(server.passwordFile), statement_timeout: 5s }\n  node: \(node)\n  lease: \(lease)"
+        }
+
+        /// The one upstream `primary`, retried every second, as the other live tests use it.
+        static func upstream(_ port: Int) -> String { RelayIntegrationTests().upstreamConfig(port: port) }
+
+        /// Markers delivered more than once, and how often.
+        static func duplicates(_ sink: SMTPSink) -> [String: Int] {
+            var seen: [String: Int] = [:]
+            for m in sink.messages() { if let marker = m.headerValue("X-Marker") { seen[marker, default: 0] += 1 } }
+            return seen.filter { $0.value > 1 }
+        }
+
+        /// A database of its own on the test process's server, and a sink.
+        static func setUp(_ dir: TemporaryDirectory) async throws -> (PostgresServer, String, SMTPSink, Int) {
+            let server = try await PostgresServer.shared()
+            let database = try await server.createDatabase()
+            let sinkPort = freePort()
+            return (server, database, try SMTPSink.start(port: sinkPort, dumpDirectory: dir.path + "/dump"), sinkPort)
+        }
+
+        @Test func twoNodesDeliverEveryMessageExactlyOnce() async throws {
+            let dir = try TemporaryDirectory(label: "cluster")
+            defer { dir.remove() }
+            let (server, database, sink, sinkPort) = try await Self.setUp(dir)
+            defer { sink.stop() }
+            let a = try RelayProcess(spool: Self.spool(server, database: database, node: "relay-a"), rest: Self.upstream(sinkPort), directory: try TemporaryDirectory(label: "node-a"))
+            let b = try RelayProcess(spool: Self.spool(server, database: database, node: "relay-b"), rest: Self.upstream(sinkPort), directory: try TemporaryDirectory(label: "node-b"))
+            try a.start()
+            defer { a.stop(); a.directory.remove() }
+            try b.start()
+            defer { b.stop(); b.directory.remove() }
+
+            // Four clients, each alternating between the nodes.
+            let markers = (0..<4).flatMap { c in (0..<50).map { "c\(c)-\($0)" } }
+            let accepted = LockedCount()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for c in 0..<4 {
+                    group.addTask {
+                        for n in 0..<50 {
+                            let node = (c + n) % 2 == 0 ? a : b
+                            let reply = try await Blocking.run { try SMTPTestClient.sendMessage(port: node.port, from: "load@example.com", to: ["sink@example.net"], data: testMessage(marker: "c\(c)-\(n)")) }
+                            if reply.code == 250 { accepted.add() }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(accepted.value == markers.count)
+            let all = await waitUntil(timeout: 60) { sink.deliveredMarkers().isSuperset(of: markers) }
+            #expect(all, "missing: \(Set(markers).subtracting(sink.deliveredMarkers()).sorted().prefix(10))")
+            try await Task.sleep(for: .seconds(2))
+            #expect(Self.duplicates(sink).isEmpty, "delivered twice: \(Self.duplicates(sink).prefix(10))")
+            #expect(sink.messages().count == markers.count)
+            // Both nodes took mail, and `queue list` on either sees the one (now empty) queue.
+            #expect(try await server.queueCount(database) == 0)
+            let listed = try a.cli(["queue", "list"])
+            #expect(listed.status == 0, "\(listed.stderr)")
+        }
+
+        /// `tollgate check` reaches the database and names it; an unreachable one, or a
+        /// password it refuses, is one located line and exit status 1.
+        @Test func checkReportsTheDatabaseInOneLine() async throws {
+            let server = try await PostgresServer.shared()
+            let database = try await server.createDatabase()
+            let good = try RelayProcess(spool: Self.spool(server, database: database, node: "relay-a"), rest: Self.upstream(freePort()))
+            defer { good.directory.remove() }
+            let ok = try good.cli(["check"])
+            #expect(ok.status == 0, "\(ok.stderr)")
+            #expect(ok.stdout.contains("spool: postgres \(server.url(database: database)) node=relay-a lease=5s (schema 0, migrated to 1 at start)"), "\(ok.stdout)")
+
+            let port = freePort()
+            let nowhere = try RelayProcess(spool: "postgres: { url: \"postgresql://tollgate@127.0.0.1:\(port)/x\", connect_timeout: 2s }", rest: Self.upstream(freePort()))
+            defer { nowhere.directory.remove() }
+            let down = try nowhere.cli(["check"])
+            #expect(down.status == 1)
+            let lines = down.stderr.split(separator: "\n")
+            #expect(lines.count == 1 && lines[0].contains("tollgate.yaml:8:") && lines[0].contains("cannot reach the spool database postgresql://tollgate@127.0.0.1:\(port)/x: "), "\(down.stderr)")
+
+            let refused = try RelayProcess(spool: "postgres: { url: \"\(server.url(database: database))\", password_file: wrong.pw }", rest: Self.upstream(freePort()))
+            defer { refused.directory.remove() }
+            try TestFiles.write("wrong\n", to: refused.directory.file("wrong.pw"))
+            let denied = try refused.cli(["check"])
+            #expect(denied.status == 1 && denied.stderr.contains("password authentication failed for user \"tollgate\""), "\(denied.stderr)")
+        }
+
+        /// A node that dies holding claims on mail it is delivering (its upstream never
+        /// answers) leaves it to the other node once the lease has run out, not before.
+        @Test func aKilledNodesMailIsDeliveredByTheOtherAfterTheLease() async throws {
+            let dir = try TemporaryDirectory(label: "cluster")
+            defer { dir.remove() }
+            let (server, database, sink, sinkPort) = try await Self.setUp(dir)
+            defer { sink.stop() }
+            let silentPort = freePort()
+            let silent = try ChildProcess.spawn("python3", ["-c", """
+                import socket, time
+                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(('127.0.0.1', \(silentPort))); s.listen(128); held = []
+                while True:
+                    c, _ = s.accept(); held.append(c)
+                """])
+            defer { _ = silent.kill() }
+            #expect(await waitForPort(silentPort, timeout: 10))
+            let a = try RelayProcess(spool: Self.spool(server, database: database, node: "relay-a"), rest: Self.upstream(silentPort), directory: try TemporaryDirectory(label: "node-a"))
+            try a.start()
+            defer { a.stop(); a.directory.remove() }
+            let markers = (0..<10).map { "k\($0)" }
+            for marker in markers {
+                let reply = try await Blocking.run { try SMTPTestClient.sendMessage(port: a.port, from: "load@example.com", to: ["sink@example.net"], data: testMessage(marker: marker)) }
+                #expect(reply.code == 250)
+            }
+            // Node a holds every message: claimed, stuck in delivery, its claims renewed.
+            #expect(await waitUntil(timeout: 10) { (try? await server.claimedCount(database, by: "relay-a/")) == markers.count })
+            let b = try RelayProcess(spool: Self.spool(server, database: database, node: "relay-b"), rest: Self.upstream(sinkPort), directory: try TemporaryDirectory(label: "node-b"))
+            try b.start()
+            defer { b.stop(); b.directory.remove() }
+            // Past one lease (5 s): a renews, so b takes nothing.
+            try await Task.sleep(for: .seconds(7))
+            #expect(sink.deliveredMarkers().isEmpty)
+            // `queue list` on node b sees node a's mail, and `--node` picks it out.
+            let listed = try b.cli(["queue", "list", "--json", "--node", "relay-a"])
+            #expect(listed.status == 0 && listed.stdout.split(separator: "\n").count == markers.count, "\(listed.stdout) \(listed.stderr)")
+            #expect(listed.stdout.contains("\"accepted_by\":\"relay-a\"") && listed.stdout.contains("\"claimed_by\":\"relay-a\\/"), "\(listed.stdout.prefix(400))")
+            #expect(try b.cli(["queue", "list", "--node", "relay-b"]).stdout.isEmpty)
+            a.kill9()
+            let killed = ContinuousClock.now
+            let all = await waitUntil(timeout: 30) { sink.deliveredMarkers().isSuperset(of: markers) }
+            let took = ContinuousClock.now - killed
+            #expect(all, "missing: \(Set(markers).subtracting(sink.deliveredMarkers()).sorted())")
+            // Within the lease and a poll or two, not at once (the claims were live).
+            #expect(took < .seconds(15), "\(took)")
+            #expect(Self.duplicates(sink).isEmpty)
+            print("cluster takeover: node a killed holding \(markers.count) claims; node b delivered them all \(took) later (lease 5s)")
+        }
+
+        /// PostgreSQL stopped and started again while clients send: 4xx while it is
+        /// down (never a 250 that is then lost), 250 again once it is back, and every
+        /// acknowledged message delivered.
+        @Test func aDatabaseRestartUnderLoadLosesNothing() async throws {
+            let server = try await PostgresServer.start()
+            defer { Task { await server.shutdown() } }
+            try await server.psql("CREATE DATABASE tollgate", database: "postgres")
+            let dir = try TemporaryDirectory(label: "cluster")
+            defer { dir.remove() }
+            let sinkPort = freePort()
+            let sink = try SMTPSink.start(port: sinkPort, dumpDirectory: dir.path + "/dump")
+            defer { sink.stop() }
+            let spool = "postgres: { url: \"\(server.url(database: "tollgate"))\", password_file: \(server.passwordFile), statement_timeout: 2s, connect_timeout: 2s }\n  node: relay-a\n  lease: 5s"
+            let a = try RelayProcess(spool: spool, rest: Self.upstream(sinkPort), directory: try TemporaryDirectory(label: "node-a"))
+            try a.start()
+            defer { a.stop(); a.directory.remove() }
+
+            let acknowledged = LockedList()
+            let deferred = LockedCount()
+            let stop = LockedCount()
+            let clients = Task {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for c in 0..<3 {
+                        group.addTask {
+                            var n = 0
+                            while stop.value == 0 {
+                                let marker = "r\(c)-\(n)"
+                                n += 1
+                                guard let reply = try? await Blocking.run({ try SMTPTestClient.sendMessage(port: a.port, from: "load@example.com", to: ["sink@example.net"], data: testMessage(marker: marker)) }) else { continue }
+                                if reply.code == 250 { acknowledged.append(marker) } else if reply.code == 451, reply.enhancedCode == "4.3.0" { deferred.add() }
+                                try await Task.sleep(for: .milliseconds(20))
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+            #expect(await waitUntil(timeout: 30) { acknowledged.count >= 30 })
+            await server.stop()
+            let downAt = acknowledged.count
+            #expect(await waitUntil(timeout: 30) { deferred.value >= 5 }, "no 451 4.3.0 while the database was down")
+            // While it is down nothing more is acknowledged (sessions already past their commit aside).
+            #expect(acknowledged.count <= downAt + 3)
+            try await server.restart()
+            let backAt = acknowledged.count
+            #expect(await waitUntil(timeout: 60) { acknowledged.count >= backAt + 30 }, "no 250 after the database came back: \(a.log.suffix(2000))")
+            stop.add()
+            _ = try? await clients.value
+            let acked = acknowledged.values
+            let all = await waitUntil(timeout: 60) { sink.deliveredMarkers().isSuperset(of: acked) }
+            #expect(all, "lost: \(Set(acked).subtracting(sink.deliveredMarkers()).sorted().prefix(10))")
+            #expect(a.log.contains("database unreachable") && a.log.contains("database reachable again"))
+            // The queue runner says once that it cannot claim, and once that it can again.
+            let cannot = a.log.components(separatedBy: "cannot claim due messages").count - 1
+            #expect((1...2).contains(cannot) && a.log.contains("claiming due messages again"), "\(cannot) 'cannot claim' lines")
+            print("database restart under load: \(acked.count) acknowledged, all delivered; \(deferred.value) answered 451 4.3.0 while it was down")
+        }
+    }
+}
+
+extension PostgresServer {
+    fileprivate func queueCount(_ database: String) async throws -> Int {
+        Int(try await psql("SELECT count(*) FROM messages", database: database)) ?? -1
+    }
+
+    fileprivate func claimedCount(_ database: String, by prefix: String) async throws -> Int {
+        Int(try await psql("SELECT count(*) FROM messages WHERE claimed_by LIKE '\(prefix)%'", database: database)) ?? -1
+    }
+}
+
+/// A counter several tasks add to.
+final class LockedCount: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func add() { lock.withLock { n += 1 } }
+    var value: Int { lock.withLock { n } }
+}

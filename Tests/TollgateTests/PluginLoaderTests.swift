@@ -19,7 +19,7 @@ extension LiveRelayTests {
             RelayPolicyHost(plugin: "test", logger: Logger(label: "test"), policies: DepartmentPolicies())
         }
 
-        @Test(arguments: ["ldap", "sender-allowlist", "rate-limit"])
+        @Test(arguments: ["ldap", "sender-allowlist", "rate-limit", "dkim"])
         func bundledPluginLoadsFromItsSharedObject(_ name: String) throws {
             let path = try #require(PluginLoader.locate(name, searchPath: [Self.binFolder]), "no library for \(name) in \(Self.binFolder)")
             #expect(path.hasSuffix("libtollgate-\(name).so"))

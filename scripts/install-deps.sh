@@ -15,8 +15,8 @@ case "$what" in
 esac
 # Postfix's SASL client (Cyrus) for PLAIN/LOGIN in LiveRelayTests.PostfixClientTests.
 case "$what" in test) packages+=(libsasl2-modules) ;; esac
-# dkimpy (with PyNaCl for Ed25519) verifies the dkim stage's signatures (DKIMTests, LiveRelayTests.DKIMLiveTests).
-case "$what" in test) packages+=(python3-dkim python3-nacl) ;; esac
+# dkimpy (with PyNaCl for Ed25519) and OpenDKIM (its test mode) verify the dkim stage's signatures (DKIMTests, LiveRelayTests.DKIMLiveTests).
+case "$what" in test) packages+=(python3-dkim python3-nacl opendkim) ;; esac
 
 missing=()
 for p in "${packages[@]}"; do

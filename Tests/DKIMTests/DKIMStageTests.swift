@@ -93,6 +93,15 @@ import TollgatePolicy
         let result = try DKIMVerifier.verify(messages, records: keys.records)
         #expect(result.passed, "\(result.output)")
         #expect(result.output.components(separatedBy: "PASS").count - 1 == messages.count, "\(result.output)")
+        // And a second, independent verifier: OpenDKIM's library. Not on content without
+        // a final CRLF: OpenDKIM's test mode gives no verdict for such a file with a
+        // relaxed body, and the relay never stores one (it ends content with CRLF at
+        // receipt; LiveRelayTests.DKIMLiveTests checks that case as delivered, with both).
+        try #require(OpenDKIMVerifier.binary != nil, "opendkim is not installed (scripts/install-deps.sh)")
+        let terminated = messages.filter { $0.suffix(2) == [13, 10] }
+        #expect(terminated.count == messages.count - 2)
+        let opendkim = try OpenDKIMVerifier.verify(terminated, records: keys.records)
+        #expect(opendkim.passed, "\(opendkim.output)")
     }
 
     @Test func fromIsOverSignedSoASecondFromBreaksTheSignature() async throws {
@@ -124,6 +133,10 @@ import TollgatePolicy
         #expect(d.reason.contains("d=example.com s=rsa2026"))
         let result = try DKIMVerifier.verify([financeMessage, salesMessage, defaultMessage], records: keys.records)
         #expect(result.passed, "\(result.output)")
+        if OpenDKIMVerifier.binary != nil {
+            let opendkim = try OpenDKIMVerifier.verify([financeMessage, salesMessage, defaultMessage], records: keys.records)
+            #expect(opendkim.passed, "\(opendkim.output)")
+        }
         // The sales key does not sign finance's domain, nor finance's another department's.
         let (cross, _) = try await signed(stage, Array("From: cfo@finance.example\r\n\r\nx\r\n".utf8), department: "sales")
         #expect(cross.changes.isEmpty)

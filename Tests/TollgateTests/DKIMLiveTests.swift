@@ -94,6 +94,11 @@ extension LiveRelayTests {
                 #expect(result.output.components(separatedBy: "PASS d=\(domain) ").count - 1 == Self.messages.count, "\(domain): \(result.output)")
             }
             #expect(result.output.contains("a=ed25519-sha256") && result.output.contains("a=rsa-sha256"))
+            // OpenDKIM's verifier agrees, on the same bytes.
+            try #require(OpenDKIMVerifier.binary != nil, "opendkim is not installed (scripts/install-deps.sh)")
+            let opendkim = try OpenDKIMVerifier.verify(got.map(\.content), records: records)
+            #expect(opendkim.passed, "\(opendkim.output)")
+            #expect(opendkim.output.components(separatedBy: "succeeded").count - 1 == sent, "\(opendkim.output)")
             // The signature rides below Received:, which it does not cover; no line over 998.
             for message in got {
                 let text = message.text

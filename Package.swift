@@ -239,6 +239,13 @@ let package = Package(
         ),
         // END plugin targets
 
+        // bench/dkim-sign.sh: the signer's cost per message, RSA-2048 against Ed25519.
+        .executableTarget(
+            name: "tollgate-dkim-bench",
+            dependencies: ["DKIMStage", "DKIMKeys", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            path: "bench/DKIMBench",
+            swiftSettings: strict
+        ),
         // Helpers for tests: child processes, certificates, sinks, free ports.
         .target(
             name: "TestSupport",

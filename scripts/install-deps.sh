@@ -21,6 +21,8 @@ case "$what" in test) packages+=(samba samba-ad-provision samba-dsdb-modules sam
 case "$what" in test) packages+=(systemd) ;; esac
 # PostgreSQL server for the cluster store's tests and benchmark (a throwaway initdb per test process; Debian's own cluster never starts).
 case "$what" in test|bench) packages+=(postgresql) ;; esac
+# dkimpy (with PyNaCl for Ed25519) and OpenDKIM (its test mode) verify the dkim stage's signatures (DKIMTests, LiveRelayTests.DKIMLiveTests).
+case "$what" in test) packages+=(python3-dkim python3-nacl opendkim) ;; esac
 
 missing=()
 for p in "${packages[@]}"; do

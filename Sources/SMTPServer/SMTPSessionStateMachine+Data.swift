@@ -42,12 +42,17 @@ extension SMTPSessionStateMachine {
         if let refusal = content.outcome.reply {
             return finishTransaction(refusal)
         }
-        let headers = MessageHeaders.parse(content.content)
+        // Lines over 998 octets are folded now, not at delivery: what the stages see
+        // (and a DKIM stage signs) is what is stored and sent.
+        var received = content.content
+        if let folded = LineFolder.fold(received) { received = folded }
+        let headers = MessageHeaders.parse(received)
         if headers.count(where: { $0.name.lowercased() == "received" }) >= Self.maxHops {
             return finishTransaction(SMTPReply(554, "5.4.6", "Error: too many hops (mail loop?)"))
         }
         var tx = transaction
-        tx.message = ReceivedMessage(content: content.content, size: content.size, eightBit: content.eightBit, headers: headers)
+        let size = content.size + received.readableBytes - content.content.readableBytes
+        tx.message = ReceivedMessage(content: received, size: size, eightBit: content.eightBit, headers: headers)
         return decide(.data(tx))
     }
 

@@ -15,10 +15,13 @@ public struct RelayAnnotations: SessionAnnotations {
     public var trace: [PolicyTraceEntry] = []
     /// The department assigned last (by client network at connect, by the user at auth).
     public var department: DepartmentPolicies.Department?
+    /// The message as the data-phase stages changed it, if any did: what is stored.
+    public var message: MessageContent?
 
     public init() {}
 
-    public init(facts: SessionFacts, trace: [PolicyTraceEntry], department: DepartmentPolicies.Department? = nil) {
+    public init(facts: SessionFacts, trace: [PolicyTraceEntry], department: DepartmentPolicies.Department? = nil, message: MessageContent? = nil) {
+        self.message = message
         self.facts = facts
         self.trace = trace
         self.department = department
@@ -28,6 +31,7 @@ public struct RelayAnnotations: SessionAnnotations {
         facts.merge(other.facts)
         trace += other.trace
         if let d = other.department { department = d }
+        if let m = other.message { message = m }
     }
 
     /// A refused command leaves its trace, not the user, facts or department it found.

@@ -45,7 +45,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
 
     public func decide(_ request: PolicyRequest<RelayAnnotations>) async -> SessionDecision<RelayAnnotations> {
         let outcome = await policy.evaluate(PolicyContext(request), applied: request.annotations.department?.info.name)
-        let annotations = RelayAnnotations(facts: outcome.facts, trace: outcome.trace, department: outcome.department)
+        let annotations = RelayAnnotations(facts: outcome.facts, trace: outcome.trace, department: outcome.department, message: outcome.message)
         return SessionDecision(.init(outcome.verdict), annotations: annotations, limits: annotations.limits)
     }
 

@@ -75,6 +75,7 @@ extension PolicyContext {
             recipient: recipient?.mailbox.normalized,
             messageSize: message?.size,
             headers: message?.headers ?? [],
+            message: phase == .data ? message.map { MessageContent(buffer: $0.content) } : nil,
             facts: facts
         )
     }

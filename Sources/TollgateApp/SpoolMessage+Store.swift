@@ -23,8 +23,19 @@ extension SpoolMessage {
             date: receivedAt
         )
         let annotations = request.annotations
+        // A message the stages changed: fields inserted at the top ride with
+        // `Received:`; other changes write the content anew (SPEC §7).
+        var prefix = ""
+        var content = request.message.content
+        var eightBit = request.message.eightBit
+        if let changed = annotations.message {
+            let stored = changed.stored(replacing: request.message.content)
+            (prefix, content) = (stored.prefix, stored.content)
+            if stored.rewritten { eightBit = content.readableBytesView.contains { $0 >= 0x80 } }
+            eightBit = eightBit || prefix.utf8.contains { $0 >= 0x80 }
+        }
         var envelope = SpoolEnvelope()
-        envelope.eightBit = tx.parameters.body == .eightBitMIME || request.message.eightBit
+        envelope.eightBit = tx.parameters.body == .eightBitMIME || eightBit
         envelope.smtpUTF8 = tx.parameters.smtpUTF8
         envelope.ret = tx.parameters.ret
         envelope.envelopeID = tx.parameters.envelopeID
@@ -47,8 +58,8 @@ extension SpoolMessage {
                 SpoolRecipient(address: $0.mailbox.description, notify: $0.parameters.notify, originalRecipient: $0.parameters.originalRecipient)
             },
             envelope: envelope,
-            receivedHeader: header,
-            content: request.message.content,
+            receivedHeader: header + prefix,
+            content: content,
             upstream: annotations.route
         )
     }

@@ -24,6 +24,8 @@ public final class PolicyPipeline: Sendable {
         public var mode: TollgateConfiguration.StageMode
         /// The phases the stage decides, read once.
         public let phases: Set<PolicyPhase>
+        /// Where it runs (a signer runs last), read once.
+        public let placement: StagePlacement
 
         public init(name: String, stage: any PolicyStage, timeout: Double, onError: TollgateConfiguration.OnError, mode: TollgateConfiguration.StageMode = .enforce) {
             self.name = name
@@ -32,6 +34,7 @@ public final class PolicyPipeline: Sendable {
             self.onError = onError
             self.mode = mode
             self.phases = stage.phases
+            self.placement = stage.placement
         }
     }
 
@@ -41,8 +44,10 @@ public final class PolicyPipeline: Sendable {
     /// The phases at least one stage decides.
     public let phases: Set<PolicyPhase>
 
+    /// `stages` in configuration order; those placed ``StagePlacement/last`` are moved
+    /// after the others, keeping their order.
     public init(stages: [Stage], logger: Logger, metrics: RelayMetrics? = nil) {
-        self.stages = stages
+        self.stages = stages.filter { $0.placement != .last } + stages.filter { $0.placement == .last }
         self.logger = logger
         self.metrics = metrics
         self.phases = stages.reduce(into: []) { $0.formUnion($1.phases) }
@@ -65,7 +70,11 @@ public final class PolicyPipeline: Sendable {
 
     private func run(_ deciding: [Stage], _ context: PolicyContext, _ answer: PhaseAnswer) async {
         var context = context
+        // An `accept` ends the phase for the stages in configuration order; those
+        // placed last (signers) still run on the final message.
+        var accepted = false
         for stage in deciding {
+            if accepted, stage.placement != .last { continue }
             if stage.mode == .shadow {
                 let (decision, elapsed) = await shadowDecision(stage, context)
                 answer.update { progress in self.recordShadow(stage, decision, elapsed, phase: context.phase.rawValue, sessionID: context.sessionID, into: &progress) }
@@ -79,7 +88,7 @@ public final class PolicyPipeline: Sendable {
                 let decision = self.errorDecision(stage, error: StageTimeout(seconds: stage.timeout), phase: phase)
                 answer.resume { progress in self.record(stage, decision, elapsed, context: asked, into: &progress) }
             }
-            let decision: PolicyDecision
+            var decision: PolicyDecision
             do {
                 decision = try await stage.stage.evaluate(context)
             } catch {
@@ -91,14 +100,32 @@ public final class PolicyPipeline: Sendable {
             // The limit fired while the stage ran: the phase is answered already.
             guard StageWatchdog.shared.disarm(limit) else { return }
             let elapsed = (monotonicSeconds() - started) * 1000
-            if decision.verdict != .continue {
+            if decision.verdict != .continue, decision.verdict != .accept {
                 answer.resume { progress in self.record(stage, decision, elapsed, context: context, into: &progress) }
                 return
             }
+            if !decision.changes.isEmpty, phase == .data, let message = context.message {
+                do {
+                    let changed = try message.applying(decision.changes)
+                    context.message = changed
+                    context.headers = changed.unfoldedHeaders
+                    context.messageSize = changed.size
+                    let summary = "changes: " + decision.changes.map(\.summary).joined(separator: " ")
+                    decision.reason = decision.reason.isEmpty ? summary : decision.reason + "; " + summary
+                    answer.update { $0.message = changed }
+                } catch {
+                    let failed = errorDecision(stage, error: error, phase: phase)
+                    answer.resume { progress in self.record(stage, failed, elapsed, context: context, into: &progress) }
+                    return
+                }
+            }
+            if decision.verdict == .accept { accepted = true }
             answer.update { progress in self.record(stage, decision, elapsed, context: context, into: &progress) }
             context.facts.merge(decision.facts)
         }
-        answer.resume { _ in }
+        answer.resume { progress in
+            if accepted { progress.verdict = .accept }
+        }
     }
 
     /// Adds one stage's decision to the phase's outcome: facts, trace, metrics, log.

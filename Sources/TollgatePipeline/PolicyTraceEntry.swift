@@ -34,8 +34,11 @@ public struct PolicyOutcome: Sendable {
     /// The department whose route and size limit apply from now on, when this phase
     /// assigned one (or a different one).
     public var department: DepartmentPolicies.Department?
+    /// At `data`, the message as the stages changed it; `nil` when none did.
+    public var message: MessageContent?
 
-    public init(verdict: PolicyVerdict, facts: SessionFacts = SessionFacts(), trace: [PolicyTraceEntry] = [], department: DepartmentPolicies.Department? = nil) {
+    public init(verdict: PolicyVerdict, facts: SessionFacts = SessionFacts(), trace: [PolicyTraceEntry] = [], department: DepartmentPolicies.Department? = nil, message: MessageContent? = nil) {
+        self.message = message
         self.verdict = verdict
         self.facts = facts
         self.trace = trace

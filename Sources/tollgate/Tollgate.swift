@@ -11,7 +11,7 @@ struct Tollgate: AsyncParsableCommand {
         commandName: "tollgate",
         abstract: "An SMTP smart-host relay with a pipeline of policy stages.",
         version: Version.text,
-        subcommands: [Serve.self, Check.self, Queue.self, Explain.self, Version.self]
+        subcommands: [Serve.self, Check.self, Queue.self, Explain.self, DKIM.self, Version.self]
     )
 
     /// Exit codes per SPEC §2: 0 success, 1 user error, 2 usage error.

@@ -80,6 +80,21 @@ enum Drive {
 @Suite struct SessionStateMachineTests {
     typealias D = Drive
 
+    /// Lines over 998 octets are folded when the message is received: the data
+    /// decision (the stages, a DKIM signer) sees the content that is stored and sent.
+    @Test func longLinesAreFoldedBeforeTheDataDecision() {
+        var m = D.machine(tls: .none, auth: .none)
+        D.openData(&m)
+        let long = String(repeating: "L", count: 2100)
+        let afterData = m.received(D.content("Subject: long\r\n\r\n\(long)\r\nend\r\n"), pipelined: false)
+        guard case .evaluatePolicy(let request) = afterData, let message = request.message else { Issue.record("no data decision"); return }
+        let folded = "Subject: long\r\n\r\n" + String(repeating: "L", count: 998) + "\r\n " + String(repeating: "L", count: 997) + "\r\n " + String(repeating: "L", count: 105) + "\r\nend\r\n"
+        #expect(String(buffer: message.content) == folded)
+        #expect(message.size == folded.utf8.count)
+        guard case .store(let store) = m.policyDecided(.proceed) else { Issue.record("no store"); return }
+        #expect(String(buffer: store.message.content) == folded)
+    }
+
     @Test func fullTransaction() {
         var m = D.machine(tls: .none, auth: .none)
         guard case .reply(let ehlo) = D.send(&m, "EHLO client.test") else { Issue.record("no EHLO reply"); return }

@@ -10,11 +10,12 @@ extension SMTPTestClient {
         to recipients: [String],
         data: [UInt8],
         ehlo: String = "client.tollgate.test",
-        timeout: Double = 10
+        timeout: Double = 10,
+        source: String? = nil
     ) throws -> SMTPTestReply {
         let client = SMTPTestClient(readTimeout: timeout)
         defer { client.close() }
-        try client.connect(host: host, port: port)
+        try client.connect(host: host, port: port, source: source)
         let greeting = try client.readReply()
         guard greeting.code == 220 else {
             throw TestSupportError(.unexpectedReply, "greeting", reply: greeting)

@@ -27,15 +27,16 @@ public final class SMTPTestClient: Sendable {
     deinit { close() }
 
     /// A client connected to `host`:`port` (the greeting is not read yet).
-    public static func connect(host: String = "127.0.0.1", port: Int, readTimeout: Double = 10) throws -> SMTPTestClient {
+    public static func connect(host: String = "127.0.0.1", port: Int, readTimeout: Double = 10, source: String? = nil) throws -> SMTPTestClient {
         let client = SMTPTestClient(readTimeout: readTimeout)
-        try client.connect(host: host, port: port)
+        try client.connect(host: host, port: port, source: source)
         return client
     }
 
-    /// Connects to `host` (an IPv4 literal or "localhost"):`port`. Does not read the greeting.
-    public func connect(host: String = "127.0.0.1", port: Int) throws {
-        let fd = try SocketAddress.connectedSocket(host: host, port: port, timeout: readTimeout)
+    /// Connects to `host` (an IPv4 literal or "localhost"):`port`, from `source` if
+    /// given (e.g. `127.0.0.2`). Does not read the greeting.
+    public func connect(host: String = "127.0.0.1", port: Int, source: String? = nil) throws {
+        let fd = try SocketAddress.connectedSocket(host: host, port: port, timeout: readTimeout, source: source)
         state.withLock { current in
             if current.fd >= 0 { Glibc.close(current.fd) }
             current = State(fd: fd)

@@ -25,10 +25,23 @@ enum SocketAddress {
 
     /// A blocking, close-on-exec TCP socket connected to `host`:`port`, or an
     /// error if the connection is refused or takes longer than `timeout` seconds.
-    static func connectedSocket(host: String, port: Int, timeout: Double) throws -> Int32 {
+    /// With `source`, the socket is bound to that local address first (another
+    /// loopback address, for tests of what a relay decides by client network).
+    static func connectedSocket(host: String, port: Int, timeout: Double, source: String? = nil) throws -> Int32 {
         var address = try ipv4(host: host, port: port)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw TestSupportError.system("socket") }
+        if let source {
+            var local = try ipv4(host: source, port: 0)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else {
+                let error = TestSupportError.system("bind \(source)")
+                close(fd)
+                throw error
+            }
+        }
         let result = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))

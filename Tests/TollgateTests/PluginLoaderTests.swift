@@ -19,7 +19,7 @@ extension LiveRelayTests {
             RelayPolicyHost(plugin: "test", logger: Logger(label: "test"), policies: DepartmentPolicies())
         }
 
-        @Test(arguments: ["ldap", "sender-allowlist", "rate-limit"])
+        @Test(arguments: ["ldap", "sender-allowlist", "rate-limit", "dkim"])
         func bundledPluginLoadsFromItsSharedObject(_ name: String) throws {
             let path = try #require(PluginLoader.locate(name, searchPath: [Self.binFolder]), "no library for \(name) in \(Self.binFolder)")
             #expect(path.hasSuffix("libtollgate-\(name).so"))
@@ -49,6 +49,11 @@ extension LiveRelayTests {
             let allowed = try await stage.evaluate(PolicyContext(phase: .rcpt, sessionID: "s", listener: "l", clientAddress: "127.0.0.1", recipient: "x@fine.example"))
             #expect(allowed.verdict == .continue)
             #expect(allowed.facts.tags["domain-block"] == "checked")
+            // A message change across the library boundary (ABI 2).
+            let message = MessageContent(parsing: Array("From: a@x.example\r\nX-Internal: 1\r\nX-Internal: 2\r\n\r\nbody\r\n".utf8))
+            let data = try await stage.evaluate(PolicyContext(phase: .data, sessionID: "s", listener: "l", clientAddress: "127.0.0.1", message: message))
+            let changed = try message.applying(data.changes)
+            #expect(String(decoding: changed.bytes, as: UTF8.self) == "From: a@x.example\r\nX-Domain-Block: checked\r\n\r\nbody\r\n")
         }
 
         @Test func incompatibleAndBrokenLibrariesAreRefusedWithTheReason() throws {

@@ -6,8 +6,10 @@
 /// version the plugin was *built* against, not the one the relay has loaded.
 public enum TollgatePolicyABI {
     /// Bumped whenever a public type of this module changes shape.
+    /// 2: stages change the message at `data` (``MessageChange``, ``PolicyContext/message``,
+    /// ``PolicyStage/placement``).
     @_alwaysEmitIntoClient
-    public static var version: Int32 { 1 }
+    public static var version: Int32 { 2 }
 
     /// The Swift compiler that built the caller, as `major * 10_000 + minor * 100 + patch`.
     ///

@@ -25,6 +25,9 @@ public struct PolicyContext: Sendable {
     public var messageSize: Int?
     /// At the data phase, the message's header fields, unfolded, in order.
     public var headers: [(name: String, value: String)]
+    /// At the data phase, the message itself (raw header fields and body), as the
+    /// stages before this one left it. `nil` at other phases and in `tollgate explain`.
+    public var message: MessageContent?
     /// The facts attached so far by earlier stages and phases.
     public var facts: SessionFacts
     /// Whether this is a dry run (`tollgate explain`): stages must not count or change state.
@@ -43,9 +46,11 @@ public struct PolicyContext: Sendable {
         recipient: String? = nil,
         messageSize: Int? = nil,
         headers: [(name: String, value: String)] = [],
+        message: MessageContent? = nil,
         facts: SessionFacts = SessionFacts(),
         dryRun: Bool = false
     ) {
+        self.message = message
         self.phase = phase
         self.sessionID = sessionID
         self.listener = listener

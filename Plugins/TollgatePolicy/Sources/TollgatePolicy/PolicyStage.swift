@@ -14,6 +14,15 @@ public protocol PolicyHost: Sendable {
     func departments() -> [DepartmentInfo]
 }
 
+/// Where a stage runs in the pipeline (``PolicyStage/placement``).
+public enum StagePlacement: Sendable, Hashable {
+    /// In the order of the configuration's `stages:` list.
+    case asConfigured
+    /// After every other stage, in configuration order among such stages; it runs
+    /// even when an earlier stage accepted (a refusal still ends the phase).
+    case last
+}
+
 public enum PolicyLogLevel: String, Sendable {
     case trace, debug, info, notice, warning, error, critical
 }
@@ -44,6 +53,11 @@ public protocol PolicyStage: Sendable {
     /// Read once when the pipeline is built. The default is every phase.
     var phases: Set<PolicyPhase> { get }
 
+    /// Where the stage runs among the others. A ``StagePlacement/last`` stage (a
+    /// signer) runs after every other stage, also after one that accepted, so that it
+    /// sees the final message. Read once when the pipeline is built.
+    var placement: StagePlacement { get }
+
     /// Decides one phase. Throwing counts as a failure of the stage and yields its
     /// configured `on_error` answer.
     func evaluate(_ context: PolicyContext) async throws -> PolicyDecision
@@ -61,6 +75,7 @@ public protocol PolicyStage: Sendable {
 
 extension PolicyStage {
     public var phases: Set<PolicyPhase> { Set(PolicyPhase.allCases) }
+    public var placement: StagePlacement { .asConfigured }
 
     public func authenticate(_ credentials: AuthCredentials, context: PolicyContext) async throws -> AuthOutcome {
         .notHandled

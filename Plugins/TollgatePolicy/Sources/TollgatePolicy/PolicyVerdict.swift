@@ -39,11 +39,15 @@ public struct PolicyDecision: Sendable, Hashable {
     public var reason: String
     /// Facts to merge into the session (see ``SessionFacts/merge(_:)``).
     public var facts: SessionFacts
+    /// At the `data` phase, changes to the message, applied in order when the verdict
+    /// is `continue` or `accept` (ignored otherwise, and at other phases).
+    public var changes: [MessageChange]
 
-    public init(_ verdict: PolicyVerdict, reason: String = "", facts: SessionFacts = SessionFacts()) {
+    public init(_ verdict: PolicyVerdict, reason: String = "", facts: SessionFacts = SessionFacts(), changes: [MessageChange] = []) {
         self.verdict = verdict
         self.reason = reason
         self.facts = facts
+        self.changes = changes
     }
 
     public static let `continue` = PolicyDecision(.continue)

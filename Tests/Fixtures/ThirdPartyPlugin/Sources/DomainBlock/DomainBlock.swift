@@ -1,6 +1,8 @@
 import TollgatePolicy
 
-/// Refuses recipients in the configured domains (`settings: { domains: [...] }`).
+/// Refuses recipients in the configured domains (`settings: { domains: [...] }`), and
+/// at `data` marks the message with an `X-Domain-Block: checked` header field (a
+/// message change, ABI 2) and drops any `X-Internal` field.
 final class DomainBlockFactory: PolicyStageFactory {
     let name = "domain-block"
 
@@ -20,9 +22,16 @@ final class DomainBlockFactory: PolicyStageFactory {
 struct DomainBlockStage: PolicyStage {
     let domains: Set<String>
 
-    var phases: Set<PolicyPhase> { [.rcpt] }
+    var phases: Set<PolicyPhase> { [.rcpt, .data] }
 
     func evaluate(_ context: PolicyContext) async throws -> PolicyDecision {
+        if context.phase == .data, let message = context.message {
+            var changes: [MessageChange] = [.addHeader(name: "X-Domain-Block", value: "checked")]
+            let internalFields = message.fields.count(where: { $0.isNamed("X-Internal") })
+            // Remove from the last so the occurrence numbers stay valid.
+            for n in stride(from: internalFields, through: 1, by: -1) { changes.append(.removeHeader(name: "X-Internal", occurrence: n)) }
+            return PolicyDecision(.continue, reason: "marked", changes: changes)
+        }
         guard context.phase == .rcpt, let rcpt = context.recipient, let at = rcpt.lastIndex(of: "@") else { return .continue }
         let domain = rcpt[rcpt.index(after: at)...].lowercased()
         if domains.contains(domain) {

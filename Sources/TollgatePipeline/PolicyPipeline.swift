@@ -119,6 +119,26 @@ public final class PolicyPipeline: Sendable {
                     return
                 }
             }
+            if !decision.changes.isEmpty, phase == .mail || phase == .rcpt {
+                let summary = "changes at data: " + decision.changes.map(\.summary).joined(separator: " ")
+                decision.reason = decision.reason.isEmpty ? summary : decision.reason + "; " + summary
+                answer.update { $0.pendingChanges += decision.changes }
+            }
+            if !decision.envelopeChanges.isEmpty, phase == .data {
+                let summary = "envelope: " + decision.envelopeChanges.map(\.summary).joined(separator: " ")
+                decision.reason = decision.reason.isEmpty ? summary : decision.reason + "; " + summary
+                answer.update { $0.envelopeChanges += decision.envelopeChanges }
+            }
+            if decision.disposition != .deliver, phase == .mail || phase == .rcpt || phase == .data {
+                let disposition = decision.disposition
+                let summary: String
+                switch disposition {
+                case .hold(let why), .discard(let why): summary = why.isEmpty ? disposition.name : "\(disposition.name): \(why)"
+                case .deliver: summary = ""
+                }
+                decision.reason = decision.reason.isEmpty ? summary : decision.reason + "; " + summary
+                answer.update { if disposition > $0.disposition { $0.disposition = disposition } }
+            }
             if decision.verdict == .accept { accepted = true }
             answer.update { progress in self.record(stage, decision, elapsed, context: context, into: &progress) }
             context.facts.merge(decision.facts)

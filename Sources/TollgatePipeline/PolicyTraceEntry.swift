@@ -36,6 +36,13 @@ public struct PolicyOutcome: Sendable {
     public var department: DepartmentPolicies.Department?
     /// At `data`, the message as the stages changed it; `nil` when none did.
     public var message: MessageContent?
+    /// At `mail` and `rcpt`, message changes the stages asked for, to be applied
+    /// before the `data` stages run (kept by the session with its transaction).
+    public var pendingChanges: [MessageChange] = []
+    /// At `data`, the envelope changes the stages asked for, in order.
+    public var envelopeChanges: [EnvelopeChange] = []
+    /// The strongest disposition any stage of this phase gave.
+    public var disposition: MessageDisposition = .deliver
 
     public init(verdict: PolicyVerdict, facts: SessionFacts = SessionFacts(), trace: [PolicyTraceEntry] = [], department: DepartmentPolicies.Department? = nil, message: MessageContent? = nil) {
         self.message = message

@@ -7,7 +7,8 @@
 public enum TollgatePolicyABI {
     /// Bumped whenever a public type of this module changes shape.
     /// 2: stages change the message at `data` (``MessageChange``, ``PolicyContext/message``,
-    /// ``PolicyStage/placement``).
+    /// ``PolicyStage/placement``), keep changes from `mail`/`rcpt` for `data`, change the
+    /// envelope (``EnvelopeChange``) and hold or discard a message (``MessageDisposition``).
     @_alwaysEmitIntoClient
     public static var version: Int32 { 2 }
 

@@ -131,6 +131,7 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         if !closed { logger.debug("client disconnected") }
         closed = true
         releaseContentIfDone()
+        delegate.sessionClosed(sessionID: machine.session.id)
         context.fireChannelInactive()
     }
 

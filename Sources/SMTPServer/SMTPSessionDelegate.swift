@@ -15,4 +15,11 @@ public protocol SMTPSessionDelegate: Sendable {
     /// Stores the message durably and returns its queue id, only once it is on disk
     /// (fsync'd). A thrown error is answered `451 4.3.0`.
     func store(_ request: StoreRequest<Annotations>) async throws -> String
+    /// The session's connection has closed. Called once per session, from the event
+    /// loop: do not block (start a task for anything slow).
+    func sessionClosed(sessionID: String)
+}
+
+extension SMTPSessionDelegate {
+    public func sessionClosed(sessionID: String) {}
 }

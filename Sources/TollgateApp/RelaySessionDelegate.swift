@@ -49,6 +49,12 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
         return SessionDecision(.init(outcome.verdict), annotations: annotations, limits: annotations.limits)
     }
 
+    public func sessionClosed(sessionID: String) {
+        let pipeline = policy.setup.pipeline
+        guard !pipeline.isEmpty else { return }
+        Task { await pipeline.sessionClosed(sessionID: sessionID) }
+    }
+
     public func authenticate(_ credentials: SASLCredentials, _ request: PolicyRequest<RelayAnnotations>) async -> AuthResult<RelayAnnotations> {
         var logger = self.logger
         logger[metadataKey: "smtp.session.id"] = .string(request.session.sessionID)

@@ -248,6 +248,10 @@ public final class PolicyPipeline: Sendable {
         }
     }
 
+    public func sessionClosed(sessionID: String) async {
+        for stage in stages { await stage.stage.sessionClosed(sessionID: sessionID) }
+    }
+
     public func shutdown() async {
         for stage in stages { await stage.stage.shutdown() }
     }

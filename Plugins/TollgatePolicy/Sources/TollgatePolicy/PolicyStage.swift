@@ -69,6 +69,11 @@ public protocol PolicyStage: Sendable {
     /// Told after a message is durably queued (for counters of accepted mail).
     func messageAccepted(_ message: AcceptedMessage) async
 
+    /// Told once when a client session has ended (the connection closed, for whatever
+    /// reason), so that a stage holding per-session state — a milter's connection, a
+    /// policy server's per-session context — can let it go. Not called for `explain`.
+    func sessionClosed(sessionID: String) async
+
     /// Called once when the stage is replaced (reload) or the relay stops.
     func shutdown() async
 }
@@ -81,6 +86,7 @@ extension PolicyStage {
         .notHandled
     }
     public func messageAccepted(_ message: AcceptedMessage) async {}
+    public func sessionClosed(sessionID: String) async {}
     public func shutdown() async {}
 }
 

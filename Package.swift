@@ -17,6 +17,8 @@ let package = Package(
         .library(name: "tollgate-rate-limit", type: .dynamic, targets: ["RateLimitPluginEntry"]),
         // The `dkim` signing plugin: libtollgate-dkim.so.
         .library(name: "tollgate-dkim", type: .dynamic, targets: ["DKIMPluginEntry"]),
+        // The `milter` plugin (Sendmail milter protocol 6 client): libtollgate-milter.so.
+        .library(name: "tollgate-milter", type: .dynamic, targets: ["MilterPluginEntry"]),
         // END plugin products
     ],
     dependencies: [
@@ -252,6 +254,26 @@ let package = Package(
             path: "Plugins/DKIM/Entry",
             swiftSettings: strict
         ),
+        // milter plugin: the protocol (packets, NIO codec), the per-session conversation,
+        // settings, the stage. Links its own copy of NIO, as dkim links swift-crypto.
+        .target(
+            name: "MilterStage",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "TollgatePolicy", package: "TollgatePolicy"),
+            ],
+            path: "Plugins/Milter/Stage",
+            swiftSettings: strict
+        ),
+        // milter plugin: the two C entry points only.
+        .target(
+            name: "MilterPluginEntry",
+            dependencies: ["MilterStage", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            path: "Plugins/Milter/Entry",
+            swiftSettings: strict
+        ),
         // END plugin targets
 
         // bench/dkim-sign.sh: the signer's cost per message, RSA-2048 against Ed25519.
@@ -374,6 +396,17 @@ let package = Package(
             name: "DKIMTests",
             dependencies: [
                 "DKIMStage", "DKIMKeys", "PolicyTestSupport", "TestSupport",
+                .product(name: "TollgatePolicy", package: "TollgatePolicy"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "MilterTests",
+            dependencies: [
+                "MilterStage", "PolicyTestSupport", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "TollgatePolicy", package: "TollgatePolicy"),
             ],
             swiftSettings: strict

@@ -23,6 +23,8 @@ case "$what" in test) packages+=(systemd) ;; esac
 case "$what" in test|bench) packages+=(postgresql) ;; esac
 # dkimpy (with PyNaCl for Ed25519) and OpenDKIM (its test mode) verify the dkim stage's signatures (DKIMTests, LiveRelayTests.DKIMLiveTests).
 case "$what" in test) packages+=(python3-dkim python3-nacl opendkim) ;; esac
+# OpenDKIM's key generator and rspamd (its rspamd_proxy worker in milter mode) for MilterTests; Debian's rspamd service never starts (policy-rc.d).
+case "$what" in test) packages+=(opendkim-tools rspamd) ;; esac
 
 missing=()
 for p in "${packages[@]}"; do

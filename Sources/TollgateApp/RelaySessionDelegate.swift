@@ -44,8 +44,25 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
     public func needsDecision(_ phase: SessionPhase) -> Bool { policy.needsEvaluation(PolicyPhase(phase)) }
 
     public func decide(_ request: PolicyRequest<RelayAnnotations>) async -> SessionDecision<RelayAnnotations> {
-        let outcome = await policy.evaluate(PolicyContext(request), applied: request.annotations.department?.info.name)
-        let annotations = RelayAnnotations(facts: outcome.facts, trace: outcome.trace, department: outcome.department, message: outcome.message)
+        var context = PolicyContext(request)
+        // Changes asked at MAIL/RCPT (a policy server's PREPEND) come first: the
+        // data-phase stages, a signer among them, see the message with them.
+        var prepared: MessageContent?
+        if context.phase == .data, !request.annotations.pendingChanges.isEmpty, let message = context.message {
+            do {
+                let changed = try message.applying(request.annotations.pendingChanges)
+                (context.message, context.headers, context.messageSize) = (changed, changed.unfoldedHeaders, changed.size)
+                prepared = changed
+            } catch {
+                logger.error("cannot apply the message changes stages asked for before DATA", metadata: ["smtp.session.id": "\(request.session.sessionID)", "error": "\(error)"])
+                return SessionDecision(.refuse(SMTPReply(451, "4.3.0", "Temporary policy failure, try again later")), annotations: RelayAnnotations())
+            }
+        }
+        let outcome = await policy.evaluate(context, applied: request.annotations.department?.info.name)
+        var annotations = RelayAnnotations(facts: outcome.facts, trace: outcome.trace, department: outcome.department, message: outcome.message ?? prepared)
+        annotations.pendingChanges = outcome.pendingChanges
+        annotations.envelopeChanges = outcome.envelopeChanges
+        annotations.disposition = outcome.disposition
         return SessionDecision(.init(outcome.verdict), annotations: annotations, limits: annotations.limits)
     }
 
@@ -95,8 +112,38 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
     public func store(_ request: StoreRequest<RelayAnnotations>) async throws -> String {
         let queueID = spool.makeQueueID()
         let receivedAt = Date().timeIntervalSince1970
-        let message = SpoolMessage(request, id: queueID, receivedAt: receivedAt, hostname: hostname)
-        let outcome = await Self.first(within: storeTimeout, on: timers.any()) { [self] in
+        var message = SpoolMessage(request, id: queueID, receivedAt: receivedAt, hostname: hostname)
+        let annotations = request.annotations
+        if !annotations.envelopeChanges.isEmpty {
+            for address in message.apply(annotations.envelopeChanges) {
+                logger.notice("a stage removed a recipient the message does not have", metadata: ["smtp.session.id": "\(request.session.sessionID)", "smtp.rcpt.to": "\(address)"])
+            }
+        }
+        var disposition = annotations.disposition
+        if message.recipients.isEmpty, disposition < .discard(reason: "") {
+            disposition = .discard(reason: "every recipient was removed by a stage")
+        }
+        switch disposition {
+        case .deliver:
+            break
+        case .hold:
+            // Why is in the decision trace (`queue show`).
+            message.state = .held
+        case .discard(let reason):
+            // Accepted and dropped, as Postfix's DISCARD: the client is told 250.
+            logger.notice(
+                "discarded",
+                metadata: [
+                    "smtp.session.id": "\(request.session.sessionID)", "queue.id": "\(queueID)",
+                    "smtp.mail.from": "\(request.envelope.sender)", "smtp.rcpt.count": "\(request.envelope.recipients.count)",
+                    "message.size": "\(request.message.size)", "policy.reason": "\(reason)",
+                    "policy.trace": "\(annotations.trace.map { "\($0.phase)/\($0.stage)=\($0.verdict)" }.joined(separator: " "))",
+                ]
+            )
+            metrics?.messageDiscarded()
+            return queueID
+        }
+        let outcome = await Self.first(within: storeTimeout, on: timers.any()) { [self, message] in
             try await insert(message, request)
         }
         switch outcome {
@@ -151,7 +198,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
         let queueID = message.id
         // With a free delivery slot, the message is stored claimed and delivered from
         // memory at once; otherwise the runner finds it in the queue.
-        let reservation = runner?.reserve()
+        let reservation = message.state == .held ? nil : runner?.reserve()
         do {
             try await spool.insert(message, claim: reservation?.claim)
         } catch {

@@ -125,6 +125,11 @@ public final class PolicyPipeline: Sendable {
                 answer.update { $0.pendingChanges += decision.changes }
             }
             if !decision.envelopeChanges.isEmpty, phase == .data {
+                if let bad = decision.envelopeChanges.first(where: { !$0.isWellFormed }) {
+                    let failed = errorDecision(stage, error: MalformedEnvelopeChange(change: bad), phase: phase)
+                    answer.resume { progress in self.record(stage, failed, elapsed, context: context, into: &progress) }
+                    return
+                }
                 let summary = "envelope: " + decision.envelopeChanges.map(\.summary).joined(separator: " ")
                 decision.reason = decision.reason.isEmpty ? summary : decision.reason + "; " + summary
                 answer.update { $0.envelopeChanges += decision.envelopeChanges }
@@ -326,5 +331,27 @@ final class PhaseAnswer: Sendable {
             return (c, s.outcome)
         }
         if let (c, outcome) = answer { c.resume(returning: outcome) }
+    }
+}
+
+/// A stage asked for an envelope change with an address the relay cannot use.
+struct MalformedEnvelopeChange: Error, CustomStringConvertible {
+    var change: EnvelopeChange
+    var description: String { "cannot apply \(change.summary): not a usable address" }
+}
+
+extension EnvelopeChange {
+    /// An address without brackets, spaces or control characters; recipients need a
+    /// local part and a domain, a sender may be empty (the null sender).
+    var isWellFormed: Bool {
+        func usable(_ address: String) -> Bool {
+            !address.utf8.contains { $0 <= 0x20 || $0 == 0x7F || $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">") } && address.utf8.count <= 254
+        }
+        switch self {
+        case .changeSender(let a): return a.isEmpty || (usable(a) && a.contains("@"))
+        case .addRecipient(let a), .removeRecipient(let a):
+            guard usable(a), let at = a.lastIndex(of: "@") else { return false }
+            return at != a.startIndex && a.index(after: at) != a.endIndex
+        }
     }
 }

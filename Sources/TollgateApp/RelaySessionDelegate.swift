@@ -22,6 +22,9 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
     let spool: any Spool
     let runner: QueueRunner?
     let metrics: RelayMetrics?
+    /// The plugins' counters: a transaction's reservations are committed when its
+    /// message is accepted and released when it ends otherwise.
+    let counters: (any PolicyCounterStore)?
     let logger: Logger
     /// This relay's name in the `Received:` header.
     let hostname: String
@@ -30,8 +33,9 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
     /// Where the store deadline's timer runs.
     let timers: any EventLoopGroup
 
-    public init(policy: RelayPolicyEvaluator, spool: any Spool, runner: QueueRunner?, metrics: RelayMetrics?, hostname: String, storeTimeout: TimeAmount = .seconds(120), timers: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
+    public init(policy: RelayPolicyEvaluator, spool: any Spool, runner: QueueRunner?, metrics: RelayMetrics?, counters: (any PolicyCounterStore)? = nil, hostname: String, storeTimeout: TimeAmount = .seconds(120), timers: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
         self.policy = policy
+        self.counters = counters
         self.storeTimeout = storeTimeout
         self.timers = timers
         self.hostname = hostname
@@ -45,6 +49,9 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
 
     public func decide(_ request: PolicyRequest<RelayAnnotations>) async -> SessionDecision<RelayAnnotations> {
         var context = PolicyContext(request)
+        // A new transaction: what an earlier one of the session reserved and did not
+        // commit (refused, RSET) is let go first.
+        if context.phase == .mail, let counters { await counters.release(sessionID: request.session.sessionID) }
         // Changes asked at MAIL/RCPT (a policy server's PREPEND) come first: the
         // data-phase stages, a signer among them, see the message with them.
         var prepared: MessageContent?
@@ -69,7 +76,11 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
     public func sessionClosed(sessionID: String) {
         let pipeline = policy.setup.pipeline
         guard !pipeline.isEmpty else { return }
-        Task { await pipeline.sessionClosed(sessionID: sessionID) }
+        let counters = self.counters
+        Task {
+            await counters?.release(sessionID: sessionID)
+            await pipeline.sessionClosed(sessionID: sessionID)
+        }
     }
 
     public func authenticate(_ credentials: SASLCredentials, _ request: PolicyRequest<RelayAnnotations>) async -> AuthResult<RelayAnnotations> {
@@ -141,6 +152,8 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
                 ]
             )
             metrics?.messageDiscarded()
+            // Accepted all the same: it counts against the sender's limits.
+            await counters?.commit(sessionID: request.session.sessionID, now: receivedAt)
             return queueID
         }
         let outcome = await Self.first(within: storeTimeout, on: timers.any()) { [self, message] in
@@ -148,7 +161,9 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
         }
         switch outcome {
         case .done: return queueID
-        case .failed(let error): throw error
+        case .failed(let error):
+            await counters?.release(sessionID: request.session.sessionID)
+            throw error
         case .timedOut:
             logger.warning(
                 "the spool did not store the message within limits.store_timeout; answered 451, the store goes on",
@@ -206,6 +221,9 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
             metrics?.storeFailed()
             throw error
         }
+        // Counted once stored, even if the session was answered 451 meanwhile (the
+        // message will be delivered).
+        await counters?.commit(sessionID: request.session.sessionID, now: message.createdAt)
         metrics?.messageAccepted()
         metrics?.messageReceived(listener: request.session.listener, bytes: message.size)
         if let reservation {

@@ -25,6 +25,8 @@ public final class TollgateServer: Sendable {
     private let spool: any Spool
     private let metrics = RelayMetrics()
     private let runner: QueueRunner
+    /// The plugins' counters: kept across reloads (and, in a cluster's database, restarts).
+    private let counters: any PolicyCounterStore
     let listeners: [SMTPListener<RelaySessionDelegate>]
     private let authFailures: AuthFailureTracker
     private let policy: NIOLockedValueBox<PolicySetup>
@@ -67,10 +69,12 @@ public final class TollgateServer: Sendable {
             metrics: metrics
         )
         self.upstreamFingerprint = NIOLockedValueBox(UpstreamChanges.fingerprint(configuration.upstreams))
-        let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics)
+        let counters = SpoolFactory.counters(for: spool)
+        self.counters = counters
+        let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics, counters: counters)
         self.policy = NIOLockedValueBox(setup)
         let sslContext = try Self.makeSSLContext(configuration, logger: logger)
-        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, runner: runner, metrics: metrics, hostname: configuration.hostname, storeTimeout: .milliseconds(Int64(configuration.limits.storeTimeout * 1000)), timers: group, logger: logger)
+        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, runner: runner, metrics: metrics, counters: counters, hostname: configuration.hostname, storeTimeout: .milliseconds(Int64(configuration.limits.storeTimeout * 1000)), timers: group, logger: logger)
         let group = self.group
         resolverPool.start()
         let reverseDNS = configuration.limits.reverseDNSTimeout > 0
@@ -205,7 +209,7 @@ public final class TollgateServer: Sendable {
         }
         let newSetup: PolicySetup
         do {
-            newSetup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics)
+            newSetup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics, counters: counters)
         } catch {
             logger.error("new policy refused; keeping the running one", metadata: ["problems": "\(error)"])
             return
@@ -230,7 +234,7 @@ public final class TollgateServer: Sendable {
             p = newSetup
             return old
         }
-        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: newSetup), spool: spool, runner: runner, metrics: metrics, hostname: configuration.hostname, storeTimeout: .milliseconds(Int64(configuration.limits.storeTimeout * 1000)), timers: group, logger: logger)
+        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: newSetup), spool: spool, runner: runner, metrics: metrics, counters: counters, hostname: configuration.hostname, storeTimeout: .milliseconds(Int64(configuration.limits.storeTimeout * 1000)), timers: group, logger: logger)
         for listener in listeners {
             if let l = configuration.listeners.first(where: { $0.name == listener.configuration.name }) {
                 listener.update(session: Self.sessionConfiguration(l, configuration), delegate: delegate, sslContext: l.tls == .none ? nil : sslContext)
@@ -247,9 +251,9 @@ public final class TollgateServer: Sendable {
             "stages": "\(newSetup.pipeline.stages.count)", "departments": "\(newSetup.policies.departments.count)",
             "upstreams": "\(upstreamChanges.summary)",
         ]
-        // The stages are new instances: what they counted in memory starts again.
+        // The stages are new instances, but the counters are the relay's: kept.
         if newSetup.pipeline.stages.contains(where: { $0.name == "rate-limit" }) {
-            metadata["rate_limit.counters"] = "reset"
+            metadata["rate_limit.counters"] = "kept"
         }
         if let tls = configuration.tls, let leaf = try? NIOSSLCertificate.fromPEMFile(tls.certificate).first {
             metadata["tls.certificate"] = "\(tls.certificate)"

@@ -61,7 +61,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
                 (context.message, context.headers, context.messageSize) = (changed, changed.unfoldedHeaders, changed.size)
                 prepared = changed
             } catch {
-                logger.error("cannot apply the message changes stages asked for before DATA", metadata: ["smtp.session.id": "\(request.session.sessionID)", "error": "\(error)"])
+                logger.error("cannot apply the message changes stages asked for before DATA", metadata: ["smtp.session.id": "\(request.session.sessionID)", "error.message": "\(error)"])
                 return SessionDecision(.refuse(SMTPReply(451, "4.3.0", "Temporary policy failure, try again later")), annotations: RelayAnnotations())
             }
         }
@@ -105,10 +105,10 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
             let annotations = RelayAnnotations(facts: facts, trace: trace, department: department)
             return AuthResult(.success(user: facts.user ?? credentials.username), annotations: annotations, limits: annotations.limits)
         case .failure(let reason):
-            logger.notice("authentication failed", metadata: ["reason": "\(reason)"])
+            logger.notice("authentication failed", metadata: ["smtp.auth.reason": "\(reason)"])
             return AuthResult(.failure, annotations: RelayAnnotations(facts: SessionFacts(), trace: trace))
         case .temporaryFailure(let reason):
-            logger.warning("authentication unavailable", metadata: ["reason": "\(reason)"])
+            logger.warning("authentication unavailable", metadata: ["smtp.auth.reason": "\(reason)"])
             return AuthResult(.temporaryFailure, annotations: RelayAnnotations(facts: SessionFacts(), trace: trace))
         case .notHandled:
             logger.notice("no stage verified the credentials")
@@ -234,13 +234,17 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
         logger.info(
             "message accepted",
             metadata: [
+                "event": "accepted",
                 "smtp.session.id": "\(request.session.sessionID)",
                 "queue.id": "\(queueID)",
+                "client.address": "\(request.session.clientAddress)",
+                "policy.user": "\(request.annotations.facts.user ?? request.session.authenticatedUser ?? "-")",
                 "smtp.mail.from": "\(request.envelope.sender)",
-                "smtp.rcpt.count": "\(request.envelope.recipients.count)",
+                "smtp.rcpt.count": "\(message.recipients.count)",
                 "message.size": "\(request.message.size)",
                 "policy.trace": "\(request.annotations.trace.map { "\($0.phase)/\($0.stage)=\($0.verdict)" }.joined(separator: " "))",
                 "policy.department": "\(request.annotations.facts.department ?? "-")",
+                "queue.state": "\(message.state.rawValue)",
             ]
         )
         let pipeline = policy.setup.pipeline

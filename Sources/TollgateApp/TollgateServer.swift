@@ -51,8 +51,8 @@ public final class TollgateServer: Sendable {
             logger.warning(
                 "too few open files for limits.max_connections; lowered for each listener",
                 metadata: [
-                    "limits.max_connections": "\(sessionCap)", "configured": "\(configuration.limits.maxConnections)",
-                    "open_files": "\(openFiles)", "reserved": "\(FileDescriptorBudget.reserved(configuration))",
+                    "limits.max_connections": "\(sessionCap)", "limits.max_connections.configured": "\(configuration.limits.maxConnections)",
+                    "process.open_files": "\(openFiles)", "process.open_files.reserved": "\(FileDescriptorBudget.reserved(configuration))",
                     "hint": "raise LimitNOFILE (systemd) or ulimit -n to at least \(configuration.limits.maxConnections * max(configuration.listeners.count, 1) + FileDescriptorBudget.reserved(configuration))",
                 ]
             )
@@ -192,26 +192,26 @@ public final class TollgateServer: Sendable {
     func reload() async {
         notifier?.reloading()
         defer { notifier?.ready(status: "accepting mail") }
-        logger.info("reloading configuration", metadata: ["file": "\(configPath)"])
+        logger.info("reloading configuration", metadata: ["config.file": "\(configPath)"])
         let configuration: TollgateConfiguration
         do {
             configuration = try ConfigurationLoader.load(configPath)
         } catch {
-            logger.error("new configuration refused; keeping the running one", metadata: ["problems": "\(error.description)"])
+            logger.error("new configuration refused; keeping the running one", metadata: ["config.problems": "\(error.description)"])
             return
         }
         let sslContext: NIOSSLContext?
         do {
             sslContext = try Self.makeSSLContext(configuration, logger: logger)
         } catch {
-            logger.error("new configuration refused; keeping the running one", metadata: ["problems": "\(error)"])
+            logger.error("new configuration refused; keeping the running one", metadata: ["config.problems": "\(error)"])
             return
         }
         let newSetup: PolicySetup
         do {
             newSetup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics, counters: counters)
         } catch {
-            logger.error("new policy refused; keeping the running one", metadata: ["problems": "\(error)"])
+            logger.error("new policy refused; keeping the running one", metadata: ["config.problems": "\(error)"])
             return
         }
         // Upstreams: only those that changed are made anew (their pools drained); a
@@ -222,7 +222,7 @@ public final class TollgateServer: Sendable {
         do {
             rebuilt = try Transports.make(configuration, only: upstreamChanges.rebuilt, group: group, logger: logger)
         } catch {
-            logger.error("new configuration refused; keeping the running one", metadata: ["problems": "\(error)"])
+            logger.error("new configuration refused; keeping the running one", metadata: ["config.problems": "\(error)"])
             // The stages just built for it are never used: let them go now.
             await newSetup.pipeline.shutdown()
             return
@@ -248,8 +248,8 @@ public final class TollgateServer: Sendable {
             await old.pipeline.shutdown()
         }
         var metadata: Logger.Metadata = [
-            "stages": "\(newSetup.pipeline.stages.count)", "departments": "\(newSetup.policies.departments.count)",
-            "upstreams": "\(upstreamChanges.summary)",
+            "policy.stages": "\(newSetup.pipeline.stages.count)", "policy.departments": "\(newSetup.policies.departments.count)",
+            "upstreams.changes": "\(upstreamChanges.summary)",
         ]
         // The stages are new instances, but the counters are the relay's: kept.
         if newSetup.pipeline.stages.contains(where: { $0.name == "rate-limit" }) {

@@ -160,14 +160,20 @@ public final class PolicyPipeline: Sendable {
         outcome.trace.append(PolicyTraceEntry(phase: context.phase.rawValue, stage: stage.name, verdict: decision.verdict.name, reason: decision.reason, milliseconds: elapsed))
         metrics?.stageDecided(stage: stage.name, phase: context.phase.rawValue, verdict: decision.verdict.name, seconds: elapsed / 1000)
         if decision.verdict != .continue || !decision.reason.isEmpty {
-            logger.log(
-                level: decision.verdict == .continue ? .debug : .info,
-                "policy decision",
-                metadata: [
-                    "smtp.session.id": "\(context.sessionID)", "policy.stage": "\(stage.name)", "policy.phase": "\(context.phase.rawValue)",
-                    "policy.verdict": "\(decision.verdict.name)", "policy.reason": "\(decision.reason)",
-                ]
-            )
+            var metadata: Logger.Metadata = [
+                "smtp.session.id": "\(context.sessionID)", "policy.stage": "\(stage.name)", "policy.phase": "\(context.phase.rawValue)",
+                "policy.verdict": "\(decision.verdict.name)", "policy.reason": "\(decision.reason)",
+            ]
+            // A refusal by a stage is the `event=refused` line of SPEC §8 (dry runs aside).
+            if decision.verdict.reply != nil, !context.dryRun {
+                metadata["event"] = "refused"
+                metadata["client.address"] = "\(context.clientAddress)"
+                metadata["policy.user"] = "\(context.facts.user ?? context.authenticatedUser ?? "-")"
+                metadata["smtp.reply"] = "\(decision.verdict.reply.map { "\($0.code) \($0.enhancedCode ?? "") \($0.text)" } ?? "")"
+                if let sender = context.sender { metadata["smtp.mail.from"] = "\(sender)" }
+                if let recipient = context.recipient { metadata["smtp.rcpt.to"] = "\(recipient)" }
+            }
+            logger.log(level: decision.verdict == .continue ? .debug : .info, "policy decision", metadata: metadata)
         }
     }
 
@@ -199,7 +205,7 @@ public final class PolicyPipeline: Sendable {
     }
 
     private func errorDecision(_ stage: Stage, error: any Error, phase: PolicyPhase) -> PolicyDecision {
-        logger.warning("policy stage failed", metadata: ["policy.stage": "\(stage.name)", "policy.phase": "\(phase.rawValue)", "error": "\(error)"])
+        logger.warning("policy stage failed", metadata: ["policy.stage": "\(stage.name)", "policy.phase": "\(phase.rawValue)", "error.message": "\(error)"])
         switch stage.onError {
         case .defer:
             return PolicyDecision(.defer(PolicyReply(code: 451, enhancedCode: "4.3.0", text: "Temporary policy failure, try again later")), reason: "stage failed: \(error)")

@@ -119,8 +119,8 @@ public struct RateLimitStage: PolicyStage {
         host.log(
             .notice, "rate limit exceeded",
             metadata: [
-                "smtp.session.id": context.sessionID, "ratelimit.key": counter.key.rawValue, "ratelimit.value": counter.value,
-                "ratelimit.reason": reason,
+                "smtp.session.id": context.sessionID, "rate_limit.key": counter.key.rawValue, "rate_limit.value": counter.value,
+                "rate_limit.reason": reason,
             ]
         )
     }

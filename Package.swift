@@ -118,6 +118,7 @@ let package = Package(
             name: "TollgateSpoolPostgres",
             dependencies: [
                 "TollgateSpool", "TollgateConfiguration",
+                .product(name: "TollgatePolicy", package: "TollgatePolicy"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -319,6 +320,7 @@ let package = Package(
             name: "SpoolTests",
             dependencies: [
                 "TollgateSpool", "TollgateSpoolPostgres", "TollgateConfiguration", "SpoolTestSupport", "TestSupport",
+                .product(name: "TollgatePolicy", package: "TollgatePolicy"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

@@ -22,8 +22,8 @@ extension SMTPClientConnection {
         logger: Logger
     ) async throws -> SMTPClientConnection {
         var logger = logger
-        logger[metadataKey: "smtp.upstream.host"] = "\(host)"
-        logger[metadataKey: "smtp.upstream.port"] = "\(port)"
+        logger[metadataKey: "upstream.host"] = "\(host)"
+        logger[metadataKey: "upstream.port"] = "\(port)"
 
         // Everything that can be refused locally is refused before connecting.
         let ehlo = try ClientCommand.ehlo(configuration.heloName)
@@ -59,7 +59,7 @@ extension SMTPClientConnection {
             channel = try await bootstrap.connect(host: host, port: port).get()
         } catch {
             let reason = UpstreamFailureText.connect(error, host: host, port: port)
-            logger.info("upstream connect failed", metadata: ["error": "\(reason)"])
+            logger.info("upstream connect failed", metadata: ["error.message": "\(reason)"])
             throw SMTPClientError.connectFailed(reason)
         }
         guard let handler = handlerBox.withLockedValue({ $0 }) else {
@@ -76,14 +76,14 @@ extension SMTPClientConnection {
             let tlsActive = await upstream.isTLSActive
             logger.debug(
                 "upstream session ready",
-                metadata: ["smtp.upstream.tls": "\(tlsActive)", "smtp.upstream.capabilities": "\(capabilities.keywords.sorted())"]
+                metadata: ["upstream.tls": "\(tlsActive)", "upstream.capabilities": "\(capabilities.keywords.sorted())"]
             )
             return SMTPClientConnection(
                 upstream: upstream, capabilities: capabilities, isTLSActive: tlsActive,
                 configuration: configuration, logger: logger
             )
         } catch {
-            logger.info("upstream session setup failed", metadata: ["error": "\(error)"])
+            logger.info("upstream session setup failed", metadata: ["error.message": "\(error)"])
             upstream.fail(error)
             await upstream.close()
             throw error

@@ -33,7 +33,7 @@ extension SMTPClientConnection {
             guard !prefix.utf8.contains(where: { $0 >= 0x80 }), let converted = SevenBitDowngrade.downgrade(content) else {
                 throw SMTPClientError.eightBitNotSupported
             }
-            logger.debug("8-bit content converted to quoted-printable: the upstream lacks 8BITMIME", metadata: ["size": "\(content.readableBytes)", "converted.size": "\(converted.readableBytes)"])
+            logger.debug("8-bit content converted to quoted-printable: the upstream lacks 8BITMIME", metadata: ["message.size": "\(content.readableBytes)", "message.converted_size": "\(converted.readableBytes)"])
             content = converted
             envelope.eightBit = false
             // SIZE= announces what is sent: quoted-printable is larger than the original.
@@ -87,10 +87,10 @@ extension SMTPClientConnection {
                 } catch {
                     if contentWritten.withLockedValue({ $0 }) {
                         // RELIABILITY F6: the duplicate window.
-                        logger.warning("no reply after the final dot; the message may be delivered twice", metadata: ["error": "\(error)"])
+                        logger.warning("no reply after the final dot; the message may be delivered twice", metadata: ["error.message": "\(error)"])
                     } else {
                         // F6d: the upstream stopped reading; it never saw the final dot.
-                        logger.notice("the upstream stopped taking the content before its end", metadata: ["error": "\(error)"])
+                        logger.notice("the upstream stopped taking the content before its end", metadata: ["error.message": "\(error)"])
                     }
                     throw error
                 }

@@ -117,7 +117,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
             }
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         serverChannel.withLockedValue { $0 = channel }
-        logger.info("listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        logger.info("listening", metadata: ["smtp.listener.address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
     }
 
     /// Stops accepting, asks every session to finish, and waits up to `grace` for them;

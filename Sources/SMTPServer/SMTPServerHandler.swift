@@ -189,7 +189,7 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         tlsHandshakeEnded(succeeded: false)
-        logger.debug("session error", metadata: ["error": "\(error)"])
+        logger.debug("session error", metadata: ["error.message": "\(error)"])
         close(context: context)
     }
 
@@ -262,7 +262,7 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
                 do {
                     return try await delegate.store(request)
                 } catch {
-                    logger.error("could not store message", metadata: ["error": "\(error)"])
+                    logger.error("could not store message", metadata: ["error.message": "\(error)"])
                     return nil
                 }
             }) { handler, context, queueID in

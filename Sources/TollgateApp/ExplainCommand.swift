@@ -4,6 +4,7 @@ import TollgatePolicy
 import TollgateConfiguration
 import TollgatePipeline
 import TollgateSpool
+import TollgateSpoolPostgres
 import TollgateDelivery
 import TollgateMetrics
 
@@ -21,7 +22,26 @@ public enum ExplainCommand {
     public static func run(configuration: TollgateConfiguration, from: String, to: [String], user: String?, client: String, tls: Bool) async throws -> Result {
         var logger = Logger(label: "tollgate.explain")
         logger.logLevel = .warning
-        let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: nil)
+        // With a cluster's database the counters are the live ones, read (never
+        // changed); the embedded store's are in the running relay's memory.
+        guard configuration.spool.postgres != nil else {
+            return try await run(configuration: configuration, from: from, to: to, user: user, client: client, tls: tls, counters: MemoryCounters(), logger: logger)
+        }
+        let spool = try await SpoolFactory.open(configuration.spool, node: NodeIdentity.current(named: configuration.spool.node).name, logger: logger)
+        do {
+            let result = try await run(configuration: configuration, from: from, to: to, user: user, client: client, tls: tls, counters: SpoolFactory.counters(for: spool), logger: logger)
+            await (spool as? PostgresSpool)?.close()
+            return result
+        } catch {
+            await (spool as? PostgresSpool)?.close()
+            throw error
+        }
+    }
+
+    static func run(
+        configuration: TollgateConfiguration, from: String, to: [String], user: String?, client: String, tls: Bool, counters: any PolicyCounters, logger: Logger
+    ) async throws -> Result {
+        let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: nil, counters: counters)
         let pipeline = setup.pipeline
         let delegate = RelayPolicyEvaluator(setup: setup)
         var out = ""

@@ -37,7 +37,7 @@ public final class MetricsServer: Sendable {
                 }
             }
             .bind(host: host, port: port).get()
-        logger.info("metrics listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        logger.info("metrics listening", metadata: ["metrics.address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
         return channel
     }
 }

@@ -16,7 +16,14 @@ public struct RelayAnnotations: SessionAnnotations {
     /// The department assigned last (by client network at connect, by the user at auth).
     public var department: DepartmentPolicies.Department?
     /// The message as the data-phase stages changed it, if any did: what is stored.
+    /// Set also when changes asked at `mail`/`rcpt` were applied at `data`.
     public var message: MessageContent?
+    /// Message changes stages asked for at `mail` and `rcpt`, applied at `data`.
+    public var pendingChanges: [MessageChange] = []
+    /// Envelope changes the data-phase stages asked for, applied when stored.
+    public var envelopeChanges: [EnvelopeChange] = []
+    /// Deliver, hold or discard: the strongest answer of the transaction.
+    public var disposition: MessageDisposition = .deliver
 
     public init() {}
 
@@ -32,6 +39,9 @@ public struct RelayAnnotations: SessionAnnotations {
         trace += other.trace
         if let d = other.department { department = d }
         if let m = other.message { message = m }
+        pendingChanges += other.pendingChanges
+        envelopeChanges += other.envelopeChanges
+        if other.disposition > disposition { disposition = other.disposition }
     }
 
     /// A refused command leaves its trace, not the user, facts or department it found.

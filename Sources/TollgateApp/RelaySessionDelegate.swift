@@ -22,6 +22,9 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
     let spool: any Spool
     let runner: QueueRunner?
     let metrics: RelayMetrics?
+    /// The plugins' counters: a transaction's reservations are committed when its
+    /// message is accepted and released when it ends otherwise.
+    let counters: (any PolicyCounterStore)?
     let logger: Logger
     /// This relay's name in the `Received:` header.
     let hostname: String
@@ -30,8 +33,9 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
     /// Where the store deadline's timer runs.
     let timers: any EventLoopGroup
 
-    public init(policy: RelayPolicyEvaluator, spool: any Spool, runner: QueueRunner?, metrics: RelayMetrics?, hostname: String, storeTimeout: TimeAmount = .seconds(120), timers: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
+    public init(policy: RelayPolicyEvaluator, spool: any Spool, runner: QueueRunner?, metrics: RelayMetrics?, counters: (any PolicyCounterStore)? = nil, hostname: String, storeTimeout: TimeAmount = .seconds(120), timers: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
         self.policy = policy
+        self.counters = counters
         self.storeTimeout = storeTimeout
         self.timers = timers
         self.hostname = hostname
@@ -44,15 +48,39 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
     public func needsDecision(_ phase: SessionPhase) -> Bool { policy.needsEvaluation(PolicyPhase(phase)) }
 
     public func decide(_ request: PolicyRequest<RelayAnnotations>) async -> SessionDecision<RelayAnnotations> {
-        let outcome = await policy.evaluate(PolicyContext(request), applied: request.annotations.department?.info.name)
-        let annotations = RelayAnnotations(facts: outcome.facts, trace: outcome.trace, department: outcome.department, message: outcome.message)
+        var context = PolicyContext(request)
+        // A new transaction: what an earlier one of the session reserved and did not
+        // commit (refused, RSET) is let go first.
+        if context.phase == .mail, let counters { await counters.release(sessionID: request.session.sessionID) }
+        // Changes asked at MAIL/RCPT (a policy server's PREPEND) come first: the
+        // data-phase stages, a signer among them, see the message with them.
+        var prepared: MessageContent?
+        if context.phase == .data, !request.annotations.pendingChanges.isEmpty, let message = context.message {
+            do {
+                let changed = try message.applying(request.annotations.pendingChanges)
+                (context.message, context.headers, context.messageSize) = (changed, changed.unfoldedHeaders, changed.size)
+                prepared = changed
+            } catch {
+                logger.error("cannot apply the message changes stages asked for before DATA", metadata: ["smtp.session.id": "\(request.session.sessionID)", "error.message": "\(error)"])
+                return SessionDecision(.refuse(SMTPReply(451, "4.3.0", "Temporary policy failure, try again later")), annotations: RelayAnnotations())
+            }
+        }
+        let outcome = await policy.evaluate(context, applied: request.annotations.department?.info.name)
+        var annotations = RelayAnnotations(facts: outcome.facts, trace: outcome.trace, department: outcome.department, message: outcome.message ?? prepared)
+        annotations.pendingChanges = outcome.pendingChanges
+        annotations.envelopeChanges = outcome.envelopeChanges
+        annotations.disposition = outcome.disposition
         return SessionDecision(.init(outcome.verdict), annotations: annotations, limits: annotations.limits)
     }
 
     public func sessionClosed(sessionID: String) {
         let pipeline = policy.setup.pipeline
         guard !pipeline.isEmpty else { return }
-        Task { await pipeline.sessionClosed(sessionID: sessionID) }
+        let counters = self.counters
+        Task {
+            await counters?.release(sessionID: sessionID)
+            await pipeline.sessionClosed(sessionID: sessionID)
+        }
     }
 
     public func authenticate(_ credentials: SASLCredentials, _ request: PolicyRequest<RelayAnnotations>) async -> AuthResult<RelayAnnotations> {
@@ -77,10 +105,10 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
             let annotations = RelayAnnotations(facts: facts, trace: trace, department: department)
             return AuthResult(.success(user: facts.user ?? credentials.username), annotations: annotations, limits: annotations.limits)
         case .failure(let reason):
-            logger.notice("authentication failed", metadata: ["reason": "\(reason)"])
+            logger.notice("authentication failed", metadata: ["smtp.auth.reason": "\(reason)"])
             return AuthResult(.failure, annotations: RelayAnnotations(facts: SessionFacts(), trace: trace))
         case .temporaryFailure(let reason):
-            logger.warning("authentication unavailable", metadata: ["reason": "\(reason)"])
+            logger.warning("authentication unavailable", metadata: ["smtp.auth.reason": "\(reason)"])
             return AuthResult(.temporaryFailure, annotations: RelayAnnotations(facts: SessionFacts(), trace: trace))
         case .notHandled:
             logger.notice("no stage verified the credentials")
@@ -95,13 +123,47 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
     public func store(_ request: StoreRequest<RelayAnnotations>) async throws -> String {
         let queueID = spool.makeQueueID()
         let receivedAt = Date().timeIntervalSince1970
-        let message = SpoolMessage(request, id: queueID, receivedAt: receivedAt, hostname: hostname)
-        let outcome = await Self.first(within: storeTimeout, on: timers.any()) { [self] in
+        var message = SpoolMessage(request, id: queueID, receivedAt: receivedAt, hostname: hostname)
+        let annotations = request.annotations
+        if !annotations.envelopeChanges.isEmpty {
+            for address in message.apply(annotations.envelopeChanges) {
+                logger.notice("a stage removed a recipient the message does not have", metadata: ["smtp.session.id": "\(request.session.sessionID)", "smtp.rcpt.to": "\(address)"])
+            }
+        }
+        var disposition = annotations.disposition
+        if message.recipients.isEmpty, disposition < .discard(reason: "") {
+            disposition = .discard(reason: "every recipient was removed by a stage")
+        }
+        switch disposition {
+        case .deliver:
+            break
+        case .hold:
+            // Why is in the decision trace (`queue show`).
+            message.state = .held
+        case .discard(let reason):
+            // Accepted and dropped, as Postfix's DISCARD: the client is told 250.
+            logger.notice(
+                "discarded",
+                metadata: [
+                    "smtp.session.id": "\(request.session.sessionID)", "queue.id": "\(queueID)",
+                    "smtp.mail.from": "\(request.envelope.sender)", "smtp.rcpt.count": "\(request.envelope.recipients.count)",
+                    "message.size": "\(request.message.size)", "policy.reason": "\(reason)",
+                    "policy.trace": "\(annotations.trace.map { "\($0.phase)/\($0.stage)=\($0.verdict)" }.joined(separator: " "))",
+                ]
+            )
+            metrics?.messageDiscarded()
+            // Accepted all the same: it counts against the sender's limits.
+            await counters?.commit(sessionID: request.session.sessionID, now: receivedAt)
+            return queueID
+        }
+        let outcome = await Self.first(within: storeTimeout, on: timers.any()) { [self, message] in
             try await insert(message, request)
         }
         switch outcome {
         case .done: return queueID
-        case .failed(let error): throw error
+        case .failed(let error):
+            await counters?.release(sessionID: request.session.sessionID)
+            throw error
         case .timedOut:
             logger.warning(
                 "the spool did not store the message within limits.store_timeout; answered 451, the store goes on",
@@ -151,7 +213,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
         let queueID = message.id
         // With a free delivery slot, the message is stored claimed and delivered from
         // memory at once; otherwise the runner finds it in the queue.
-        let reservation = runner?.reserve()
+        let reservation = message.state == .held ? nil : runner?.reserve()
         do {
             try await spool.insert(message, claim: reservation?.claim)
         } catch {
@@ -159,6 +221,9 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
             metrics?.storeFailed()
             throw error
         }
+        // Counted once stored, even if the session was answered 451 meanwhile (the
+        // message will be delivered).
+        await counters?.commit(sessionID: request.session.sessionID, now: message.createdAt)
         metrics?.messageAccepted()
         metrics?.messageReceived(listener: request.session.listener, bytes: message.size)
         if let reservation {
@@ -169,13 +234,17 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
         logger.info(
             "message accepted",
             metadata: [
+                "event": "accepted",
                 "smtp.session.id": "\(request.session.sessionID)",
                 "queue.id": "\(queueID)",
+                "client.address": "\(request.session.clientAddress)",
+                "policy.user": "\(request.annotations.facts.user ?? request.session.authenticatedUser ?? "-")",
                 "smtp.mail.from": "\(request.envelope.sender)",
-                "smtp.rcpt.count": "\(request.envelope.recipients.count)",
+                "smtp.rcpt.count": "\(message.recipients.count)",
                 "message.size": "\(request.message.size)",
                 "policy.trace": "\(request.annotations.trace.map { "\($0.phase)/\($0.stage)=\($0.verdict)" }.joined(separator: " "))",
                 "policy.department": "\(request.annotations.facts.department ?? "-")",
+                "queue.state": "\(message.state.rawValue)",
             ]
         )
         let pipeline = policy.setup.pipeline

@@ -1,5 +1,6 @@
 import Logging
 import TollgateConfiguration
+import TollgatePolicy
 import TollgateSpool
 import TollgateSpoolPostgres
 
@@ -12,5 +13,12 @@ public enum SpoolFactory {
             return try await PostgresSpool.open(postgres, node: node, logger: logger)
         }
         return try SQLiteSpool(directory: configuration.path, node: node, logger: logger)
+    }
+
+    /// The counters plugins share (``PolicyHost/counters``): in the cluster's database
+    /// with the PostgreSQL store, in this process's memory otherwise.
+    public static func counters(for spool: any Spool) -> any PolicyCounterStore {
+        if let postgres = spool as? PostgresSpool { return PostgresCounters(postgres) }
+        return MemoryCounters()
     }
 }

@@ -1,4 +1,6 @@
+import Foundation
 import SMTPServer
+import TollgatePolicy
 import TollgatePipeline
 import TollgateSpool
 import TollgateConfiguration
@@ -62,5 +64,28 @@ extension SpoolMessage {
             content: content,
             upstream: annotations.route
         )
+    }
+}
+
+extension SpoolMessage {
+    /// Applies the envelope changes data-phase stages asked for (a milter's
+    /// CHGFROM/ADDRCPT/DELRCPT), in order. Returns the recipients asked to be removed
+    /// that the message did not have (ignored, as sendmail does).
+    mutating func apply(_ changes: [EnvelopeChange]) -> [String] {
+        var missing: [String] = []
+        for change in changes {
+            switch change {
+            case .changeSender(let address):
+                sender = address
+            case .addRecipient(let address):
+                guard !recipients.contains(where: { $0.address.caseInsensitiveCompare(address) == .orderedSame }) else { continue }
+                recipients.append(SpoolRecipient(address: address, notify: nil, originalRecipient: nil))
+            case .removeRecipient(let address):
+                let before = recipients.count
+                recipients.removeAll { $0.address.caseInsensitiveCompare(address) == .orderedSame }
+                if recipients.count == before { missing.append(address) }
+            }
+        }
+        return missing
     }
 }

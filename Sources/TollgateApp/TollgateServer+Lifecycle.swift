@@ -55,7 +55,7 @@ extension TollgateServer {
         try? await Task.sleep(until: min(deadline, .now + .milliseconds(100)))
         var open = openSessions
         if open > 0 {
-            logger.info("shutting down: waiting for sessions to finish their transaction", metadata: ["sessions": "\(open)", "limits.drain_timeout": "\(timeout)s"])
+            logger.info("shutting down: waiting for sessions to finish their transaction", metadata: ["smtp.sessions.open": "\(open)", "limits.drain_timeout": "\(timeout)s"])
         } else {
             logger.info("shutting down: no sessions to wait for")
         }
@@ -64,13 +64,13 @@ extension TollgateServer {
             try? await Task.sleep(for: .milliseconds(20))
             let now = openSessions
             if now != open, ContinuousClock.now - lastReport >= .seconds(5) {
-                logger.info("shutting down: still waiting", metadata: ["sessions": "\(now)"])
+                logger.info("shutting down: still waiting", metadata: ["smtp.sessions.open": "\(now)"])
                 lastReport = .now
             }
             open = now
         }
         if open > 0 {
-            logger.warning("shutting down: drain deadline passed, closing sessions with 421 4.3.2", metadata: ["sessions": "\(open)", "limits.drain_timeout": "\(timeout)s"])
+            logger.warning("shutting down: drain deadline passed, closing sessions with 421 4.3.2", metadata: ["smtp.sessions.open": "\(open)", "limits.drain_timeout": "\(timeout)s"])
             for listener in listeners { await listener.closeSessions() }
         }
     }
@@ -88,7 +88,7 @@ extension TollgateServer {
             let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
             for await signal in signals {
                 let open = listeners.reduce(0) { $0 + $1.activeConnections }
-                logger.warning("second stop signal: closing sessions and exiting now", metadata: ["signal": "\(signal)", "sessions": "\(open)"])
+                logger.warning("second stop signal: closing sessions and exiting now", metadata: ["process.signal": "\(signal)", "smtp.sessions.open": "\(open)"])
                 for listener in listeners { await listener.closeSessions() }
                 exit(1)
             }

@@ -25,6 +25,8 @@ public final class TollgateServer: Sendable {
     private let spool: any Spool
     private let metrics = RelayMetrics()
     private let runner: QueueRunner
+    /// The plugins' counters: kept across reloads (and, in a cluster's database, restarts).
+    private let counters: any PolicyCounterStore
     let listeners: [SMTPListener<RelaySessionDelegate>]
     private let authFailures: AuthFailureTracker
     private let policy: NIOLockedValueBox<PolicySetup>
@@ -49,8 +51,8 @@ public final class TollgateServer: Sendable {
             logger.warning(
                 "too few open files for limits.max_connections; lowered for each listener",
                 metadata: [
-                    "limits.max_connections": "\(sessionCap)", "configured": "\(configuration.limits.maxConnections)",
-                    "open_files": "\(openFiles)", "reserved": "\(FileDescriptorBudget.reserved(configuration))",
+                    "limits.max_connections": "\(sessionCap)", "limits.max_connections.configured": "\(configuration.limits.maxConnections)",
+                    "process.open_files": "\(openFiles)", "process.open_files.reserved": "\(FileDescriptorBudget.reserved(configuration))",
                     "hint": "raise LimitNOFILE (systemd) or ulimit -n to at least \(configuration.limits.maxConnections * max(configuration.listeners.count, 1) + FileDescriptorBudget.reserved(configuration))",
                 ]
             )
@@ -67,10 +69,12 @@ public final class TollgateServer: Sendable {
             metrics: metrics
         )
         self.upstreamFingerprint = NIOLockedValueBox(UpstreamChanges.fingerprint(configuration.upstreams))
-        let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics)
+        let counters = SpoolFactory.counters(for: spool)
+        self.counters = counters
+        let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics, counters: counters)
         self.policy = NIOLockedValueBox(setup)
         let sslContext = try Self.makeSSLContext(configuration, logger: logger)
-        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, runner: runner, metrics: metrics, hostname: configuration.hostname, storeTimeout: .milliseconds(Int64(configuration.limits.storeTimeout * 1000)), timers: group, logger: logger)
+        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, runner: runner, metrics: metrics, counters: counters, hostname: configuration.hostname, storeTimeout: .milliseconds(Int64(configuration.limits.storeTimeout * 1000)), timers: group, logger: logger)
         let group = self.group
         resolverPool.start()
         let reverseDNS = configuration.limits.reverseDNSTimeout > 0
@@ -188,26 +192,26 @@ public final class TollgateServer: Sendable {
     func reload() async {
         notifier?.reloading()
         defer { notifier?.ready(status: "accepting mail") }
-        logger.info("reloading configuration", metadata: ["file": "\(configPath)"])
+        logger.info("reloading configuration", metadata: ["config.file": "\(configPath)"])
         let configuration: TollgateConfiguration
         do {
             configuration = try ConfigurationLoader.load(configPath)
         } catch {
-            logger.error("new configuration refused; keeping the running one", metadata: ["problems": "\(error.description)"])
+            logger.error("new configuration refused; keeping the running one", metadata: ["config.problems": "\(error.description)"])
             return
         }
         let sslContext: NIOSSLContext?
         do {
             sslContext = try Self.makeSSLContext(configuration, logger: logger)
         } catch {
-            logger.error("new configuration refused; keeping the running one", metadata: ["problems": "\(error)"])
+            logger.error("new configuration refused; keeping the running one", metadata: ["config.problems": "\(error)"])
             return
         }
         let newSetup: PolicySetup
         do {
-            newSetup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics)
+            newSetup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics, counters: counters)
         } catch {
-            logger.error("new policy refused; keeping the running one", metadata: ["problems": "\(error)"])
+            logger.error("new policy refused; keeping the running one", metadata: ["config.problems": "\(error)"])
             return
         }
         // Upstreams: only those that changed are made anew (their pools drained); a
@@ -218,7 +222,7 @@ public final class TollgateServer: Sendable {
         do {
             rebuilt = try Transports.make(configuration, only: upstreamChanges.rebuilt, group: group, logger: logger)
         } catch {
-            logger.error("new configuration refused; keeping the running one", metadata: ["problems": "\(error)"])
+            logger.error("new configuration refused; keeping the running one", metadata: ["config.problems": "\(error)"])
             // The stages just built for it are never used: let them go now.
             await newSetup.pipeline.shutdown()
             return
@@ -230,7 +234,7 @@ public final class TollgateServer: Sendable {
             p = newSetup
             return old
         }
-        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: newSetup), spool: spool, runner: runner, metrics: metrics, hostname: configuration.hostname, storeTimeout: .milliseconds(Int64(configuration.limits.storeTimeout * 1000)), timers: group, logger: logger)
+        let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: newSetup), spool: spool, runner: runner, metrics: metrics, counters: counters, hostname: configuration.hostname, storeTimeout: .milliseconds(Int64(configuration.limits.storeTimeout * 1000)), timers: group, logger: logger)
         for listener in listeners {
             if let l = configuration.listeners.first(where: { $0.name == listener.configuration.name }) {
                 listener.update(session: Self.sessionConfiguration(l, configuration), delegate: delegate, sslContext: l.tls == .none ? nil : sslContext)
@@ -244,12 +248,12 @@ public final class TollgateServer: Sendable {
             await old.pipeline.shutdown()
         }
         var metadata: Logger.Metadata = [
-            "stages": "\(newSetup.pipeline.stages.count)", "departments": "\(newSetup.policies.departments.count)",
-            "upstreams": "\(upstreamChanges.summary)",
+            "policy.stages": "\(newSetup.pipeline.stages.count)", "policy.departments": "\(newSetup.policies.departments.count)",
+            "upstreams.changes": "\(upstreamChanges.summary)",
         ]
-        // The stages are new instances: what they counted in memory starts again.
+        // The stages are new instances, but the counters are the relay's: kept.
         if newSetup.pipeline.stages.contains(where: { $0.name == "rate-limit" }) {
-            metadata["rate_limit.counters"] = "reset"
+            metadata["rate_limit.counters"] = "kept"
         }
         if let tls = configuration.tls, let leaf = try? NIOSSLCertificate.fromPEMFile(tls.certificate).first {
             metadata["tls.certificate"] = "\(tls.certificate)"

@@ -16,7 +16,7 @@ extension QueueRunner {
             guard let m = try await spool.load(id) else { return }
             message = m
         } catch {
-            logger.error("cannot load message", metadata: ["error": "\(error)"])
+            logger.error("cannot load message", metadata: ["error.message": "\(error)"])
             try? await spool.releaseClaim(id, owner: settings.owner)
             return
         }
@@ -54,7 +54,7 @@ extension QueueRunner {
                         logger.warning("delivery claim lost; another runner may deliver the message too", metadata: ["queue.id": "\(id)"])
                     }
                 } catch {
-                    logger.warning("cannot renew the delivery claim", metadata: ["queue.id": "\(id)", "error": "\(error)"])
+                    logger.warning("cannot renew the delivery claim", metadata: ["queue.id": "\(id)", "error.message": "\(error)"])
                 }
             }
         }
@@ -91,16 +91,24 @@ extension QueueRunner {
     /// bounce but never lose one.
     private func record(_ message: SpoolMessage, _ update: DeliveryUpdate, upstream: String, remoteMTA: String?, logger: Logger) async {
         recording.withLockedValue { _ = $0.insert(message.id) }
+        let tenths = Int(max(0, now() - message.createdAt) * 10)
         for result in update.results {
-            let metadata: Logger.Metadata = ["smtp.rcpt": "\(result.address)", "upstream.reply": "\(result.reply)", "upstream.host": "\(remoteMTA ?? "-")"]
+            // One `event=delivery` line per recipient and attempt (SPEC §8).
+            var metadata: Logger.Metadata = [
+                "event": "delivery", "smtp.rcpt.to": "\(result.address)", "upstream.reply": "\(result.reply)", "upstream.host": "\(remoteMTA ?? "-")",
+                "delivery.delay": "\(tenths / 10).\(tenths % 10)s", "delivery.attempt": "\(message.attempts + 1)",
+            ]
             switch result.disposition {
             case .sent:
+                metadata["delivery.result"] = "sent"
                 metrics?.recipientDelivered(upstream: upstream, result: "delivered")
                 logger.info("delivered", metadata: metadata)
             case .bounced:
+                metadata["delivery.result"] = "bounced"
                 metrics?.recipientDelivered(upstream: upstream, result: "bounced")
                 logger.notice("delivery failed permanently", metadata: metadata)
             case .deferred:
+                metadata["delivery.result"] = "deferred"
                 metrics?.recipientDelivered(upstream: upstream, result: "deferred")
                 logger.info("delivery deferred", metadata: metadata)
             }
@@ -113,7 +121,7 @@ extension QueueRunner {
                 wake()
             } catch {
                 // Keep the message: without its bounce it must not be forgotten.
-                logger.error("cannot queue bounce; will try again", metadata: ["error": "\(error)"])
+                logger.error("cannot queue bounce; will try again", metadata: ["error.message": "\(error)"])
                 // Recipients delivered in this attempt stay delivered; those that
                 // failed stay pending, so the failure (and its bounce) comes again.
                 var recipients = update.recipients
@@ -137,7 +145,7 @@ extension QueueRunner {
                 logger.warning("delivery claim lost before the attempt was recorded; the message may be delivered again")
             }
         } catch {
-            logger.error("cannot record delivery attempt", metadata: ["error": "\(error)"])
+            logger.error("cannot record delivery attempt", metadata: ["error.message": "\(error)"])
         }
     }
 }

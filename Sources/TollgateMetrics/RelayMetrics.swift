@@ -5,6 +5,7 @@ import Prometheus
 public final class RelayMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
     private let accepted: Counter
+    private let discarded: Counter
     private let refusedStore: Counter
     private let contentBuffered: Gauge
     private let contentBudget: Gauge
@@ -17,12 +18,14 @@ public final class RelayMetrics: Sendable {
 
     public init() {
         accepted = registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "smtp", metricName: "messages_accepted", unitName: "total", helpText: "Messages accepted and queued"), labels: [])
+        discarded = registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "smtp", metricName: "messages_discarded", unitName: "total", helpText: "Messages accepted and dropped because a stage said discard"), labels: [])
         contentBuffered = registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "content", metricName: "buffered", unitName: "bytes", helpText: "Message content held in memory by sessions (receiving, deciding, storing)"), labels: [])
         contentBudget = registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "content", metricName: "budget", unitName: "bytes", helpText: "limits.content_memory: past it, DATA gets 451 4.3.0"), labels: [])
         refusedStore = registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "spool", metricName: "write_failures", unitName: "total", helpText: "Messages that could not be stored (answered 4xx)"), labels: [])
     }
 
     public func messageAccepted() { accepted.increment() }
+    public func messageDiscarded() { discarded.increment() }
     public func storeFailed() { refusedStore.increment() }
 
     /// The series already made, by their labels: the registry is asked once per series,

@@ -37,6 +37,7 @@ public enum PipelineBuilder {
         _ configuration: TollgateConfiguration,
         policies: DepartmentPolicies,
         logger: Logger,
+        counters: any PolicyCounters = MemoryCounters(),
         clock: @escaping Clock
     ) -> ([(TollgateConfiguration.Stage, any PolicyStageFactory, RelayPolicyHost)], [PolicyDiagnostic]) {
         var loaded: [(TollgateConfiguration.Stage, any PolicyStageFactory, RelayPolicyHost)] = []
@@ -59,7 +60,7 @@ public enum PipelineBuilder {
                 diagnostics.append(PolicyDiagnostic(stage.location, "\(path) is the plugin '\(factory.name)', not '\(stage.use)'"))
                 continue
             }
-            let host = RelayPolicyHost(plugin: stage.use, logger: logger, policies: policies, clock: clock)
+            let host = RelayPolicyHost(plugin: stage.use, logger: logger, policies: policies, counters: counters, clock: clock)
             let problems = factory.validate(settings: stage.settings, host: host)
             diagnostics += problems
             if problems.isEmpty { loaded.append((stage, factory, host)) }
@@ -79,10 +80,11 @@ public enum PipelineBuilder {
         _ configuration: TollgateConfiguration,
         logger: Logger,
         metrics: RelayMetrics?,
+        counters: any PolicyCounters = MemoryCounters(),
         clock: @escaping Clock = { Date().timeIntervalSince1970 }
     ) async throws -> PolicySetup {
         let (policies, policyProblems) = loadPolicies(configuration)
-        let (loaded, diagnostics) = loadFactories(configuration, policies: policies, logger: logger, clock: clock)
+        let (loaded, diagnostics) = loadFactories(configuration, policies: policies, logger: logger, counters: counters, clock: clock)
         guard policyProblems.isEmpty, diagnostics.isEmpty else { throw Failure(diagnostics: policyProblems + diagnostics) }
         var stages: [PolicyPipeline.Stage] = []
         for (stage, factory, host) in loaded {

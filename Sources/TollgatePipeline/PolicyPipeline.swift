@@ -125,6 +125,11 @@ public final class PolicyPipeline: Sendable {
                 answer.update { $0.pendingChanges += decision.changes }
             }
             if !decision.envelopeChanges.isEmpty, phase == .data {
+                if let bad = decision.envelopeChanges.first(where: { !$0.isWellFormed }) {
+                    let failed = errorDecision(stage, error: MalformedEnvelopeChange(change: bad), phase: phase)
+                    answer.resume { progress in self.record(stage, failed, elapsed, context: context, into: &progress) }
+                    return
+                }
                 let summary = "envelope: " + decision.envelopeChanges.map(\.summary).joined(separator: " ")
                 decision.reason = decision.reason.isEmpty ? summary : decision.reason + "; " + summary
                 answer.update { $0.envelopeChanges += decision.envelopeChanges }
@@ -155,14 +160,20 @@ public final class PolicyPipeline: Sendable {
         outcome.trace.append(PolicyTraceEntry(phase: context.phase.rawValue, stage: stage.name, verdict: decision.verdict.name, reason: decision.reason, milliseconds: elapsed))
         metrics?.stageDecided(stage: stage.name, phase: context.phase.rawValue, verdict: decision.verdict.name, seconds: elapsed / 1000)
         if decision.verdict != .continue || !decision.reason.isEmpty {
-            logger.log(
-                level: decision.verdict == .continue ? .debug : .info,
-                "policy decision",
-                metadata: [
-                    "smtp.session.id": "\(context.sessionID)", "policy.stage": "\(stage.name)", "policy.phase": "\(context.phase.rawValue)",
-                    "policy.verdict": "\(decision.verdict.name)", "policy.reason": "\(decision.reason)",
-                ]
-            )
+            var metadata: Logger.Metadata = [
+                "smtp.session.id": "\(context.sessionID)", "policy.stage": "\(stage.name)", "policy.phase": "\(context.phase.rawValue)",
+                "policy.verdict": "\(decision.verdict.name)", "policy.reason": "\(decision.reason)",
+            ]
+            // A refusal by a stage is the `event=refused` line of SPEC §8 (dry runs aside).
+            if decision.verdict.reply != nil, !context.dryRun {
+                metadata["event"] = "refused"
+                metadata["client.address"] = "\(context.clientAddress)"
+                metadata["policy.user"] = "\(context.facts.user ?? context.authenticatedUser ?? "-")"
+                metadata["smtp.reply"] = "\(decision.verdict.reply.map { "\($0.code) \($0.enhancedCode ?? "") \($0.text)" } ?? "")"
+                if let sender = context.sender { metadata["smtp.mail.from"] = "\(sender)" }
+                if let recipient = context.recipient { metadata["smtp.rcpt.to"] = "\(recipient)" }
+            }
+            logger.log(level: decision.verdict == .continue ? .debug : .info, "policy decision", metadata: metadata)
         }
     }
 
@@ -194,7 +205,7 @@ public final class PolicyPipeline: Sendable {
     }
 
     private func errorDecision(_ stage: Stage, error: any Error, phase: PolicyPhase) -> PolicyDecision {
-        logger.warning("policy stage failed", metadata: ["policy.stage": "\(stage.name)", "policy.phase": "\(phase.rawValue)", "error": "\(error)"])
+        logger.warning("policy stage failed", metadata: ["policy.stage": "\(stage.name)", "policy.phase": "\(phase.rawValue)", "error.message": "\(error)"])
         switch stage.onError {
         case .defer:
             return PolicyDecision(.defer(PolicyReply(code: 451, enhancedCode: "4.3.0", text: "Temporary policy failure, try again later")), reason: "stage failed: \(error)")
@@ -326,5 +337,27 @@ final class PhaseAnswer: Sendable {
             return (c, s.outcome)
         }
         if let (c, outcome) = answer { c.resume(returning: outcome) }
+    }
+}
+
+/// A stage asked for an envelope change with an address the relay cannot use.
+struct MalformedEnvelopeChange: Error, CustomStringConvertible {
+    var change: EnvelopeChange
+    var description: String { "cannot apply \(change.summary): not a usable address" }
+}
+
+extension EnvelopeChange {
+    /// An address without brackets, spaces or control characters; recipients need a
+    /// local part and a domain, a sender may be empty (the null sender).
+    var isWellFormed: Bool {
+        func usable(_ address: String) -> Bool {
+            !address.utf8.contains { $0 <= 0x20 || $0 == 0x7F || $0 == UInt8(ascii: "<") || $0 == UInt8(ascii: ">") } && address.utf8.count <= 254
+        }
+        switch self {
+        case .changeSender(let a): return a.isEmpty || (usable(a) && a.contains("@"))
+        case .addRecipient(let a), .removeRecipient(let a):
+            guard usable(a), let at = a.lastIndex(of: "@") else { return false }
+            return at != a.startIndex && a.index(after: at) != a.endIndex
+        }
     }
 }

@@ -12,9 +12,14 @@ public final class RelayPolicyHost: PolicyHost {
     private let clock: @Sendable () -> Double
     public let plugin: String
     public let policies: DepartmentPolicies
+    public let counters: any PolicyCounters
 
-    public init(plugin: String, logger: Logger, policies: DepartmentPolicies, clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
+    public init(
+        plugin: String, logger: Logger, policies: DepartmentPolicies, counters: any PolicyCounters = MemoryCounters(),
+        clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
+    ) {
         self.plugin = plugin
+        self.counters = counters
         var logger = logger
         logger[metadataKey: "policy.stage"] = .string(plugin)
         self.logger = logger

@@ -103,7 +103,7 @@ extension SQLiteSpool {
             return rows
         }
         for row in moved {
-            logger.error("queue entry quarantined", metadata: ["queue.id": "\(row["id"] as String)", "reason": "\(row["reason"] as String)"])
+            logger.error("queue entry quarantined", metadata: ["queue.id": "\(row["id"] as String)", "queue.quarantine.reason": "\(row["reason"] as String)"])
         }
     }
 
@@ -126,16 +126,16 @@ extension SQLiteSpool {
             return (orphans, db.changesCount)
         }
         for id in bodies {
-            logger.error("queue entry quarantined", metadata: ["queue.id": "\(id)", "reason": "content without its message"])
+            logger.error("queue entry quarantined", metadata: ["queue.id": "\(id)", "queue.quarantine.reason": "content without its message"])
         }
         if recipients > 0 {
-            logger.error("recipient rows without their message removed", metadata: ["count": "\(recipients)"])
+            logger.error("recipient rows without their message removed", metadata: ["spool.orphans.count": "\(recipients)"])
         }
     }
 
     /// Moves a damaged entry aside, as Postfix moves files to its `corrupt` queue.
     func quarantine(_ id: String, reason: String) async throws {
-        logger.error("queue entry quarantined", metadata: ["queue.id": "\(id)", "reason": "\(reason)"])
+        logger.error("queue entry quarantined", metadata: ["queue.id": "\(id)", "queue.quarantine.reason": "\(reason)"])
         try await committer.submit(durable: true) { db in
             let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT sender, envelope, received_header FROM messages WHERE id = ?"), arguments: [id])
             // Copied as they are (`DatabaseValue`: any type), since they may be what is damaged.

@@ -35,13 +35,13 @@ enum SpoolPermissions {
             if chmod(path, wanted) == 0 {
                 logger.warning(
                     "spool permissions were too wide; narrowed",
-                    metadata: ["file": "\(path)", "mode.was": "\(octal(mode))", "mode": "\(octal(wanted))"]
+                    metadata: ["spool.file": "\(path)", "spool.file.mode.was": "\(octal(mode))", "spool.file.mode": "\(octal(wanted))"]
                 )
                 changed.append(path)
             } else {
                 logger.error(
                     "spool permissions are too wide and cannot be narrowed",
-                    metadata: ["file": "\(path)", "mode": "\(octal(mode))", "error": "\(String(cString: strerror(errno)))"]
+                    metadata: ["spool.file": "\(path)", "spool.file.mode": "\(octal(mode))", "error.message": "\(String(cString: strerror(errno)))"]
                 )
             }
         }

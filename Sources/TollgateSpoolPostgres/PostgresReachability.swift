@@ -62,7 +62,7 @@ final class PostgresReachability: Sendable {
             return true
         }
         guard start else { return }
-        logger.error("database unreachable: new mail is deferred and delivery pauses until it is back", metadata: ["error": "\(reason)"])
+        logger.error("database unreachable: new mail is deferred and delivery pauses until it is back", metadata: ["error.message": "\(reason)"])
         Task { await self.probeUntilBack() }
     }
 

@@ -94,7 +94,7 @@ extension PostgresSpool {
     /// Moves a damaged entry aside, as Postfix moves files to its `corrupt` queue. The
     /// content is copied from the statement's snapshot, before the cascade removes it.
     func quarantine(_ id: String, reason: String) async throws {
-        logger.error("queue entry quarantined", metadata: ["queue.id": "\(id)", "reason": "\(reason)"])
+        logger.error("queue entry quarantined", metadata: ["queue.id": "\(id)", "queue.quarantine.reason": "\(reason)"])
         try await execute("cannot quarantine a damaged message", """
             WITH moved AS (DELETE FROM messages WHERE id = \(id) RETURNING id, sender, envelope, received_header)
             INSERT INTO quarantine (id, moved, reason, sender, envelope, content, received_header)
@@ -130,7 +130,7 @@ extension PostgresSpool {
             RETURNING id, reason
             """, logger: quiet))
         for row in moved {
-            logger.error("queue entry quarantined", metadata: ["queue.id": "\((try? row[0].decode(String.self)) ?? "")", "reason": "\((try? row[1].decode(String.self)) ?? "")"])
+            logger.error("queue entry quarantined", metadata: ["queue.id": "\((try? row[0].decode(String.self)) ?? "")", "queue.quarantine.reason": "\((try? row[1].decode(String.self)) ?? "")"])
         }
     }
 

@@ -4,7 +4,7 @@ import PostgresNIO
 extension PostgresSpool {
     /// The schema version this binary writes. A database of an earlier version is
     /// migrated at start; one of a later version (a newer Tollgate ran on it) is refused.
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
 
     /// One migration per version, each run in the transaction that records it.
     static let migrations: [Int: [PostgresQuery]] = [
@@ -68,6 +68,21 @@ extension PostgresSpool {
                 received_header text
             )
             """,
+        ],
+        // The cluster's counters for plugins (PostgresCounters): committed amounts
+        // (reservation NULL) and reservations of transactions in progress.
+        2: [
+            """
+            CREATE TABLE counter_entries (
+                counter text NOT NULL,
+                window_seconds double precision NOT NULL,
+                at double precision NOT NULL,
+                amount bigint NOT NULL,
+                reservation text
+            )
+            """,
+            "CREATE INDEX counter_entries_counter ON counter_entries (counter, window_seconds, at)",
+            "CREATE INDEX counter_entries_reservation ON counter_entries (reservation) WHERE reservation IS NOT NULL",
         ],
     ]
 

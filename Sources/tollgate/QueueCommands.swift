@@ -57,7 +57,7 @@ struct Queue: AsyncParsableCommand {
             }
             if rows.isEmpty, !json {
                 // As Postfix's mailq; --json prints nothing, one object per message.
-                let filtered = state != nil || sender != nil || recipient != nil || user != nil || department != nil
+                let filtered = state != nil || sender != nil || recipient != nil || user != nil || department != nil || node != nil
                 print(filtered ? "no queued message matches" : "the queue is empty")
                 return
             }

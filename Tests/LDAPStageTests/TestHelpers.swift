@@ -56,6 +56,7 @@ final class TestHost: PolicyHost, @unchecked Sendable {
     private let lock = LDAPLocked<(now: Double, logs: [String])>((1_000_000, []))
     let departmentList: [DepartmentInfo]
     let sections: [String: PolicySettings]
+    let counters: any PolicyCounters = MemoryCounters()
 
     init(departments: [DepartmentInfo] = TestHost.exampleDepartments, sections: [String: PolicySettings] = [:]) {
         self.departmentList = departments

@@ -64,10 +64,14 @@ public final class TestHost: PolicyHost {
     private let state = Mutex<(now: Double, logs: [String])>((1_700_000_000, []))
     public let departmentList: [DepartmentInfo]
     public let sections: [String: PolicySettings]
+    /// The host's counters; commit or release them as the relay would.
+    public let memoryCounters: MemoryCounters
+    public var counters: any PolicyCounters { memoryCounters }
 
-    public init(departments: [DepartmentInfo] = TestHost.exampleDepartments, sections: [String: PolicySettings] = [:]) {
+    public init(departments: [DepartmentInfo] = TestHost.exampleDepartments, sections: [String: PolicySettings] = [:], counters: MemoryCounters = MemoryCounters()) {
         self.departmentList = departments
         self.sections = sections
+        self.memoryCounters = counters
     }
 
     public static let exampleDepartments: [DepartmentInfo] = [

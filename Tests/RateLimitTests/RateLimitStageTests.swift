@@ -10,10 +10,9 @@ let financeSection: Y = [
     ["key": "department", "recipients": 5, "per": "1d"],
 ]
 
-func makeStage(_ limits: [Y], sections: [String: Y] = [:], maxKeys: Int? = nil) async throws -> (RateLimitStage, TestHost) {
-    let host = TestHost(sections: sections.mapValues { $0.settings(file: "/etc/tollgate/policies/dept.yaml", line: 3) })
-    var settings: [(String, Y)] = [("limits", .list(limits))]
-    if let maxKeys { settings.append(("max_keys", .scalar("\(maxKeys)"))) }
+func makeStage(_ limits: [Y], sections: [String: Y] = [:], counters: MemoryCounters = MemoryCounters()) async throws -> (RateLimitStage, TestHost) {
+    let host = TestHost(sections: sections.mapValues { $0.settings(file: "/etc/tollgate/policies/dept.yaml", line: 3) }, counters: counters)
+    let settings: [(String, Y)] = [("limits", .list(limits))]
     let stage = try await RateLimitFactory().makeStage(settings: Y.map(settings).settings(), host: host)
     return (try #require(stage as? RateLimitStage), host)
 }
@@ -21,38 +20,52 @@ func makeStage(_ limits: [Y], sections: [String: Y] = [:], maxKeys: Int? = nil) 
 /// A context at `phase` for a session of `user` (authenticated unless nil).
 func context(
     _ phase: PolicyPhase, user: String? = "alice", department: String? = nil, sender: String = "alice@example.com",
-    client: String = "192.0.2.10", recipients: [String] = [], recipient: String? = nil, size: Int? = nil, dryRun: Bool = false
+    client: String = "192.0.2.10", recipients: [String] = [], recipient: String? = nil, size: Int? = nil, dryRun: Bool = false,
+    session: String = "S1"
 ) -> PolicyContext {
     PolicyContext(
-        phase: phase, sessionID: "S1", listener: "submission", clientAddress: client, tls: true,
+        phase: phase, sessionID: session, listener: "submission", clientAddress: client, tls: true,
         authenticatedUser: user, sender: sender, recipients: recipients, recipient: recipient, messageSize: size,
         facts: SessionFacts(user: user, department: department), dryRun: dryRun
     )
 }
 
-/// Runs one transaction through mail, rcpt and data and, when every phase continued,
-/// reports it accepted (as the relay does once the message is queued). Returns the
-/// first refusing decision, or nil when the message was accepted.
+/// Runs one transaction through mail, rcpt and data and, as the relay does, commits
+/// its counter reservations when every phase continued (the message is queued) and
+/// releases them when one refused. Returns the first refusing decision, or nil when the
+/// message was accepted.
 @discardableResult
 func send(
     _ stage: RateLimitStage, user: String? = "alice", department: String? = nil, sender: String = "alice@example.com",
-    client: String = "192.0.2.10", to recipients: [String] = ["bob@example.net"], size: Int = 1000, dryRun: Bool = false
+    client: String = "192.0.2.10", to recipients: [String] = ["bob@example.net"], size: Int = 1000, dryRun: Bool = false,
+    session: String = "S1"
 ) async throws -> PolicyDecision? {
     func make(_ phase: PolicyPhase, _ accepted: [String], _ recipient: String? = nil, _ size: Int? = nil) -> PolicyContext {
-        context(phase, user: user, department: department, sender: sender, client: client, recipients: accepted, recipient: recipient, size: size, dryRun: dryRun)
+        context(phase, user: user, department: department, sender: sender, client: client, recipients: accepted, recipient: recipient, size: size, dryRun: dryRun, session: session)
+    }
+    let counters = try #require(stage.host as? TestHost).memoryCounters
+    func refused(_ decision: PolicyDecision) async -> PolicyDecision {
+        await counters.release(sessionID: session)
+        return decision
     }
     let mail = try await stage.evaluate(make(.mail, []))
-    if mail.verdict != .continue { return mail }
+    if mail.verdict != .continue { return await refused(mail) }
     var accepted: [String] = []
     for recipient in recipients {
         let decision = try await stage.evaluate(make(.rcpt, accepted, recipient))
-        if decision.verdict != .continue { return decision }
+        if decision.verdict != .continue { return await refused(decision) }
         accepted.append(recipient)
     }
     let data = try await stage.evaluate(make(.data, accepted, nil, size))
-    if data.verdict != .continue { return data }
-    await stage.messageAccepted(AcceptedMessage(queueID: "Q\(accepted.count)", context: make(.data, accepted, nil, size)))
+    if data.verdict != .continue { return await refused(data) }
+    if !dryRun { await counters.commit(sessionID: session, now: stage.host.now()) }
     return nil
+}
+
+/// What the counter of `key`'s `measure` holds now.
+func held(_ stage: RateLimitStage, _ key: CounterKey, _ measure: RateLimitMeasure) async throws -> Int {
+    let id = key.counter(measure)
+    return try await stage.host.counters.usage([id], now: stage.host.now())[id] ?? 0
 }
 
 func isDeferred(_ decision: PolicyDecision?, _ code: Int, _ enhanced: String = "4.7.1") -> Bool {
@@ -163,14 +176,23 @@ struct RecipientAndByteLimitTests {
         #expect(try await send(stage, size: 1024) == nil)
     }
 
-    @Test("data re-checks messages and recipients against mail accepted meanwhile")
-    func dataRecheck() async throws {
-        let (stage, _) = try await makeStage([["key": "client", "messages": 1, "per": "1h"]])
-        // Two sessions pass MAIL at the same time; the first is accepted.
-        #expect(try await stage.evaluate(context(.mail, user: "a")).verdict == .continue)
-        #expect(try await stage.evaluate(context(.mail, user: "b")).verdict == .continue)
-        #expect(try await send(stage, user: "a") == nil)
-        #expect(isDeferred(try await stage.evaluate(context(.data, user: "b", recipients: ["x@y.test"], size: 10)), 451))
+    @Test("concurrent transactions reserve: together they cannot pass a limit")
+    func concurrentReservations() async throws {
+        let (stage, host) = try await makeStage([["key": "client", "messages": 1, "per": "1h"]])
+        // Session A passes MAIL and holds the one message the client may send; session
+        // B, at the same time, is deferred at MAIL rather than at DATA or never.
+        #expect(try await stage.evaluate(context(.mail, user: "a", session: "A")).verdict == .continue)
+        let b = try await stage.evaluate(context(.mail, user: "b", session: "B"))
+        #expect(isDeferred(b, 451))
+        #expect(b.reason == "client 192.0.2.10: 1 used, 1 more would exceed 1 messages per 1h (settings)")
+        // A's transaction fails (RSET, a refusal by a later stage): the relay releases it.
+        await host.memoryCounters.release(sessionID: "A")
+        #expect(try await send(stage, user: "b", session: "B") == nil)
+        #expect(isDeferred(try await send(stage, user: "a", session: "A"), 451))
+        // Data re-checks with the session's own reservation not counted twice.
+        let (other, _) = try await makeStage([["key": "client", "messages": 2, "per": "1h"]])
+        #expect(try await other.evaluate(context(.mail, session: "C")).verdict == .continue)
+        #expect(try await other.evaluate(context(.data, recipients: ["x@y.test"], size: 10, session: "C")).reason.hasPrefix("within limits: client 192.0.2.10 0+1 of 2 messages"))
     }
 }
 
@@ -239,7 +261,9 @@ struct CountingTests {
         for _ in 1...5 {
             #expect(try await send(stage, dryRun: true) == nil)
         }
-        #expect(await stage.counters.count == 0)
+        // The transaction above was never committed: the relay releases it.
+        await try #require(stage.host as? TestHost).memoryCounters.release(sessionID: "S1")
+        #expect(await try #require(stage.host as? TestHost).memoryCounters.count == 0)
         #expect(try await send(stage) == nil)
         #expect(try await send(stage) == nil)
         // Refused by this stage: not counted either, so the count stays at 2.
@@ -247,32 +271,34 @@ struct CountingTests {
             #expect(isDeferred(try await send(stage), 451))
         }
         let key = CounterKey(key: .user, value: "alice", window: 3600)
-        let used = await stage.counters.usage([key], now: 1_700_000_000)
-        #expect(used[key] == Usage(messages: 2, recipients: 2, bytes: 2000))
+        #expect(try await held(stage, key, .messages) == 2)
+        #expect(try await held(stage, key, .recipients) == 2)
     }
 }
 
-@Suite("rate-limit: memory")
+@Suite("rate-limit: the relay's counters")
 struct MemoryTests {
     @Test("idle counters expire")
     func idleExpire() async throws {
-        let (stage, host) = try await makeStage([["key": "sender", "messages": 5, "per": "10m"]])
+        let counters = MemoryCounters()
+        let (stage, host) = try await makeStage([["key": "sender", "messages": 5, "per": "10m"]], counters: counters)
         for n in 0..<50 { try await send(stage, sender: "s\(n)@example.com") }
-        #expect(await stage.counters.count == 50)
+        #expect(await counters.count == 50)
         host.advance(600)
         try await send(stage, sender: "late@example.com")
-        #expect(await stage.counters.count == 1)
+        #expect(await counters.count == 1)
     }
 
-    @Test("at most max_keys counters; the least recently used go first")
-    func maxKeys() async throws {
-        let (stage, host) = try await makeStage([["key": "client", "messages": 1, "per": "1d"]], maxKeys: 100)
+    @Test("at most maxCounters counters; the least recently used go first")
+    func maxCounters() async throws {
+        let counters = MemoryCounters(maxCounters: 100)
+        let (stage, host) = try await makeStage([["key": "client", "messages": 1, "per": "1d"]], counters: counters)
         for n in 0..<101 {
             try await send(stage, client: "10.0.0.\(n)")
             host.advance(1)
         }
-        #expect(await stage.counters.count == 90)
-        #expect(host.logs.contains { $0.hasPrefix("warning rate-limit counters full") })
+        #expect(await counters.count == 90)
+        #expect(await counters.evicted == 11)
         // The oldest were dropped (they start afresh); the newest still count.
         #expect(try await send(stage, client: "10.0.0.0") == nil)
         #expect(isDeferred(try await send(stage, client: "10.0.0.100"), 451))
@@ -280,17 +306,37 @@ struct MemoryTests {
 
     @Test("a busy counter keeps a bounded log that never under-counts")
     func boundedLog() async throws {
-        let counters = RateLimitCounters(maxKeys: 10, maxEntriesPerKey: 8)
-        let key = CounterKey(key: .user, value: "alice", window: 100)
+        let counters = MemoryCounters(maxCounters: 10, maxEntriesPerCounter: 8)
+        let id = CounterID(name: "rate-limit/user/messages/alice", window: 100)
         for t in 0..<40 {
-            await counters.record([key], usage: Usage(messages: 1, recipients: 2, bytes: 10), now: Double(t))
+            #expect(await counters.reserve([CounterCharge(id, amount: 1, limit: 1000)], sessionID: "S", now: Double(t)) == .reserved(used: [id: t]))
+            await counters.commit(sessionID: "S", now: Double(t))
         }
-        #expect(await counters.entryCount(key) <= 8)
+        #expect(await counters.entryCount(id) <= 8)
         // Exactly 40 in the window at t = 40.
-        #expect(await counters.usage([key], now: 40)[key] == Usage(messages: 40, recipients: 80, bytes: 400))
+        #expect(await counters.usage([id], now: 40)[id] == 40)
         // Merged entries carry the later time, so they may count a little longer, never shorter.
-        let later = await counters.usage([key], now: 120)[key]!
-        #expect(later.messages >= 19)  // messages 20…39 are certainly still inside (t > 20)
-        #expect(await counters.usage([key], now: 140)[key] == Usage())
+        let later = await counters.usage([id], now: 120)[id]!
+        #expect(later >= 19)  // 20…39 are certainly still inside (t > 20)
+        #expect(await counters.usage([id], now: 140)[id] == 0)
+    }
+
+    @Test("reservations: all or nothing, replaced per transaction, and they expire")
+    func reservations() async throws {
+        let counters = MemoryCounters()
+        let a = CounterID(name: "a", window: 3600)
+        let b = CounterID(name: "b", window: 3600)
+        // b does not fit: nothing is reserved, a included.
+        #expect(await counters.reserve([CounterCharge(a, amount: 1, limit: 5), CounterCharge(b, amount: 3, limit: 2)], sessionID: "S", now: 0) == .exceeded(b, used: 0))
+        #expect(await counters.usage([a, b], now: 0) == [a: 0, b: 0])
+        // Reserving again replaces the transaction's amount.
+        _ = await counters.reserve([CounterCharge(a, amount: 1, limit: 5)], sessionID: "S", now: 0)
+        _ = await counters.reserve([CounterCharge(a, amount: 4, limit: 5)], sessionID: "S", now: 1)
+        #expect(await counters.usage([a], now: 1)[a] == 4)
+        #expect(await counters.reserve([CounterCharge(a, amount: 2, limit: 5)], sessionID: "T", now: 1) == .exceeded(a, used: 4))
+        // A reservation never committed nor released stops counting.
+        #expect(await counters.usage([a], now: MemoryCounters.reservationLifetime + 1)[a] == 0)
+        await counters.commit(sessionID: "S", now: 2)
+        #expect(await counters.usage([a], now: 3)[a] == 4)
     }
 }

@@ -116,4 +116,65 @@ import TollgatePolicy
             #expect(parsed.size == parsed.bytes.count)
         }
     }
+
+    /// Answers a fixed decision at the phases it is given.
+    struct Answering: PolicyStage {
+        let decision: PolicyDecision
+        let phases: Set<PolicyPhase>
+        func evaluate(_ context: PolicyContext) async throws -> PolicyDecision { decision }
+    }
+
+    func stages(_ stages: [(String, any PolicyStage, TollgateConfiguration.StageMode)]) -> PolicyPipeline {
+        PolicyPipeline(stages: stages.map { PolicyPipeline.Stage(name: $0.0, stage: $0.1, timeout: 5, onError: .defer, mode: $0.2) }, logger: Logger(label: "test"))
+    }
+
+    @Test func theStrongestDispositionWinsAndIsInTheTrace() async {
+        let hold = Answering(decision: PolicyDecision(.continue, disposition: .hold(reason: "review")), phases: [.rcpt])
+        let discard = Answering(decision: PolicyDecision(.continue, reason: "spam", disposition: .discard(reason: "score 20")), phases: [.rcpt])
+        let plain = Answering(decision: .continue, phases: [.rcpt])
+        let rcpt = PolicyContext(phase: .rcpt, sessionID: "s", listener: "l", clientAddress: "127.0.0.1", recipient: "x@example.net")
+        let held = await stages([("hold", hold, .enforce), ("plain", plain, .enforce)]).evaluate(rcpt)
+        #expect(held.disposition == .hold(reason: "review"))
+        #expect(held.trace.first?.reason == "hold: review")
+        let both = await stages([("discard", discard, .enforce), ("hold", hold, .enforce)]).evaluate(rcpt)
+        #expect(both.disposition == .discard(reason: "score 20"))
+        #expect(both.trace.map(\.reason) == ["spam; discard: score 20", "hold: review"])
+        // A shadow stage's disposition is only recorded.
+        let shadow = await stages([("discard", discard, .shadow)]).evaluate(rcpt)
+        #expect(shadow.disposition == .deliver)
+        // A refusal carries none.
+        let refusing = Answering(decision: PolicyDecision(.reject(PolicyReply(code: 550, text: "no")), disposition: .hold(reason: "x")), phases: [.rcpt])
+        #expect(await stages([("r", refusing, .enforce)]).evaluate(rcpt).disposition == .deliver)
+    }
+
+    @Test func changesAskedAtRcptAreKeptForDataAndEnvelopeChangesGathered() async {
+        let prepend = Answering(decision: PolicyDecision(.continue, changes: [.addHeader(name: "X-Policy", value: "seen")]), phases: [.rcpt])
+        let rcpt = PolicyContext(phase: .rcpt, sessionID: "s", listener: "l", clientAddress: "127.0.0.1", recipient: "x@example.net")
+        let outcome = await stages([("prepend", prepend, .enforce)]).evaluate(rcpt)
+        #expect(outcome.pendingChanges == [.addHeader(name: "X-Policy", value: "seen")])
+        #expect(outcome.message == nil)
+        #expect(outcome.trace.first?.reason == "changes at data: +X-Policy")
+        #expect(await stages([("prepend", prepend, .shadow)]).evaluate(rcpt).pendingChanges.isEmpty)
+
+        let redirect = Answering(decision: PolicyDecision(.continue, envelopeChanges: [.removeRecipient("b@example.net"), .addRecipient("c@example.net"), .changeSender("")]), phases: [.data])
+        let data = context(ByteBuffer(string: Self.original))
+        let redirected = await stages([("redirect", redirect, .enforce)]).evaluate(data)
+        #expect(redirected.envelopeChanges == [.removeRecipient("b@example.net"), .addRecipient("c@example.net"), .changeSender("")])
+        #expect(redirected.trace.first?.reason == "envelope: -rcpt=<b@example.net> +rcpt=<c@example.net> from=<>")
+        #expect(await stages([("redirect", redirect, .shadow)]).evaluate(data).envelopeChanges.isEmpty)
+        // An address the relay cannot use is the stage's failure: its on_error (defer).
+        for bad in ["", "no-at-sign", "a b@example.net", "<x@example.net>", "x@", "@example.net", "x@example.net\r\nRCPT TO:<y@evil>"] {
+            let malformed = Answering(decision: PolicyDecision(.continue, envelopeChanges: [.addRecipient(bad)]), phases: [.data])
+            let failed = await stages([("bad", malformed, .enforce)]).evaluate(data)
+            #expect(failed.verdict.reply?.code == 451, "\(bad.debugDescription)")
+            #expect(failed.envelopeChanges.isEmpty)
+        }
+    }
+
+    @Test func aShadowStageNeverChangesTheMessage() async {
+        let changer = Changer([.addHeader(name: "X-Shadow", value: "1")])
+        let outcome = await stages([("changer", changer, .shadow)]).evaluate(context(ByteBuffer(string: Self.original)))
+        #expect(outcome.message == nil)
+        #expect(outcome.trace.first?.shadow == true)
+    }
 }

@@ -32,12 +32,17 @@ extension LiveRelayTests {
             #expect(problems.contains { $0.description.hasPrefix("t.yaml:7:5: ") && $0.message.contains("no_such_key") })
         }
 
-        @Test func thirdPartyPluginBuiltSeparatelyLoadsLikeABundledOne() async throws {
+        /// The third-party fixture, built once per test process as a separate package.
+        static let fixture: Result<(scratch: TemporaryDirectory, library: String), any Error> = Result {
             let scratch = try TemporaryDirectory()
-            let packagePath = Self.repositoryRoot + "/Tests/Fixtures/ThirdPartyPlugin"
+            let packagePath = repositoryRoot + "/Tests/Fixtures/ThirdPartyPlugin"
             let build = try ChildProcess.run("swift", ["build", "--package-path", packagePath, "--scratch-path", scratch.path + "/build"], timeout: 600)
-            #expect(build.status == 0, "\(build.stdout)\(build.stderr)")
-            let library = scratch.path + "/build/debug/libtollgate-domain-block.so"
+            guard build.status == 0 else { throw TestSupportError(.processFailed, "the fixture plugin did not build: \(build.stdout)\(build.stderr)") }
+            return (scratch, scratch.path + "/build/debug/libtollgate-domain-block.so")
+        }
+
+        @Test func thirdPartyPluginBuiltSeparatelyLoadsLikeABundledOne() async throws {
+            let library = try Self.fixture.get().library
             let factory = try PluginLoader.load(library)
             #expect(factory.name == "domain-block")
             let location = SourceLocation(file: "t.yaml", line: 1, column: 1)
@@ -54,6 +59,72 @@ extension LiveRelayTests {
             let data = try await stage.evaluate(PolicyContext(phase: .data, sessionID: "s", listener: "l", clientAddress: "127.0.0.1", message: message))
             let changed = try message.applying(data.changes)
             #expect(String(decoding: changed.bytes, as: UTF8.self) == "From: a@x.example\r\nX-Domain-Block: checked\r\n\r\nbody\r\n")
+        }
+
+        /// ABI 2's dispositions and envelope changes through a real relay and the
+        /// fixture plugin: hold keeps the message held in the queue, discard answers 250
+        /// and drops it, a header asked for at RCPT is in the delivered message, and a
+        /// data-phase redirect changes the sender and the recipients the upstream sees.
+        @Test func holdDiscardPrependAndRedirectThroughARealRelay() throws {
+            let library = try Self.fixture.get().library
+            let dir = try TemporaryDirectory(label: "disposition")
+            let sinkPort = freePort()
+            let sink = try RawSMTPSink.start(port: sinkPort, directory: dir.path + "/sink")
+            defer { sink.stop() }
+            let relay = try RelayProcess(
+                rest: upstreamSection(port: sinkPort) + """
+
+                    stages:
+                      - use: domain-block
+                        library: \(library)
+                        settings:
+                          domains: [blocked.example]
+                    """,
+                directory: dir
+            )
+            try relay.start()
+            defer { relay.stop() }
+            func send(_ to: [String], _ marker: String, extra: String = "") throws -> (code: Int, id: String) {
+                let data = Array("From: a@example.com\r\nTo: b@example.net\r\nSubject: \(marker)\r\nX-Marker: \(marker)\r\n\(extra)\r\nBody.\r\n".utf8)
+                let reply = try SMTPTestClient.sendMessage(port: relay.port, from: "a@example.com", to: to, data: data)
+                return (reply.code, reply.text.split(separator: " ").last.map(String.init) ?? "")
+            }
+            let held = try send(["hold@example.net", "b@example.net"], "held")
+            #expect(held.code == 250)
+            let discarded = try send(["discard@example.net"], "discarded")
+            #expect(discarded.code == 250)
+            let prepended = try send(["prepend@example.net"], "prepended")
+            #expect(prepended.code == 250)
+            let redirected = try send(["b@example.net", "c@example.net"], "redirected", extra: "X-Redirect: archive@example.org\r\n")
+            #expect(redirected.code == 250)
+
+            #expect(waitUntil(timeout: 20) { sink.messages().count >= 2 }, "\(relay.log.suffix(3000))")
+            // Give a wrongly released held or discarded message time to arrive too.
+            Thread.sleep(forTimeInterval: 1.5)
+            let messages = sink.messages()
+            #expect(messages.count == 2, "\(messages.map(\.text))")
+            let prepend = try #require(messages.first { $0.text.contains("X-Marker: prepended") })
+            #expect(prepend.text.contains("X-Prepended: at RCPT for prepend@example.net\r\n"), "\(prepend.text)")
+            #expect(prepend.text.contains("X-Domain-Block: checked\r\n"))
+            let redirect = try #require(messages.first { $0.text.contains("X-Marker: redirected") })
+            #expect(redirect.mailFrom == "redirector@example.com")
+            #expect(redirect.rcptTo == ["archive@example.org"])
+            #expect(!messages.contains { $0.text.contains("X-Marker: held") || $0.text.contains("X-Marker: discarded") })
+
+            // Held: in the queue as held, with the reason, until released.
+            let list = try relay.cli(["queue", "list", "--state", "held"]).stdout
+            #expect(list.contains(held.id), "\(list)")
+            let show = try relay.cli(["queue", "show", held.id]).stdout
+            #expect(show.contains("state:       held"), "\(show)")
+            #expect(show.contains("hold: asked by hold@example.net"), "\(show)")
+            // Discarded: never queued, and logged.
+            let unknown = try relay.cli(["queue", "show", discarded.id])
+            #expect(unknown.status == 1)
+            #expect(relay.log.contains("discarded"), "\(relay.log.suffix(2000))")
+            #expect(try relay.cli(["queue", "release", held.id]).status == 0)
+            #expect(waitUntil(timeout: 20) { sink.messages().contains { $0.text.contains("X-Marker: held") } }, "\(relay.log.suffix(2000))")
+            let released = try #require(sink.messages().first { $0.text.contains("X-Marker: held") })
+            #expect(Set(released.rcptTo) == ["hold@example.net", "b@example.net"])
         }
 
         @Test func incompatibleAndBrokenLibrariesAreRefusedWithTheReason() throws {

@@ -25,13 +25,14 @@ extension LiveRelayTests {
 
         /// A relay whose finance route goes to an upstream that is down, so finance's
         /// messages stay queued for `queue show`.
-        func start(extraLimits: String = "") async throws -> Setup {
+        func start(extraLimits: String = "", log: String = "{ level: debug }") async throws -> Setup {
             let slapd = try await Slapd.start()
             let dir = try TemporaryDirectory()
             let certs = try TestCertificates.make(in: dir.path + "/certs")
             let held = freePort()
             let relay = try RelayProcess(
                 listener: "tls: starttls\n    auth: required",
+                log: log,
                 rest: """
                     tls:
                       certificate: \(certs.certificatePath)
@@ -111,6 +112,50 @@ extension LiveRelayTests {
             let quotedID = try #require(quoted.split(separator: "\n").first { $0.contains("queued as") }?.split(separator: " ").last.map(String.init))
             let quotedShow = try s.relay.cli(["queue", "show", quotedID]).stdout
             #expect(quotedShow.contains(#""a b"@finance.example.com"#), "\(quotedShow)")
+        }
+
+        /// `log.format: json` at the most detailed level (SPEC §8): every line one JSON
+        /// object with dotted keys, the `accepted`, `refused` and `delivery` events with
+        /// their fields — and no password, AUTH exchange or message body anywhere.
+        @Test func jsonLogsCarryTheEventsAndNeverCredentialsOrBodies() async throws {
+            let s = try await start(log: "{ level: trace, format: json }")
+            defer { s.relay.stop() }
+            defer { Task { await s.slapd.stop() } }
+            // alice's finance route is down (deferred); dave's mail goes to the outbox.
+            #expect(try s.send(user: "alice", password: "alice-pw", from: "alice@finance.example.com").contains("<~  250 2.0.0 Ok: queued"))
+            #expect(try s.send(user: "dave", password: "dave-pw", from: "dave@example.com", to: "x@example.net").contains("<~  250 2.0.0 Ok: queued"))
+            #expect(try s.send(user: "alice", password: "Wr0ng-Secret-7", from: "alice@finance.example.com").contains("<~* 535 5.7.8"))
+            #expect(try s.send(user: "dave", password: "dave-pw", from: "payroll@example.com").contains("<~* 553 5.7.1"))
+            #expect(await waitUntil(timeout: 20) { s.relay.log.contains("\"delivery.result\":\"sent\"") && s.relay.log.contains("\"delivery.result\":\"deferred\"") }, "\(s.relay.log.suffix(2000))")
+            let log = s.relay.log
+            for secret in ["alice-pw", "Wr0ng-Secret-7", "dave-pw", Data("\u{0}alice\u{0}alice-pw".utf8).base64EncodedString(), Data("\u{0}dave\u{0}dave-pw".utf8).base64EncodedString(), "This is a test mailing"] {
+                #expect(!log.contains(secret), "\(secret) is in the log")
+            }
+            var events: [[String: String]] = []
+            for line in log.split(separator: "\n") {
+                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String] else {
+                    Issue.record("not one JSON object of strings: \(line)")
+                    continue
+                }
+                // swift-service-lifecycle's own keys (`sl-…`) are the library's.
+                for key in object.keys where !["ts", "level", "logger", "msg", "event"].contains(key) && !key.hasPrefix("sl-") {
+                    #expect(key.range(of: #"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$"#, options: .regularExpression) != nil, "key \(key) in \(line)")
+                }
+                if object["event"] != nil { events.append(object) }
+            }
+            let accepted = try #require(events.first { $0["event"] == "accepted" && $0["policy.user"] == "dave" })
+            for key in ["queue.id", "client.address", "policy.user", "policy.department", "smtp.mail.from", "smtp.rcpt.count", "message.size"] {
+                #expect(accepted[key] != nil, "accepted has no \(key): \(accepted)")
+            }
+            #expect(accepted["client.address"] == "127.0.0.1" && accepted["smtp.rcpt.count"] == "1")
+            #expect(events.contains { $0["event"] == "accepted" && $0["policy.user"] == "alice" && $0["policy.department"] == "finance" })
+            let refused = try #require(events.first { $0["event"] == "refused" })
+            #expect(refused["policy.stage"] == "sender-allowlist", "\(refused)")
+            #expect(refused["smtp.reply"]?.hasPrefix("553") == true && refused["policy.user"] == "dave", "\(refused)")
+            let delivery = try #require(events.first { $0["event"] == "delivery" && $0["delivery.result"] == "sent" })
+            #expect(events.contains { $0["event"] == "delivery" && $0["delivery.result"] == "deferred" && $0["upstream.name"] == "finance-outbox" })
+            #expect(delivery["queue.id"] == accepted["queue.id"] && delivery["delivery.result"] == "sent" && delivery["upstream.name"] == "outbox", "\(delivery)")
+            #expect(delivery["smtp.rcpt.to"] == "x@example.net" && delivery["delivery.delay"] != nil)
         }
 
         @Test func badCredentialsAndInjectionAreRefused() async throws {

@@ -26,7 +26,7 @@ final class RelayProcess: @unchecked Sendable {
     /// `body` is the configuration after `hostname:` and the listener; use `PORT` nowhere:
     /// the listener is added here on a free port.
     /// `spool` is the body of the `spool:` section (the embedded store by default).
-    init(listener: String = "tls: none\n    auth: none", spool: String = "path: spool", rest: String, directory: TemporaryDirectory? = nil) throws {
+    init(listener: String = "tls: none\n    auth: none", spool: String = "path: spool", log: String = "{ level: debug }", rest: String, directory: TemporaryDirectory? = nil) throws {
         self.directory = try directory ?? TemporaryDirectory()
         self.port = freePort()
         self.configPath = self.directory.path + "/tollgate.yaml"
@@ -38,7 +38,7 @@ final class RelayProcess: @unchecked Sendable {
                 \(listener)
             spool:
               \(spool)
-            log: { level: debug }
+            log: \(log)
             \(rest)
             """
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)

@@ -86,7 +86,7 @@ extension LiveRelayTests {
             #expect(sinkB.messages().count == 1, "the new, wrong password is used: \(relay.log.suffix(2000))")
 
             // An unchanged configuration changes no upstream.
-            try reload(expecting: "upstreams=unchanged")
+            try reload(expecting: "upstreams.changes=unchanged")
         }
     }
 }

@@ -42,7 +42,7 @@ extension LiveRelayTests {
             let idleReply = try idle.readReply(timeout: 5)
             #expect(idleReply.code == 421 && idleReply.text.contains("4.3.2"))
             #expect(waitUntil(timeout: 5) { relay.log.contains("waiting for sessions to finish their transaction") })
-            #expect(relay.log.split(separator: "\n").contains { $0.contains("waiting for sessions") && $0.contains("sessions=1") })
+            #expect(relay.log.split(separator: "\n").contains { $0.contains("waiting for sessions") && $0.contains("smtp.sessions.open=1") })
             // At the deadline: 421 4.3.2, not a bare EOF.
             let reply = try busy.readReply(timeout: 10)
             let waited = Date().timeIntervalSince(start)

@@ -22,6 +22,9 @@ public final class RateLimitFactory: PolicyStageFactory {
         guard let parsed = RateLimitSettings.parse(settings).0 else {
             throw PolicyDiagnostic(settings.location, "invalid rate-limit settings")
         }
+        if parsed.maxKeys != RateLimitSettings().maxKeys {
+            host.log(.notice, "rate-limit max_keys is no longer used: the relay keeps the counters (at most 100,000 in memory; in the database with PostgreSQL)", metadata: [:])
+        }
         return RateLimitStage(settings: parsed, host: host)
     }
 }

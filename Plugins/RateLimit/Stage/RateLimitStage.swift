@@ -7,26 +7,24 @@ import TollgatePolicy
 /// - `rcpt`: would the recipients so far in this transaction plus this one exceed a
 ///   `recipients` limit? → `452 4.7.1` for this recipient (the client may retry the
 ///   rest in a later transaction).
-/// - `data`: would the message's size exceed a `bytes` limit (and, re-checked because
-///   concurrent sessions may have been accepted meanwhile, the messages and recipients
-///   limits)? → `451 4.7.1`. A message larger than a `bytes` limit on its own could never
-///   pass: `552 5.3.4`.
+/// - `data`: would the message's size exceed a `bytes` limit (and, re-checked, the
+///   messages and recipients limits)? → `451 4.7.1`. A message larger than a `bytes`
+///   limit on its own could never pass: `552 5.3.4`.
 /// - Other phases continue.
 ///
-/// Counters count **accepted** mail only: they change in ``messageAccepted(_:)``, never
-/// in ``evaluate(_:)``, and never for a dry run. Time comes only from
-/// ``PolicyHost/now()``. The algorithm (a sliding log per counter) is described at
-/// ``RateLimitCounters``. Counters live in the stage: they start empty when the
-/// pipeline is rebuilt (reload or restart).
+/// The counters are the relay's (``PolicyHost/counters``): each phase **reserves** what
+/// it checks, atomically, so concurrent sessions — on one node or across a cluster on
+/// PostgreSQL — cannot together pass a limit; the relay commits the reservations when
+/// the message is accepted and releases them otherwise, so only accepted mail counts.
+/// A dry run (`tollgate explain`) only reads them. They survive a reload (and, in a
+/// cluster's database, a restart). Time comes only from ``PolicyHost/now()``.
 public struct RateLimitStage: PolicyStage {
     let settings: RateLimitSettings
     let host: any PolicyHost
-    public let counters: RateLimitCounters
 
-    public init(settings: RateLimitSettings, host: any PolicyHost, counters: RateLimitCounters? = nil) {
+    public init(settings: RateLimitSettings, host: any PolicyHost) {
         self.settings = settings
         self.host = host
-        self.counters = counters ?? RateLimitCounters(maxKeys: settings.maxKeys)
     }
 
     /// The limits that apply to a session: the stage's, with those of the same key and
@@ -42,7 +40,7 @@ public struct RateLimitStage: PolicyStage {
         return settings.limits.filter { !replaced.contains("\($0.key.rawValue)/\($0.measure.rawValue)") } + own
     }
 
-    /// The limits that apply with the counter each one reads.
+    /// The limits that apply with the subject each one counts.
     func applicable(_ context: PolicyContext, measures: Set<RateLimitMeasure>? = nil) -> [(RateLimit, CounterKey)] {
         limits(for: context).compactMap { limit in
             if let measures, !measures.contains(limit.measure) { return nil }
@@ -65,56 +63,55 @@ public struct RateLimitStage: PolicyStage {
             pending = Usage(recipients: context.recipients.count + 1)
             measures = [.recipients]
         case .data:
-            pending = Usage(messages: 1, recipients: context.recipients.count, bytes: context.messageSize ?? 0)
+            pending = Usage(messages: 1, recipients: context.recipients.count, bytes: max(0, context.messageSize ?? 0))
             measures = [.messages, .recipients, .bytes]
         default:
             return .continue
         }
         let checks = applicable(context, measures: measures)
         guard !checks.isEmpty else { return PolicyDecision(.continue, reason: "no rate limit applies") }
-        let used = await counters.usage(checks.map(\.1), now: host.now())
-
-        var within: [String] = []
-        for (limit, counter) in checks {
-            let current = used[counter]?[limit.measure] ?? 0
-            let adding = pending[limit.measure]
+        for (limit, counter) in checks where limit.measure == .bytes && pending.bytes > limit.limit {
             let subject = "\(limit.key.rawValue) \(counter.value)"
-            if limit.measure == .bytes && adding > limit.limit {
-                let reason = "message of \(adding) bytes is larger than the limit of \(limit) for \(subject) (\(limit.origin))"
-                log(reason, context: context, counter: counter)
-                return PolicyDecision(
-                    .reject(PolicyReply(code: 552, enhancedCode: "5.3.4", text: "Message too large for the rate limit of \(limit) for \(subject)")),
-                    reason: reason
-                )
+            let reason = "message of \(pending.bytes) bytes is larger than the limit of \(limit) for \(subject) (\(limit.origin))"
+            log(reason, context: context, counter: counter)
+            return PolicyDecision(
+                .reject(PolicyReply(code: 552, enhancedCode: "5.3.4", text: "Message too large for the rate limit of \(limit) for \(subject)")),
+                reason: reason
+            )
+        }
+        let charges = checks.map { limit, counter in CounterCharge(counter.counter(limit.measure), amount: pending[limit.measure], limit: limit.limit) }
+        let now = host.now()
+        // What the counters held besides this transaction's share, for the trace.
+        let used: [CounterID: Int]
+        if context.dryRun {
+            used = try await host.counters.usage(charges.map(\.counter), now: now)
+            for (index, (limit, counter)) in checks.enumerated() where (used[charges[index].counter] ?? 0) + charges[index].amount > limit.limit {
+                return refusal(limit, counter, used: used[charges[index].counter] ?? 0, adding: charges[index].amount, context: context)
             }
-            if current + adding > limit.limit {
-                let reason = "\(subject): \(current) used, \(adding) more would exceed \(limit) (\(limit.origin))"
-                log(reason, context: context, counter: counter)
-                let text = "Rate limit exceeded: at most \(limit) for \(subject), try again later"
-                let reply = context.phase == .rcpt
-                    ? PolicyReply(code: 452, enhancedCode: "4.7.1", text: text)
-                    : PolicyReply(code: 451, enhancedCode: "4.7.1", text: text)
-                return PolicyDecision(.defer(reply), reason: reason)
+        } else {
+            switch try await host.counters.reserve(charges, sessionID: context.sessionID, now: now) {
+            case .reserved(let usage):
+                used = usage
+            case .exceeded(let id, let held):
+                let index = charges.firstIndex { $0.counter == id } ?? 0
+                return refusal(checks[index].0, checks[index].1, used: held, adding: charges[index].amount, context: context)
             }
-            within.append("\(subject) \(current)+\(adding) of \(limit)")
+        }
+        let within = checks.enumerated().map { index, check in
+            "\(check.0.key.rawValue) \(check.1.value) \(used[charges[index].counter] ?? 0)+\(charges[index].amount) of \(check.0)"
         }
         return PolicyDecision(.continue, reason: "within limits: " + within.joined(separator: "; "))
     }
 
-    /// Counts a message once it is durably queued (never for a dry run).
-    public func messageAccepted(_ message: AcceptedMessage) async {
-        let context = message.context
-        guard !context.dryRun else { return }
-        let keys = Set(applicable(context).map(\.1))
-        guard !keys.isEmpty else { return }
-        let usage = Usage(messages: 1, recipients: context.recipients.count, bytes: max(0, context.messageSize ?? 0))
-        let dropped = await counters.record(keys, usage: usage, now: host.now())
-        if dropped > 0 {
-            host.log(
-                .warning, "rate-limit counters full: dropped the least recently used",
-                metadata: ["ratelimit.dropped": "\(dropped)", "ratelimit.max_keys": "\(counters.maxKeys)"]
-            )
-        }
+    private func refusal(_ limit: RateLimit, _ counter: CounterKey, used: Int, adding: Int, context: PolicyContext) -> PolicyDecision {
+        let subject = "\(limit.key.rawValue) \(counter.value)"
+        let reason = "\(subject): \(used) used, \(adding) more would exceed \(limit) (\(limit.origin))"
+        log(reason, context: context, counter: counter)
+        let text = "Rate limit exceeded: at most \(limit) for \(subject), try again later"
+        let reply = context.phase == .rcpt
+            ? PolicyReply(code: 452, enhancedCode: "4.7.1", text: text)
+            : PolicyReply(code: 451, enhancedCode: "4.7.1", text: text)
+        return PolicyDecision(.defer(reply), reason: reason)
     }
 
     private func log(_ reason: String, context: PolicyContext, counter: CounterKey) {
@@ -122,8 +119,8 @@ public struct RateLimitStage: PolicyStage {
         host.log(
             .notice, "rate limit exceeded",
             metadata: [
-                "session.id": context.sessionID, "ratelimit.key": counter.key.rawValue, "ratelimit.value": counter.value,
-                "ratelimit.reason": reason,
+                "smtp.session.id": context.sessionID, "rate_limit.key": counter.key.rawValue, "rate_limit.value": counter.value,
+                "rate_limit.reason": reason,
             ]
         )
     }

@@ -12,6 +12,9 @@ public protocol PolicyHost: Sendable {
     func departmentSettings(_ department: String) -> PolicySettings?
     /// Every department the relay knows, with its membership rules (see ``DepartmentInfo``).
     func departments() -> [DepartmentInfo]
+    /// Counters over sliding windows, shared by every stage and — with the PostgreSQL
+    /// store — by every node of the cluster (see ``PolicyCounters``).
+    var counters: any PolicyCounters { get }
 }
 
 /// Where a stage runs in the pipeline (``PolicyStage/placement``).

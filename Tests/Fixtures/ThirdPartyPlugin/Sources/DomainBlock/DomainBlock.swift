@@ -2,7 +2,12 @@ import TollgatePolicy
 
 /// Refuses recipients in the configured domains (`settings: { domains: [...] }`), and
 /// at `data` marks the message with an `X-Domain-Block: checked` header field (a
-/// message change, ABI 2) and drops any `X-Internal` field.
+/// message change, ABI 2) and drops any `X-Internal` field. To show the rest of ABI 2
+/// to plugin authors (and to test the relay's side of it): a recipient whose local
+/// part is `hold` holds the message in the queue, `discard` drops it, `prepend` adds a
+/// header field at RCPT that the relay applies at DATA; a message with an
+/// `X-Redirect: ADDRESS` field goes to ADDRESS instead of its recipients, from
+/// `redirector@` the sender's domain.
 final class DomainBlockFactory: PolicyStageFactory {
     let name = "domain-block"
 
@@ -30,14 +35,25 @@ struct DomainBlockStage: PolicyStage {
             let internalFields = message.fields.count(where: { $0.isNamed("X-Internal") })
             // Remove from the last so the occurrence numbers stay valid.
             for n in stride(from: internalFields, through: 1, by: -1) { changes.append(.removeHeader(name: "X-Internal", occurrence: n)) }
-            return PolicyDecision(.continue, reason: "marked", changes: changes)
+            var envelope: [EnvelopeChange] = []
+            if let target = message.header("X-Redirect")?.split(separator: " ").first.map(String.init) {
+                let domain = context.sender.flatMap { $0.split(separator: "@").last.map(String.init) } ?? "localhost"
+                envelope = context.recipients.map { .removeRecipient($0) } + [.addRecipient(target), .changeSender("redirector@\(domain)")]
+            }
+            return PolicyDecision(.continue, reason: "marked", changes: changes, envelopeChanges: envelope)
         }
         guard context.phase == .rcpt, let rcpt = context.recipient, let at = rcpt.lastIndex(of: "@") else { return .continue }
         let domain = rcpt[rcpt.index(after: at)...].lowercased()
         if domains.contains(domain) {
             return PolicyDecision(.reject(PolicyReply(code: 550, enhancedCode: "5.7.1", text: "Recipient domain \(domain) is blocked")), reason: "domain \(domain) blocked")
         }
-        return PolicyDecision(.continue, reason: "domain \(domain) allowed", facts: SessionFacts(tags: ["domain-block": "checked"]))
+        let facts = SessionFacts(tags: ["domain-block": "checked"])
+        switch rcpt[..<at].lowercased() {
+        case "hold": return PolicyDecision(.continue, reason: "domain \(domain) allowed", facts: facts, disposition: .hold(reason: "asked by \(rcpt)"))
+        case "discard": return PolicyDecision(.continue, reason: "domain \(domain) allowed", facts: facts, disposition: .discard(reason: "asked by \(rcpt)"))
+        case "prepend": return PolicyDecision(.continue, reason: "domain \(domain) allowed", facts: facts, changes: [.addHeader(name: "X-Prepended", value: "at RCPT for \(rcpt)")])
+        default: return PolicyDecision(.continue, reason: "domain \(domain) allowed", facts: facts)
+        }
     }
 }
 

@@ -8,18 +8,10 @@ import TollgatePolicy
 /// The stage against real milters from Debian's packages, started by the test:
 /// OpenDKIM signing (verified by dkimpy and OpenDKIM's own verifier) and verifying.
 @Suite(.serialized) struct OpenDKIMMilterTests {
-    static let message = Array("""
-        From: Alice <alice@example.com>\r
-        To: bob@example.net\r
-        Subject: milter test\r
-        \tfolded subject line\r
-        Date: Wed, 02 Dec 2026 12:00:00 +0000\r
-        Message-ID: <m1@example.com>\r
-        \r
-        Hello Bob,\r
-        .a line with a dot\r
-        \r
-        """.utf8)
+    static let message = Array((
+        "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: milter test\r\n\tfolded subject line\r\n"
+        + "Date: Wed, 02 Dec 2026 12:00:00 +0000\r\nMessage-ID: <m1@example.com>\r\n\r\nHello Bob,\r\n.a line with a dot\r\n"
+    ).utf8)
 
     func stage(port: Int) -> MilterStage {
         MilterStage(settings: MilterSettings(server: .inet(host: "127.0.0.1", port: port), timeout: 10, connectTimeout: 2, hostname: "relay.example"))

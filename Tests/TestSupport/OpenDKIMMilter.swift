@@ -52,7 +52,7 @@ public final class OpenDKIMMilter: @unchecked Sendable {
             KeyFile \(keyPath)
             RequireSafeKeys false
             Canonicalization relaxed/relaxed
-            InternalHosts 127.0.0.1
+            InternalHosts \(mode.contains("s") ? "127.0.0.1" : "192.0.2.1")
             AuthservID test.example
             TestPublicKeys \(folder.file("keys"))
             PidFile \(folder.file("opendkim.pid"))

@@ -57,6 +57,13 @@ final class RspamdMilter: @unchecked Sendable {
                 }
 
                 """,
+            // rspamd skips its headers for local (127.0.0.1) and authenticated senders by default
+            "local.d/milter_headers.conf": """
+                skip_local = false;
+                skip_authenticated = false;
+                use = ["x-spamd-result", "x-rspamd-server", "x-spam-level", "x-spam-status"];
+
+                """,
             "reject-subjects.map": "/reject me/i\n",
             "tld.dat": "com\nnet\norg\nexample\n",
         ]

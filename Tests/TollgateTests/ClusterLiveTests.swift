@@ -187,7 +187,11 @@ extension LiveRelayTests {
             }
             // Node a holds every message: claimed, stuck in delivery, its claims renewed.
             #expect(await waitUntil(timeout: 10) { (try? await server.claimedCount(database, by: "relay-a/")) == markers.count })
-            let b = try RelayProcess(spool: Self.spool(server, database: database, node: "relay-b"), rest: Self.upstream(sinkPort), directory: try TemporaryDirectory(label: "node-b"))
+            let metricsPort = freePort()
+            let b = try RelayProcess(
+                spool: Self.spool(server, database: database, node: "relay-b"), rest: Self.upstream(sinkPort) + "\nmetrics: { address: 127.0.0.1:\(metricsPort) }",
+                directory: try TemporaryDirectory(label: "node-b")
+            )
             try b.start()
             defer { b.stop(); b.directory.remove() }
             // Past one lease (5 s): a renews, so b takes nothing.
@@ -198,6 +202,14 @@ extension LiveRelayTests {
             #expect(listed.status == 0 && listed.stdout.split(separator: "\n").count == markers.count, "\(listed.stdout) \(listed.stderr)")
             #expect(listed.stdout.contains("\"accepted_by\":\"relay-a\"") && listed.stdout.contains("\"claimed_by\":\"relay-a\\/"), "\(listed.stdout.prefix(400))")
             #expect(try b.cli(["queue", "list", "--json", "--node", "relay-b"]).stdout.isEmpty)
+            // Node b's /metrics shows the cluster: a's claims, its own name and store, the database up.
+            let metrics = try ChildProcess.run(
+                "python3", ["-c", "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:\(metricsPort)/metrics', timeout=5).read().decode())"], timeout: 10
+            ).stdout
+            #expect(metrics.contains(#"tollgate_cluster_claims{node="relay-a"} \#(markers.count)"#), "\(metrics)")
+            #expect(metrics.contains(#"tollgate_node_info{node="relay-b",store="postgres"} 1"#), "\(metrics)")
+            #expect(metrics.contains("tollgate_spool_up 1"), "\(metrics)")
+            #expect(metrics.contains(#"tollgate_queue_department_messages{department="-"} \#(markers.count)"#), "\(metrics)")
             #expect(try b.cli(["queue", "list", "--node", "relay-b"]).stdout == "no queued message matches\n")
             a.kill9()
             let killed = ContinuousClock.now

@@ -336,7 +336,7 @@ let package = Package(
         .testTarget(
             name: "TollgateTests",
             dependencies: [
-                "TollgateApp", "TollgateConfiguration", "TollgatePipeline", "TollgateSpool", "SMTPCore", "SMTPServer", "TestSupport",
+                "TollgateApp", "TollgateConfiguration", "TollgateDelivery", "TollgatePipeline", "TollgateSpool", "SMTPCore", "SMTPServer", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "TollgatePolicy", package: "TollgatePolicy"),

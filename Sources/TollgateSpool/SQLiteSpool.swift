@@ -52,7 +52,7 @@ public final class SQLiteSpool: Spool {
                 try db.execute(sql: "PRAGMA synchronous = FULL")
             }
         } catch {
-            throw Error(description: "cannot open the spool at \(path): \(error)")
+            throw Error(description: "cannot open the spool at \(path): \(ErrorText.describe(error))")
         }
         // A damaged database (a page overwritten or lost) would otherwise open, hide
         // some messages and refuse others at random: refuse to start instead (RELIABILITY E6).
@@ -69,7 +69,7 @@ public final class SQLiteSpool: Spool {
         do {
             try Self.migrator.migrate(pool)
         } catch {
-            throw Error(description: "cannot open the spool at \(path): \(error)")
+            throw Error(description: "cannot open the spool at \(path): \(ErrorText.describe(error))")
         }
         committer = GroupCommitter(pool: pool)
         self.logger = logger
@@ -77,7 +77,7 @@ public final class SQLiteSpool: Spool {
             try quarantineUnknownStates()
             try clearOrphans()
         } catch {
-            throw Error(description: "cannot check the spool at \(path): \(error)")
+            throw Error(description: "cannot check the spool at \(path): \(ErrorText.describe(error))")
         }
     }
 

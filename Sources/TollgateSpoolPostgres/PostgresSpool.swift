@@ -337,8 +337,23 @@ public final class PostgresSpool: Spool {
             let state = error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? ""
             return message + state
         }
-        if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+        if let underlying = error.underlying {
+            if let tls = tlsText(underlying) { return tls }
+            return "\(error.code): \(underlying)"
+        }
         return "\(error.code)"
+    }
+
+    /// A TLS failure to the database in words (BoringSSL's own text is a code dump).
+    static func tlsText(_ error: any Swift.Error) -> String? {
+        guard let ssl = error as? NIOSSLError else { return nil }
+        let text = "\(ssl)"
+        if text.contains("CERTIFICATE_VERIFY_FAILED") {
+            return "the database's TLS certificate is not signed by spool.postgres.ca_file (or the system's roots), or has expired"
+        }
+        if case .handshakeFailed = ssl { return "the TLS handshake with the database failed" }
+        if error is NIOSSLExtraError || text.contains("Hostname") { return "the database's TLS certificate does not name its host" }
+        return "TLS with the database failed"
     }
 }
 

@@ -40,27 +40,30 @@ final class RecordingPolicyServer: @unchecked Sendable {
         self.respond = respond
         self.unixPath = unixPath
         if let unixPath {
-            listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
             var addr = sockaddr_un()
             addr.sun_family = sa_family_t(AF_UNIX)
             withUnsafeMutableBytes(of: &addr.sun_path) { raw in
                 for (i, b) in unixPath.utf8.enumerated() { raw[i] = b }
             }
-            let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+            let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
             guard rc == 0 else { throw POSIXError(.EADDRINUSE) }
+            listener = fd
             port = 0
         } else {
-            listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var one: Int32 = 1
-            setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
             var addr = sockaddr_in()
             addr.sin_family = sa_family_t(AF_INET)
             addr.sin_addr.s_addr = inet_addr("127.0.0.1")
             addr.sin_port = 0
-            var rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            var rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
             guard rc == 0 else { throw POSIXError(.EADDRINUSE) }
             var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            rc = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+            rc = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+            _ = rc
+            listener = fd
             port = Int(UInt16(bigEndian: addr.sin_port))
         }
         listen(listener, 16)
@@ -72,13 +75,14 @@ final class RecordingPolicyServer: @unchecked Sendable {
     var address: String { unixPath.map { "unix:\($0)" } ?? "127.0.0.1:\(port)" }
 
     func stop() {
-        let fds = state.withLock { s -> [Int32] in
+        // Under the lock, so that a connection's fd is not closed (and its number
+        // reused by another test's socket) while it is shut down here.
+        state.withLock { s in
             s.stopped = true
-            return s.fds
+            for fd in s.fds { shutdown(fd, Int32(SHUT_RDWR)) }
         }
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
-        for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
         if let unixPath { unlink(unixPath) }
     }
 
@@ -100,7 +104,12 @@ final class RecordingPolicyServer: @unchecked Sendable {
     }
 
     private func serve(_ fd: Int32, connection: Int) {
-        defer { close(fd) }
+        defer {
+            state.withLock { s in
+                s.fds.removeAll { $0 == fd }
+                close(fd)
+            }
+        }
         var buffer: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {

@@ -17,6 +17,8 @@ let package = Package(
         .library(name: "tollgate-rate-limit", type: .dynamic, targets: ["RateLimitPluginEntry"]),
         // The `dkim` signing plugin: libtollgate-dkim.so.
         .library(name: "tollgate-dkim", type: .dynamic, targets: ["DKIMPluginEntry"]),
+        // The `postfix-policy` plugin (Postfix SMTP access policy delegation client): libtollgate-postfix-policy.so.
+        .library(name: "tollgate-postfix-policy", type: .dynamic, targets: ["PostfixPolicyPluginEntry"]),
         // END plugin products
     ],
     dependencies: [
@@ -253,6 +255,20 @@ let package = Package(
             path: "Plugins/DKIM/Entry",
             swiftSettings: strict
         ),
+        // postfix-policy plugin: the protocol, the connection pool (blocking sockets on its own threads), the stage. Tests link this target.
+        .target(
+            name: "PostfixPolicyStage",
+            dependencies: [.product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            path: "Plugins/PostfixPolicy/Stage",
+            swiftSettings: strict
+        ),
+        // postfix-policy plugin: the two C entry points only.
+        .target(
+            name: "PostfixPolicyPluginEntry",
+            dependencies: ["PostfixPolicyStage", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            path: "Plugins/PostfixPolicy/Entry",
+            swiftSettings: strict
+        ),
         // END plugin targets
 
         // bench/dkim-sign.sh: the signer's cost per message, RSA-2048 against Ed25519.
@@ -376,6 +392,14 @@ let package = Package(
             name: "DKIMTests",
             dependencies: [
                 "DKIMStage", "DKIMKeys", "PolicyTestSupport", "TestSupport",
+                .product(name: "TollgatePolicy", package: "TollgatePolicy"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PostfixPolicyTests",
+            dependencies: [
+                "PostfixPolicyStage", "PolicyTestSupport", "TestSupport",
                 .product(name: "TollgatePolicy", package: "TollgatePolicy"),
             ],
             swiftSettings: strict

@@ -23,6 +23,8 @@ case "$what" in test) packages+=(systemd) ;; esac
 case "$what" in test|bench|cluster) packages+=(postgresql) ;; esac
 # dkimpy (with PyNaCl for Ed25519) and OpenDKIM (its test mode) verify the dkim stage's signatures (DKIMTests, LiveRelayTests.DKIMLiveTests).
 case "$what" in test) packages+=(python3-dkim python3-nacl opendkim) ;; esac
+# Real Postfix policy servers for PostfixPolicyTests and LiveRelayTests.PostfixPolicyLiveTests (their Debian services never start).
+case "$what" in test) packages+=(postfwd policyd-rate-limit) ;; esac
 
 missing=()
 for p in "${packages[@]}"; do

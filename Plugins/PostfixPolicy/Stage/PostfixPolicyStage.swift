@@ -20,11 +20,10 @@ public final class PostfixPolicyStage: PolicyStage {
         self.instancePrefix = String(UInt64(host.now() * 1000) & 0xFFFFFF, radix: 16)
     }
 
-    /// The configured phases, and always `mail` and `data`: a MAIL starts a new
-    /// transaction, hence a new `instance`, even when no request is sent at MAIL; and
-    /// the relay applies a `PREPEND` asked at MAIL/RCPT only when some stage decides
-    /// `data` (it does not consult the pipeline at a phase no stage asked for).
-    public var phases: Set<PolicyPhase> { settings.phases.union([.mail, .data]) }
+    /// The configured phases, and always `mail`: a MAIL starts a new transaction,
+    /// hence a new `instance`, even when no request is sent at MAIL. (A `PREPEND`
+    /// asked at MAIL/RCPT is applied by the relay whether or not a stage decides `data`.)
+    public var phases: Set<PolicyPhase> { settings.phases.union([.mail]) }
 
     /// `instance`: the same for every request of one transaction (MAIL to end of
     /// message), different for the next one, as Postfix's.

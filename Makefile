@@ -1,10 +1,11 @@
 # Tollgate: two commands.
 #   make run    install what is missing, build in release mode, run the demo relay
+#   make run-cluster  the same with two nodes on a throwaway PostgreSQL
 #   make test   install what the tests need, build everything, run every test
 #   make fuzz   every fuzz target for FUZZ_SECONDS (default 60) each
 #   make crash-test  the crash loop (CRASH_ROUNDS, default 20) and power-cut loop (POWERCUT_ROUNDS, default 10)
 SWIFT ?= swift
-.PHONY: run test bench build release deps-run deps-test clean crash-test fuzz fuzz-short
+.PHONY: run run-cluster test bench build release deps-run deps-test clean crash-test fuzz fuzz-short
 
 deps-run:
 	@bash scripts/install-deps.sh run
@@ -20,6 +21,11 @@ release:
 
 run: deps-run release
 	@bash demo/run.sh
+
+# Two nodes on a throwaway PostgreSQL, one queue and one rate limit (README "Running a cluster").
+run-cluster: deps-run release
+	@bash scripts/install-deps.sh cluster
+	@bash demo/cluster/run.sh
 
 test: deps-test
 	$(SWIFT) build --build-tests

@@ -17,6 +17,8 @@ let package = Package(
         .library(name: "tollgate-rate-limit", type: .dynamic, targets: ["RateLimitPluginEntry"]),
         // The `dkim` signing plugin: libtollgate-dkim.so.
         .library(name: "tollgate-dkim", type: .dynamic, targets: ["DKIMPluginEntry"]),
+        // The `postfix-policy` plugin (Postfix SMTP access policy delegation client): libtollgate-postfix-policy.so.
+        .library(name: "tollgate-postfix-policy", type: .dynamic, targets: ["PostfixPolicyPluginEntry"]),
         // The `milter` plugin (Sendmail milter protocol 6 client): libtollgate-milter.so.
         .library(name: "tollgate-milter", type: .dynamic, targets: ["MilterPluginEntry"]),
         // END plugin products
@@ -255,6 +257,20 @@ let package = Package(
             path: "Plugins/DKIM/Entry",
             swiftSettings: strict
         ),
+        // postfix-policy plugin: the protocol, the connection pool (blocking sockets on its own threads), the stage. Tests link this target.
+        .target(
+            name: "PostfixPolicyStage",
+            dependencies: [.product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            path: "Plugins/PostfixPolicy/Stage",
+            swiftSettings: strict
+        ),
+        // postfix-policy plugin: the two C entry points only.
+        .target(
+            name: "PostfixPolicyPluginEntry",
+            dependencies: ["PostfixPolicyStage", .product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            path: "Plugins/PostfixPolicy/Entry",
+            swiftSettings: strict
+        ),
         // milter plugin: the protocol (packets, NIO codec), the per-session conversation,
         // settings, the stage. Links its own copy of NIO, as dkim links swift-crypto.
         .target(
@@ -358,7 +374,7 @@ let package = Package(
         .testTarget(
             name: "TollgateTests",
             dependencies: [
-                "TollgateApp", "TollgateConfiguration", "TollgatePipeline", "TollgateSpool", "SMTPCore", "SMTPServer", "TestSupport",
+                "TollgateApp", "TollgateConfiguration", "TollgateDelivery", "TollgatePipeline", "TollgateSpool", "SMTPCore", "SMTPServer", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "TollgatePolicy", package: "TollgatePolicy"),
@@ -398,6 +414,14 @@ let package = Package(
             name: "DKIMTests",
             dependencies: [
                 "DKIMStage", "DKIMKeys", "PolicyTestSupport", "TestSupport",
+                .product(name: "TollgatePolicy", package: "TollgatePolicy"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PostfixPolicyTests",
+            dependencies: [
+                "PostfixPolicyStage", "PolicyTestSupport", "TestSupport",
                 .product(name: "TollgatePolicy", package: "TollgatePolicy"),
             ],
             swiftSettings: strict

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tollgate's build, tests, demo and benchmark need,
 # only those missing, without questions and without starting Debian's own
-# postfix, slapd or samba services. Usage: scripts/install-deps.sh [run|test|bench]
+# postfix, slapd or samba services. Usage: scripts/install-deps.sh [run|cluster|test|bench]
 set -euo pipefail
 
 what="${1:-test}"
@@ -19,10 +19,12 @@ case "$what" in test) packages+=(libsasl2-modules) ;; esac
 case "$what" in test) packages+=(samba samba-ad-provision samba-dsdb-modules samba-vfs-modules ldb-tools) ;; esac
 # systemd-analyze verifies dist/systemd/tollgate.service (LiveRelayTests.SystemdLiveTests).
 case "$what" in test) packages+=(systemd) ;; esac
-# PostgreSQL server for the cluster store's tests and benchmark (a throwaway initdb per test process; Debian's own cluster never starts).
-case "$what" in test|bench) packages+=(postgresql) ;; esac
+# PostgreSQL server for the cluster store's tests, benchmark and demo (a throwaway initdb; Debian's own cluster never starts).
+case "$what" in test|bench|cluster) packages+=(postgresql) ;; esac
 # dkimpy (with PyNaCl for Ed25519) and OpenDKIM (its test mode) verify the dkim stage's signatures (DKIMTests, LiveRelayTests.DKIMLiveTests).
 case "$what" in test) packages+=(python3-dkim python3-nacl opendkim) ;; esac
+# Real Postfix policy servers for PostfixPolicyTests and LiveRelayTests.PostfixPolicyLiveTests (their Debian services never start).
+case "$what" in test) packages+=(postfwd policyd-rate-limit) ;; esac
 # OpenDKIM's key generator and rspamd (its rspamd_proxy worker in milter mode) for MilterTests; Debian's rspamd service never starts (policy-rc.d).
 case "$what" in test) packages+=(opendkim-tools rspamd) ;; esac
 

@@ -121,6 +121,12 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
     /// holding the session: the store goes on, and if it commits the message is kept
     /// and delivered — twice, if the client sends it again (a duplicate, never a loss).
     public func store(_ request: StoreRequest<RelayAnnotations>) async throws -> String {
+        var request = request
+        // Changes asked at MAIL/RCPT when no stage decides DATA (so `decide` did not
+        // apply them): applied here, before the message is stored.
+        if request.annotations.message == nil, !request.annotations.pendingChanges.isEmpty {
+            request.annotations.message = try MessageContent(buffer: request.message.content).applying(request.annotations.pendingChanges)
+        }
         let queueID = spool.makeQueueID()
         let receivedAt = Date().timeIntervalSince1970
         var message = SpoolMessage(request, id: queueID, receivedAt: receivedAt, hostname: hostname)
@@ -156,7 +162,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
             await counters?.commit(sessionID: request.session.sessionID, now: receivedAt)
             return queueID
         }
-        let outcome = await Self.first(within: storeTimeout, on: timers.any()) { [self, message] in
+        let outcome = await Self.first(within: storeTimeout, on: timers.any()) { [self, message, request] in
             try await insert(message, request)
         }
         switch outcome {

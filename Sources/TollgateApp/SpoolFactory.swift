@@ -10,9 +10,9 @@ import TollgateSpoolPostgres
 public enum SpoolFactory {
     public static func open(_ configuration: TollgateConfiguration.Spool, node: String, logger: Logger) async throws -> any Spool {
         if let postgres = configuration.postgres {
-            return try await PostgresSpool.open(postgres, node: node, logger: logger)
+            return try await PostgresSpool.open(postgres, node: node, keepHistory: configuration.history, logger: logger)
         }
-        return try SQLiteSpool(directory: configuration.path, node: node, logger: logger)
+        return try SQLiteSpool(directory: configuration.path, node: node, keepHistory: configuration.history, logger: logger)
     }
 
     /// The counters plugins share (``PolicyHost/counters``): in the cluster's database

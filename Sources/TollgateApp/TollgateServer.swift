@@ -60,6 +60,7 @@ public final class TollgateServer: Sendable {
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         metrics.setBuildInfo(version: TollgateVersion.string, abi: Int(TollgatePolicyABI.version))
         let node = NodeIdentity.current(named: configuration.spool.node)
+        metrics.setNodeInfo(node: node.name, store: configuration.spool.postgres == nil ? "sqlite" : "postgres")
         self.spool = try await SpoolFactory.open(configuration.spool, node: node.name, logger: logger)
         self.runner = QueueRunner(
             spool: spool,
@@ -159,8 +160,19 @@ public final class TollgateServer: Sendable {
                 metrics: metrics, group: group, logger: logger,
                 health: { [spool] in (try? await spool.health()) != nil },
                 sample: { [spool, metrics, listeners] in
-                    if let byState = try? await spool.countByState() {
-                        metrics.queueSampled(Dictionary(uniqueKeysWithValues: QueueState.allCases.map { ($0.rawValue, byState[$0] ?? 0) }))
+                    metrics.spoolSampled(up: (try? await spool.health()) != nil)
+                    if let listing = try? await spool.list() {
+                        var byState: [String: Int] = Dictionary(uniqueKeysWithValues: QueueState.allCases.map { ($0.rawValue, 0) })
+                        var claims: [String: Int] = [:]
+                        var departments: [String: Int] = [:]
+                        for m in listing {
+                            byState[m.state.rawValue, default: 0] += 1
+                            departments[m.department ?? "-", default: 0] += 1
+                            // A claim owner is `node/pid/tag`.
+                            if let owner = m.claimedBy, let node = owner.split(separator: "/").first { claims[String(node), default: 0] += 1 }
+                        }
+                        metrics.queueSampled(byState)
+                        metrics.claimsAndDepartmentsSampled(claims: claims, departments: departments)
                     }
                     for listener in listeners {
                         let c = listener.statistics.snapshot

@@ -8,7 +8,7 @@ extension ConfigurationLoader {
         spool.location = reader.location(node)
         var pathNode: Node?
         var postgresNode: Node?
-        for (k, _, v) in reader.mapping(node, allowed: ["path", "postgres", "node", "lease"], what: "spool") {
+        for (k, _, v) in reader.mapping(node, allowed: ["path", "postgres", "node", "lease", "history"], what: "spool") {
             switch k {
             case "path":
                 pathNode = v
@@ -24,6 +24,9 @@ extension ConfigurationLoader {
                 } else {
                     spool.node = name
                 }
+            case "history":
+                guard let keep = reader.duration(v, "spool.history") else { continue }
+                if keep < 0 || keep > 366 * 86400 { reader.error(v, "spool.history must be from 0 (keep none) to 366d") } else { spool.history = keep }
             default:
                 guard let lease = reader.duration(v, "spool.lease") else { continue }
                 if lease < 3 { reader.error(v, "spool.lease must be at least 3s (a delivery renews its claim every third of it)") } else { spool.lease = lease }

@@ -87,6 +87,9 @@ public struct TollgateConfiguration: Sendable {
         public var node: String?
         /// `spool.lease`: how long a delivery claim lasts unless renewed.
         public var lease: Double = 60
+        /// `spool.history`: how long delivered and bounced messages stay visible to
+        /// `queue show` (their envelope, trace and results; never their content). 0: none.
+        public var history: Double = 7 * 86400
         /// Where the `spool:` section is, for errors found when the store is opened.
         public var location: SourceLocation?
     }

@@ -20,7 +20,7 @@ public struct DirectoryTransport: Transport {
             )
             return .all(recipients, SMTPReply(250, "2.0.0", "written to \(writer.directory)"))
         } catch {
-            return .all(recipients, SMTPReply(451, "4.3.0", "\(error)"))
+            return .all(recipients, SMTPReply(451, "4.3.0", ErrorText.describe(error)))
         }
     }
 }

@@ -25,7 +25,11 @@ public struct OutboxWriter: Sendable {
     /// Writes `Return-Path:`/`X-Envelope-To:` lines so the envelope survives, then
     /// `header` (the trace header), then `content` from its own buffer.
     public func write(id: String, sender: String, recipients: [String], header: String = "", content: ByteBuffer) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw Failure(description: "cannot create the outbox folder \(directory) (\(ErrorText.describe(error)))")
+        }
         var prefix = "Return-Path: <\(sender)>\r\n"
         for r in recipients { prefix += "X-Envelope-To: <\(r)>\r\n" }
         prefix += header

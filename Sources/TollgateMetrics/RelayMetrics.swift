@@ -122,6 +122,36 @@ public final class RelayMetrics: Sendable {
         if delta > 0 { counter.increment(by: Int64(delta)) }
     }
 
+    /// `tollgate_node_info{node,store} 1`: this node's name in the cluster and its store.
+    public func setNodeInfo(node: String, store: String) {
+        gauge("node_info", "This node's name (spool.node) and its store (sqlite, postgres)", [("node", node), ("store", store)]).set(to: 1)
+    }
+
+    /// `tollgate_spool_up`: 1 when the store answers, 0 when it does not (a cluster's
+    /// database away), read at each scrape.
+    public func spoolSampled(up: Bool) {
+        gauge("spool_up", "Whether the spool (a cluster's database) answers", []).set(to: up ? 1 : 0)
+    }
+
+    /// Messages being delivered now, by the node holding the claim, and messages in the
+    /// queue by department (`-`: none), read at each scrape.
+    public func claimsAndDepartmentsSampled(claims: [String: Int], departments: [String: Int]) {
+        let known = sampledLabels.withLockedValue { seen -> (claims: Set<String>, departments: Set<String>) in
+            seen.claims.formUnion(claims.keys)
+            seen.departments.formUnion(departments.keys)
+            return seen
+        }
+        // A node or department that has none now reads 0, not its last value.
+        for node in known.claims {
+            gauge("cluster_claims", "Messages claimed for delivery, by the node holding the claim", [("node", node)]).set(to: Double(claims[node] ?? 0))
+        }
+        for department in known.departments {
+            gauge("queue_department_messages", "Messages in the queue by department", [("department", department)]).set(to: Double(departments[department] ?? 0))
+        }
+    }
+
+    private let sampledLabels = NIOLockedValueBox((claims: Set<String>(), departments: Set<String>()))
+
     /// Messages in the queue by state (`queued`, `deferred`, `held`), read at each scrape.
     public func queueSampled(_ byState: [String: Int]) {
         for (state, count) in byState {

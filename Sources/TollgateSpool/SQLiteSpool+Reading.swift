@@ -176,6 +176,21 @@ extension SQLiteSpool {
         _ = try await pool.read { db in try Int.fetchOne(db.cachedStatement(sql: "SELECT 1")) }
     }
 
+    public func history(_ id: String) async throws -> HistoryEntry? {
+        let cutoff = Date().timeIntervalSince1970 - keepHistory
+        return try await pool.read { db -> HistoryEntry? in
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM history WHERE id = ? AND completed >= ?"), arguments: [id, cutoff]) else { return nil }
+            let envelope: Data = row["envelope"]
+            let recipients: Data = row["recipients"]
+            return HistoryEntry(
+                id: row["id"], createdAt: row["created"], completedAt: row["completed"], sender: row["sender"], size: row["size"],
+                attempts: row["attempts"], upstream: row["upstream"], acceptedBy: row["accepted_by"],
+                envelope: try JSONDecoder().decode(SpoolEnvelope.self, from: envelope),
+                recipients: try JSONDecoder().decode([SpoolRecipient].self, from: recipients)
+            )
+        }
+    }
+
     public func list() async throws -> [QueueListing] {
         try await pool.read { db in
             let rows = try Row.fetchAll(

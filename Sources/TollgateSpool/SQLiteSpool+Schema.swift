@@ -65,6 +65,24 @@ extension SQLiteSpool {
         migrator.registerMigration("v3") { db in
             try db.execute(sql: "ALTER TABLE messages ADD COLUMN checksum_kind INTEGER NOT NULL DEFAULT 0")
         }
+        // v4: delivered and bounced messages for `queue show` (spool.history), no content.
+        migrator.registerMigration("v4") { db in
+            try db.execute(sql: """
+                CREATE TABLE history (
+                    id TEXT PRIMARY KEY,
+                    completed REAL NOT NULL,
+                    created REAL NOT NULL,
+                    sender TEXT NOT NULL,
+                    envelope BLOB NOT NULL,
+                    size INTEGER NOT NULL,
+                    attempts INTEGER NOT NULL,
+                    upstream TEXT,
+                    accepted_by TEXT NOT NULL,
+                    recipients BLOB NOT NULL
+                );
+                CREATE INDEX history_completed ON history (completed);
+                """)
+        }
         return migrator
     }
 }

@@ -25,10 +25,13 @@ public final class SQLiteSpool: Spool {
     let pool: DatabasePool
     let committer: GroupCommitter
     let logger: Logger
+    /// `spool.history` in seconds; 0 keeps none.
+    let keepHistory: Double
     private let ids = QueueIDGenerator()
 
     /// Opens (creating and migrating if needed) the spool under `directory`.
-    public init(directory: String, node: String, logger: Logger) throws {
+    public init(directory: String, node: String, keepHistory: Double = 7 * 86400, logger: Logger) throws {
+        self.keepHistory = keepHistory
         try SpoolPermissions.makeFolder(directory)
         self.path = directory + "/queue.sqlite"
         SpoolPermissions.makeDatabaseFile(path)
@@ -49,7 +52,7 @@ public final class SQLiteSpool: Spool {
                 try db.execute(sql: "PRAGMA synchronous = FULL")
             }
         } catch {
-            throw Error(description: "cannot open the spool at \(path): \(error)")
+            throw Error(description: "cannot open the spool at \(path): \(ErrorText.describe(error))")
         }
         // A damaged database (a page overwritten or lost) would otherwise open, hide
         // some messages and refuse others at random: refuse to start instead (RELIABILITY E6).
@@ -66,7 +69,7 @@ public final class SQLiteSpool: Spool {
         do {
             try Self.migrator.migrate(pool)
         } catch {
-            throw Error(description: "cannot open the spool at \(path): \(error)")
+            throw Error(description: "cannot open the spool at \(path): \(ErrorText.describe(error))")
         }
         committer = GroupCommitter(pool: pool)
         self.logger = logger
@@ -74,7 +77,7 @@ public final class SQLiteSpool: Spool {
             try quarantineUnknownStates()
             try clearOrphans()
         } catch {
-            throw Error(description: "cannot check the spool at \(path): \(error)")
+            throw Error(description: "cannot check the spool at \(path): \(ErrorText.describe(error))")
         }
     }
 
@@ -164,7 +167,8 @@ public final class SQLiteSpool: Spool {
 
     @discardableResult
     public func recordAttempt(_ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?) async throws -> Bool {
-        try await committer.submit(durable: false) { db in
+        let keepHistory = self.keepHistory
+        return try await committer.submit(durable: false) { db in
             guard try String.fetchOne(db.cachedStatement(sql: "SELECT claimed_by FROM messages WHERE id = ?"), arguments: [id]) == owner else { return false }
             for (index, r) in recipients.enumerated() {
                 try db.cachedStatement(sql: "UPDATE recipients SET state = ?, last_reply = ?, attempts = ? WHERE message_id = ? AND idx = ?").execute(arguments: [r.state.rawValue, r.lastReply, r.attempts, id, index]
@@ -177,6 +181,15 @@ public final class SQLiteSpool: Spool {
                         """).execute(arguments: [lastError, nextAttempt, id]
                 )
             } else {
+                // Done: kept without its content for `queue show` (spool.history).
+                if keepHistory > 0 {
+                    let now = Date().timeIntervalSince1970
+                    try db.cachedStatement(sql: """
+                        INSERT OR REPLACE INTO history (id, completed, created, sender, envelope, size, attempts, upstream, accepted_by, recipients)
+                        SELECT id, ?, created, sender, envelope, size, attempts + 1, upstream, accepted_by, ? FROM messages WHERE id = ?
+                        """).execute(arguments: [now, try JSONEncoder().encode(recipients), id])
+                    try db.cachedStatement(sql: "DELETE FROM history WHERE completed < ?").execute(arguments: [now - keepHistory])
+                }
                 try db.cachedStatement(sql: "DELETE FROM messages WHERE id = ?").execute(arguments: [id])
             }
             return true

@@ -66,6 +66,9 @@ public protocol Spool: Sendable {
     /// Throws, saying why, when the store does not answer (for `/healthz`).
     func health() async throws
 
+    /// A message whose delivery ended within `spool.history` (see ``HistoryEntry``).
+    func history(_ id: String) async throws -> HistoryEntry?
+
     /// Every queued message without its content, oldest first (`queue list`).
     func list() async throws -> [QueueListing]
 

@@ -174,3 +174,23 @@ extension PostgresSpool {
         }
     }
 }
+
+extension PostgresSpool {
+    public func history(_ id: String) async throws -> HistoryEntry? {
+        let cutoff = Date().timeIntervalSince1970 - keepHistory
+        let rows = try await execute(
+            "cannot read the history",
+            "SELECT id, created, completed, sender, size, attempts, upstream, accepted_by, envelope, recipients FROM history WHERE id = \(id) AND completed >= \(cutoff)"
+        )
+        guard let row = rows.first else { return nil }
+        let envelope = try row[8].decode(ByteBuffer.self)
+        let recipients = try row[9].decode(ByteBuffer.self)
+        return HistoryEntry(
+            id: try row[0].decode(String.self), createdAt: try row[1].decode(Double.self), completedAt: try row[2].decode(Double.self),
+            sender: try row[3].decode(String.self), size: try row[4].decode(Int.self), attempts: try row[5].decode(Int.self),
+            upstream: try row[6].decode(String?.self), acceptedBy: try row[7].decode(String.self),
+            envelope: try JSONDecoder().decode(SpoolEnvelope.self, from: Data(envelope.readableBytesView)),
+            recipients: try JSONDecoder().decode([SpoolRecipient].self, from: Data(recipients.readableBytesView))
+        )
+    }
+}

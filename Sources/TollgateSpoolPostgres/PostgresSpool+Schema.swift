@@ -4,7 +4,7 @@ import PostgresNIO
 extension PostgresSpool {
     /// The schema version this binary writes. A database of an earlier version is
     /// migrated at start; one of a later version (a newer Tollgate ran on it) is refused.
-    public static let schemaVersion = 2
+    public static let schemaVersion = 3
 
     /// One migration per version, each run in the transaction that records it.
     static let migrations: [Int: [PostgresQuery]] = [
@@ -83,6 +83,24 @@ extension PostgresSpool {
             """,
             "CREATE INDEX counter_entries_counter ON counter_entries (counter, window_seconds, at)",
             "CREATE INDEX counter_entries_reservation ON counter_entries (reservation) WHERE reservation IS NOT NULL",
+        ],
+        // Delivered and bounced messages for `queue show` (spool.history), no content.
+        3: [
+            """
+            CREATE TABLE history (
+                id text PRIMARY KEY,
+                completed double precision NOT NULL,
+                created double precision NOT NULL,
+                sender text NOT NULL,
+                envelope bytea NOT NULL,
+                size bigint NOT NULL,
+                attempts bigint NOT NULL,
+                upstream text,
+                accepted_by text NOT NULL,
+                recipients bytea NOT NULL
+            )
+            """,
+            "CREATE INDEX history_completed ON history (completed)",
         ],
     ]
 

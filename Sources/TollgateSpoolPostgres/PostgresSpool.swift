@@ -48,11 +48,14 @@ public final class PostgresSpool: Spool {
     private let runner: Task<Void, Never>
     /// This process's incarnation (from the `incarnations` sequence).
     public let incarnation: Int64
+    /// `spool.history` in seconds; 0 keeps none.
+    let keepHistory: Double
 
     private init(
         node: String, url: String, client: PostgresClient, logger: Logger, reachability: PostgresReachability,
-        incarnation: Int64, runner: Task<Void, Never>
+        incarnation: Int64, runner: Task<Void, Never>, keepHistory: Double
     ) {
+        self.keepHistory = keepHistory
         self.node = node
         self.url = url
         self.client = client
@@ -78,7 +81,7 @@ public final class PostgresSpool: Spool {
     /// Connects, creates or migrates the schema, and takes an incarnation. Fails with
     /// one line saying why: the database is unreachable, refuses the credentials, or
     /// has a schema newer than this binary.
-    public static func open(_ settings: TollgateConfiguration.Postgres, node: String, logger: Logger) async throws -> PostgresSpool {
+    public static func open(_ settings: TollgateConfiguration.Postgres, node: String, keepHistory: Double = 7 * 86400, logger: Logger) async throws -> PostgresSpool {
         let password = try readPassword(settings)
         let (clientTLS, _) = try tls(settings)
         let startup = startupParameters(settings, node: node)
@@ -116,7 +119,7 @@ public final class PostgresSpool: Spool {
                 try await connection.query("SELECT 1", logger: quiet)
             }
         )
-        return PostgresSpool(node: node, url: settings.url, client: client, logger: logger, reachability: reachability, incarnation: incarnation, runner: runner)
+        return PostgresSpool(node: node, url: settings.url, client: client, logger: logger, reachability: reachability, incarnation: incarnation, runner: runner, keepHistory: keepHistory)
     }
 
     /// For `tollgate check`: connects and reads the schema version without changing
@@ -243,6 +246,10 @@ public final class PostgresSpool: Spool {
     @discardableResult
     public func recordAttempt(_ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?) async throws -> Bool {
         let states = try String(decoding: JSONEncoder().encode(recipients.enumerated().map { RecipientResult(idx: $0.offset, state: $0.element.state.rawValue, last_reply: $0.element.lastReply, attempts: $0.element.attempts) }), as: UTF8.self)
+        // Done: the message is kept without its content for `queue show` (spool.history).
+        let final = ByteBuffer(bytes: try JSONEncoder().encode(recipients))
+        let now = Date().timeIntervalSince1970
+        let keep = keepHistory > 0
         let rows = try await execute("cannot record a delivery attempt", """
             WITH own AS (
                 SELECT id FROM messages WHERE id = \(id) AND claimed_by = \(owner) FOR UPDATE
@@ -256,6 +263,13 @@ public final class PostgresSpool: Spool {
                 WHERE \(nextAttempt)::float8 IS NOT NULL AND id IN (SELECT id FROM own)
             ), done AS (
                 DELETE FROM messages WHERE \(nextAttempt)::float8 IS NULL AND id IN (SELECT id FROM own)
+                RETURNING id, created, sender, envelope, size, attempts, upstream, accepted_by
+            ), kept AS (
+                INSERT INTO history (id, completed, created, sender, envelope, size, attempts, upstream, accepted_by, recipients)
+                SELECT id, \(now), created, sender, envelope, size, attempts + 1, upstream, accepted_by, \(final) FROM done WHERE \(keep)
+                ON CONFLICT (id) DO NOTHING
+            ), pruned AS (
+                DELETE FROM history WHERE \(nextAttempt)::float8 IS NULL AND completed < \(now - keepHistory)
             )
             SELECT count(*) FROM own
             """)
@@ -323,8 +337,23 @@ public final class PostgresSpool: Spool {
             let state = error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? ""
             return message + state
         }
-        if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+        if let underlying = error.underlying {
+            if let tls = tlsText(underlying) { return tls }
+            return "\(error.code): \(underlying)"
+        }
         return "\(error.code)"
+    }
+
+    /// A TLS failure to the database in words (BoringSSL's own text is a code dump).
+    static func tlsText(_ error: any Swift.Error) -> String? {
+        guard let ssl = error as? NIOSSLError else { return nil }
+        let text = "\(ssl)"
+        if text.contains("CERTIFICATE_VERIFY_FAILED") {
+            return "the database's TLS certificate is not signed by spool.postgres.ca_file (or the system's roots), or has expired"
+        }
+        if case .handshakeFailed = ssl { return "the TLS handshake with the database failed" }
+        if error is NIOSSLExtraError || text.contains("Hostname") { return "the database's TLS certificate does not name its host" }
+        return "TLS with the database failed"
     }
 }
 

@@ -87,8 +87,13 @@ struct Queue: AsyncParsableCommand {
 
         func run() async throws {
             let spool = try await Queue.openSpool(options)
-            guard let m = try await spool.load(id) else { throw UserError(message: "unknown queue id: \(id)") }
-            print(QueueFormat.show(m))
+            if let m = try await spool.load(id) {
+                print(QueueFormat.show(m))
+            } else if let done = try await spool.history(id) {
+                print(QueueFormat.show(done))
+            } else {
+                throw UserError(message: "unknown queue id: \(id) (not queued, and not delivered or bounced within spool.history)")
+            }
         }
     }
 
@@ -160,28 +165,55 @@ enum QueueFormat {
     }
 
     static func show(_ m: SpoolMessage) -> String {
+        let next = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: m.nextAttempt))
+        var extra: [String] = []
+        if let owner = m.claimedBy { extra.append("claimed by:  \(owner) (delivering, or its lease has run out)") }
+        if let e = m.lastError { extra.append("last error:  \(e)") }
+        return render(
+            id: m.id, createdAt: m.createdAt, sender: m.sender, size: m.size, envelope: m.envelope, upstream: m.upstream, acceptedBy: m.acceptedBy,
+            state: "\(m.state.rawValue), attempts \(m.attempts), next \(next)", extra: extra, recipients: m.recipients
+        )
+    }
+
+    /// A message whose delivery has ended, from the history.
+    static func show(_ h: HistoryEntry) -> String {
+        let completed = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: h.completedAt))
+        return render(
+            id: h.id, createdAt: h.createdAt, sender: h.sender, size: h.size, envelope: h.envelope, upstream: h.upstream, acceptedBy: h.acceptedBy,
+            state: "\(h.result) at \(completed), attempts \(h.attempts) (no longer queued; the content is not kept)", extra: [], recipients: h.recipients
+        )
+    }
+
+    private static func render(
+        id: String, createdAt: Double, sender: String, size: Int, envelope: SpoolEnvelope, upstream: String?, acceptedBy: String,
+        state: String, extra: [String], recipients: [SpoolRecipient]
+    ) -> String {
         var lines: [String] = []
-        let date = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: m.createdAt))
-        lines.append("id:          \(m.id)")
-        lines.append("received:    \(date) from \(m.envelope.clientAddress) (\(m.envelope.helo ?? "-")) on \(m.envelope.listener)\(m.envelope.tls ? " with TLS" : "")")
-        lines.append("sender:      <\(m.sender)>")
-        lines.append("size:        \(m.size)")
-        lines.append("state:       \(m.state.rawValue), attempts \(m.attempts), next \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: m.nextAttempt)))")
-        if let user = m.envelope.user { lines.append("user:        \(user)") }
-        if let dept = m.envelope.department { lines.append("department:  \(dept)") }
-        if let upstream = m.upstream { lines.append("upstream:    \(upstream)") }
-        if !m.acceptedBy.isEmpty { lines.append("accepted by: \(m.acceptedBy)") }
-        if let owner = m.claimedBy { lines.append("claimed by:  \(owner) (delivering, or its lease has run out)") }
-        if let e = m.lastError { lines.append("last error:  \(e)") }
+        let date = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: createdAt))
+        lines.append("id:          \(id)")
+        lines.append("received:    \(date) from \(envelope.clientAddress) (\(envelope.helo ?? "-")) on \(envelope.listener)\(envelope.tls ? " with TLS" : "")")
+        lines.append("sender:      <\(sender)>")
+        lines.append("size:        \(size)")
+        lines.append("state:       \(state)")
+        if let user = envelope.user { lines.append("user:        \(user)") }
+        if let dept = envelope.department { lines.append("department:  \(dept)") }
+        if let upstream { lines.append("upstream:    \(upstream)") }
+        if !acceptedBy.isEmpty { lines.append("accepted by: \(acceptedBy)") }
+        lines += extra
         lines.append("recipients:")
-        for r in m.recipients {
+        for r in recipients {
             lines.append("  <\(r.address)> \(r.state.rawValue), attempts \(r.attempts)\(r.lastReply.map { ", last reply: \($0)" } ?? "")")
         }
-        lines.append("decision trace:")
-        if m.envelope.trace.isEmpty { lines.append("  (no policy stages)") }
-        for t in m.envelope.trace {
+        lines += trace(envelope)
+        return lines.joined(separator: "\n")
+    }
+
+    private static func trace(_ envelope: SpoolEnvelope) -> [String] {
+        var lines = ["decision trace:"]
+        if envelope.trace.isEmpty { lines.append("  (no policy stages)") }
+        for t in envelope.trace {
             lines.append("  \(t.phase) \(t.stage): \(t.verdict)\(t.shadow == true ? " (shadow)" : "")\(t.reason.isEmpty ? "" : " (\(t.reason))") \(String(format: "%.2f", t.milliseconds))ms")
         }
-        return lines.joined(separator: "\n")
+        return lines
     }
 }

@@ -19,7 +19,7 @@ struct Serve: AsyncParsableCommand {
         do {
             server = try await TollgateServer(configPath: options.path, configuration: configuration, logger: logger)
         } catch {
-            throw UserError(message: "cannot start: \(error)")
+            throw UserError(message: "cannot start: \(ErrorText.describe(error))")
         }
         try await server.run()
     }

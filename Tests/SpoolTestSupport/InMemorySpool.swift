@@ -17,6 +17,7 @@ public final class InMemorySpool: Spool {
 
     private struct State {
         var entries: [String: Entry] = [:]
+        var history: [String: HistoryEntry] = [:]
         var inserted = 0
         var claimTimes: [Double] = []
     }
@@ -134,6 +135,11 @@ public final class InMemorySpool: Spool {
         state.withLockedValue { s in
             guard var entry = s.entries[id], entry.message.claimedBy == owner else { return false }
             guard let nextAttempt else {
+                let m = entry.message
+                s.history[id] = HistoryEntry(
+                    id: id, createdAt: m.createdAt, completedAt: m.nextAttempt, sender: m.sender, size: m.size, attempts: m.attempts + 1,
+                    upstream: m.upstream, acceptedBy: m.acceptedBy, envelope: m.envelope, recipients: recipients
+                )
                 s.entries[id] = nil
                 return true
             }
@@ -162,6 +168,8 @@ public final class InMemorySpool: Spool {
     }
 
     public func health() async throws {}
+
+    public func history(_ id: String) async throws -> HistoryEntry? { state.withLockedValue { $0.history[id] } }
 
     public func list() async throws -> [QueueListing] {
         messages.map { m in

@@ -153,6 +153,41 @@ import Testing
 
     /// The database goes away: the store fails at once (451 for the session) rather
     /// than hanging, says so, and works again by itself when the database is back.
+    /// `spool.postgres.tls` against a server with TLS on: `verify-full` with the right CA
+    /// connects encrypted, with another CA it is refused in one line naming the
+    /// certificate; `require` encrypts without checking.
+    @Test func tlsToTheDatabaseIsVerifiedOrRefused() async throws {
+        let dir = try TemporaryDirectory(label: "pg-tls")
+        defer { dir.remove() }
+        let certificates = try TestCertificates.make(in: dir.path + "/certs")
+        let other = try TestCertificates.make(in: dir.path + "/other")
+        let server = try await PostgresServer.start(fsync: false, tls: certificates)
+        defer { Task { await server.stop() } }
+        try await server.psql("CREATE DATABASE tollgate", database: "postgres")
+        func settings(_ mode: TollgateConfiguration.PostgresTLSMode, ca: String?) -> TollgateConfiguration.Postgres {
+            var s = TollgateConfiguration.Postgres(url: server.url(database: "tollgate"), host: "127.0.0.1", port: server.port, user: PostgresServer.user, database: "tollgate")
+            s.passwordFile = server.passwordFile
+            s.tls = mode
+            s.caFile = ca
+            s.connectTimeout = 5
+            return s
+        }
+        for (mode, ca) in [(TollgateConfiguration.PostgresTLSMode.verifyFull, certificates.caCertificatePath), (.require, other.caCertificatePath)] {
+            let spool = try await PostgresSpool.open(settings(mode, ca: ca), node: "node-a", logger: SpoolFixtures.quietLogger)
+            let rows = try await spool.execute("ssl", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            #expect(try rows.first?[0].decode(Bool.self) == true, "\(mode): the connection is encrypted")
+            await spool.close()
+        }
+        do {
+            let spool = try await PostgresSpool.open(settings(.verifyFull, ca: other.caCertificatePath), node: "node-a", logger: SpoolFixtures.quietLogger)
+            await spool.close()
+            Issue.record("a certificate from another CA was accepted")
+        } catch {
+            let text = "\(error)"
+            #expect(!text.contains("\n") && text.contains("TLS certificate is not signed by spool.postgres.ca_file") && !text.contains("BoringSSL"), "\(text)")
+        }
+    }
+
     @Test func aStoppedDatabaseFailsFastAndIsReconnected() async throws {
         let (server, spool) = try await ownServer(statementTimeout: 2)
         defer { Task { await spool.close(); await server.shutdown() } }

@@ -66,6 +66,45 @@ import TollgateSpool
         }
     }
 
+    /// A message whose delivery ended is kept, without its content, for `queue show`
+    /// (spool.history); `spool.history: 0` keeps none.
+    @Test(arguments: StoreKind.allCases) func aFinishedMessageIsKeptInTheHistory(_ kind: StoreKind) async throws {
+        try await kind.with { spool in
+            var m = SpoolFixtures.message(id: spool.makeQueueID(), to: ["b@example.net", "c@example.net"], now: t0)
+            m.envelope.user = "alice"
+            m.envelope.trace = [SpoolTraceEntry(phase: "mail", stage: "rate-limit", verdict: "continue", reason: "within limits", milliseconds: 0.5)]
+            m.upstream = "outbox"
+            try await spool.insert(m)
+            #expect(try await spool.history(m.id) == nil)
+            #expect(try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 10) == [m.id])
+            var done = m.recipients
+            done[0].state = .delivered
+            done[0].lastReply = "250 2.0.0 Ok"
+            done[0].attempts = 1
+            done[1].state = .failed
+            done[1].lastReply = "550 5.1.1 no such user"
+            done[1].attempts = 1
+            #expect(try await spool.recordAttempt(m.id, owner: "a", recipients: done, nextAttempt: nil, lastError: nil))
+            #expect(try await spool.load(m.id) == nil)
+            let kept = try #require(try await spool.history(m.id))
+            #expect(kept.sender == m.sender && kept.createdAt == t0 && kept.size == m.size && kept.attempts == 1)
+            #expect(kept.recipients == done && kept.result == "partly bounced")
+            #expect(kept.envelope == m.envelope && kept.upstream == "outbox" && kept.acceptedBy == "node-a")
+            #expect(try await spool.history("NOSUCHID") == nil)
+            #expect(try await spool.count() == 0)
+        }
+        guard kind != .memory else { return }
+        try await kind.with(keepHistory: 0) { spool in
+            let m = SpoolFixtures.message(id: spool.makeQueueID(), now: t0)
+            try await spool.insert(m)
+            _ = try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 10)
+            var done = m.recipients
+            done[0].state = .delivered
+            #expect(try await spool.recordAttempt(m.id, owner: "a", recipients: done, nextAttempt: nil, lastError: nil))
+            #expect(try await spool.history(m.id) == nil)
+        }
+    }
+
     @Test(arguments: StoreKind.allCases) func queueIDsAreNeverReused(_ kind: StoreKind) async throws {
         try await kind.with { spool in
             let ids = (0..<10_000).map { _ in spool.makeQueueID() }

@@ -14,18 +14,19 @@ enum StoreKind: String, CaseIterable, CustomTestStringConvertible {
     var testDescription: String { rawValue }
 
     /// Runs `body` with a fresh, empty store of this kind.
-    func with(_ body: (any Spool) async throws -> Void) async throws {
+    /// `keepHistory`: `spool.history` in seconds (the in-memory store keeps all).
+    func with(keepHistory: Double = 7 * 86400, _ body: (any Spool) async throws -> Void) async throws {
         switch self {
         case .memory:
             try await body(InMemorySpool(node: "node-a"))
         case .sqlite:
             let dir = try TemporaryDirectory(label: "spool")
-            try await body(SQLiteSpool(directory: dir.path, node: "node-a", logger: SpoolFixtures.quietLogger))
+            try await body(SQLiteSpool(directory: dir.path, node: "node-a", keepHistory: keepHistory, logger: SpoolFixtures.quietLogger))
             dir.remove()
         case .postgres:
             // One server for the whole test process, a database of its own per test.
             let database = try await PostgresTestDatabase.make()
-            let spool = try await PostgresSpool.open(database.settings, node: "node-a", logger: SpoolFixtures.quietLogger)
+            let spool = try await PostgresSpool.open(database.settings, node: "node-a", keepHistory: keepHistory, logger: SpoolFixtures.quietLogger)
             do {
                 try await body(spool)
             } catch {

@@ -91,7 +91,9 @@ public final class PostgresServer: Sendable {
 
     /// Finds the binaries, runs initdb and starts the server. `fsync: false` trades
     /// durability for speed where a test does not measure it.
-    public static func start(fsync: Bool = true) async throws -> PostgresServer {
+    /// `tls`: a certificate and key (made by ``TestCertificates``) for `ssl = on`;
+    /// plain connections are still accepted.
+    public static func start(fsync: Bool = true, tls: TestCertificates? = nil) async throws -> PostgresServer {
         let bin = try findBinaries()
         let root = getuid() == 0
         var attempt = 0
@@ -99,7 +101,7 @@ public final class PostgresServer: Sendable {
             attempt += 1
             let server = PostgresServer(folder: try TemporaryDirectory(label: "postgres"), port: freePort(), binFolder: bin, asPostgresUser: root)
             do {
-                try await server.initialise(fsync: fsync)
+                try await server.initialise(fsync: fsync, tls: tls)
                 try await server.launch()
                 return server
             } catch {
@@ -213,14 +215,14 @@ public final class PostgresServer: Sendable {
         throw PostgresServerError("PostgreSQL is not installed (no \(base)/<version>/bin/postgres): run scripts/install-deps.sh test")
     }
 
-    private func initialise(fsync: Bool) async throws {
+    private func initialise(fsync: Bool, tls: TestCertificates?) async throws {
         try TestFiles.write(Self.password + "\n", to: passwordFile)
         try await runAsServerUser(binFolder + "/initdb", [
             "-D", folder.file("data"), "-U", Self.user, "--pwfile", passwordFile,
             "--auth-local", "trust", "--auth-host", "scram-sha-256",
             "-E", "UTF8", "--locale", "C", "--no-sync", "--no-instructions",
         ])
-        let settings = [
+        var settings = [
             "listen_addresses = '127.0.0.1'",
             "port = \(port)",
             "unix_socket_directories = '\(socketFolder)'",
@@ -231,6 +233,14 @@ public final class PostgresServer: Sendable {
             "log_min_messages = warning",
             "log_connections = off",
         ]
+        if let tls {
+            // The key must belong to the server's user and be 0600: copies in its folder.
+            let certificate = folder.file("data/server.crt"), key = folder.file("data/server.key")
+            try TestFiles.write(TestFiles.readString(tls.certificatePath) ?? "", to: certificate)
+            try TestFiles.write(TestFiles.readString(tls.keyPath) ?? "", to: key)
+            chmod(key, 0o600)
+            settings += ["ssl = on", "ssl_cert_file = '\(certificate)'", "ssl_key_file = '\(key)'"]
+        }
         let conf = folder.file("data/postgresql.conf")
         let existing = TestFiles.readString(conf) ?? ""
         try TestFiles.write(existing + "\n# Tollgate test harness\n" + settings.joined(separator: "\n") + "\n", to: conf)

@@ -95,26 +95,28 @@ extension LiveRelayTests {
             #expect(explained.stdout.contains("5 used"), "\(explained.stdout)")
         }
 
-        @Test func twoNodesDeliverEveryMessageExactlyOnce() async throws {
+        /// Two nodes, and three: every message accepted on any node is delivered exactly once.
+        @Test(arguments: [2, 3]) func nodesDeliverEveryMessageExactlyOnce(_ count: Int) async throws {
             let dir = try TemporaryDirectory(label: "cluster")
             defer { dir.remove() }
             let (server, database, sink, sinkPort) = try await Self.setUp(dir)
             defer { sink.stop() }
-            let a = try RelayProcess(spool: Self.spool(server, database: database, node: "relay-a"), rest: Self.upstream(sinkPort), directory: try TemporaryDirectory(label: "node-a"))
-            let b = try RelayProcess(spool: Self.spool(server, database: database, node: "relay-b"), rest: Self.upstream(sinkPort), directory: try TemporaryDirectory(label: "node-b"))
-            try a.start()
-            defer { a.stop(); a.directory.remove() }
-            try b.start()
-            defer { b.stop(); b.directory.remove() }
+            let nodes = try (0..<count).map { n in
+                try RelayProcess(spool: Self.spool(server, database: database, node: "relay-\(n)"), rest: Self.upstream(sinkPort), directory: try TemporaryDirectory(label: "node-\(n)"))
+            }
+            for node in nodes { try node.start() }
+            defer { for node in nodes { node.stop(); node.directory.remove() } }
+            let a = nodes[0]
 
-            // Four clients, each alternating between the nodes.
-            let markers = (0..<4).flatMap { c in (0..<50).map { "c\(c)-\($0)" } }
+            // Four clients, each going round the nodes.
+            let perClient = count == 2 ? 50 : 36
+            let markers = (0..<4).flatMap { c in (0..<perClient).map { "c\(c)-\($0)" } }
             let accepted = LockedCount()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for c in 0..<4 {
                     group.addTask {
-                        for n in 0..<50 {
-                            let node = (c + n) % 2 == 0 ? a : b
+                        for n in 0..<perClient {
+                            let node = nodes[(c + n) % count]
                             let reply = try await Blocking.run { try SMTPTestClient.sendMessage(port: node.port, from: "load@example.com", to: ["sink@example.net"], data: testMessage(marker: "c\(c)-\(n)")) }
                             if reply.code == 250 { accepted.add() }
                         }
@@ -128,7 +130,7 @@ extension LiveRelayTests {
             try await Task.sleep(for: .seconds(2))
             #expect(Self.duplicates(sink).isEmpty, "delivered twice: \(Self.duplicates(sink).prefix(10))")
             #expect(sink.messages().count == markers.count)
-            // Both nodes took mail, and `queue list` on either sees the one (now empty) queue.
+            // Every node took mail, and `queue list` on any sees the one (now empty) queue.
             #expect(try await server.queueCount(database) == 0)
             let listed = try a.cli(["queue", "list"])
             #expect(listed.status == 0, "\(listed.stderr)")
@@ -143,7 +145,7 @@ extension LiveRelayTests {
             defer { good.directory.remove() }
             let ok = try good.cli(["check"])
             #expect(ok.status == 0, "\(ok.stderr)")
-            #expect(ok.stdout.contains("spool: postgres \(server.url(database: database)) node=relay-a lease=5s (schema 0, migrated to 2 at start)"), "\(ok.stdout)")
+            #expect(ok.stdout.contains("spool: postgres \(server.url(database: database)) node=relay-a lease=5s (schema 0, migrated to 3 at start)"), "\(ok.stdout)")
 
             let port = freePort()
             let nowhere = try RelayProcess(spool: "postgres: { url: \"postgresql://tollgate@127.0.0.1:\(port)/x\", connect_timeout: 2s }", rest: Self.upstream(freePort()))
@@ -187,7 +189,11 @@ extension LiveRelayTests {
             }
             // Node a holds every message: claimed, stuck in delivery, its claims renewed.
             #expect(await waitUntil(timeout: 10) { (try? await server.claimedCount(database, by: "relay-a/")) == markers.count })
-            let b = try RelayProcess(spool: Self.spool(server, database: database, node: "relay-b"), rest: Self.upstream(sinkPort), directory: try TemporaryDirectory(label: "node-b"))
+            let metricsPort = freePort()
+            let b = try RelayProcess(
+                spool: Self.spool(server, database: database, node: "relay-b"), rest: Self.upstream(sinkPort) + "\nmetrics: { address: 127.0.0.1:\(metricsPort) }",
+                directory: try TemporaryDirectory(label: "node-b")
+            )
             try b.start()
             defer { b.stop(); b.directory.remove() }
             // Past one lease (5 s): a renews, so b takes nothing.
@@ -198,6 +204,14 @@ extension LiveRelayTests {
             #expect(listed.status == 0 && listed.stdout.split(separator: "\n").count == markers.count, "\(listed.stdout) \(listed.stderr)")
             #expect(listed.stdout.contains("\"accepted_by\":\"relay-a\"") && listed.stdout.contains("\"claimed_by\":\"relay-a\\/"), "\(listed.stdout.prefix(400))")
             #expect(try b.cli(["queue", "list", "--json", "--node", "relay-b"]).stdout.isEmpty)
+            // Node b's /metrics shows the cluster: a's claims, its own name and store, the database up.
+            let metrics = try ChildProcess.run(
+                "python3", ["-c", "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:\(metricsPort)/metrics', timeout=5).read().decode())"], timeout: 10
+            ).stdout
+            #expect(metrics.contains(#"tollgate_cluster_claims{node="relay-a"} \#(markers.count)"#), "\(metrics)")
+            #expect(metrics.contains(#"tollgate_node_info{node="relay-b",store="postgres"} 1"#), "\(metrics)")
+            #expect(metrics.contains("tollgate_spool_up 1"), "\(metrics)")
+            #expect(metrics.contains(#"tollgate_queue_department_messages{department="-"} \#(markers.count)"#), "\(metrics)")
             #expect(try b.cli(["queue", "list", "--node", "relay-b"]).stdout == "no queued message matches\n")
             a.kill9()
             let killed = ContinuousClock.now

@@ -110,6 +110,13 @@ extension LiveRelayTests {
             #expect(redirect.mailFrom == "redirector@example.com")
             #expect(redirect.rcptTo == ["archive@example.org"])
             #expect(!messages.contains { $0.text.contains("X-Marker: held") || $0.text.contains("X-Marker: discarded") })
+            // Delivered: no longer queued, still shown from the history (spool.history).
+            #expect(try relay.cli(["queue", "list"]).stdout.contains(prepended.id) == false)
+            let history = try relay.cli(["queue", "show", prepended.id])
+            #expect(history.status == 0, "\(history.stderr)")
+            #expect(history.stdout.contains("state:       delivered at "), "\(history.stdout)")
+            #expect(history.stdout.contains("<prepend@example.net> delivered, attempts 1, last reply: 250"), "\(history.stdout)")
+            #expect(history.stdout.contains("rcpt domain-block: continue (domain example.net allowed; changes at data: +X-Prepended)"), "\(history.stdout)")
 
             // Held: in the queue as held, with the reason, until released.
             let list = try relay.cli(["queue", "list", "--state", "held"]).stdout

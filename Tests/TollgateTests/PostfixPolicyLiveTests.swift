@@ -1,0 +1,110 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// The `postfix-policy` stage in a real `tollgate serve`, asking a real postfwd at
+/// RCPT: a REJECT rule gives the client 5xx with postfwd's text, a DEFER rule 4xx for
+/// that recipient only (the others are accepted and delivered), DUNNO passes, PREPEND
+/// adds its header, HOLD keeps the message held; postfwd down gives the stage's
+/// `on_error`. The rules are the README's example.
+extension LiveRelayTests {
+    @Suite(.serialized, .timeLimit(.minutes(3))) struct PostfixPolicyLiveTests {
+        static let rules = """
+            id=R1; recipient==blocked@example.net; action=REJECT postfwd R1 refuses $$recipient from $$client_address
+            id=D1; recipient==later@example.net; action=DEFER postfwd D1 defers $$recipient for $$sender
+            id=H1; recipient==held@example.net; action=HOLD postfwd H1 holds $$recipient
+            id=P1; recipient==tagged@example.net; action=PREPEND X-Postfwd: tagged instance=$$instance
+
+            """
+
+        @Test func postfwdRejectDeferDunnoPrependHoldAndDown() async throws {
+            try #require(ExecutableLookup.find("postfwd2") != nil, "postfwd is not installed (scripts/install-deps.sh)")
+            let postfwd = try await Postfwd.start(rules: Self.rules)
+            var postfwdStopped = false
+            defer { if !postfwdStopped { Task { await postfwd.shutdown() } } }
+            let dir = try TemporaryDirectory(label: "policylive")
+            let sinkPort = freePort()
+            let sink = try RawSMTPSink.start(port: sinkPort, directory: dir.path + "/sink")
+            defer { sink.stop() }
+            let relay = try RelayProcess(
+                rest: upstreamSection(port: sinkPort) + """
+
+                    stages:
+                      - use: postfix-policy
+                        on_error: defer
+                        settings:
+                          server: \(postfwd.address)
+                          phases: [rcpt]
+                          timeout: 5s
+                    """,
+                directory: dir
+            )
+            #expect(try relay.cli(["check"]).status == 0)
+            try relay.start()
+            defer { relay.stop() }
+
+            let client = try SMTPTestClient.connect(port: relay.port)
+            defer { client.close() }
+            #expect(try client.readReply().code == 220)
+            try client.command("EHLO client.example.org", expect: 250)
+            try client.command("MAIL FROM:<alice@example.com>", expect: 250)
+            let blocked = try client.command("RCPT TO:<blocked@example.net>")
+            #expect(blocked.code == 554 && blocked.enhancedCode == "5.7.1", "\(blocked)")
+            #expect(blocked.text.contains("postfwd R1 refuses blocked@example.net from 127.0.0.1"), "\(blocked)")
+            let later = try client.command("RCPT TO:<later@example.net>")
+            #expect(later.code == 450 && later.text.contains("postfwd D1 defers later@example.net for alice@example.com"), "\(later)")
+            try client.command("RCPT TO:<ok@example.net>", expect: 250)
+            try client.command("RCPT TO:<tagged@example.net>", expect: 250)
+            try client.command("DATA", expect: 354)
+            try client.sendRaw(Array("From: alice@example.com\r\nSubject: policy\r\nX-Marker: first\r\n\r\nBody.\r\n.\r\n".utf8))
+            #expect(try client.readReply().code == 250)
+
+            // A held message: accepted, kept in the queue as held.
+            let held = try SMTPTestClient.sendMessage(port: relay.port, from: "alice@example.com", to: ["held@example.net"], data: Array("Subject: held\r\nX-Marker: held\r\n\r\nBody.\r\n".utf8))
+            #expect(held.code == 250, "\(held)")
+
+            #expect(await waitUntil(timeout: 20) { !sink.messages().isEmpty }, "\(relay.log.suffix(3000))")
+            try await Task.sleep(for: .seconds(1))
+            let messages = sink.messages()
+            #expect(messages.count == 1, "\(messages.map(\.text))")
+            let first = try #require(messages.first)
+            // Only the accepted recipients; the deferred one is left to the client's retry.
+            #expect(Set(first.rcptTo) == ["ok@example.net", "tagged@example.net"], "\(first.rcptTo)")
+            #expect(first.text.contains("\r\nX-Postfwd: tagged instance=") || first.text.hasPrefix("X-Postfwd: tagged instance="), "\(first.text)")
+            let heldID = held.text.split(separator: " ").last.map(String.init) ?? ""
+            let list = try relay.cli(["queue", "list", "--state", "held"]).stdout
+            #expect(!heldID.isEmpty && list.contains(heldID), "\(heldID): \(list)")
+            // What postfwd answered is in the decision trace.
+            #expect(relay.log.contains("REJECT postfwd R1 refuses blocked@example.net"), "\(relay.log.suffix(3000))")
+
+            // postfwd down: on_error (defer, 451 4.3.0) for every recipient.
+            await postfwd.shutdown()
+            postfwdStopped = true
+            try client.command("MAIL FROM:<alice@example.com>", expect: 250)
+            let down = try client.command("RCPT TO:<ok@example.net>")
+            #expect(down.code == 451 && down.enhancedCode == "4.3.0", "\(down)")
+        }
+
+        @Test func badSettingsAreLocatedCheckErrors() throws {
+            let dir = try TemporaryDirectory(label: "policycheck")
+            let relay = try RelayProcess(
+                rest: """
+                    upstreams:
+                      - name: primary
+                        directory: out
+                    stages:
+                      - use: postfix-policy
+                        settings:
+                          server: nowhere
+                          phases: [rcpt, vrfy]
+                    """,
+                directory: dir
+            )
+            let check = try relay.cli(["check"])
+            #expect(check.status != 0)
+            let output = check.stdout + check.stderr
+            #expect(output.contains("tollgate.yaml:16:15: 'server' must be host:port or unix:/absolute/path, not 'nowhere'"), "\(output)")
+            #expect(output.contains("tollgate.yaml:17:22: unknown phase 'vrfy'"), "\(output)")
+        }
+    }
+}

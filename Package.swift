@@ -334,7 +334,7 @@ let package = Package(
         .testTarget(
             name: "TollgateTests",
             dependencies: [
-                "TollgateApp", "TollgateConfiguration", "TollgatePipeline", "TollgateSpool", "SMTPCore", "SMTPServer", "TestSupport",
+                "TollgateApp", "TollgateConfiguration", "TollgatePipeline", "TollgateSpool", "SMTPCore", "SMTPServer", "TestSupport", "PolicyTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "TollgatePolicy", package: "TollgatePolicy"),
@@ -355,7 +355,7 @@ let package = Package(
         .testTarget(
             name: "LDAPStageTests",
             dependencies: [
-                "LDAPStage", "LDAPDirectory", "TestSupport",
+                "LDAPStage", "LDAPDirectory", "TestSupport", "PolicyTestSupport",
                 .product(name: "TollgatePolicy", package: "TollgatePolicy"),
             ],
             swiftSettings: strict

@@ -164,7 +164,9 @@ let package = Package(
                 "TollgateApp", "TollgateConfiguration", "TollgateSpool", "DKIMKeys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: strict
+            swiftSettings: strict,
+            // Installed (`make install`), libTollgatePolicy.so is in PREFIX/lib/tollgate/.
+            linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath", "-Xlinker", "$ORIGIN/../lib/tollgate"])]
         ),
         // BEGIN plugin targets
         // ldap plugin: OpenLDAP's C API (system library, pkg-config `ldap`).

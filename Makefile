@@ -4,8 +4,9 @@
 #   make test   install what the tests need, build everything, run every test
 #   make fuzz   every fuzz target for FUZZ_SECONDS (default 60) each
 #   make crash-test  the crash loop (CRASH_ROUNDS, default 20) and power-cut loop (POWERCUT_ROUNDS, default 10)
+#   make install PREFIX=/usr/local DESTDIR=…   release build, then SPEC §8's layout; make uninstall
 SWIFT ?= swift
-.PHONY: run run-cluster test bench build release deps-run deps-test clean crash-test fuzz fuzz-short
+.PHONY: run run-cluster test bench build release deps-run deps-test clean crash-test fuzz fuzz-short install uninstall
 
 deps-run:
 	@bash scripts/install-deps.sh run
@@ -56,3 +57,21 @@ fuzz: deps-test
 fuzz-short:
 	SWIFT=$(SWIFT) FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh short
 # END fuzz
+
+# BEGIN install
+# README, "Install". CONFIG=debug installs the debug products (the test does, with
+# BUILD=no: they are built already); SYSCONFDIR defaults to PREFIX/etc.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= $(PREFIX)/etc
+CONFIG ?= release
+BINDIR ?= .build/$(CONFIG)
+BUILD ?= yes
+install:
+ifeq ($(BUILD),yes)
+	$(SWIFT) build -c $(CONFIG)
+endif
+	PREFIX=$(PREFIX) SYSCONFDIR=$(SYSCONFDIR) DESTDIR=$(DESTDIR) CONFIG=$(CONFIG) BINDIR=$(BINDIR) bash scripts/install.sh install
+
+uninstall:
+	PREFIX=$(PREFIX) SYSCONFDIR=$(SYSCONFDIR) DESTDIR=$(DESTDIR) CONFIG=$(CONFIG) bash scripts/install.sh uninstall
+# END install

@@ -169,7 +169,9 @@ let package = Package(
                 "TollgateApp", "TollgateConfiguration", "TollgateSpool", "DKIMKeys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: strict
+            swiftSettings: strict,
+            // Installed (`make install`), libTollgatePolicy.so is in PREFIX/lib/tollgate/.
+            linkerSettings: [.unsafeFlags(["-Xlinker", "-rpath", "-Xlinker", "$ORIGIN/../lib/tollgate"])]
         ),
         // BEGIN plugin targets
         // ldap plugin: OpenLDAP's C API (system library, pkg-config `ldap`).
@@ -374,7 +376,7 @@ let package = Package(
         .testTarget(
             name: "TollgateTests",
             dependencies: [
-                "TollgateApp", "TollgateConfiguration", "TollgateDelivery", "TollgatePipeline", "TollgateSpool", "SMTPCore", "SMTPServer", "TestSupport",
+                "TollgateApp", "TollgateConfiguration", "TollgateDelivery", "TollgatePipeline", "TollgateSpool", "SMTPCore", "SMTPServer", "TestSupport", "PolicyTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "TollgatePolicy", package: "TollgatePolicy"),
@@ -395,7 +397,7 @@ let package = Package(
         .testTarget(
             name: "LDAPStageTests",
             dependencies: [
-                "LDAPStage", "LDAPDirectory", "TestSupport",
+                "LDAPStage", "LDAPDirectory", "TestSupport", "PolicyTestSupport",
                 .product(name: "TollgatePolicy", package: "TollgatePolicy"),
             ],
             swiftSettings: strict

@@ -3,6 +3,13 @@
 # the relay in the foreground. Ctrl-C stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The demo's certificates last 30 days: make new ones when either expires within 7.
+for pem in demo/certs/server.pem demo/certs/ca.pem; do
+  if [ -f "$pem" ] && ! openssl x509 -checkend $((7 * 86400)) -noout -in "$pem" >/dev/null; then
+    echo "demo: $pem expires within 7 days; making new certificates" >&2
+    rm -f demo/certs/server.pem demo/certs/server.key demo/certs/ca.pem demo/certs/ca.key
+  fi
+done
 bash scripts/make-certs.sh demo/certs >/dev/null
 mkdir -p demo/var/outbox demo/var/outbox-finance
 bin="$(swift build -c release --show-bin-path)/tollgate"
@@ -21,10 +28,10 @@ Delivered mail lands in demo/var/outbox/ (finance's in demo/var/outbox-finance/)
 
 Try, in another terminal:
   # allowed: alice (finance) sends as her own address
-  swaks --server 127.0.0.1:2587 -tls --tls-ca-path demo/certs/ca.pem -a PLAIN -au alice -ap alice-pw \\
+  swaks --server 127.0.0.1:2587 -tls --tls-verify --tls-ca-path demo/certs/ca.pem -a PLAIN -au alice -ap alice-pw \\
         --from alice@finance.example.com --to someone@example.net
   # refused (553 5.7.1): alice sends as bob
-  swaks --server 127.0.0.1:2587 -tls --tls-ca-path demo/certs/ca.pem -a PLAIN -au alice -ap alice-pw \\
+  swaks --server 127.0.0.1:2587 -tls --tls-verify --tls-ca-path demo/certs/ca.pem -a PLAIN -au alice -ap alice-pw \\
         --from bob@engineering.example.com --to someone@example.net
   # an application on this host
   swaks --server 127.0.0.1:2525 --from backup@apps.example.com --to ops@example.net

@@ -8,7 +8,7 @@ extension ConfigurationLoader {
         spool.location = reader.location(node)
         var pathNode: Node?
         var postgresNode: Node?
-        for (k, _, v) in reader.mapping(node, allowed: ["path", "postgres", "node", "lease", "history"], what: "spool") {
+        for (k, _, v) in reader.mapping(node, allowed: ConfigurationKeys.spool, what: "spool") {
             switch k {
             case "path":
                 pathNode = v
@@ -38,7 +38,7 @@ extension ConfigurationLoader {
     }
 
     private static func readPostgres(_ node: Node, _ reader: inout YAMLReader, _ resolve: (String) -> String) -> TollgateConfiguration.Postgres? {
-        let allowed: Set = ["url", "password_file", "tls", "ca_file", "statement_timeout", "connect_timeout", "max_connections"]
+        let allowed = ConfigurationKeys.postgres
         var postgres = TollgateConfiguration.Postgres(url: "", host: "", port: 5432, user: "", database: "", location: reader.location(node))
         var urlSeen = false
         var caNode: Node?

@@ -65,7 +65,7 @@ public enum ConfigurationLoader {
             }
             return (nil, reader.diagnostics)
         }
-        let top: Set = ["hostname", "listeners", "tls", "limits", "spool", "upstreams", "delivery", "plugins", "stages", "policies", "metrics", "log"]
+        let top = ConfigurationKeys.top
         var listenersNode: Node?
         var upstreamsNode: Node?
         var defaultUpstreamNode: Node?
@@ -83,7 +83,7 @@ public enum ConfigurationLoader {
                 var key: String?
                 var policy = TLSPolicy.intermediate
                 var versionNode: Node?
-                for (k, _, v) in reader.mapping(value, allowed: ["certificate", "key", "min_version", "ciphers"], what: "tls") {
+                for (k, _, v) in reader.mapping(value, allowed: ConfigurationKeys.tls, what: "tls") {
                     switch k {
                     case "min_version":
                         versionNode = v
@@ -110,7 +110,7 @@ public enum ConfigurationLoader {
                 upstreamsNode = value
                 config.upstreams = reader.sequence(value, "upstreams").compactMap { readUpstream($0, &reader, resolve) }
             case "delivery":
-                for (k, _, v) in reader.mapping(value, allowed: ["default_upstream", "retry", "max_lifetime", "concurrency"], what: "delivery") {
+                for (k, _, v) in reader.mapping(value, allowed: ConfigurationKeys.delivery, what: "delivery") {
                     switch k {
                     case "default_upstream":
                         defaultUpstreamNode = v
@@ -125,7 +125,7 @@ public enum ConfigurationLoader {
                     }
                 }
             case "plugins":
-                for (_, _, v) in reader.mapping(value, allowed: ["path"], what: "plugins") {
+                for (_, _, v) in reader.mapping(value, allowed: ConfigurationKeys.plugins, what: "plugins") {
                     config.plugins.path = reader.strings(v, "plugins.path").map(resolve)
                 }
             case "stages":
@@ -140,11 +140,11 @@ public enum ConfigurationLoader {
                     config.policies = path
                 }
             case "metrics":
-                for (_, _, v) in reader.mapping(value, allowed: ["address"], what: "metrics") {
+                for (_, _, v) in reader.mapping(value, allowed: ConfigurationKeys.metrics, what: "metrics") {
                     if let (h, p) = reader.hostPort(v, "metrics.address") { config.metrics = .init(host: h, port: p) }
                 }
             case "log":
-                for (k, _, v) in reader.mapping(value, allowed: ["level", "format"], what: "log") {
+                for (k, _, v) in reader.mapping(value, allowed: ConfigurationKeys.log, what: "log") {
                     guard let s = reader.string(v, "log.\(k)") else { continue }
                     if k == "level" {
                         let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
@@ -197,7 +197,7 @@ public enum ConfigurationLoader {
         // A bad address is reported where it is, not a second time as missing.
         var addressGiven = false
         var listener = TollgateConfiguration.Listener(name: "", host: "", port: 0, location: reader.location(node))
-        for (k, _, v) in reader.mapping(node, allowed: ["name", "address", "tls", "auth", "auth_after_helo", "strict_envelopes", "clients"], what: "a listener") {
+        for (k, _, v) in reader.mapping(node, allowed: ConfigurationKeys.listener, what: "a listener") {
             switch k {
             case "name": name = reader.string(v, "listener name")
             case "address":
@@ -234,7 +234,7 @@ public enum ConfigurationLoader {
     }
 
     static func readLimits(_ node: Node, _ reader: inout YAMLReader, _ limits: inout TollgateConfiguration.Limits) {
-        let allowed: Set = ["max_message_size", "max_recipients", "max_connections", "max_connections_per_client", "command_timeout", "data_timeout", "stress_command_timeout", "bare_newline", "address_literals", "max_auth_failures_per_client", "auth_failure_window", "reverse_dns_timeout", "content_memory", "store_timeout", "drain_timeout"]
+        let allowed = ConfigurationKeys.limits
         for (k, _, v) in reader.mapping(node, allowed: allowed, what: "limits") {
             switch k {
             case "max_message_size":
@@ -280,7 +280,7 @@ public enum ConfigurationLoader {
     }
 
     static func readUpstream(_ node: Node, _ reader: inout YAMLReader, _ resolve: (String) -> String) -> TollgateConfiguration.Upstream? {
-        let allowed: Set = ["name", "hosts", "directory", "tls", "verify_certificate", "ca_file", "tls_min_version", "tls_ciphers", "auth", "max_connections", "connect_timeout", "command_timeout", "data_timeout"]
+        let allowed = ConfigurationKeys.upstream
         var versionNode: Node?
         var name: String?
         var hosts: [(String, Int)]?
@@ -309,7 +309,7 @@ public enum ConfigurationLoader {
             case "tls_ciphers":
                 if let suites = reader.cipherSuites(v, "tls_ciphers") { upstream.tlsPolicy.suites = suites }
             case "auth":
-                for (ak, _, av) in reader.mapping(v, allowed: ["username", "password_file"], what: "upstream auth") {
+                for (ak, _, av) in reader.mapping(v, allowed: ConfigurationKeys.upstreamAuth, what: "upstream auth") {
                     if ak == "username" {
                         upstream.username = reader.string(av, "auth.username")
                     } else if let p = reader.string(av, "auth.password_file").map(resolve) {
@@ -355,7 +355,7 @@ public enum ConfigurationLoader {
     static func readStage(_ node: Node, _ reader: inout YAMLReader, _ resolve: (String) -> String) -> TollgateConfiguration.Stage? {
         var use: String?
         var stage = TollgateConfiguration.Stage(use: "", settings: .empty(at: reader.location(node)), location: reader.location(node))
-        for (k, _, v) in reader.mapping(node, allowed: ["use", "library", "settings", "timeout", "on_error", "mode"], what: "a stage") {
+        for (k, _, v) in reader.mapping(node, allowed: ConfigurationKeys.stage, what: "a stage") {
             switch k {
             case "use": use = reader.string(v, "stage use")
             case "library": stage.library = reader.string(v, "stage library").map(resolve)

@@ -54,7 +54,7 @@ public struct DepartmentPolicies: Sendable {
                 diagnostics += reader.diagnostics
                 continue
             }
-            let allowed = Set(["department", "members", "route", "max_message_size"]).union(plugins)
+            let allowed = Self.fileKeys.union(plugins)
             var department: Department?
             var info = DepartmentInfo(name: "")
             var networks: [CIDRNetwork] = []
@@ -66,7 +66,7 @@ public struct DepartmentPolicies: Sendable {
                 case "department":
                     if let n = reader.string(value, "department") { info.name = n }
                 case "members":
-                    for (k, _, v) in reader.mapping(value, allowed: ["ldap_groups", "ldap_attributes", "networks"], what: "members") {
+                    for (k, _, v) in reader.mapping(value, allowed: Self.memberKeys, what: "members") {
                         switch k {
                         case "ldap_groups":
                             info.ldapGroups = reader.strings(v, "members.ldap_groups")
@@ -94,7 +94,7 @@ public struct DepartmentPolicies: Sendable {
                         }
                     }
                 case "route":
-                    for (_, _, v) in reader.mapping(value, allowed: ["upstream"], what: "route") {
+                    for (_, _, v) in reader.mapping(value, allowed: Self.routeKeys, what: "route") {
                         if let u = reader.string(v, "route.upstream") {
                             if upstreams.contains(u) { upstream = u } else { reader.error(v, "route.upstream names '\(u)', which is not among the upstreams") }
                         }
@@ -117,6 +117,13 @@ public struct DepartmentPolicies: Sendable {
         }
         return (result, diagnostics)
     }
+
+    /// The keys of a policy file besides the plugin sections (one per configured
+    /// stage, named by its `use:`), of `members:` and of `route:`; documented in
+    /// docs/configuration.md (a test checks).
+    public static let fileKeys: Set<String> = ["department", "members", "route", "max_message_size"]
+    public static let memberKeys: Set<String> = ["ldap_groups", "ldap_attributes", "networks"]
+    public static let routeKeys: Set<String> = ["upstream"]
 
     /// Every key of a mapping node (for free-form maps such as attribute names).
     static func anyKey(_ node: Node) -> Set<String> {

@@ -30,12 +30,14 @@ public enum PluginLoader {
     }
 
     /// The folders searched: `plugins.path`, then the folder of the running executable
-    /// and its `../lib/tollgate` (an installed layout).
+    /// (a build folder), its `../lib/tollgate/plugins` (the layout `make install`
+    /// makes: PREFIX/bin/tollgate and PREFIX/lib/tollgate/plugins/) and `../lib/tollgate`.
     public static func searchPath(configured: [String]) -> [String] {
         var folders = configured
         if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
             let dir = (exe as NSString).deletingLastPathComponent
             folders.append(dir)
+            folders.append(dir + "/../lib/tollgate/plugins")
             folders.append(dir + "/../lib/tollgate")
         }
         return folders

@@ -25,8 +25,30 @@ extension LiveRelayTests {
             return stat(path, &info) == 0 ? info.st_mode & 0o7777 : nil
         }
 
-        @Test func theFirstMetricsAreThereAfterRealTraffic() throws {
-            let dir = try TemporaryDirectory()
+        /// A message delivered over STARTTLS, an AUTH that no stage accepts, a STARTTLS whose
+        /// handshake is garbage; then the upstream goes away and the next message is
+        /// deferred and stays queued. Also what GrafanaDashboardLiveTests sends.
+        static func sendTraffic(relay: RelayProcess, sink: SMTPSink, certs: TestCertificates) throws {
+            let tls = ["-tls", "--tls-verify", "--tls-ca-path", certs.caCertificatePath]
+            let sent = try Swaks.send(port: relay.port, from: "a@example.com", to: ["b@example.net"], options: tls)
+            #expect(sent.status == 0, "\(sent.transcript)")
+            #expect(sink.waitForMessages(count: 1, timeout: 15).count == 1)
+            let login = try Swaks.send(port: relay.port, from: "a@example.com", to: ["b@example.net"], options: tls + ["-a", "PLAIN", "-au", "nobody", "-ap", "wrong"])
+            #expect(login.transcript.contains("535"), "\(login.transcript)")
+            let broken = try SMTPTestClient.connect(port: relay.port)
+            _ = try broken.readReply()
+            _ = try broken.command("EHLO c.test")
+            #expect(try broken.command("STARTTLS").code == 220)
+            try broken.sendRaw(Array("this is not a TLS record\r\n".utf8))
+            _ = try? broken.readReply(timeout: 3)
+            broken.close()
+            _ = sink.process.terminate(timeout: 5)
+            #expect(try SMTPTestClient.sendMessage(port: relay.port, from: "a@example.com", to: ["c@example.net"], data: testMessage(marker: "deferred")).code == 250)
+        }
+
+        /// A relay (not started) with a STARTTLS listener, AUTH optional, a sink upstream,
+        /// metrics on a free port, and `more` (YAML, e.g. `stages:`) in its configuration.
+        static func relay(in dir: TemporaryDirectory, more: String = "") throws -> (relay: RelayProcess, sink: SMTPSink, certs: TestCertificates, metricsPort: Int) {
             let certs = try TestCertificates.make(in: dir.path + "/certs")
             let metricsPort = freePort()
             let sink = try SMTPSink.start(dumpDirectory: dir.path + "/sink")
@@ -43,30 +65,18 @@ extension LiveRelayTests {
                     delivery:
                       retry: [1h]
                     metrics: { address: 127.0.0.1:\(metricsPort) }
-                    """,
+                    """ + more,
                 directory: dir
             )
+            return (relay, sink, certs, metricsPort)
+        }
+
+        @Test func theFirstMetricsAreThereAfterRealTraffic() throws {
+            let dir = try TemporaryDirectory()
+            let (relay, sink, certs, metricsPort) = try Self.relay(in: dir)
             try relay.start()
             defer { relay.stop() }
-            let tls = ["-tls", "--tls-verify", "--tls-ca-path", certs.caCertificatePath]
-
-            // A message delivered over STARTTLS, and an AUTH that no stage accepts.
-            let sent = try Swaks.send(port: relay.port, from: "a@example.com", to: ["b@example.net"], options: tls)
-            #expect(sent.status == 0, "\(sent.transcript)")
-            #expect(sink.waitForMessages(count: 1, timeout: 15).count == 1)
-            let login = try Swaks.send(port: relay.port, from: "a@example.com", to: ["b@example.net"], options: tls + ["-a", "PLAIN", "-au", "nobody", "-ap", "wrong"])
-            #expect(login.transcript.contains("535"), "\(login.transcript)")
-            // A STARTTLS whose handshake is garbage.
-            let broken = try SMTPTestClient.connect(port: relay.port)
-            _ = try broken.readReply()
-            _ = try broken.command("EHLO c.test")
-            #expect(try broken.command("STARTTLS").code == 220)
-            try broken.sendRaw(Array("this is not a TLS record\r\n".utf8))
-            _ = try? broken.readReply(timeout: 3)
-            broken.close()
-            // The upstream goes away: the next message is deferred and stays queued.
-            _ = sink.process.terminate(timeout: 5)
-            #expect(try SMTPTestClient.sendMessage(port: relay.port, from: "a@example.com", to: ["c@example.net"], data: testMessage(marker: "deferred")).code == 250)
+            try Self.sendTraffic(relay: relay, sink: sink, certs: certs)
             // An idle session stays open while we scrape.
             let idle = try SMTPTestClient.connect(port: relay.port)
             defer { idle.close() }

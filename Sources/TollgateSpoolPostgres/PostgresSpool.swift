@@ -152,7 +152,9 @@ public final class PostgresSpool: Spool {
         _ settings: TollgateConfiguration.Postgres, _ configuration: PostgresConnection.Configuration,
         _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
-        let deadline = Duration.milliseconds(Int64((settings.statementTimeout + settings.connectTimeout) * 1000))
+        // Opening runs several statements (the migrations, an incarnation): room for
+        // them beyond one statement's timeout, bounded all the same.
+        let deadline = Duration.milliseconds(Int64((settings.connectTimeout + max(settings.statementTimeout, 5) * 2) * 1000))
         do {
             return try await withDeadline(deadline, "open") {
                 let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: quiet)

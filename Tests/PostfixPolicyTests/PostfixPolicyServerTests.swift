@@ -86,7 +86,9 @@ import TollgatePolicy
         let started = Date()
         await #expect(throws: PolicyServerError.self) { try await stage.evaluate(context(.rcpt, recipient: "b@example.net")) }
         let took = Date().timeIntervalSince(started)
-        #expect(took >= 0.29 && took < 1.5, "\(took)")
+        // At the limit, not before; the upper bound only says it did not wait for the
+        // server (10 s), with room for a loaded machine.
+        #expect(took >= 0.29 && took < 5, "\(took)")
 
         let answers = ["action=MAYBE\n\n", "no action here\n\n", "action=REDIRECT x@example.net\n\n", "action=DUNNO"]
         let garbage = try RecordingPolicyServer { r in .raw(answers[Int(r["recipient"]!.prefix(1))!]) }

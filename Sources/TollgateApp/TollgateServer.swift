@@ -161,18 +161,10 @@ public final class TollgateServer: Sendable {
                 health: { [spool] in (try? await spool.health()) != nil },
                 sample: { [spool, metrics, listeners] in
                     metrics.spoolSampled(up: (try? await spool.health()) != nil)
-                    if let listing = try? await spool.list() {
-                        var byState: [String: Int] = Dictionary(uniqueKeysWithValues: QueueState.allCases.map { ($0.rawValue, 0) })
-                        var claims: [String: Int] = [:]
-                        var departments: [String: Int] = [:]
-                        for m in listing {
-                            byState[m.state.rawValue, default: 0] += 1
-                            departments[m.department ?? "-", default: 0] += 1
-                            // A claim owner is `node/pid/tag`.
-                            if let owner = m.claimedBy, let node = owner.split(separator: "/").first { claims[String(node), default: 0] += 1 }
-                        }
-                        metrics.queueSampled(byState)
-                        metrics.claimsAndDepartmentsSampled(claims: claims, departments: departments)
+                    // Grouped by the store (no listing of the whole queue per scrape).
+                    if let b = try? await spool.breakdown() {
+                        metrics.queueSampled(Dictionary(uniqueKeysWithValues: QueueState.allCases.map { ($0.rawValue, b.byState[$0] ?? 0) }))
+                        metrics.claimsAndDepartmentsSampled(claims: b.claimsByNode, departments: b.byDepartment)
                     }
                     for listener in listeners {
                         let c = listener.statistics.snapshot

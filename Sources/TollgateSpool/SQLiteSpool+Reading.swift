@@ -172,6 +172,20 @@ extension SQLiteSpool {
         }
     }
 
+    public func breakdown() async throws -> QueueBreakdown {
+        try await pool.read { db in
+            var b = QueueBreakdown()
+            for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT state, department, COUNT(*) AS n FROM messages GROUP BY state, department")) {
+                let n: Int = row["n"]
+                if let state = QueueState(rawValue: row["state"]) { b.byState[state, default: 0] += n }
+                b.byDepartment[(row["department"] as String?) ?? "-", default: 0] += n
+            }
+            let owners = "SELECT substr(claimed_by, 1, instr(claimed_by || '/', '/') - 1) AS node, COUNT(*) AS n FROM messages WHERE claimed_by IS NOT NULL GROUP BY node"
+            for row in try Row.fetchAll(db.cachedStatement(sql: owners)) { b.claimsByNode[row["node"], default: 0] += row["n"] as Int }
+            return b
+        }
+    }
+
     public func health() async throws {
         _ = try await pool.read { db in try Int.fetchOne(db.cachedStatement(sql: "SELECT 1")) }
     }

@@ -63,6 +63,10 @@ public protocol Spool: Sendable {
     /// How many messages are in each state (`/metrics`).
     func countByState() async throws -> [QueueState: Int]
 
+    /// The queue by state, by department (`-`: none) and the claims by the node
+    /// holding them (`/metrics`, at each scrape).
+    func breakdown() async throws -> QueueBreakdown
+
     /// Throws, saying why, when the store does not answer (for `/healthz`).
     func health() async throws
 
@@ -115,7 +119,32 @@ extension Spool {
     }
 }
 
+/// What `/metrics` shows of the queue (``Spool/breakdown()``).
+public struct QueueBreakdown: Sendable, Hashable {
+    public var byState: [QueueState: Int] = [:]
+    public var byDepartment: [String: Int] = [:]
+    /// Claims by node: a claim owner is `node/pid/tag`.
+    public var claimsByNode: [String: Int] = [:]
+
+    public init(byState: [QueueState: Int] = [:], byDepartment: [String: Int] = [:], claimsByNode: [String: Int] = [:]) {
+        self.byState = byState
+        self.byDepartment = byDepartment
+        self.claimsByNode = claimsByNode
+    }
+}
+
 extension Spool {
+    /// From ``list()``: a store with a cheaper query answers itself.
+    public func breakdown() async throws -> QueueBreakdown {
+        var b = QueueBreakdown()
+        for m in try await list() {
+            b.byState[m.state, default: 0] += 1
+            b.byDepartment[m.department ?? "-", default: 0] += 1
+            if let owner = m.claimedBy, let node = owner.split(separator: "/").first { b.claimsByNode[String(node), default: 0] += 1 }
+        }
+        return b
+    }
+
     /// From ``list()``: a store with a cheaper query answers itself.
     public func countByState() async throws -> [QueueState: Int] {
         var counts: [QueueState: Int] = [:]

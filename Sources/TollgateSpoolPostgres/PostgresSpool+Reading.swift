@@ -194,3 +194,18 @@ extension PostgresSpool {
         )
     }
 }
+
+extension PostgresSpool {
+    public func breakdown() async throws -> QueueBreakdown {
+        var b = QueueBreakdown()
+        for row in try await execute("cannot count the queue", "SELECT state, coalesce(department, '-'), count(*) FROM messages GROUP BY 1, 2") {
+            let n = try row[2].decode(Int.self)
+            if let state = QueueState(rawValue: try row[0].decode(String.self)) { b.byState[state, default: 0] += n }
+            b.byDepartment[try row[1].decode(String.self), default: 0] += n
+        }
+        for row in try await execute("cannot count the claims", "SELECT split_part(claimed_by, '/', 1), count(*) FROM messages WHERE claimed_by IS NOT NULL GROUP BY 1") {
+            b.claimsByNode[try row[0].decode(String.self), default: 0] += try row[1].decode(Int.self)
+        }
+        return b
+    }
+}

@@ -66,6 +66,25 @@ import TollgateSpool
         }
     }
 
+    /// `/metrics`' view of the queue: by state, by department, claims by node — the
+    /// store's grouped query gives what a full listing would.
+    @Test(arguments: StoreKind.allCases) func theBreakdownCountsStatesDepartmentsAndClaims(_ kind: StoreKind) async throws {
+        try await kind.with { spool in
+            for department in ["finance", "finance", nil] {
+                var m = SpoolFixtures.message(id: spool.makeQueueID(), now: t0)
+                m.envelope.department = department
+                try await spool.insert(m)
+            }
+            let ids = try await spool.list().map(\.id)
+            _ = try await spool.hold([ids[2]])
+            #expect(try await spool.claimDue(owner: "relay-a/42/x", now: t0, lease: 60, limit: 1).count == 1)
+            let b = try await spool.breakdown()
+            #expect(b.byState[.queued] == 2 && b.byState[.held] == 1)
+            #expect(b.byDepartment == ["finance": 2, "-": 1])
+            #expect(b.claimsByNode == ["relay-a": 1])
+        }
+    }
+
     /// A message whose delivery ended is kept, without its content, for `queue show`
     /// (spool.history); `spool.history: 0` keeps none.
     @Test(arguments: StoreKind.allCases) func aFinishedMessageIsKeptInTheHistory(_ kind: StoreKind) async throws {

@@ -190,7 +190,7 @@ struct LDAPStageIntegrationTests {
         #expect(facts(bob)?.user == "bob", "\(String(describing: bob))")
         #expect(slow >= 0.9 && slow < 10, "\(slow) s")  // waited for the frozen server once
         let fast = await seconds { #expect(facts(await login(stage, "dave", "dave-pw"))?.user == "dave") }
-        #expect(fast < 0.5, "\(fast) s")  // then went straight to the second
+        #expect(fast < 0.9, "\(fast) s")  // then went straight to the second: under the 1 s timeout it would have waited
         first.resume()
         await stage.shutdown()
         await first.shutdown()

@@ -159,12 +159,25 @@ def read_tree(root):
     return out
 
 
-def tree_cpu_seconds(root):
-    """CPU seconds (user + system) of the relay's process tree, including the children
-    its processes have reaped (cutime/cstime): Postfix's smtpd and cleanup processes
-    come and go, and their time then shows in their parent's counters."""
+def read_trees(roots):
+    """The process trees of several roots (a cluster's nodes and its database, a relay
+    and its milter), each process once."""
+    seen, out = set(), []
+    for r in roots:
+        for p in read_tree(r):
+            if p not in seen:
+                seen.add(p)
+                out.append(p)
+    return out
+
+
+def tree_cpu_seconds(roots):
+    """CPU seconds (user + system) of the relay's process tree (or trees: a cluster's
+    nodes and its database), including the children its processes have reaped
+    (cutime/cstime): Postfix's smtpd and cleanup processes come and go, and their time
+    then shows in their parent's counters."""
     ticks = 0
-    for p in read_tree(root):
+    for p in read_trees(roots):
         try:
             with open(f"/proc/{p}/stat", "rb") as f:
                 s = f.read()
@@ -177,9 +190,10 @@ def tree_cpu_seconds(root):
 
 
 class MemSampler(threading.Thread):
-    def __init__(self, root, rss_interval=0.2, pss_interval=1.0):
+    def __init__(self, roots, rss_interval=0.2, pss_interval=1.0):
         super().__init__(daemon=True)
-        self.root = root
+        self.roots = roots
+        self.root = roots[0]
         self.rss_interval = rss_interval
         self.pss_interval = pss_interval
         self.peak_rss = 0
@@ -198,7 +212,7 @@ class MemSampler(threading.Thread):
             pass
 
     def sample(self, with_pss):
-        pids = read_tree(self.root)
+        pids = read_trees(self.roots)
         rss = pss = 0
         for p in pids:
             try:
@@ -246,38 +260,98 @@ RECIPIENT = "rcpt@example.net"
 HELO = "bench-client.example.com"
 
 
-def source_cmd(a, sessions, count):
+def source_cmd(a, sessions, count, port):
     return ["smtp-source", "-4", "-d",
             "-s", str(sessions), "-m", str(count),
             "-l", str(a.size), "-r", str(a.rcpts),
             "-f", SENDER, "-t", RECIPIENT, "-M", HELO,
-            f"{a.host}:{a.port}"]
+            f"{a.host}:{port}"]
+
+
+def split(total, parts):
+    """total spread over parts as evenly as integers allow (earlier parts get the rest)."""
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+class Sources:
+    """One smtp-source per port of the system (a cluster's nodes behind one name: the
+    sessions and messages spread evenly over them), handled as one."""
+
+    def __init__(self, a, sessions, count):
+        ports = a.ports[:max(1, min(len(a.ports), sessions))]
+        self.procs = []
+        for port, s, c in zip(ports, split(sessions, len(ports)), split(count, len(ports))):
+            p = subprocess.Popen(source_cmd(a, s, c, port), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+            CHILDREN.append(p)
+            if PID_FILE:
+                with open(PID_FILE, "a") as f:
+                    f.write(f"{p.pid} smtp-source\n")
+            self.procs.append(p)
+
+    def poll(self):
+        """None while any runs; else the first non-zero exit status, or 0."""
+        codes = [p.poll() for p in self.procs]
+        if any(c is None for c in codes):
+            return None
+        return next((c for c in codes if c != 0), 0)
+
+    @property
+    def returncode(self):
+        return self.poll()
+
+    def errors(self):
+        return " / ".join(p.stderr.read().decode(errors="replace").strip()[-300:]
+                          for p in self.procs if p.poll() not in (None, 0))
+
+    def terminate(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+
+    def kill(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+
+    def wait(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for p in self.procs:
+            p.wait(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+
+def read_count(cmd):
+    """The number a --count-cmd prints, or None (no command, or it failed)."""
+    if not cmd:
+        return None
+    try:
+        out = subprocess.run(cmd, shell=True, capture_output=True, timeout=30).stdout.decode().strip()
+        return float(out.split()[-1])
+    except (subprocess.SubprocessError, ValueError, IndexError):
+        return None
 
 
 def start_source(a, sessions, count):
-    p = subprocess.Popen(source_cmd(a, sessions, count), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE)
-    CHILDREN.append(p)
-    if PID_FILE:
-        with open(PID_FILE, "a") as f:
-            f.write(f"{p.pid} smtp-source\n")
-    return p
+    return Sources(a, sessions, count)
 
 
 def run_source(a, sessions, count, timeout):
-    """Run smtp-source to completion.  Returns (elapsed, error or None)."""
+    """Run smtp-source (one per port) to completion.  Returns (elapsed, error or None)."""
     t0 = time.monotonic()
-    p = start_source(a, sessions, count)
-    try:
-        _, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.communicate()
-        return time.monotonic() - t0, f"smtp-source did not finish {count} messages within {timeout:.0f}s"
+    src = start_source(a, sessions, count)
+    errs = []
+    for p in src.procs:
+        try:
+            _, err = p.communicate(timeout=max(0.1, timeout - (time.monotonic() - t0)))
+        except subprocess.TimeoutExpired:
+            src.kill()
+            for q in src.procs:
+                q.communicate()
+            return time.monotonic() - t0, f"smtp-source did not finish {count} messages within {timeout:.0f}s"
+        if p.returncode != 0:
+            errs.append("smtp-source failed (exit %d): %s" % (p.returncode, err.decode(errors="replace").strip()[-400:]))
     el = time.monotonic() - t0
-    if p.returncode != 0:
-        return el, "smtp-source failed (exit %d): %s" % (p.returncode, err.decode(errors="replace").strip()[-400:])
-    return el, None
+    return el, (errs[0] if errs else None)
 
 
 # --------------------------------------------------------------------------
@@ -328,7 +402,7 @@ async def probe_session(a, sid, deadline, samples, errors):
     body = smtp_source_body(a.size)
     date = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(a.host, a.port), timeout)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(a.host, a.ports[sid % len(a.ports)]), timeout)
     except Exception as e:  # noqa: BLE001
         errors.append(f"connect: {e}")
         return
@@ -402,9 +476,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--system", required=True)
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--port", required=True, help="the relay's port, or several (a cluster's nodes), comma-separated")
     ap.add_argument("--sink-count-file", required=True)
-    ap.add_argument("--server-pid", type=int, required=True)
+    ap.add_argument("--server-pid", required=True,
+                    help="the relay's PID, or several (a cluster's nodes), comma-separated")
+    ap.add_argument("--extra-pid", default="",
+                    help="PIDs whose process trees belong to the system too (its database, its milter), comma-separated")
     ap.add_argument("--sessions", type=int, required=True)
     ap.add_argument("--size", type=int, required=True)
     ap.add_argument("--rcpts", type=int, required=True)
@@ -414,7 +491,13 @@ def main():
     ap.add_argument("--max-messages", type=int, default=200000)
     ap.add_argument("--min-messages", type=int, default=0)
     ap.add_argument("--pid-file", help="append the PID of every smtp-source started here")
+    ap.add_argument("--count-cmd", default="",
+                    help="a shell command printing one number (e.g. the database's statement count), "
+                         "read before and after the throughput run: reported per message as count_per_msg")
     a = ap.parse_args()
+    a.ports = [int(p) for p in a.port.split(",") if p]
+    extra = [int(p) for p in a.extra_pid.split(",") if p]
+    roots = [int(p) for p in a.server_pid.split(",") if p] + extra
     global PID_FILE
     PID_FILE = a.pid_file
 
@@ -425,7 +508,7 @@ def main():
     res = {"system": a.system, "sessions": n, "size": a.size, "rcpts": a.rcpts, "errors": []}
     sink = SinkCounter(a.sink_count_file)
     sink.start()
-    mem = MemSampler(a.server_pid)
+    mem = MemSampler(roots)
     mem.start()
     try:
         # 1. warm-up: first a few messages per session (starts the relay's
@@ -455,7 +538,9 @@ def main():
         # with a message count sized from its own rate.
         for attempt in (1, 2):
             c0, _ = sink.snapshot()
-            cpu0 = tree_cpu_seconds(a.server_pid)
+            cpu0 = tree_cpu_seconds(roots)
+            xcpu0 = tree_cpu_seconds(extra) if extra else 0.0
+            count0 = read_count(a.count_cmd)
             t0 = time.monotonic()
             el, err = run_source(a, n, m, timeout=max(120.0, 6 * a.duration))
             t1 = time.monotonic()
@@ -474,7 +559,13 @@ def main():
         got = c - c0
         # Accepting and delivering these messages: the relay's CPU from the start of the
         # run until the sink had them all, per message.
-        res["cpu_ms_per_msg"] = round((tree_cpu_seconds(a.server_pid) - cpu0) * 1000 / max(1, m), 3)
+        res["cpu_ms_per_msg"] = round((tree_cpu_seconds(roots) - cpu0) * 1000 / max(1, m), 3)
+        if extra:
+            # the part of it spent by the database or the milter
+            res["extra_cpu_ms_per_msg"] = round((tree_cpu_seconds(extra) - xcpu0) * 1000 / max(1, m), 3)
+        count1 = read_count(a.count_cmd)
+        if count0 is not None and count1 is not None:
+            res["count_per_msg"] = round((count1 - count0) / max(1, m), 2)
         res["delivered"] = got
         res["drain_complete"] = ok
         if t_last <= t0 or got <= 0:
@@ -497,7 +588,7 @@ def main():
         samples, perrs = asyncio.run(run_probe(a, k, a.lat_duration))
         if bg is not None:
             if bg.poll() is not None and bg.returncode != 0:
-                perrs.append("background smtp-source failed: " + bg.stderr.read().decode(errors="replace").strip()[-300:])
+                perrs.append("background smtp-source failed: " + bg.errors())
             elif bg.poll() is not None:
                 perrs.append("background smtp-source finished before the latency phase ended")
             else:

@@ -29,6 +29,20 @@ def fmt(v, nd=1):
     return f"{v:.{nd}f}"
 
 
+def median_row(rows):
+    """Each figure's median over the runs that have it (runs with errors left out
+    when any run is clean)."""
+    ok = [r for r in rows if r.get("ok")] or rows
+    out = {}
+    for k in ("accepted_per_s", "delivered_per_s", "p50_ms", "p99_ms", "pss_peak_mib",
+              "rss_peak_mib", "cpu_ms_per_msg", "extra_cpu_ms_per_msg", "count_per_msg"):
+        vals = sorted(r[k] for r in ok if r.get(k) is not None)
+        if vals:
+            n = len(vals)
+            out[k] = vals[n // 2] if n % 2 else (vals[n // 2 - 1] + vals[n // 2]) / 2
+    return out
+
+
 def ratio(a, b):
     if a is None or b is None or not b:
         return "-"
@@ -80,26 +94,48 @@ def main(argv):
                 print(f"    ! {r['system']}: {e}")
             if not r.get("ok", False):
                 failed += 1
-        base = next((r for r in rs if r["system"] == baseline), None)
+        # the ratio lines compare each system's median over the case's repeats
+        systems = []
         for r in rs:
-            if base is None or r is base:
-                continue
-            line = (f"  {r['system']} / {baseline}: accepted {ratio(r.get('accepted_per_s'), base.get('accepted_per_s'))}"
+            if r["system"] not in systems:
+                systems.append(r["system"])
+        med = {sys_: median_row([r for r in rs if r["system"] == sys_]) for sys_ in systems}
+        if len(rs) > len(systems):
+            print(f"  (medians over {len(rs) // max(1, len(systems))} runs of each system)")
+            for sys_ in systems:
+                m = med[sys_]
+                print(f"  {sys_} median: accepted {fmt(m.get('accepted_per_s'))}/s  delivered {fmt(m.get('delivered_per_s'))}/s"
+                      f"  p99 {fmt(m.get('p99_ms'), 2)} ms  CPU {fmt(m.get('cpu_ms_per_msg'), 3)} ms/msg")
+        for sys_ in systems:
+            m = med[sys_]
+            extras = []
+            if m.get("extra_cpu_ms_per_msg") is not None:
+                extras.append(f"of which database/milter {fmt(m['extra_cpu_ms_per_msg'], 3)} ms/msg")
+            if m.get("count_per_msg") is not None:
+                extras.append(f"database statements {fmt(m['count_per_msg'], 2)}/msg")
+            if extras:
+                print(f"  {sys_}: CPU {fmt(m.get('cpu_ms_per_msg'), 3)} ms/msg, " + ", ".join(extras))
+        pairs = [(sys_, baseline) for sys_ in systems if sys_ != baseline and baseline in med]
+        if "tollgate" in med:
+            pairs += [(sys_, "tollgate") for sys_ in systems if sys_ not in ("tollgate", baseline)]
+        for sys_, against in pairs:
+            r, base = med[sys_], med[against]
+            line = (f"  {sys_} / {against}: accepted {ratio(r.get('accepted_per_s'), base.get('accepted_per_s'))}"
                     f"  delivered {ratio(r.get('delivered_per_s'), base.get('delivered_per_s'))}"
                     f"  p50 {ratio(r.get('p50_ms'), base.get('p50_ms'))}"
                     f"  p99 {ratio(r.get('p99_ms'), base.get('p99_ms'))}"
                     f"  PSS {ratio(r.get('pss_peak_mib'), base.get('pss_peak_mib'))}"
                     f"  CPU/msg {ratio(r.get('cpu_ms_per_msg'), base.get('cpu_ms_per_msg'))}")
             print(line)
-            summary.append((key, r["system"],
+            summary.append((key, f"{sys_} / {against}",
                             ratio(r.get("accepted_per_s"), base.get("accepted_per_s")),
                             ratio(r.get("delivered_per_s"), base.get("delivered_per_s"))))
         print()
     if summary:
         print(f"== throughput ratios against {baseline} (higher is better)")
-        print(f"{'sessions x size x rcpts':<24}  {'system':<18}  {'accepted':>9}  {'delivered':>9}")
+        print(f"{'sessions x size x rcpts':<24}  {'systems':<30}  {'accepted':>9}  {'delivered':>9}")
         for (n, size, rcpts), system, acc, dlv in summary:
-            print(f"{f'{n} x {human(size)} x {rcpts}':<24}  {system:<18}  {acc:>9}  {dlv:>9}")
+            print(f"{f'{n} x {human(size)} x {rcpts}':<24}  {system:<30}  {acc:>9}  {dlv:>9}")
         print()
     print("accepted/s: smtp-source messages / its wall time (250 after the final dot, fsync'd by both).")
     print("delivered/s: the same messages / time from the first submission until smtp-sink received the last.")

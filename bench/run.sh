@@ -25,6 +25,18 @@
 #   --pipeline-only       run only the pipeline-overhead section
 #                         (BENCH_PIPELINE=only)
 #   --no-pipeline         skip it (BENCH_PIPELINE=0)
+#   --signing             also run tollgate:dkim (the dkim stage, RSA-2048,
+#                         bench/tollgate-dkim.yaml.in) and tollgate:milter (a
+#                         real OpenDKIM as a milter, bench/tollgate-milter.yaml.in)
+#                         beside tollgate; default cases 20x4Kx1, 3 repeats, no
+#                         pipeline section
+#   --cluster N           also run tollgate-cluster: N nodes (2 or more) on one
+#                         PostgreSQL started for the case
+#                         (bench/tollgate-cluster.yaml.in), smtp-source's
+#                         sessions spread over them; default cases 20x4Kx1, 3
+#                         repeats, no pipeline section
+#   --repeat R            run every case R times (BENCH_REPEAT); the ratio
+#                         lines use each system's median
 #
 # The pipeline-overhead section (after the Postfix comparison) drives Tollgate
 # with STARTTLS and AUTH (bench/pipeline.py) with the policy pipeline off and
@@ -57,6 +69,9 @@ KEEP=${BENCH_KEEP:-0}
 FSYNC_CHECK=${BENCH_FSYNC_CHECK:-1}
 TG_BIN=${TOLLGATE_BIN:-$ROOT/.build/release/tollgate}
 PIPELINE=${BENCH_PIPELINE:-1}
+REPEAT=${BENCH_REPEAT:-}
+SIGNING=0
+CLUSTER_NODES=0
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -69,6 +84,9 @@ while [ $# -gt 0 ]; do
     --no-fsync-check) FSYNC_CHECK=0 ;;
     --pipeline-only) PIPELINE=only ;;
     --no-pipeline) PIPELINE=0 ;;
+    --signing) SIGNING=1 ;;
+    --cluster) CLUSTER_NODES=$2; shift ;;
+    --repeat) REPEAT=$2; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
@@ -76,6 +94,16 @@ while [ $# -gt 0 ]; do
 done
 
 case "$PIPELINE" in 0|1|only) ;; *) echo "bench: BENCH_PIPELINE must be 0, 1 or only" >&2; exit 2 ;; esac
+case "$CLUSTER_NODES" in 0|[2-9]) ;; *) echo "bench: --cluster takes a node count from 2 to 9" >&2; exit 2 ;; esac
+if [ "$SIGNING" = 1 ] || [ "$CLUSTER_NODES" != 0 ]; then
+  # the focused sections: one case, repeated, no pipeline section unless asked for
+  CASES=${CASES:-20x4Kx1}
+  REPEAT=${REPEAT:-3}
+  [ -n "${BENCH_PIPELINE:-}" ] || PIPELINE=0
+fi
+if [ "$SIGNING" = 1 ]; then
+  VARIANTS="$VARIANTS dkim=$HERE/tollgate-dkim.yaml.in milter=$HERE/tollgate-milter.yaml.in"
+fi
 if [ "$QUICK" = 1 ]; then
   DURATION=${BENCH_DURATION:-3}; LAT_DURATION=${BENCH_LAT_DURATION:-2}; DRAIN_MAX=${BENCH_DRAIN_MAX:-30}
   CASES=${CASES:-1x4Kx1,20x4Kx1,100x100Kx10}
@@ -93,9 +121,16 @@ COMPARISON=1
 if [ -z "$SYSTEMS" ]; then
   SYSTEMS=postfix,tollgate
   for v in $VARIANTS; do SYSTEMS="$SYSTEMS,tollgate:${v%%=*}"; done
+  [ "$CLUSTER_NODES" = 0 ] || SYSTEMS="$SYSTEMS,tollgate-cluster"
 fi
+[ "$CLUSTER_NODES" != 0 ] || CLUSTER_NODES=2 # a tollgate-cluster named in --systems
 IFS=, read -r -a SYSTEM_LIST <<<"$SYSTEMS"
 IFS=, read -r -a CASE_LIST <<<"$CASES"
+if [ -n "$REPEAT" ] && [ "$REPEAT" -gt 1 ]; then
+  ONCE=("${CASE_LIST[@]}")
+  CASE_LIST=()
+  for ((r = 0; r < REPEAT; r++)); do CASE_LIST+=("${ONCE[@]}"); done
+fi
 
 say() { printf '%s\n' "bench: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -202,6 +237,13 @@ ensure_packages() {
     command -v "$c" >/dev/null 2>&1 || { pkgs+=(postfix); break; }
   done
   command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
+  if [[ ",$SYSTEMS," == *,tollgate:milter,* ]]; then
+    command -v opendkim >/dev/null 2>&1 || [ -x /usr/sbin/opendkim ] || pkgs+=(opendkim)
+    command -v opendkim-genkey >/dev/null 2>&1 || pkgs+=(opendkim-tools)
+  fi
+  if [[ ",$SYSTEMS," == *,tollgate-cluster,* ]]; then
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || pkgs+=(postgresql)
+  fi
   if [ "$FSYNC_CHECK" = 1 ] && [ "$COMPARISON" = 1 ]; then command -v strace >/dev/null 2>&1 || pkgs+=(strace); fi
   if [ "$PIPELINE" != 0 ]; then
     command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || pkgs+=(slapd)
@@ -234,6 +276,11 @@ ensure_packages() {
 }
 
 want_tollgate() { [[ ",$SYSTEMS," == *,tollgate* ]]; }
+want_plugin() { # want_plugin NAME: a variant's template uses the stage
+  local v
+  for v in $VARIANTS; do grep -q "use: $1\b" "${v#*=}" 2>/dev/null && return 0; done
+  return 1
+}
 
 ensure_tollgate() {
   want_tollgate || [ "$PIPELINE" != 0 ] || return 0
@@ -243,6 +290,9 @@ ensure_tollgate() {
     # the bundled stages are built into the same folder and loaded from there
     for p in ldap sender-allowlist rate-limit; do [ -f "$bindir/libtollgate-$p.so" ] || missing=1; done
   fi
+  for p in dkim milter; do
+    if want_plugin "$p"; then [ -f "$bindir/libtollgate-$p.so" ] || missing=1; fi
+  done
   if [ ! -x "$TG_BIN" ] || [ "$missing" = 1 ]; then
     say "building Tollgate (swift build -c release)"
     (cd "$ROOT" && swift build -c release) >"$OUT/build.log" 2>&1 ||
@@ -350,6 +400,50 @@ start_postfix() { # DIR PORT SINKPORT
 
 stop_postfix() { postfix_stop "$1"; }
 
+DKIM_KEY=""
+
+ensure_dkim_key() { # one RSA-2048 key per run, made by Tollgate itself
+  [ -z "$DKIM_KEY" ] || return 0
+  mkdir -p "$WORK/dkim"
+  DKIM_KEY="$WORK/dkim/bench.example.com.pem"
+  "$TG_BIN" dkim keygen --domain example.com --selector bench --out "$DKIM_KEY" >"$WORK/dkim/record.txt" ||
+    die "tollgate dkim keygen failed"
+}
+
+start_opendkim() { # DIR -> MILTER_PORT, MILTER_PID: a signing OpenDKIM for one case
+  local d="$1/opendkim"
+  mkdir -p "$d"
+  chmod 755 "$1" "$d"
+  opendkim-genkey --bits=2048 --domain=example.com --selector=bench --directory="$d" ||
+    die "opendkim-genkey failed"
+  chown opendkim "$d/bench.private" 2>/dev/null || true
+  MILTER_PORT=$(freeport)
+  cat >"$d/opendkim.conf" <<EOF
+Syslog no
+Mode s
+Socket inet:$MILTER_PORT@127.0.0.1
+Domain example.com
+Selector bench
+KeyFile $d/bench.private
+RequireSafeKeys false
+Canonicalization relaxed/relaxed
+InternalHosts 127.0.0.1
+PidFile $d/opendkim.pid
+UserID opendkim
+EOF
+  opendkim -f -x "$d/opendkim.conf" >"$d/opendkim.log" 2>&1 &
+  MILTER_PID=$!
+  track "$MILTER_PID" opendkim
+  python3 "$HERE/util.py" wait-port "$MILTER_PORT" 20 "$MILTER_PID" ||
+    die "opendkim did not listen: $(tail -5 "$d/opendkim.log")"
+}
+
+# What start_system leaves for run_one and stop_system besides SERVER_PID: every port
+# that takes mail (a cluster has one per node), every relay PID, the PIDs that belong to
+# the system too (its database, its milter: their CPU and memory are counted with it),
+# and a command that prints a count to report per message (the database's statements).
+SERVER_PORTS=""; SERVER_PIDS=""; EXTRA_PIDS=""; COUNT_CMD=""; MILTER_PID=""; PG_PID=""
+
 start_tollgate() { # DIR PORT SINKPORT SYSTEM
   local dir=$1 port=$2 sinkport=$3 sys=$4 tpl
   tpl=$(template_for "$sys")
@@ -357,20 +451,114 @@ start_tollgate() { # DIR PORT SINKPORT SYSTEM
   mkdir -p "$dir/spool"
   sed -e "s|@LISTEN_ADDRESS@|127.0.0.1:$port|g" -e "s|@UPSTREAM_ADDRESS@|127.0.0.1:$sinkport|g" \
     -e "s|@SPOOL_PATH@|$dir/spool|g" -e "s|@WORKDIR@|$dir|g" "$tpl" >"$dir/tollgate.yaml"
+  if grep -q @DKIM_KEY@ "$dir/tollgate.yaml"; then
+    ensure_dkim_key
+    sed -i "s|@DKIM_KEY@|$DKIM_KEY|g" "$dir/tollgate.yaml"
+  fi
+  MILTER_PID=""
+  if grep -q @MILTER_ADDRESS@ "$dir/tollgate.yaml"; then
+    start_opendkim "$dir"
+    sed -i "s|@MILTER_ADDRESS@|127.0.0.1:$MILTER_PORT|g" "$dir/tollgate.yaml"
+    EXTRA_PIDS=$MILTER_PID
+  fi
   "$TG_BIN" serve -c "$dir/tollgate.yaml" >"$dir/tollgate.log" 2>&1 &
   SERVER_PID=$!
   track "$SERVER_PID" tollgate
+  SERVER_PIDS=$SERVER_PID
   if ! python3 "$HERE/util.py" wait-smtp "$port" 60 "$SERVER_PID"; then
     tail -20 "$dir/tollgate.log" >&2 || true
     return 1
   fi
 }
 
-stop_tollgate() { stop_pid "$SERVER_PID" tollgate 20; }
+stop_tollgate() {
+  stop_pid "$SERVER_PID" tollgate 20
+  [ -z "$MILTER_PID" ] || stop_pid "$MILTER_PID" opendkim 10
+  MILTER_PID=""
+}
+
+PG_BIN=""
+as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups --reset-env -- "$@"; }
+
+start_postgres() { # DIR -> PG_PORT, PG_PID: a throwaway PostgreSQL for one case
+  local d="$1/pg" i
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -x "$PG_BIN/initdb" ] || die "PostgreSQL's server is not installed (apt-get install postgresql)"
+  mkdir -p "$d"
+  chown postgres:postgres "$d"
+  chmod 755 "$1"
+  as_postgres "$PG_BIN/initdb" -D "$d" -U tollgate --auth trust -E UTF8 --locale C --no-instructions >"$1/initdb.log" 2>&1 ||
+    die "initdb failed: $(tail -5 "$1/initdb.log")"
+  PG_PORT=$(freeport)
+  cat >>"$d/postgresql.conf" <<EOF
+# bench/run.sh --cluster: stock settings but for loopback only, its own socket folder,
+# and pg_stat_statements (statements per message). fsync and synchronous_commit are on
+# (the defaults): a 250 waits for the WAL flush, as Tollgate's SQLite store and Postfix
+# wait for their fsync.
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$d'
+fsync = on
+synchronous_commit = on
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track_utility = on
+max_connections = 200
+EOF
+  as_postgres "$PG_BIN/postgres" -D "$d" >"$1/postgres.log" 2>&1 &
+  PG_PID=$!
+  track "$PG_PID" postgres
+  for ((i = 0; i < 300; i++)); do
+    "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break
+    alive "$PG_PID" || die "postgres exited: $(tail -5 "$1/postgres.log")"
+    sleep 0.1
+  done
+  "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U tollgate tollgate || die "createdb failed"
+  "$PG_BIN/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U tollgate -d tollgate -c "CREATE EXTENSION pg_stat_statements" ||
+    die "CREATE EXTENSION pg_stat_statements failed"
+}
+
+start_cluster() { # DIR PORT SINKPORT: CLUSTER_NODES nodes on one PostgreSQL
+  local dir=$1 port=$2 sinkport=$3 i node p pid tpl="$HERE/tollgate-cluster.yaml.in" conns
+  start_postgres "$dir"
+  EXTRA_PIDS=$PG_PID
+  COUNT_CMD="$PG_BIN/psql -h 127.0.0.1 -p $PG_PORT -U tollgate -d tollgate -tAc 'SELECT coalesce(sum(calls), 0) FROM pg_stat_statements'"
+  conns=$(( (20 + CLUSTER_NODES - 1) / CLUSTER_NODES ))
+  SERVER_PORTS=""; SERVER_PIDS=""
+  for ((i = 1; i <= CLUSTER_NODES; i++)); do
+    node="node$i"
+    if [ "$i" = 1 ]; then p=$port; else p=$(freeport); fi
+    mkdir -p "$dir/$node"
+    sed -e "s|@LISTEN_ADDRESS@|127.0.0.1:$p|g" -e "s|@UPSTREAM_ADDRESS@|127.0.0.1:$sinkport|g" \
+      -e "s|@POSTGRES_URL@|postgresql://tollgate@127.0.0.1:$PG_PORT/tollgate|g" -e "s|@NODE@|$node|g" \
+      -e "s|@UPSTREAM_CONNECTIONS@|$conns|g" "$tpl" >"$dir/$node/tollgate.yaml"
+    "$TG_BIN" serve -c "$dir/$node/tollgate.yaml" >"$dir/$node/tollgate.log" 2>&1 &
+    pid=$!
+    track "$pid" tollgate
+    # the first node makes the schema; the others start once it is there
+    if ! python3 "$HERE/util.py" wait-smtp "$p" 60 "$pid"; then
+      tail -20 "$dir/$node/tollgate.log" >&2 || true
+      return 1
+    fi
+    SERVER_PORTS="${SERVER_PORTS:+$SERVER_PORTS,}$p"
+    SERVER_PIDS="${SERVER_PIDS:+$SERVER_PIDS,}$pid"
+  done
+  SERVER_PID=${SERVER_PIDS%%,*}
+  # one log for run_one's excerpt
+  ln -sf "$dir/node1/tollgate.log" "$dir/tollgate.log"
+}
+
+stop_cluster() {
+  local pid
+  for pid in ${SERVER_PIDS//,/ }; do stop_pid "$pid" tollgate 20; done
+  [ -z "$PG_PID" ] || stop_pid "$PG_PID" postgres 20
+  PG_PID=""
+}
 
 start_system() { # SYSTEM DIR PORT SINKPORT
+  SERVER_PORTS=$3; SERVER_PIDS=""; EXTRA_PIDS=""; COUNT_CMD=""
   case "$1" in
-    postfix) start_postfix "$2" "$3" "$4" ;;
+    postfix) start_postfix "$2" "$3" "$4"; SERVER_PIDS=$SERVER_PID ;;
+    tollgate-cluster) start_cluster "$2" "$3" "$4" ;;
     tollgate|tollgate:*) start_tollgate "$2" "$3" "$4" "$1" ;;
     *) die "unknown system $1" ;;
   esac
@@ -379,6 +567,7 @@ start_system() { # SYSTEM DIR PORT SINKPORT
 stop_system() { # SYSTEM DIR
   case "$1" in
     postfix) stop_postfix "$2" ;;
+    tollgate-cluster) stop_cluster ;;
     *) stop_tollgate ;;
   esac
 }
@@ -446,8 +635,9 @@ run_one() { # SYSTEM SESSIONS SIZE RCPTS INDEX
       "$sys" "$n" "$size" "$rcpts" "$sys" "$OUT/logs/$tag.log" >>"$OUT/results.jsonl"
   else
     timeout --kill-after=15 $((120 + 8 * (DURATION + LAT_DURATION) + 3 * ${DRAIN_MAX%.*})) \
-      python3 "$HERE/measure.py" --system "$sys" --port "$port" \
-      --sink-count-file "$dir/sink.count" --server-pid "$SERVER_PID" \
+      python3 "$HERE/measure.py" --system "$sys" --port "$SERVER_PORTS" \
+      --sink-count-file "$dir/sink.count" --server-pid "$SERVER_PIDS" \
+      --extra-pid "$EXTRA_PIDS" --count-cmd "$COUNT_CMD" \
       --sessions "$n" --size "$size" --rcpts "$rcpts" \
       --duration "$DURATION" --lat-duration "$LAT_DURATION" --drain-max "$DRAIN_MAX" \
       --pid-file "$PIDS_FILE" >"$dir/result.json" &
@@ -659,6 +849,12 @@ FAILED=0
 if [ "$FSYNC_CHECK" = 1 ] && [ "$COMPARISON" = 1 ]; then
   : >"$OUT/fsync-check.txt"
   for s in "${SYSTEM_LIST[@]}"; do
+    if [ "$s" = tollgate-cluster ]; then
+      # the nodes do not write the spool themselves: PostgreSQL's WAL flush (fsync and
+      # synchronous_commit on, set by start_postgres) comes before the COMMIT returns
+      echo "tollgate-cluster: durability is PostgreSQL's (fsync = on, synchronous_commit = on); not traced" >>"$OUT/fsync-check.txt"
+      continue
+    fi
     fsync_check "$s" || { FAILED=1; say "fsync check: $s did not show an fsync before 250"; }
   done
   cat "$OUT/fsync-check.txt" >&2

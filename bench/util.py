@@ -4,6 +4,7 @@
   util.py freeport                      print a free TCP port on 127.0.0.1
   util.py wait-smtp PORT SECONDS [PID]  wait for a 220 greeting (then QUIT);
                                         exit 1 on timeout or if PID died
+  util.py wait-port PORT SECONDS [PID]  wait until the port accepts (no greeting)
   util.py tree PID                      print PID and all its descendants
   util.py fsync-rate DIR                print how many 4 KiB write+fsync a
                                         second the disk does right now
@@ -27,7 +28,9 @@ def freeport():
     s.close()
 
 
-def wait_smtp(port, seconds, pid=None):
+def poll_port(port, seconds, pid, probe, what):
+    """Connect to 127.0.0.1:PORT until probe(socket) returns None (success) or the time
+    is up; probe returns a short reason when the peer is not ready yet.  Exit status."""
     deadline = time.monotonic() + float(seconds)
     last = "no attempt"
     while time.monotonic() < deadline:
@@ -36,26 +39,41 @@ def wait_smtp(port, seconds, pid=None):
             return 1
         try:
             with socket.create_connection(("127.0.0.1", int(port)), timeout=2) as s:
-                s.settimeout(5)
-                data = b""
-                while b"\n" not in data:
-                    chunk = s.recv(512)
-                    if not chunk:
-                        break
-                    data += chunk
-                if data.startswith(b"220"):
-                    s.sendall(b"QUIT\r\n")
-                    try:
-                        s.recv(512)
-                    except OSError:
-                        pass
+                last = probe(s)
+                if last is None:
                     return 0
-                last = repr(data[:80])
         except OSError as e:
             last = str(e)
         time.sleep(0.1)
-    print(f"no SMTP greeting on 127.0.0.1:{port} within {seconds}s ({last})", file=sys.stderr)
+    print(f"{what} on 127.0.0.1:{port} within {seconds}s ({last})", file=sys.stderr)
     return 1
+
+
+def greeted(s):
+    s.settimeout(5)
+    data = b""
+    while b"\n" not in data:
+        chunk = s.recv(512)
+        if not chunk:
+            break
+        data += chunk
+    if not data.startswith(b"220"):
+        return repr(data[:80])
+    s.sendall(b"QUIT\r\n")
+    try:
+        s.recv(512)
+    except OSError:
+        pass
+    return None
+
+
+def wait_smtp(port, seconds, pid=None):
+    return poll_port(port, seconds, pid, greeted, "no SMTP greeting")
+
+
+def wait_port(port, seconds, pid=None):
+    """Wait until 127.0.0.1:PORT accepts a connection (a milter, a database: no greeting)."""
+    return poll_port(port, seconds, pid, lambda s: None, "nothing listens")
 
 
 def tree(root):
@@ -140,6 +158,8 @@ def main(argv):
         return freeport()
     if cmd == "wait-smtp":
         return wait_smtp(*args)
+    if cmd == "wait-port":
+        return wait_port(*args)
     if cmd == "tree":
         return tree(*args)
     if cmd == "fsync-rate":

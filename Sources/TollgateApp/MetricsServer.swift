@@ -15,25 +15,29 @@ public final class MetricsServer: Sendable {
     private let logger: Logger
     private let health: @Sendable () async -> Bool
     private let sample: @Sendable () async -> Void
+    private let extra: @Sendable () async -> [UInt8]
 
-    /// `sample` runs before each `/metrics` answer (queue sizes, listeners' counters).
-    public init(metrics: RelayMetrics, group: any EventLoopGroup, logger: Logger, health: @escaping @Sendable () async -> Bool, sample: @escaping @Sendable () async -> Void = {}) {
+    /// `sample` runs before each `/metrics` answer (queue sizes, listeners' counters);
+    /// what `extra` answers (the stages' own metrics) follows the registry's text.
+    public init(metrics: RelayMetrics, group: any EventLoopGroup, logger: Logger, health: @escaping @Sendable () async -> Bool, sample: @escaping @Sendable () async -> Void = {}, extra: @escaping @Sendable () async -> [UInt8] = { [] }) {
         self.metrics = metrics
         self.group = group
         self.logger = logger
         self.health = health
         self.sample = sample
+        self.extra = extra
     }
 
     public func start(host: String, port: Int) async throws -> any Channel {
         let metrics = self.metrics
         let health = self.health
         let sample = self.sample
+        let extra = self.extra
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
-                    try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(metrics: metrics, health: health, sample: sample))
+                    try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(metrics: metrics, health: health, sample: sample, extra: extra))
                 }
             }
             .bind(host: host, port: port).get()
@@ -49,12 +53,14 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
     let metrics: RelayMetrics
     let health: @Sendable () async -> Bool
     let sample: @Sendable () async -> Void
+    let extra: @Sendable () async -> [UInt8]
     private var path = "/"
 
-    init(metrics: RelayMetrics, health: @escaping @Sendable () async -> Bool, sample: @escaping @Sendable () async -> Void) {
+    init(metrics: RelayMetrics, health: @escaping @Sendable () async -> Bool, sample: @escaping @Sendable () async -> Void, extra: @escaping @Sendable () async -> [UInt8]) {
         self.metrics = metrics
         self.health = health
         self.sample = sample
+        self.extra = extra
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -68,11 +74,12 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
             case "/metrics":
                 // Sampling may read the spool: off the event loop, answered on it.
                 let sample = self.sample
+                let extra = self.extra
                 let metrics = self.metrics
                 let done = context.eventLoop.makePromise(of: [UInt8].self)
                 done.completeWithTask {
                     await sample()
-                    return metrics.exposition()
+                    return metrics.exposition() + (await extra())
                 }
                 done.futureResult.assumeIsolated().whenSuccess { [self] body in
                     respond(context: context, status: .ok, body: body, type: "text/plain; version=0.0.4")

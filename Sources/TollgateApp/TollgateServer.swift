@@ -174,6 +174,18 @@ public final class TollgateServer: Sendable {
                             tlsFailures: c.tlsFailures, bytesIn: c.bytesIn, bytesOut: c.bytesOut
                         ))
                     }
+                },
+                extra: { [policy, logger] in
+                    // The current pipeline's stages (a reload replaces it), in order.
+                    var samples: [(plugin: String, samples: [StageMetricSample])] = []
+                    for stage in policy.withLockedValue({ $0 }).pipeline.stages {
+                        samples.append((stage.name, await stage.stage.metrics()))
+                    }
+                    let rendered = StageMetricsExposition.render(samples)
+                    if !rendered.rejected.isEmpty {
+                        logger.warning("stage metrics left out of /metrics: bad name, label or kind", metadata: ["metrics.rejected": "\(rendered.rejected.joined(separator: ", "))"])
+                    }
+                    return Array(rendered.text.utf8)
                 }
             )
             services.append(MetricsService(server: server, host: metricsAddress.host, port: metricsAddress.port))

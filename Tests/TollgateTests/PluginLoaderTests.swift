@@ -59,6 +59,8 @@ extension LiveRelayTests {
             let data = try await stage.evaluate(PolicyContext(phase: .data, sessionID: "s", listener: "l", clientAddress: "127.0.0.1", message: message))
             let changed = try message.applying(data.changes)
             #expect(String(decoding: changed.bytes, as: UTF8.self) == "From: a@x.example\r\nX-Domain-Block: checked\r\n\r\nbody\r\n")
+            // The stage's own metrics across the library boundary (ABI 3).
+            #expect(await stage.metrics() == [.gauge("domains", "Domains this stage refuses", 1)])
         }
 
         /// ABI 2's dispositions and envelope changes through a real relay and the

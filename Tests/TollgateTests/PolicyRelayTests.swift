@@ -25,7 +25,7 @@ extension LiveRelayTests {
 
         /// A relay whose finance route goes to an upstream that is down, so finance's
         /// messages stay queued for `queue show`.
-        func start(extraLimits: String = "", log: String = "{ level: debug }") async throws -> Setup {
+        func start(extraLimits: String = "", log: String = "{ level: debug }", metricsPort: Int? = nil) async throws -> Setup {
             let slapd = try await Slapd.start()
             let dir = try TemporaryDirectory()
             let certs = try TestCertificates.make(in: dir.path + "/certs")
@@ -65,12 +65,47 @@ extension LiveRelayTests {
                           limits:
                             - { key: user, messages: 3, per: 1h }
                     policies: \(Self.repositoryRoot)/policies
+                    \(metricsPort.map { "metrics: { address: 127.0.0.1:\($0) }" } ?? "")
                     \(extraLimits.isEmpty ? "" : "limits:\n  " + extraLimits)
                     """,
                 directory: dir
             )
             try relay.start()
             return Setup(slapd: slapd, relay: relay, certs: certs, held: held)
+        }
+
+        /// The ldap plugin's own counters (ABI 3's stage metrics) in the relay's
+        /// `/metrics`: a first login asks slapd (a miss, one positive entry), a second
+        /// with the same credentials is answered from the cache and moves the hit
+        /// counter. Also every `tollgate_ldap_…` name the Grafana dashboard uses.
+        @Test func ldapCacheHitsReachMetrics() async throws {
+            let metricsPort = freePort()
+            let s = try await start(metricsPort: metricsPort)
+            defer { s.relay.stop() }
+            defer { Task { await s.slapd.stop() } }
+            let scrape = { try OperatorMetricsLiveTests.scrape(metricsPort) }
+            let value = { (text: String, series: String) in OperatorMetricsLiveTests.value(text, series) }
+
+            let first = try s.send(user: "alice", password: "alice-pw", from: "alice@finance.example.com")
+            #expect(first.contains("<~  235 2.7.0"), "\(first)")
+            let afterFirst = try scrape()
+            #expect(afterFirst.contains("# TYPE tollgate_ldap_cache_hits_total counter"), "\(afterFirst.suffix(2000))")
+            #expect(value(afterFirst, "tollgate_ldap_cache_hits_total{stage=\"ldap\"}") == 0, "\(afterFirst.suffix(2000))")
+            #expect(value(afterFirst, "tollgate_ldap_cache_misses_total{stage=\"ldap\"}") == 1)
+            #expect(value(afterFirst, "tollgate_ldap_directory_results_total{stage=\"ldap\",result=\"success\"}") == 1)
+            #expect(value(afterFirst, "tollgate_ldap_cache_entries{stage=\"ldap\",kind=\"positive\"}") == 1)
+
+            let second = try s.send(user: "alice", password: "alice-pw", from: "alice@finance.example.com")
+            #expect(second.contains("<~  235 2.7.0"), "\(second)")
+            let afterSecond = try scrape()
+            #expect(value(afterSecond, "tollgate_ldap_cache_hits_total{stage=\"ldap\"}") == 1, "\(afterSecond.suffix(2000))")
+            #expect(value(afterSecond, "tollgate_ldap_cache_misses_total{stage=\"ldap\"}") == 1)
+            #expect(value(afterSecond, "tollgate_ldap_directory_results_total{stage=\"ldap\",result=\"success\"}") == 1)
+
+            let used = try GrafanaDashboardLiveTests.expressions().reduce(into: Set<String>()) { $0.formUnion(GrafanaDashboardLiveTests.names(in: $1)) }
+            let ldap = used.filter { $0.hasPrefix("tollgate_ldap_") }
+            #expect(ldap.count >= 3, "\(ldap.sorted())")
+            #expect(GrafanaDashboardLiveTests.missing(ldap, in: afterSecond) == [], "\(afterSecond.suffix(2000))")
         }
 
         @Test func authenticationAndSenderRules() async throws {

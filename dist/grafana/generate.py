@@ -53,7 +53,16 @@ panel("Bytes", [
   (E('sum by (listener) (rate(tollgate_smtp_message_bytes_totalSELRI))'),"accepted {{listener}}"),
   (E('sum by (upstream) (rate(tollgate_delivery_sent_bytes_totalSELRI))'),"delivered {{upstream}}"),
 ], 12, 40, unit="Bps", desc="Octets of messages accepted per listener and delivered per upstream.")
-panel("Version", [(E('tollgate_build_infoSEL'),"{{instance}} {{version}} ABI {{abi}}")], 0, 48, w=24, h=4, kind="table", desc="The running version and plugin ABI of each instance.")
+panel("LDAP cache hit rate", [
+  (E('sum(rate(tollgate_ldap_cache_hits_totalSELRI)) / (sum(rate(tollgate_ldap_cache_hits_totalSELRI)) + sum(rate(tollgate_ldap_cache_misses_totalSELRI)))'),"hit rate"),
+], 0, 48, unit="percentunit", desc="Share of ldap logins answered from the login cache (cache_ttl) rather than the directory. Needs the ldap stage (its metrics come from the plugin).")
+panel("LDAP logins", [
+  (E('sum(rate(tollgate_ldap_cache_hits_totalSELRI))'),"cache hits/s"),
+  (E('sum(rate(tollgate_ldap_cache_misses_totalSELRI))'),"cache misses/s"),
+  (E('sum by (result) (rate(tollgate_ldap_directory_results_totalSELRI))'),"directory {{result}}/s"),
+  (E('sum by (kind) (tollgate_ldap_cache_entriesSEL)'),"entries {{kind}}"),
+], 12, 48, unit="short", desc="ldap logins per second from the cache and from the directory (by its verdict), and the cache's entries.")
+panel("Version", [(E('tollgate_build_infoSEL'),"{{instance}} {{version}} ABI {{abi}}")], 0, 56, w=24, h=4, kind="table", desc="The running version and plugin ABI of each instance.")
 dash={
  "__inputs":[{"name":"DS_PROMETHEUS","label":"Prometheus","type":"datasource","pluginId":"prometheus","pluginName":"Prometheus"}],
  "title":"Tollgate","uid":"tollgate-relay","tags":["tollgate","smtp"],"timezone":"browser","schemaVersion":39,"version":1,

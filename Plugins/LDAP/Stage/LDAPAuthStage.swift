@@ -86,6 +86,7 @@ public final class LDAPAuthStage: PolicyStage {
             if !dryRun { await record(verdict, user: cacheKey, digest: digest) }
             return verdict
         }
+        await state.counted(outcome)
         switch outcome {
         case .success(let facts):
             log(.info, "LDAP login succeeded", user: user, context: context, reason: nil)
@@ -103,6 +104,26 @@ public final class LDAPAuthStage: PolicyStage {
             log(.warning, "LDAP directory unavailable", user: user, context: context, reason: reason)
             return .temporaryFailure(reason: reason)
         }
+    }
+
+    /// The cache's and the directory's counters for `/metrics`, as
+    /// `tollgate_ldap_cache_hits_total` and so on (a login answered from the cache is
+    /// a hit, one that asked the directory a miss).
+    public func metrics() async -> [StageMetricSample] {
+        let s = await state.statistics
+        return [
+            .counter("cache_hits_total", "Logins answered from the login cache (a cached success)", s.hits),
+            .counter("cache_negative_hits_total", "Logins refused from the negative cache (a cached failure)", s.negativeHits),
+            .counter("cache_misses_total", "Logins that asked the directory (nothing cached for these credentials)", s.misses),
+            .counter("cache_stale_hits_total", "Logins served from an expired cache entry while the directory was unavailable (stale_ttl)", s.staleHits),
+            .counter("throttled_total", "Logins refused by the failure throttle before any directory request", s.throttled),
+            .counter("directory_results_total", "Directory verdicts of the logins that asked it, by result", labels: ["result": "success"], s.directorySuccesses),
+            .counter("directory_results_total", "Directory verdicts of the logins that asked it, by result", labels: ["result": "failure"], s.directoryFailures),
+            .counter("directory_results_total", "Directory verdicts of the logins that asked it, by result", labels: ["result": "unavailable"], s.directoryUnavailable),
+            .gauge("cache_entries", "Entries in the login cache, by kind", labels: ["kind": "positive"], Double(s.entries.positive)),
+            .gauge("cache_entries", "Entries in the login cache, by kind", labels: ["kind": "negative"], Double(s.entries.negative)),
+            .gauge("cache_entries", "Entries in the login cache, by kind", labels: ["kind": "throttle"], Double(s.entries.throttled)),
+        ]
     }
 
     /// Unbinds every connection and stops the worker threads.
@@ -211,8 +232,38 @@ actor LDAPAuthState {
         self.cache = cache
     }
 
+    /// What ``LDAPAuthStage/metrics()`` exports.
+    struct Statistics: Sendable {
+        var hits = 0.0, negativeHits = 0.0, misses = 0.0, throttled = 0.0, staleHits = 0.0
+        var directorySuccesses = 0.0, directoryFailures = 0.0, directoryUnavailable = 0.0
+        var entries: (positive: Int, negative: Int, throttled: Int) = (0, 0, 0)
+    }
+    private var tally = Statistics()
+
+    var statistics: Statistics {
+        var s = tally
+        s.entries = cache.counts
+        return s
+    }
+
     func lookup(user: String, digest: [UInt8], now: Double) -> LDAPAuthCache.Lookup {
-        cache.lookup(user: user, digest: digest, now: now)
+        let found = cache.lookup(user: user, digest: digest, now: now)
+        switch found {
+        case .hit: tally.hits += 1
+        case .negative: tally.negativeHits += 1
+        case .miss: tally.misses += 1
+        case .throttled: tally.throttled += 1
+        }
+        return found
+    }
+
+    /// Counts what the directory answered a login that missed the cache.
+    func counted(_ verdict: Verdict) {
+        switch verdict {
+        case .success: tally.directorySuccesses += 1
+        case .failure: tally.directoryFailures += 1
+        case .unavailable: tally.directoryUnavailable += 1
+        }
     }
 
     func recordSuccess(user: String, digest: [UInt8], facts: SessionFacts, now: Double) {
@@ -224,7 +275,9 @@ actor LDAPAuthState {
     }
 
     func staleHit(user: String, digest: [UInt8], now: Double) -> (facts: SessionFacts, expiredFor: Double)? {
-        cache.staleHit(user: user, digest: digest, now: now)
+        let stale = cache.staleHit(user: user, digest: digest, now: now)
+        if stale != nil { tally.staleHits += 1 }
+        return stale
     }
 
     /// Runs `operation` once for concurrent callers with the same key. A caller

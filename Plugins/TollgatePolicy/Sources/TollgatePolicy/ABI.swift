@@ -9,8 +9,10 @@ public enum TollgatePolicyABI {
     /// 2: stages change the message at `data` (``MessageChange``, ``PolicyContext/message``,
     /// ``PolicyStage/placement``), keep changes from `mail`/`rcpt` for `data`, change the
     /// envelope (``EnvelopeChange``) and hold or discard a message (``MessageDisposition``).
+    /// 3: stages export their own counters and gauges (``PolicyStage/metrics()``,
+    /// ``StageMetricSample``).
     @_alwaysEmitIntoClient
-    public static var version: Int32 { 2 }
+    public static var version: Int32 { 3 }
 
     /// The Swift compiler that built the caller, as `major * 10_000 + minor * 100 + patch`.
     ///

@@ -79,6 +79,12 @@ public protocol PolicyStage: Sendable {
 
     /// Called once when the stage is replaced (reload) or the relay stops.
     func shutdown() async
+
+    /// The stage's own counters and gauges, read at every scrape of the relay's
+    /// `/metrics` and rendered under `tollgate_<plugin>_` (see ``StageMetricSample``).
+    /// Must be quick and must not do I/O: answer from values the stage keeps. The
+    /// default exports nothing.
+    func metrics() async -> [StageMetricSample]
 }
 
 extension PolicyStage {
@@ -91,6 +97,7 @@ extension PolicyStage {
     public func messageAccepted(_ message: AcceptedMessage) async {}
     public func sessionClosed(sessionID: String) async {}
     public func shutdown() async {}
+    public func metrics() async -> [StageMetricSample] { [] }
 }
 
 /// What a plugin library hands the relay: a factory that validates settings and makes stages.

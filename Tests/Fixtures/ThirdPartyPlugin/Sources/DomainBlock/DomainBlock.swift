@@ -7,7 +7,8 @@ import TollgatePolicy
 /// part is `hold` holds the message in the queue, `discard` drops it, `prepend` adds a
 /// header field at RCPT that the relay applies at DATA; a message with an
 /// `X-Redirect: ADDRESS` field goes to ADDRESS instead of its recipients, from
-/// `redirector@` the sender's domain.
+/// `redirector@` the sender's domain. ABI 3: the stage exports a gauge of its
+/// configured domains to the relay's `/metrics` (`tollgate_domain_block_domains`).
 final class DomainBlockFactory: PolicyStageFactory {
     let name = "domain-block"
 
@@ -28,6 +29,10 @@ struct DomainBlockStage: PolicyStage {
     let domains: Set<String>
 
     var phases: Set<PolicyPhase> { [.rcpt, .data] }
+
+    func metrics() async -> [StageMetricSample] {
+        [.gauge("domains", "Domains this stage refuses", Double(domains.count))]
+    }
 
     func evaluate(_ context: PolicyContext) async throws -> PolicyDecision {
         if context.phase == .data, let message = context.message {

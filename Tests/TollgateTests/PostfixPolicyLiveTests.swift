@@ -17,6 +17,23 @@ extension LiveRelayTests {
 
             """
 
+        /// A relay (not started) delivering to the sink at `sinkPort`, asking postfwd at RCPT.
+        static func relay(postfwd address: String, sinkPort: Int, directory dir: TemporaryDirectory) throws -> RelayProcess {
+            try RelayProcess(
+                rest: upstreamSection(port: sinkPort) + """
+
+                    stages:
+                      - use: postfix-policy
+                        on_error: defer
+                        settings:
+                          server: \(address)
+                          phases: [rcpt]
+                          timeout: 5s
+                    """,
+                directory: dir
+            )
+        }
+
         @Test func postfwdRejectDeferDunnoPrependHoldAndDown() async throws {
             try #require(ExecutableLookup.find("postfwd2") != nil, "postfwd is not installed (scripts/install-deps.sh)")
             let postfwd = try await Postfwd.start(rules: Self.rules)
@@ -26,19 +43,7 @@ extension LiveRelayTests {
             let sinkPort = freePort()
             let sink = try RawSMTPSink.start(port: sinkPort, directory: dir.path + "/sink")
             defer { sink.stop() }
-            let relay = try RelayProcess(
-                rest: upstreamSection(port: sinkPort) + """
-
-                    stages:
-                      - use: postfix-policy
-                        on_error: defer
-                        settings:
-                          server: \(postfwd.address)
-                          phases: [rcpt]
-                          timeout: 5s
-                    """,
-                directory: dir
-            )
+            let relay = try Self.relay(postfwd: postfwd.address, sinkPort: sinkPort, directory: dir)
             #expect(try relay.cli(["check"]).status == 0)
             try relay.start()
             defer { relay.stop() }
@@ -83,6 +88,41 @@ extension LiveRelayTests {
             try client.command("MAIL FROM:<alice@example.com>", expect: 250)
             let down = try client.command("RCPT TO:<ok@example.net>")
             #expect(down.code == 451 && down.enhancedCode == "4.3.0", "\(down)")
+        }
+
+        /// postfwd's `action=DISCARD` at RCPT through a real relay: the client gets `250`
+        /// (as from Postfix), nothing is queued or delivered, and the log says
+        /// `discarded` with postfwd's text. A message sent after it to another recipient
+        /// is delivered, so the sink was reachable all along.
+        @Test func postfwdDiscardAnswers250AndDeliversNothing() async throws {
+            try #require(ExecutableLookup.find("postfwd2") != nil, "postfwd is not installed (scripts/install-deps.sh)")
+            let postfwd = try await Postfwd.start(rules: "id=X1; recipient==dropped@example.net; action=DISCARD postfwd X1 drops $$recipient\n")
+            defer { Task { await postfwd.shutdown() } }
+            let dir = try TemporaryDirectory(label: "policydiscard")
+            let sinkPort = freePort()
+            let sink = try RawSMTPSink.start(port: sinkPort, directory: dir.path + "/sink")
+            defer { sink.stop() }
+            let relay = try Self.relay(postfwd: postfwd.address, sinkPort: sinkPort, directory: dir)
+            try relay.start()
+            defer { relay.stop() }
+
+            let dropped = try SMTPTestClient.sendMessage(port: relay.port, from: "alice@example.com", to: ["dropped@example.net"], data: Array("Subject: dropped\r\nX-Marker: dropped\r\n\r\nBody.\r\n".utf8))
+            #expect(dropped.code == 250, "\(dropped)")
+            let droppedID = dropped.text.split(separator: " ").last.map(String.init) ?? ""
+            let kept = try SMTPTestClient.sendMessage(port: relay.port, from: "alice@example.com", to: ["ok@example.net"], data: Array("Subject: kept\r\nX-Marker: kept\r\n\r\nBody.\r\n".utf8))
+            #expect(kept.code == 250, "\(kept)")
+
+            #expect(await waitUntil(timeout: 20) { !sink.messages().isEmpty }, "\(relay.log.suffix(3000))")
+            #expect(await waitUntil(timeout: 10) { relay.log.contains("discarded") }, "\(relay.log.suffix(3000))")
+            let messages = sink.messages()
+            #expect(messages.count == 1, "\(messages.map(\.text))")
+            #expect(messages.first?.rcptTo == ["ok@example.net"])
+            #expect(!messages.contains { $0.text.contains("X-Marker: dropped") })
+            let discardLine = relay.log.split(separator: "\n").first { $0.contains("discarded") && !$0.contains("asked to discard") }.map(String.init) ?? ""
+            #expect(discardLine.contains("postfwd X1 drops dropped@example.net"), "\(relay.log.suffix(3000))")
+            #expect(!droppedID.isEmpty && discardLine.contains(droppedID), "\(droppedID): \(discardLine)")
+            let list = try relay.cli(["queue", "list"]).stdout
+            #expect(!list.contains(droppedID), "\(list)")
         }
 
         @Test func badSettingsAreLocatedCheckErrors() throws {

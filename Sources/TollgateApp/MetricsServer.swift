@@ -15,11 +15,11 @@ public final class MetricsServer: Sendable {
     private let logger: Logger
     private let health: @Sendable () async -> Bool
     private let sample: @Sendable () async -> Void
-    private let extra: @Sendable () async -> [UInt8]
+    private let extra: @Sendable ([UInt8]) async -> [UInt8]
 
     /// `sample` runs before each `/metrics` answer (queue sizes, listeners' counters);
-    /// what `extra` answers (the stages' own metrics) follows the registry's text.
-    public init(metrics: RelayMetrics, group: any EventLoopGroup, logger: Logger, health: @escaping @Sendable () async -> Bool, sample: @escaping @Sendable () async -> Void = {}, extra: @escaping @Sendable () async -> [UInt8] = { [] }) {
+    /// what `extra` answers (the stages' own metrics), given the registry's text, follows it.
+    public init(metrics: RelayMetrics, group: any EventLoopGroup, logger: Logger, health: @escaping @Sendable () async -> Bool, sample: @escaping @Sendable () async -> Void = {}, extra: @escaping @Sendable ([UInt8]) async -> [UInt8] = { _ in [] }) {
         self.metrics = metrics
         self.group = group
         self.logger = logger
@@ -53,10 +53,10 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
     let metrics: RelayMetrics
     let health: @Sendable () async -> Bool
     let sample: @Sendable () async -> Void
-    let extra: @Sendable () async -> [UInt8]
+    let extra: @Sendable ([UInt8]) async -> [UInt8]
     private var path = "/"
 
-    init(metrics: RelayMetrics, health: @escaping @Sendable () async -> Bool, sample: @escaping @Sendable () async -> Void, extra: @escaping @Sendable () async -> [UInt8]) {
+    init(metrics: RelayMetrics, health: @escaping @Sendable () async -> Bool, sample: @escaping @Sendable () async -> Void, extra: @escaping @Sendable ([UInt8]) async -> [UInt8]) {
         self.metrics = metrics
         self.health = health
         self.sample = sample
@@ -79,7 +79,8 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
                 let done = context.eventLoop.makePromise(of: [UInt8].self)
                 done.completeWithTask {
                     await sample()
-                    return metrics.exposition() + (await extra())
+                    let registry = metrics.exposition()
+                    return registry + (await extra(registry))
                 }
                 done.futureResult.assumeIsolated().whenSuccess { [self] body in
                     respond(context: context, status: .ok, body: body, type: "text/plain; version=0.0.4")

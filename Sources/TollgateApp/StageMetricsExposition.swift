@@ -4,8 +4,10 @@ import TollgatePolicy
 /// text format, after the relay's registry: `tollgate_<plugin>_<name>` with the
 /// label `stage="<plugin>"` and the sample's labels. One `# HELP`/`# TYPE` pair per
 /// family (the first sample's help and kind; a later sample of the same name with
-/// another kind is left out). Samples with a bad metric or label name, or the label
-/// `stage`, are left out and named in `rejected`.
+/// another kind is left out). Samples with a bad metric or label name, the label
+/// `stage`, or a name the relay's own registry already uses (`reserved`: a plugin
+/// called `smtp` exporting `messages_accepted_total`), are left out and named in
+/// `rejected`.
 enum StageMetricsExposition {
     struct Rendered {
         var text: String
@@ -13,7 +15,7 @@ enum StageMetricsExposition {
         var rejected: [String]
     }
 
-    static func render(_ stages: [(plugin: String, samples: [StageMetricSample])]) -> Rendered {
+    static func render(_ stages: [(plugin: String, samples: [StageMetricSample])], reserved: Set<String> = []) -> Rendered {
         var families: [(name: String, help: String, kind: StageMetricKind, lines: [String])] = []
         var index: [String: Int] = [:]
         var rejected: [String] = []
@@ -25,6 +27,10 @@ enum StageMetricsExposition {
                     continue
                 }
                 let name = prefix + sample.name
+                guard !reserved.contains(name) else {
+                    rejected.append("\(plugin): \(sample.name)")
+                    continue
+                }
                 let labels = [("stage", plugin)] + sample.labels.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
                 let line = name + "{" + labels.map { "\($0.0)=\"\(escaped($0.1))\"" }.joined(separator: ",") + "} " + format(sample.value)
                 if let at = index[name] {
@@ -45,6 +51,16 @@ enum StageMetricsExposition {
             for line in family.lines { text += line + "\n" }
         }
         return Rendered(text: text, rejected: rejected)
+    }
+
+    /// The metric families a text exposition declares (its `# TYPE` lines).
+    static func families(in exposition: [UInt8]) -> Set<String> {
+        var names: Set<String> = []
+        for line in String(decoding: exposition, as: UTF8.self).split(separator: "\n") where line.hasPrefix("# TYPE ") {
+            let words = line.split(separator: " ")
+            if words.count >= 3 { names.insert(String(words[2])) }
+        }
+        return names
     }
 
     private static func isValidName(_ name: String) -> Bool {

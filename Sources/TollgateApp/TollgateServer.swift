@@ -175,15 +175,15 @@ public final class TollgateServer: Sendable {
                         ))
                     }
                 },
-                extra: { [policy, logger] in
+                extra: { [policy, logger] registry in
                     // The current pipeline's stages (a reload replaces it), in order.
                     var samples: [(plugin: String, samples: [StageMetricSample])] = []
                     for stage in policy.withLockedValue({ $0 }).pipeline.stages {
                         samples.append((stage.name, await stage.stage.metrics()))
                     }
-                    let rendered = StageMetricsExposition.render(samples)
+                    let rendered = StageMetricsExposition.render(samples, reserved: StageMetricsExposition.families(in: registry))
                     if !rendered.rejected.isEmpty {
-                        logger.warning("stage metrics left out of /metrics: bad name, label or kind", metadata: ["metrics.rejected": "\(rendered.rejected.joined(separator: ", "))"])
+                        logger.warning("stage metrics left out of /metrics: bad name, label or kind, or a name of the relay's own", metadata: ["metrics.rejected": "\(rendered.rejected.joined(separator: ", "))"])
                     }
                     return Array(rendered.text.utf8)
                 }

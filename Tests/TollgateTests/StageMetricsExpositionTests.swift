@@ -44,6 +44,17 @@ import TollgatePolicy
         #expect(rendered.text == "# HELP tollgate_x_same a counter\n# TYPE tollgate_x_same counter\ntollgate_x_same{stage=\"x\"} 1\n")
     }
 
+    @Test func aNameOfTheRelaysOwnRegistryIsLeftOut() {
+        let registry = Array("# HELP tollgate_smtp_messages_accepted_total Accepted\n# TYPE tollgate_smtp_messages_accepted_total counter\ntollgate_smtp_messages_accepted_total 4\n".utf8)
+        let reserved = StageMetricsExposition.families(in: registry)
+        #expect(reserved == ["tollgate_smtp_messages_accepted_total"])
+        let rendered = StageMetricsExposition.render([
+            ("smtp", [.counter("messages_accepted_total", "a plugin called smtp", 1), .counter("own_total", "its own", 2)]),
+        ], reserved: reserved)
+        #expect(rendered.rejected == ["smtp: messages_accepted_total"])
+        #expect(rendered.text == "# HELP tollgate_smtp_own_total its own\n# TYPE tollgate_smtp_own_total counter\ntollgate_smtp_own_total{stage=\"smtp\"} 2\n")
+    }
+
     @Test func aStageThatExportsNothingAddsNothing() async {
         struct Quiet: PolicyStage {
             func evaluate(_ context: PolicyContext) async throws -> PolicyDecision { .continue }

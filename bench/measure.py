@@ -331,14 +331,10 @@ def read_count(cmd):
         return None
 
 
-def start_source(a, sessions, count):
-    return Sources(a, sessions, count)
-
-
 def run_source(a, sessions, count, timeout):
     """Run smtp-source (one per port) to completion.  Returns (elapsed, error or None)."""
     t0 = time.monotonic()
-    src = start_source(a, sessions, count)
+    src = Sources(a, sessions, count)
     errs = []
     for p in src.procs:
         try:
@@ -584,7 +580,7 @@ def main():
         bg = None
         if n - k > 0:
             bg_count = min(a.max_messages * 5, int(rate * a.lat_duration * 3) + 1000)
-            bg = start_source(a, n - k, bg_count)
+            bg = Sources(a, n - k, bg_count)
         samples, perrs = asyncio.run(run_probe(a, k, a.lat_duration))
         if bg is not None:
             if bg.poll() is not None and bg.returncode != 0:

@@ -111,19 +111,20 @@ public final class LDAPAuthStage: PolicyStage {
     /// a hit, one that asked the directory a miss).
     public func metrics() async -> [StageMetricSample] {
         let s = await state.statistics
-        return [
+        var samples: [StageMetricSample] = [
             .counter("cache_hits_total", "Logins answered from the login cache (a cached success)", s.hits),
             .counter("cache_negative_hits_total", "Logins refused from the negative cache (a cached failure)", s.negativeHits),
             .counter("cache_misses_total", "Logins that asked the directory (nothing cached for these credentials)", s.misses),
             .counter("cache_stale_hits_total", "Logins served from an expired cache entry while the directory was unavailable (stale_ttl)", s.staleHits),
             .counter("throttled_total", "Logins refused by the failure throttle before any directory request", s.throttled),
-            .counter("directory_results_total", "Directory verdicts of the logins that asked it, by result", labels: ["result": "success"], s.directorySuccesses),
-            .counter("directory_results_total", "Directory verdicts of the logins that asked it, by result", labels: ["result": "failure"], s.directoryFailures),
-            .counter("directory_results_total", "Directory verdicts of the logins that asked it, by result", labels: ["result": "unavailable"], s.directoryUnavailable),
-            .gauge("cache_entries", "Entries in the login cache, by kind", labels: ["kind": "positive"], Double(s.entries.positive)),
-            .gauge("cache_entries", "Entries in the login cache, by kind", labels: ["kind": "negative"], Double(s.entries.negative)),
-            .gauge("cache_entries", "Entries in the login cache, by kind", labels: ["kind": "throttle"], Double(s.entries.throttled)),
         ]
+        for (result, count) in [("success", s.directorySuccesses), ("failure", s.directoryFailures), ("unavailable", s.directoryUnavailable)] {
+            samples.append(.counter("directory_results_total", "Directory verdicts of the logins that asked it, by result", labels: ["result": result], count))
+        }
+        for (kind, count) in [("positive", s.entries.positive), ("negative", s.entries.negative), ("throttle", s.entries.throttled)] {
+            samples.append(.gauge("cache_entries", "Entries in the login cache, by kind", labels: ["kind": kind], Double(count)))
+        }
+        return samples
     }
 
     /// Unbinds every connection and stops the worker threads.

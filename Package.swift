@@ -314,10 +314,13 @@ let package = Package(
             exclude: ["Resources"],
             swiftSettings: strict
         ),
-        // Helpers for the plugins' unit tests: settings with locations, a host with a clock.
+        // Helpers for the plugins' unit tests: the plugin test kit (re-exported) and the configuration reference.
         .target(
             name: "PolicyTestSupport",
-            dependencies: [.product(name: "TollgatePolicy", package: "TollgatePolicy")],
+            dependencies: [
+                .product(name: "TollgatePolicy", package: "TollgatePolicy"),
+                .product(name: "TollgatePolicyTestKit", package: "TollgatePolicy"),
+            ],
             path: "Tests/PolicyTestSupport",
             swiftSettings: strict
         ),

@@ -9,9 +9,9 @@ packages=(libsqlite3-dev libldap2-dev openssl swaks libnet-ssleay-perl libio-soc
 case "$what" in
   test|bench) packages+=(postfix testssl.sh nmap) ;;
 esac
-# The power-loss test builds its LD_PRELOAD write-order shim with gcc (crash-test).
+# The power-loss test builds its LD_PRELOAD write-order shim with gcc (crash-test). PluginLoaderTests reads a plugin's symbols with nm (binutils).
 case "$what" in
-  test) packages+=(gcc libc6-dev) ;;
+  test) packages+=(gcc libc6-dev binutils) ;;
 esac
 # Postfix's SASL client (Cyrus) for PLAIN/LOGIN in LiveRelayTests.PostfixClientTests.
 case "$what" in test) packages+=(libsasl2-modules) ;; esac

@@ -7,9 +7,13 @@ import PackageDescription
 let package = Package(
     name: "TollgatePolicy",
     products: [
-        .library(name: "TollgatePolicy", type: .dynamic, targets: ["TollgatePolicy"])
+        .library(name: "TollgatePolicy", type: .dynamic, targets: ["TollgatePolicy"]),
+        // For a plugin's tests only (never a plugin's library target): settings trees
+        // with source locations and a policy host with a clock the test moves.
+        .library(name: "TollgatePolicyTestKit", targets: ["TollgatePolicyTestKit"]),
     ],
     targets: [
-        .target(name: "TollgatePolicy", swiftSettings: [.swiftLanguageMode(.v6)])
+        .target(name: "TollgatePolicy", swiftSettings: [.swiftLanguageMode(.v6)]),
+        .target(name: "TollgatePolicyTestKit", dependencies: ["TollgatePolicy"], swiftSettings: [.swiftLanguageMode(.v6)]),
     ]
 )

@@ -32,13 +32,26 @@ extension LiveRelayTests {
             #expect(problems.contains { $0.description.hasPrefix("t.yaml:7:5: ") && $0.message.contains("no_such_key") })
         }
 
-        /// The third-party fixture, built once per test process as a separate package.
-        static let fixture: Result<(scratch: TemporaryDirectory, library: String), any Error> = Result {
+        /// The third-party fixture, built once per test process as a separate package,
+        /// with its own tests on the plugin test kit (`TollgatePolicyTestKit`) run too.
+        static let fixture: Result<(scratch: TemporaryDirectory, library: String, testOutput: String), any Error> = Result {
             let scratch = try TemporaryDirectory()
             let packagePath = repositoryRoot + "/Tests/Fixtures/ThirdPartyPlugin"
-            let build = try ChildProcess.run("swift", ["build", "--package-path", packagePath, "--scratch-path", scratch.path + "/build"], timeout: 600)
-            guard build.status == 0 else { throw TestSupportError(.processFailed, "the fixture plugin did not build: \(build.stdout)\(build.stderr)") }
-            return (scratch, scratch.path + "/build/debug/libtollgate-domain-block.so")
+            let test = try ChildProcess.run("swift", ["test", "--package-path", packagePath, "--scratch-path", scratch.path + "/build"], timeout: 600)
+            guard test.status == 0 else { throw TestSupportError(.processFailed, "the fixture plugin did not build or its tests failed: \(test.stdout)\(test.stderr)") }
+            return (scratch, scratch.path + "/build/debug/libtollgate-domain-block.so", test.stdout + test.stderr)
+        }
+
+        /// A third-party package depends on the test kit and its tests pass; the kit is
+        /// not in the plugin's shared object.
+        @Test func thirdPartyPluginTestsItselfWithTheTestKit() throws {
+            let fixture = try Self.fixture.get()
+            #expect(fixture.testOutput.contains("Suite DomainBlockTests passed"))
+            #expect(fixture.testOutput.contains("with 3 tests"))
+            let symbols = try ChildProcess.run("nm", ["-D", "--defined-only", fixture.library], timeout: 60)
+            #expect(symbols.status == 0)
+            #expect(symbols.stdout.contains("tollgate_plugin_create"))
+            #expect(!symbols.stdout.contains("TollgatePolicyTestKit"))
         }
 
         @Test func thirdPartyPluginBuiltSeparatelyLoadsLikeABundledOne() async throws {

@@ -16,6 +16,16 @@ let package = Package(
             name: "DomainBlock",
             dependencies: [.product(name: "TollgatePolicy", package: "TollgatePolicy")],
             swiftSettings: [.swiftLanguageMode(.v6)]
-        )
+        ),
+        // The plugin's own tests, on Tollgate's test kit (never linked into the library).
+        .testTarget(
+            name: "DomainBlockTests",
+            dependencies: [
+                "DomainBlock",
+                .product(name: "TollgatePolicy", package: "TollgatePolicy"),
+                .product(name: "TollgatePolicyTestKit", package: "TollgatePolicy"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
     ]
 )

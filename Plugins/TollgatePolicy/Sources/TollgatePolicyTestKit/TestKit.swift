@@ -1,4 +1,4 @@
-/// Helpers shared by the plugins' unit tests: settings trees with source locations
+/// The plugin test kit: settings trees with source locations
 /// and a policy host with an injected clock.
 import Synchronization
 import TollgatePolicy

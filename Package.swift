@@ -317,10 +317,7 @@ let package = Package(
         // Helpers for the plugins' unit tests: the plugin test kit (re-exported) and the configuration reference.
         .target(
             name: "PolicyTestSupport",
-            dependencies: [
-                .product(name: "TollgatePolicy", package: "TollgatePolicy"),
-                .product(name: "TollgatePolicyTestKit", package: "TollgatePolicy"),
-            ],
+            dependencies: [.product(name: "TollgatePolicyTestKit", package: "TollgatePolicy")],
             path: "Tests/PolicyTestSupport",
             swiftSettings: strict
         ),

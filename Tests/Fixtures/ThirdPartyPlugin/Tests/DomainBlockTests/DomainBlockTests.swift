@@ -4,8 +4,9 @@ import TollgatePolicy
 import TollgatePolicyTestKit
 
 /// How a third-party plugin tests itself with Tollgate's test kit: settings written
-/// like YAML (with the locations the relay's loader would give), a test host, and
-/// contexts for each phase — no relay needed.
+/// like YAML (with the locations the relay's loader would give) and a test host; the
+/// contexts and messages are the API's own `PolicyContext` and `MessageContent`. No
+/// relay needed.
 @Suite struct DomainBlockTests {
     @Test func missingDomainsIsALocatedError() {
         let settings: Y = ["domain": "typo.example"]

@@ -47,7 +47,8 @@ let package = Package(
         .target(
             name: "SMTPServer",
             dependencies: [
-                "SMTPCore",
+                "SMTPCore", "CTLSShim",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -144,7 +145,8 @@ let package = Package(
         ),
         // The application: sessions wired to the pipeline and the spool, the server's
         // services, `check`, `explain`, the metrics endpoint.
-        // One BoringSSL function swift-nio-ssl does not expose (server cipher preference).
+        // What swift-nio-ssl does not expose of its BoringSSL: the server's cipher preference,
+        // a session's cipher, a certificate's names.
         .target(name: "CTLSShim", path: "Sources/CTLSShim"),
         .target(
             name: "TollgateApp",

@@ -111,8 +111,10 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         logger.debug("session started")
         framer = SMTPFramer(allocator: context.channel.allocator)
         context.fireChannelActive()
+        let local = context.channel.localAddress
+        let facts = ConnectionFacts(clientPort: context.channel.remoteAddress?.port, serverAddress: local?.ipAddress, serverPort: local?.port)
         guard let reverseDNS else {
-            perform(machine.connected(), context: context)
+            perform(machine.connected(facts), context: context)
             armDeadlineIfNeeded(context: context)
             flushIfNeeded(context: context)
             return
@@ -120,8 +122,10 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         // The greeting waits for the client's name, at most the lookup's timeout.
         let address = clientAddress
         let eventLoop = context.eventLoop
-        suspend(context: context, { await reverseDNS.name(for: address, eventLoop: eventLoop) }) { handler, context, name in
-            handler.perform(handler.machine.connected(clientName: name), context: context)
+        suspend(context: context, { await reverseDNS.names(for: address, eventLoop: eventLoop) }) { handler, context, names in
+            var facts = facts
+            (facts.clientName, facts.clientPTR) = (names.name, names.ptr)
+            handler.perform(handler.machine.connected(facts), context: context)
         }
     }
 
@@ -164,14 +168,17 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        var negotiated: TLSSessionFacts?
         if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
             tlsHandshakeEnded(succeeded: true)
+            negotiated = (try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)).flatMap(TLSSessionFacts.read)
+            if !framer.ignoresInput { machine.implicitTLSEstablished(negotiated) }
         }
         if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls, framer.ignoresInput, !closed {
             logger.debug("STARTTLS handshake completed")
             framer.resumeCommands()
             rearmDeadline = true
-            perform(machine.tlsEstablished(), context: context)
+            perform(machine.tlsEstablished(negotiated), context: context)
             process(context: context)
             flushIfNeeded(context: context)
             return

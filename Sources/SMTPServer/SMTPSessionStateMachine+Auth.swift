@@ -4,13 +4,13 @@ import SMTPCore
 extension SMTPSessionStateMachine {
     /// The verifier's answer to ``Action/verifyCredentials(_:_:)``.
     public mutating func authenticationFinished(_ result: AuthResult<Annotations>) -> Action {
-        guard case .verifyingCredentials = state else { return .none }
+        guard case .verifyingCredentials(_, let mechanism) = state else { return .none }
         state = .idle
         switch result.outcome {
         case .success(let user):
             var verified = Scope<Annotations>()
             verified.absorb(result.annotations, result.limits)
-            return decide(.auth(user: user, verified: verified))
+            return decide(.auth(user: user, mechanism: mechanism, verified: verified))
         case .failure:
             session.scope.absorb(result.annotations.keptOnRefusal(), nil)
             return authenticationFailed()
@@ -104,7 +104,7 @@ extension SMTPSessionStateMachine {
         if password.isEmpty {
             return authenticationFailed()
         }
-        state = .verifyingCredentials(user: user)
+        state = .verifyingCredentials(user: user, mechanism: mechanism)
         return .verifyCredentials(SASLCredentials(username: user, password: password, mechanism: mechanism), request(.auth))
     }
 }

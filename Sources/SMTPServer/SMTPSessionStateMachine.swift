@@ -20,7 +20,7 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
         /// Verify credentials; answer with ``authenticationFinished(_:)``.
         case verifyCredentials(SASLCredentials, PolicyRequest<Annotations>)
         /// Send the 220, drop any buffered plaintext, start the TLS handshake; answer
-        /// with ``tlsEstablished()``.
+        /// with ``tlsEstablished(_:)``.
         case startTLS(SMTPReply)
         /// Send the 354 and read message content; answer with ``received(_:pipelined:)``.
         case receiveData(SMTPReply, ContentLimits)
@@ -39,7 +39,7 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
         case starttls
         /// A verified login: what the verifier attached applies only if the auth phase
         /// proceeds.
-        case auth(user: String, verified: Scope<Annotations>)
+        case auth(user: String, mechanism: String, verified: Scope<Annotations>)
         case mail(Transaction<Annotations>)
         case rcpt(Transaction<Annotations>, Envelope.Recipient)
         case data(Transaction<Annotations>)
@@ -60,7 +60,7 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
         case transaction(Transaction<Annotations>)
         case awaitingDecision(Pending)
         case authExchange(AuthStep)
-        case verifyingCredentials(user: String)
+        case verifyingCredentials(user: String, mechanism: String)
         case receivingData(Transaction<Annotations>)
         /// Reading a BDAT chunk: the transaction it adds to (`nil` when refused).
         case receivingChunk(Transaction<Annotations>?, last: Bool, refused: SMTPReply?)
@@ -180,10 +180,10 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
 
     // MARK: - Events
 
-    /// The connection is up: decide the connect phase before greeting.
-    /// The connection is open; `clientName` is its reverse-DNS name, if known.
-    public mutating func connected(clientName: String? = nil) -> Action {
-        session.clientName = clientName
+    /// The connection is up: decide the connect phase before greeting. `facts` are
+    /// what the socket and reverse DNS said of it.
+    public mutating func connected(_ facts: ConnectionFacts = ConnectionFacts()) -> Action {
+        session.connectionFacts = facts
         state = .awaitingDecision(.connect)
         return .evaluatePolicy(request(.connect))
     }
@@ -351,7 +351,7 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
             state = .idle
             // RFC 3207 §4.2: the client speaks first after the handshake.
             return .none
-        case .auth(let user, let verified):
+        case .auth(let user, let mechanism, let verified):
             state = .idle
             if let refusal {
                 session.scope.absorb(verified.annotations.keptOnRefusal(), nil)
@@ -361,6 +361,7 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
             session.scope.absorb(verified.annotations, verified.limits)
             session.scope.absorb(decision.annotations, decision.limits)
             session.authenticatedUser = user
+            session.saslMethod = mechanism
             return .reply(SMTPReply(235, "2.7.0", "Authentication successful"))
         case .mail(var tx):
             guard refusal == nil else {
@@ -404,12 +405,21 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
     }
 
     /// STARTTLS completed: forget everything learnt from the client before it
-    /// (RFC 3207 §4.2); what the server knew at connect stays.
-    public mutating func tlsEstablished() -> Action {
+    /// (RFC 3207 §4.2); what the server knew at connect stays. `facts` is the
+    /// negotiated session (nil if it could not be read).
+    public mutating func tlsEstablished(_ facts: TLSSessionFacts? = nil) -> Action {
         guard case .startingTLS = state else { return .none }
-        session.startedTLS()
+        session.startedTLS(facts)
         state = .awaitingDecision(.starttls)
         return .evaluatePolicy(request(.starttls))
+    }
+
+    /// The handshake of an implicit-TLS listener completed: the session was encrypted
+    /// from the start, so nothing is reset; decisions from here on see the session's
+    /// facts. (The connect phase may already have been decided without them.)
+    public mutating func implicitTLSEstablished(_ facts: TLSSessionFacts?) {
+        guard session.tls, session.tlsFacts == nil else { return }
+        session.tlsFacts = facts
     }
 
     // MARK: - Commands
@@ -471,8 +481,9 @@ public struct SMTPSessionStateMachine<Annotations: SessionAnnotations>: Sendable
         case .connect: return .evaluatePolicy(request(.connect))
         case .helo: return .evaluatePolicy(request(.helo))
         case .starttls: return .evaluatePolicy(request(.starttls))
-        case .auth(_, let verified):
+        case .auth(_, let mechanism, let verified):
             var request = request(.auth)
+            request.session.saslMethod = mechanism
             request.annotations.merge(verified.annotations)
             return .evaluatePolicy(request)
         case .mail(let tx): return .evaluatePolicy(request(.mail, tx))

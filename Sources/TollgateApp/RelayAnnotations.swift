@@ -24,6 +24,10 @@ public struct RelayAnnotations: SessionAnnotations {
     public var envelopeChanges: [EnvelopeChange] = []
     /// Deliver, hold or discard: the strongest answer of the transaction.
     public var disposition: MessageDisposition = .deliver
+    /// The id the transaction's message is stored under, chosen when a stage first
+    /// decides for the transaction (at MAIL, or at RCPT or DATA if none decides MAIL),
+    /// so that the stages, policy servers and milters see the id the `250` gives.
+    public var queueID: String?
 
     public init() {}
 
@@ -42,11 +46,15 @@ public struct RelayAnnotations: SessionAnnotations {
         pendingChanges += other.pendingChanges
         envelopeChanges += other.envelopeChanges
         if other.disposition > disposition { disposition = other.disposition }
+        if let q = other.queueID { queueID = q }
     }
 
     /// A refused command leaves its trace, not the user, facts or department it found.
+    /// The queue id stays: a transaction keeps one id however many recipients are refused.
     public func keptOnRefusal() -> RelayAnnotations {
-        RelayAnnotations(facts: SessionFacts(), trace: trace)
+        var kept = RelayAnnotations(facts: SessionFacts(), trace: trace)
+        kept.queueID = queueID
+        return kept
     }
 
     /// The upstream this department's mail goes to, if it names one.

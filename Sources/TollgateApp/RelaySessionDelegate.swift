@@ -52,6 +52,12 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
         // A new transaction: what an earlier one of the session reserved and did not
         // commit (refused, RSET) is let go first.
         if context.phase == .mail, let counters { await counters.release(sessionID: request.session.sessionID) }
+        // The transaction's queue id, from its first decision on (kept in its annotations).
+        var minted: String?
+        if request.envelope != nil, context.queueID == nil {
+            minted = spool.makeQueueID()
+            context.queueID = minted
+        }
         // Changes asked at MAIL/RCPT (a policy server's PREPEND) come first: the
         // data-phase stages, a signer among them, see the message with them.
         var prepared: MessageContent?
@@ -70,6 +76,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
         annotations.pendingChanges = outcome.pendingChanges
         annotations.envelopeChanges = outcome.envelopeChanges
         annotations.disposition = outcome.disposition
+        annotations.queueID = minted
         return SessionDecision(.init(outcome.verdict), annotations: annotations, limits: annotations.limits)
     }
 
@@ -127,7 +134,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
         if request.annotations.message == nil, !request.annotations.pendingChanges.isEmpty {
             request.annotations.message = try MessageContent(buffer: request.message.content).applying(request.annotations.pendingChanges)
         }
-        let queueID = spool.makeQueueID()
+        let queueID = request.annotations.queueID ?? spool.makeQueueID()
         let receivedAt = Date().timeIntervalSince1970
         var message = SpoolMessage(request, id: queueID, receivedAt: receivedAt, hostname: hostname)
         let annotations = request.annotations
@@ -256,7 +263,9 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
         let pipeline = policy.setup.pipeline
         if !pipeline.isEmpty {
             // Counters count accepted mail: told with this transaction's data-phase context.
-            let accepted = AcceptedMessage(queueID: queueID, context: PolicyContext(request))
+            var context = PolicyContext(request)
+            context.queueID = queueID
+            let accepted = AcceptedMessage(queueID: queueID, context: context)
             Task { await pipeline.messageAccepted(accepted) }
         }
     }

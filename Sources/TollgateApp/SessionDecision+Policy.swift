@@ -52,16 +52,17 @@ extension PolicyContext {
             envelope: request.envelope,
             recipient: request.recipient,
             message: request.message,
-            facts: request.annotations.facts
+            facts: request.annotations.facts,
+            queueID: request.annotations.queueID
         )
     }
 
     /// The data-phase context of a stored message, told to stages once it is queued.
     init(_ request: StoreRequest<RelayAnnotations>) {
-        self.init(phase: .data, session: request.session, envelope: request.envelope, recipient: nil, message: request.message, facts: request.annotations.facts)
+        self.init(phase: .data, session: request.session, envelope: request.envelope, recipient: nil, message: request.message, facts: request.annotations.facts, queueID: request.annotations.queueID)
     }
 
-    private init(phase: PolicyPhase, session: SessionSnapshot, envelope: Envelope?, recipient: Envelope.Recipient?, message: ReceivedMessage?, facts: SessionFacts) {
+    private init(phase: PolicyPhase, session: SessionSnapshot, envelope: Envelope?, recipient: Envelope.Recipient?, message: ReceivedMessage?, facts: SessionFacts, queueID: String?) {
         self.init(
             phase: phase,
             sessionID: session.sessionID,
@@ -69,6 +70,7 @@ extension PolicyContext {
             clientAddress: session.clientAddress,
             helo: session.helo,
             tls: session.tls,
+            connection: ConnectionInfo(session),
             authenticatedUser: session.authenticatedUser,
             sender: envelope?.sender.address,
             recipients: envelope?.recipients.map { $0.mailbox.normalized } ?? [],
@@ -76,7 +78,35 @@ extension PolicyContext {
             messageSize: message?.size,
             headers: message?.headers ?? [],
             message: phase == .data ? message.map { MessageContent(buffer: $0.content) } : nil,
+            queueID: queueID,
             facts: facts
+        )
+    }
+}
+
+extension ConnectionInfo {
+    init(_ session: SessionSnapshot) {
+        self.init(
+            clientPort: session.connection.clientPort,
+            clientName: session.connection.clientName,
+            reverseClientName: session.connection.clientPTR,
+            serverAddress: session.connection.serverAddress,
+            serverPort: session.connection.serverPort,
+            saslMethod: session.saslMethod,
+            tls: session.tlsSession.map(TLSInfo.init)
+        )
+    }
+}
+
+extension TLSInfo {
+    init(_ facts: TLSSessionFacts) {
+        self.init(
+            protocolVersion: facts.protocolVersion,
+            cipher: facts.cipher,
+            cipherBits: facts.cipherBits,
+            clientCertificate: facts.peerCertificate.map {
+                ClientCertificate(subject: $0.subject, issuer: $0.issuer, fingerprint: $0.fingerprint, publicKeyFingerprint: $0.publicKeyFingerprint)
+            }
         )
     }
 }

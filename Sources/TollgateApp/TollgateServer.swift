@@ -105,13 +105,19 @@ public final class TollgateServer: Sendable {
             let key = try NIOSSLPrivateKey(file: tls.key, format: .pem)
             var tlsConfiguration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
             tlsConfiguration.apply(tls.policy)
+            if let clientCA = tls.clientCAFile {
+                // Postfix's smtpd_tls_ask_ccert with smtpd_tls_CAfile: asked, not required.
+                tlsConfiguration.certificateVerification = .optionalVerification
+                tlsConfiguration.trustRoots = .file(clientCA)
+            }
             let context = try NIOSSLContext(configuration: tlsConfiguration)
             if !context.preferServerCipherOrder() {
                 logger.warning("cannot set the server's cipher order with this swift-nio-ssl; clients choose among the configured suites")
             }
             return context
         } catch {
-            throw StartupError("cannot load the TLS certificate or key (\(tls.certificate), \(tls.key)): \(error)")
+            let files = ([tls.certificate, tls.key] + [tls.clientCAFile].compactMap { $0 }).joined(separator: ", ")
+            throw StartupError("cannot load the TLS certificate, key or client CAs (\(files)): \(error)")
         }
     }
 

@@ -3,7 +3,7 @@
 /// reference cannot fall behind the loader.
 public enum ConfigurationKeys {
     public static let top: Set<String> = ["hostname", "listeners", "tls", "limits", "spool", "upstreams", "delivery", "plugins", "stages", "policies", "metrics", "log"]
-    public static let tls: Set<String> = ["certificate", "key", "min_version", "ciphers"]
+    public static let tls: Set<String> = ["certificate", "key", "min_version", "ciphers", "client_ca_file"]
     public static let listener: Set<String> = ["name", "address", "tls", "auth", "auth_after_helo", "strict_envelopes", "clients"]
     public static let limits: Set<String> = [
         "max_message_size", "max_recipients", "max_connections", "max_connections_per_client", "command_timeout", "data_timeout",

@@ -83,6 +83,7 @@ public enum ConfigurationLoader {
                 var key: String?
                 var policy = TLSPolicy.intermediate
                 var versionNode: Node?
+                var clientCAFile: String?
                 for (k, _, v) in reader.mapping(value, allowed: ConfigurationKeys.tls, what: "tls") {
                     switch k {
                     case "min_version":
@@ -93,12 +94,16 @@ public enum ConfigurationLoader {
                     default:
                         let path = reader.string(v, "tls.\(k)").map(resolve)
                         if let path, !FileManager.default.isReadableFile(atPath: path) { reader.error(v, "cannot read \(path)") }
-                        if k == "certificate" { certificate = path } else { key = path }
+                        switch k {
+                        case "certificate": certificate = path
+                        case "key": key = path
+                        default: clientCAFile = path
+                        }
                     }
                 }
                 reader.checkSuitesCoverVersion(policy, versionNode ?? value, "tls.ciphers")
                 if let certificate, let key {
-                    config.tls = .init(certificate: certificate, key: key, policy: policy)
+                    config.tls = .init(certificate: certificate, key: key, policy: policy, clientCAFile: clientCAFile)
                 } else {
                     reader.error(value, "tls needs both certificate and key")
                 }

@@ -44,6 +44,10 @@ public struct TollgateConfiguration: Sendable {
         public var key: String
         /// `min_version`, `ciphers`: Mozilla "intermediate" unless set.
         public var policy = TLSPolicy.intermediate
+        /// `client_ca_file`: CAs (PEM) that client certificates are verified against.
+        /// Set, the server asks clients for a certificate; a client may present none,
+        /// but one that does not verify fails the handshake. Unset, none is asked for.
+        public var clientCAFile: String?
     }
 
     public struct Limits: Sendable {

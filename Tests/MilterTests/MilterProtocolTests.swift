@@ -36,12 +36,50 @@ import TollgatePolicy
         #expect(connect.data == nul("[127.0.0.1]") + Array("4".utf8) + [0, 0] + nul("127.0.0.1"))
         let header = milter.packets.filter { $0.code == Milter.Command.header.rawValue }[1]
         #expect(header.data == nul("Subject", "big\r\n\tfolded"))
-        #expect(milter.macros(for: .connect) == ["j": "relay.example", "{daemon_name}": "relay", "v": "Tollgate", "{client_addr}": "127.0.0.1", "{client_name}": "unknown"])
+        #expect(milter.macros(for: .connect) == ["j": "relay.example", "{daemon_name}": "relay", "v": "Tollgate", "_": "unknown [127.0.0.1]", "{client_addr}": "127.0.0.1", "{client_name}": "unknown", "{client_ptr}": "unknown"])
+        #expect(milter.macros(for: .helo).isEmpty, "no TLS, no TLS macros")
         #expect(milter.macros(for: .mail) == ["{auth_authen}": "alice", "{mail_addr}": "a@example.com", "{mail_host}": "example.com", "{mail_mailer}": "smtp"])
         #expect(milter.macros(for: .rcpt)["{rcpt_addr}"] == "c@example.org")     // the last one sent
         let mail = milter.packets.first { $0.code == Milter.Command.mail.rawValue }!
         #expect(mail.data == nul("<a@example.com>"))
         #expect(await stage.openSessions() == 0)
+        await stage.shutdown()
+    }
+
+    /// Postfix's macros from the connection record: names and ports at CONNECT (and
+    /// the name and port in its packet), the TLS session and client certificate at
+    /// HELO, the mechanism at MAIL, the queue id `i` with MAIL, RCPT, DATA, EOH and EOM.
+    @Test func macrosCarryTheConnectionTLSAuthAndQueueID() async throws {
+        let milter = try RecordingMilter(RecordingMilter.continuing())
+        defer { milter.stop() }
+        let stage = self.stage(milter)
+        var s = Session()
+        let certificate = ClientCertificate(subject: "app1.corp.example", issuer: "Corp Issuing CA", fingerprint: "AA:BB", publicKeyFingerprint: "CC:DD")
+        s.connection = ConnectionInfo(
+            clientPort: 40_001, clientName: "app1.corp.example", reverseClientName: "app1.corp.example", serverAddress: "127.0.0.2", serverPort: 587,
+            saslMethod: "PLAIN", tls: TLSInfo(protocolVersion: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384", cipherBits: 256, clientCertificate: certificate)
+        )
+        s.queueID = "4Q1R2S3T"
+        _ = try await s.run(stage, recipients: ["b@example.net"], user: "alice")
+        await stage.sessionClosed(sessionID: "s1")
+        try await Task.sleep(for: .milliseconds(200))
+        let connect = milter.packets.first { $0.code == Milter.Command.connect.rawValue }!
+        #expect(connect.data == nul("app1.corp.example") + Array("4".utf8) + [0x9C, 0x41] + nul("127.0.0.1"))
+        #expect(milter.macros(for: .connect) == [
+            "j": "relay.example", "{daemon_name}": "relay", "v": "Tollgate", "{daemon_addr}": "127.0.0.2", "{daemon_port}": "587",
+            "_": "app1.corp.example [127.0.0.1]", "{client_addr}": "127.0.0.1", "{client_port}": "40001",
+            "{client_name}": "app1.corp.example", "{client_ptr}": "app1.corp.example",
+        ])
+        #expect(milter.macros(for: .helo) == [
+            "{tls_version}": "TLSv1.3", "{cipher}": "TLS_AES_256_GCM_SHA384", "{cipher_bits}": "256",
+            "{cert_subject}": "app1.corp.example", "{cert_issuer}": "Corp Issuing CA",
+        ])
+        #expect(milter.macros(for: .mail) == [
+            "i": "4Q1R2S3T", "{auth_type}": "PLAIN", "{auth_authen}": "alice", "{mail_addr}": "a@example.com", "{mail_host}": "example.com", "{mail_mailer}": "smtp",
+        ])
+        for command in [Milter.Command.rcpt, .data, .endOfHeader, .endOfMessage] {
+            #expect(milter.macros(for: command)["i"] == "4Q1R2S3T", "\(command)")
+        }
         await stage.shutdown()
     }
 

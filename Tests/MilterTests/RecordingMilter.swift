@@ -134,14 +134,19 @@ func nul(_ strings: String...) -> [UInt8] { strings.flatMap { Array($0.utf8) + [
 struct Session {
     var id = "s1"
     var message: [UInt8] = Array("From: a@example.com\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nhello\r\n".utf8)
+    /// What the relay knows of the connection (nothing by default).
+    var connection = ConnectionInfo()
+    /// The transaction's queue id, given from the mail phase on.
+    var queueID: String?
 
     func context(_ phase: PolicyPhase, sender: String? = nil, recipient: String? = nil, recipients: [String] = [], user: String? = nil, message: [UInt8]? = nil) -> PolicyContext {
         let content = phase == .data ? MessageContent(parsing: message ?? self.message) : nil
         return PolicyContext(
             phase: phase, sessionID: id, listener: "relay", clientAddress: "127.0.0.1",
-            helo: phase == .connect ? nil : "client.example", tls: false, authenticatedUser: user,
+            helo: phase == .connect ? nil : "client.example", tls: connection.tls != nil, connection: connection, authenticatedUser: user,
             sender: sender, recipients: recipients, recipient: recipient,
-            messageSize: content?.size, headers: content?.unfoldedHeaders ?? [], message: content
+            messageSize: content?.size, headers: content?.unfoldedHeaders ?? [], message: content,
+            queueID: [.mail, .rcpt, .data].contains(phase) ? queueID : nil
         )
     }
 

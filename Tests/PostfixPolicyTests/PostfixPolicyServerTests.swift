@@ -41,13 +41,44 @@ import TollgatePolicy
         let first = Set(seen[2...5].map { $0["instance"]! })
         let second = Set(seen[6...7].map { $0["instance"]! })
         #expect(first.count == 1 && second.count == 1 && first != second, "\(first) \(second)")
-        // Not known to a stage: sent empty.
-        #expect(seen.allSatisfy { $0["queue_id"] == "" && $0["ccert_fingerprint"] == "" && $0["encryption_cipher"] == "" })
+        // Not known here (no TLS, no queue id, no reverse DNS): empty, or "unknown" as Postfix says.
+        #expect(seen.allSatisfy { $0["queue_id"] == "" && $0["ccert_fingerprint"] == "" && $0["encryption_cipher"] == "" && $0["client_port"] == "" })
+        #expect(seen.allSatisfy { $0["client_name"] == "unknown" && $0["reverse_client_name"] == "unknown" })
         // One connection, reused for every request.
         #expect(server.connections == 1 && stage.pool.connectionsOpened == 1)
         // A new session gets another instance again.
         _ = try await stage.evaluate(context(.mail, session: "S2"))
         #expect(server.requests.last!["instance"]! != seen[6]["instance"]!)
+    }
+
+    /// The connection record as Postfix sends it: names, ports, the SASL mechanism,
+    /// the TLS session, the client certificate, and the queue id from MAIL on.
+    @Test func connectionTLSCertificateAndQueueIDAttributes() async throws {
+        let server = try RecordingPolicyServer { _ in .action("DUNNO") }
+        defer { server.stop() }
+        let stage = try await makeStage([("server", .scalar(server.address)), ("phases", ["connect", "mail", "rcpt"])])
+        defer { Task { await stage.shutdown() } }
+        let certificate = ClientCertificate(subject: "app1.corp.example", issuer: "Corp Issuing CA", fingerprint: "AA:BB:CC", publicKeyFingerprint: "DD:EE:FF")
+        let connection = ConnectionInfo(
+            clientPort: 40_001, clientName: nil, reverseClientName: "spoofed.example", serverAddress: "192.0.2.1", serverPort: 587,
+            saslMethod: "LOGIN", tls: TLSInfo(protocolVersion: "TLSv1.2", cipher: "ECDHE-RSA-AES256-GCM-SHA384", cipherBits: 256, clientCertificate: certificate)
+        )
+        _ = try await stage.evaluate(context(.connect, connection: connection))
+        _ = try await stage.evaluate(context(.mail, user: "alice", connection: connection, queueID: "4Q1R2S3T"))
+        _ = try await stage.evaluate(context(.rcpt, recipient: "bob@example.net", user: "alice", connection: connection, queueID: "4Q1R2S3T"))
+        let seen = server.requests
+        try #require(seen.count == 3)
+        for request in seen {
+            #expect(request["client_port"] == "40001" && request["server_address"] == "192.0.2.1" && request["server_port"] == "587")
+            // A PTR name that is not forward-confirmed: the client is unknown, its reverse name is kept.
+            #expect(request["client_name"] == "unknown" && request["reverse_client_name"] == "spoofed.example")
+            #expect(request["encryption_protocol"] == "TLSv1.2" && request["encryption_cipher"] == "ECDHE-RSA-AES256-GCM-SHA384" && request["encryption_keysize"] == "256")
+            #expect(request["ccert_subject"] == "app1.corp.example" && request["ccert_issuer"] == "Corp Issuing CA")
+            #expect(request["ccert_fingerprint"] == "AA:BB:CC" && request["ccert_pubkey_fingerprint"] == "DD:EE:FF")
+        }
+        #expect(seen[0]["queue_id"] == "" && seen[0]["sasl_method"] == "")
+        #expect(seen[1]["queue_id"] == "4Q1R2S3T" && seen[2]["queue_id"] == "4Q1R2S3T")
+        #expect(seen[1]["sasl_method"] == "LOGIN" && seen[1]["sasl_username"] == "alice")
     }
 
     @Test func unixSocketsAndSaslUser() async throws {

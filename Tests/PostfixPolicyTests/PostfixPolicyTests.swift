@@ -13,13 +13,14 @@ func makeStage(_ settings: [(String, Y)], host: TestHost = TestHost()) async thr
 /// A context at `phase` of session `session`, as the relay builds it.
 func context(
     _ phase: PolicyPhase, session: String = "S1", recipient: String? = nil, recipients: [String] = [],
-    sender: String? = "alice@example.com", user: String? = nil, size: Int? = nil
+    sender: String? = "alice@example.com", user: String? = nil, size: Int? = nil,
+    connection: ConnectionInfo = ConnectionInfo(), queueID: String? = nil
 ) -> PolicyContext {
     PolicyContext(
         phase: phase, sessionID: session, listener: "relay", clientAddress: "192.0.2.7",
-        helo: phase == .connect ? nil : "client.example.org", tls: false, authenticatedUser: user,
+        helo: phase == .connect ? nil : "client.example.org", tls: connection.tls != nil, connection: connection, authenticatedUser: user,
         sender: phase == .mail || phase == .rcpt || phase == .data ? sender : nil,
-        recipients: recipients, recipient: recipient, messageSize: size
+        recipients: recipients, recipient: recipient, messageSize: size, queueID: queueID
     )
 }
 

@@ -16,6 +16,7 @@ import Glibc
     @Test func loopbackIsForwardConfirmedAsLocalhost() {
         // /etc/hosts maps 127.0.0.1 to localhost, and localhost back to 127.0.0.1.
         #expect(ReverseDNS.forwardConfirmedName("127.0.0.1") == "localhost")
+        #expect(ReverseDNS.resolve("127.0.0.1") == ReverseDNS.Answer(ptr: "localhost", name: "localhost"))
         // No PTR record (TEST-NET-1 is never delegated), or not an address at all.
         #expect(ReverseDNS.forwardConfirmedName("not-an-address") == nil)
     }
@@ -27,13 +28,14 @@ import Glibc
         let slow = ReverseDNS(timeout: .milliseconds(50), pool: pool) { _ in
             usleep(2_000_000)
             finished.withLockedValue { $0 = true }
-            return "late.example"
+            return ReverseDNS.Answer(ptr: "late.example", name: "late.example")
         }
         let loop = MultiThreadedEventLoopGroup.singleton.any()
-        // nil: the deadline answered, not the lookup (which says "late.example").
-        #expect(await slow.name(for: "192.0.2.1", eventLoop: loop) == nil)
-        let quick = ReverseDNS(timeout: .seconds(10), pool: pool) { _ in "client.example" }
-        #expect(await quick.name(for: "192.0.2.1", eventLoop: loop) == "client.example")
+        // Nothing: the deadline answered, not the lookup (which says "late.example").
+        #expect(await slow.names(for: "192.0.2.1", eventLoop: loop) == ReverseDNS.Answer())
+        // A PTR name that does not resolve back: kept as the PTR name, not as the client's name.
+        let quick = ReverseDNS(timeout: .seconds(10), pool: pool) { _ in ReverseDNS.Answer(ptr: "spoofed.example") }
+        #expect(await quick.names(for: "192.0.2.1", eventLoop: loop) == ReverseDNS.Answer(ptr: "spoofed.example"))
         try await pool.shutdownGracefully()
         #expect(finished.withLockedValue { $0 })
     }

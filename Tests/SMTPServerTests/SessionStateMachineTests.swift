@@ -171,6 +171,41 @@ enum Drive {
         #expect(D.code(D.send(&m, "STARTTLS")) == 554)
     }
 
+    /// The connection record: what the socket said at connect stays for the session
+    /// (through STARTTLS); the TLS session arrives with the handshake.
+    @Test func connectionAndTLSFactsReachEveryRequest() {
+        var m = Machine(configuration: SMTPSessionConfiguration(hostname: "relay.test", tls: .starttls, auth: .optional), sessionID: "S1", clientAddress: "192.0.2.7")
+        let facts = ConnectionFacts(clientPort: 40_001, serverAddress: "192.0.2.1", serverPort: 587, clientName: nil, clientPTR: "spoofed.example")
+        guard case .evaluatePolicy(let connect) = m.connected(facts) else { Issue.record("no connect decision"); return }
+        #expect(connect.session.connection == facts && connect.session.tlsSession == nil)
+        _ = m.policyDecided(.proceed)
+        D.send(&m, "EHLO c")
+        _ = D.send(&m, "STARTTLS")
+        let tls = TLSSessionFacts(protocolVersion: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256", cipherBits: 128, peerCertificate: nil)
+        guard case .evaluatePolicy(let starttls) = m.tlsEstablished(tls) else { Issue.record("no starttls decision"); return }
+        #expect(starttls.session.tlsSession == tls && starttls.session.connection == facts)
+        _ = m.policyDecided(.proceed)
+        guard case .evaluatePolicy(let helo) = m.receivedLine(Array("EHLO c".utf8)[...]) else { Issue.record("no helo decision"); return }
+        #expect(helo.session.tlsSession == tls && helo.session.connection == facts)
+    }
+
+    @Test func theSASLMechanismIsKnownFromTheAuthDecisionOn() {
+        var m = D.machine(tlsActive: true)
+        D.send(&m, "EHLO c")
+        _ = D.send(&m, "AUTH LOGIN")
+        _ = D.send(&m, Base64.encode("bob"))
+        guard case .verifyCredentials(let credentials, let verifying) = D.send(&m, Base64.encode("pw")) else { Issue.record("no verification"); return }
+        #expect(credentials.mechanism == "LOGIN" && verifying.session.saslMethod == nil)
+        guard case .evaluatePolicy(let auth) = m.authenticationFinished(AuthResult(.success(user: "bob"))) else { Issue.record("no auth decision"); return }
+        #expect(auth.session.saslMethod == "LOGIN")
+        #expect(D.code(m.policyDecided(.proceed)) == 235)
+        #expect(m.snapshot.saslMethod == "LOGIN" && m.snapshot.authenticatedUser == "bob")
+        // An implicit-TLS session learns its TLS facts without a reset.
+        let tls = TLSSessionFacts(protocolVersion: "TLSv1.2", cipher: "ECDHE-RSA-AES128-GCM-SHA256", cipherBits: 128, peerCertificate: nil)
+        m.implicitTLSEstablished(tls)
+        #expect(m.snapshot.tlsSession == tls && m.snapshot.saslMethod == "LOGIN" && m.snapshot.helo == "c")
+    }
+
     @Test func startTLSInsideATransactionIsRefused() {
         var m = D.machine()
         D.send(&m, "EHLO c")

@@ -61,6 +61,14 @@ public final class Slapd: Sendable {
         self.tlsPort = tlsPort
     }
 
+    /// The `ldap` stage's settings for this server (URI, service bind, base) as YAML
+    /// lines; every line after the first is indented by `indent` spaces, so that it can
+    /// be interpolated into a configuration literal under `settings:`.
+    public func ldapSettings(indent: Int) -> String {
+        ["uri: \(uri)", "bind_dn: \(Self.serviceDN)", "bind_password: \(Self.servicePassword)", "base: \(Self.peopleDN)"]
+            .joined(separator: "\n" + String(repeating: " ", count: indent))
+    }
+
     /// Creates the folder and configuration, starts slapd and loads `ldif`
     /// (default: `demo/ldap/directory.ldif`). Throws if any step fails.
     public static func start(ldif: String? = nil, tls: Bool = false) async throws -> Slapd {

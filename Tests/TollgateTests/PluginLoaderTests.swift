@@ -126,6 +126,8 @@ extension LiveRelayTests {
             let prepend = try #require(messages.first { $0.text.contains("X-Marker: prepended") })
             #expect(prepend.text.contains("X-Prepended: at RCPT for prepend@example.net\r\n"), "\(prepend.text)")
             #expect(prepend.text.contains("X-Domain-Block: checked\r\n"))
+            // The queue id a data-phase stage saw is the one the 250 gave (ABI 4).
+            #expect(prepend.text.contains("X-Domain-Block-Queue-ID: \(prepended.id)\r\n"), "\(prepend.text)")
             let redirect = try #require(messages.first { $0.text.contains("X-Marker: redirected") })
             #expect(redirect.mailFrom == "redirector@example.com")
             #expect(redirect.rcptTo == ["archive@example.org"])

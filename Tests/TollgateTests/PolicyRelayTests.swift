@@ -50,10 +50,7 @@ extension LiveRelayTests {
                       - use: ldap
                         timeout: 3s
                         settings:
-                          uri: \(slapd.uri)
-                          bind_dn: \(Slapd.serviceDN)
-                          bind_password: \(Slapd.servicePassword)
-                          base: \(Slapd.peopleDN)
+                          \(slapd.ldapSettings(indent: 6))
                           department_attribute: departmentNumber
                           timeout: 1s
                           cache_ttl: 5m

@@ -160,10 +160,7 @@ extension LiveRelayTests {
                     stages:
                       - use: ldap
                         settings:
-                          uri: \(slapd.uri)
-                          bind_dn: \(Slapd.serviceDN)
-                          bind_password: \(Slapd.servicePassword)
-                          base: \(Slapd.peopleDN)
+                          \(slapd.ldapSettings(indent: 6))
                           department_attribute: departmentNumber
                       - use: sender-allowlist
                         settings: {}

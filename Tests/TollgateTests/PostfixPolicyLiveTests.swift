@@ -125,6 +125,101 @@ extension LiveRelayTests {
             #expect(!list.contains(droppedID), "\(list)")
         }
 
+        /// What a real postfwd sees of a STARTTLS + AUTH session with a client
+        /// certificate (`tls.client_ca_file`): postfwd writes the attributes into a
+        /// PREPEND, and the delivered message shows them — the queue id of the `250`,
+        /// the TLS protocol and cipher, the certificate's names and fingerprints
+        /// (computed again here with openssl), the SASL mechanism and user, the ports
+        /// and the reverse-DNS names. A client without a certificate is still served
+        /// (asked, not required); one whose certificate is not from the CA is refused
+        /// in the handshake.
+        @Test func postfwdSeesTheTLSSessionClientCertificateAuthAndQueueID() async throws {
+            try #require(ExecutableLookup.find("postfwd2") != nil, "postfwd is not installed (scripts/install-deps.sh)")
+            try #require(Swaks.isAvailable, "swaks is not installed (scripts/install-deps.sh)")
+            let seen = "q=$$queue_id tls=$$encryption_protocol cipher=$$encryption_cipher bits=$$encryption_keysize subject=$$ccert_subject issuer=$$ccert_issuer fp=$$ccert_fingerprint pk=$$ccert_pubkey_fingerprint sasl=$$sasl_method user=$$sasl_username name=$$client_name ptr=$$reverse_client_name port=$$client_port server=$$server_address:$$server_port"
+            let postfwd = try await Postfwd.start(rules: "id=S1; recipient==seen@example.net; action=PREPEND X-Policy-Seen: \(seen)\n")
+            defer { Task { await postfwd.shutdown() } }
+            let slapd = try await Slapd.start()
+            defer { Task { await slapd.stop() } }
+            let dir = try TemporaryDirectory(label: "policytls")
+            let server = try TestCertificates.make(in: dir.path + "/server")
+            let client = try TestCertificates.make(in: dir.path + "/client", name: "client", hostnames: ["app1.corp.example"], ips: [])
+            let rogue = try TestCertificates.makeSelfSigned(in: dir.path + "/client", name: "rogue", hostnames: ["app1.corp.example"], ips: [])
+            let sinkPort = freePort()
+            let sink = try RawSMTPSink.start(port: sinkPort, directory: dir.path + "/sink")
+            defer { sink.stop() }
+            let relay = try RelayProcess(
+                listener: "tls: starttls\n    auth: required",
+                rest: upstreamSection(port: sinkPort) + """
+
+                    tls:
+                      certificate: \(server.certificatePath)
+                      key: \(server.keyPath)
+                      client_ca_file: \(client.caCertificatePath)
+                    stages:
+                      - use: ldap
+                        timeout: 3s
+                        settings:
+                          \(slapd.ldapSettings(indent: 6))
+                      - use: postfix-policy
+                        on_error: defer
+                        settings:
+                          server: \(postfwd.address)
+                          phases: [rcpt]
+                          timeout: 5s
+                    """,
+                directory: dir
+            )
+            #expect(try relay.cli(["check"]).status == 0)
+            try relay.start()
+            defer { relay.stop() }
+            func send(_ marker: String, certificate: TestCertificates?) throws -> (status: Int32, transcript: String) {
+                var options = ["-tls", "--tls-verify", "--tls-ca-path", server.caCertificatePath, "-a", "PLAIN", "-au", "alice", "-ap", "alice-pw",
+                               "--header", "X-Marker: \(marker)"]
+                if let certificate { options += ["--tls-cert", certificate.certificatePath, "--tls-key", certificate.keyPath] }
+                return try Swaks.send(port: relay.port, from: "alice@example.com", to: ["seen@example.net"], options: options)
+            }
+            let withCertificate = try send("certificate", certificate: client)
+            #expect(withCertificate.status == 0, "\(withCertificate.transcript)")
+            let queueID = try #require(withCertificate.transcript.split(separator: "\n").first { $0.contains("queued as") }?.split(separator: " ").last.map(String.init))
+            let without = try send("none", certificate: nil)
+            #expect(without.status == 0, "\(without.transcript)")
+            let refused = try send("rogue", certificate: rogue)
+            #expect(refused.status != 0 && !refused.transcript.contains("queued as"), "\(refused.transcript)")
+
+            #expect(await waitUntil(timeout: 20) { sink.messages().count >= 2 }, "\(relay.log.suffix(3000))")
+            func attributes(_ marker: String) throws -> [String: String] {
+                let message = try #require(sink.messages().first { $0.text.contains("X-Marker: \(marker)") })
+                let line = try #require(message.text.split(separator: "\r\n").first { $0.hasPrefix("X-Policy-Seen: ") })
+                var values: [String: String] = [:]
+                for pair in line.dropFirst("X-Policy-Seen: ".count).split(separator: " ") {
+                    let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                    values[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+                }
+                return values
+            }
+            let a = try attributes("certificate")
+            #expect(a["q"] == queueID, "\(a)")
+            #expect(a["tls"] == "TLSv1.3" || a["tls"] == "TLSv1.2", "\(a)")
+            #expect(a["cipher"]?.isEmpty == false && a["bits"].flatMap(Int.init).map { $0 >= 128 } == true, "\(a)")
+            #expect(a["subject"] == "app1.corp.example", "\(a)")
+            #expect(a["issuer"]?.hasPrefix("Tollgate") == true, "\(a)")
+            let fingerprint = try ChildProcess.run("openssl", ["x509", "-in", client.certificatePath, "-noout", "-fingerprint", "-sha256"], timeout: 30).stdout
+            #expect(fingerprint.trimmingCharacters(in: .whitespacesAndNewlines).hasSuffix("=" + (a["fp"] ?? "-")), "\(fingerprint) \(a)")
+            let spki = try ChildProcess.run(
+                "bash", ["-c", "openssl x509 -in '\(client.certificatePath)' -noout -pubkey | openssl pkey -pubin -outform DER | openssl dgst -sha256 -r"], timeout: 30
+            ).stdout
+            let expectedKey = spki.prefix(64).uppercased().enumerated().map { $0.offset > 0 && $0.offset % 2 == 0 ? ":" + String($0.element) : String($0.element) }.joined()
+            #expect(a["pk"] == expectedKey, "\(spki) \(a)")
+            #expect(a["sasl"] == "PLAIN" && a["user"] == "alice", "\(a)")
+            // 127.0.0.1 is localhost both ways (/etc/hosts).
+            #expect(a["name"] == "localhost" && a["ptr"] == "localhost", "\(a)")
+            #expect(a["port"].flatMap(Int.init).map { $0 > 0 } == true && a["server"] == "127.0.0.1:\(relay.port)", "\(a)")
+            // No certificate: the TLS session, no ccert_*; another queue id.
+            let b = try attributes("none")
+            #expect(b["subject"] == "" && b["fp"] == "" && b["tls"] == a["tls"] && b["q"] != queueID && b["q"]?.isEmpty == false, "\(b)")
+        }
+
         @Test func badSettingsAreLocatedCheckErrors() throws {
             let dir = try TemporaryDirectory(label: "policycheck")
             let relay = try RelayProcess(

@@ -95,7 +95,8 @@ actor MilterSession {
             let family: [UInt8]
             if address.contains(":") { family = Array("6".utf8) } else if address.contains(".") { family = Array("4".utf8) } else { family = Array("U".utf8) }
             var data = MilterPacket.nulTerminated([clientHostName(context)]) + family
-            if family != Array("U".utf8) { data += [0, 0] + MilterPacket.nulTerminated([address]) }
+            let port = UInt16(clamping: context.connection.clientPort ?? 0)
+            if family != Array("U".utf8) { data += [UInt8(port >> 8), UInt8(port & 0xFF)] + MilterPacket.nulTerminated([address]) }
             if let reply = try await ask(.connect, data, macros: connectMacros(context), noReply: steps.contains(.noReplyConnect), what: "CONNECT") {
                 answer = try sessionDecision(reply, phase: .connect)
             }
@@ -153,7 +154,7 @@ actor MilterSession {
 
     private func rcpt(_ recipient: String, _ context: PolicyContext) async throws -> PolicyDecision {
         guard !steps.contains(.noRcpt) else { return transactionDone() }
-        let macros = [("{rcpt_addr}", recipient), ("{rcpt_host}", domain(recipient)), ("{rcpt_mailer}", "smtp")]
+        let macros = queueMacros(context) + [("{rcpt_addr}", recipient), ("{rcpt_host}", domain(recipient)), ("{rcpt_mailer}", "smtp")]
         let reply = try await ask(.rcpt, MilterPacket.nulTerminated(["<\(recipient)>"]), macros: macros, noReply: steps.contains(.noReplyRcpt), what: "RCPT")
         guard let reply else { return transactionDone() }
         return try messageDecision(reply, phase: .rcpt)
@@ -170,7 +171,7 @@ actor MilterSession {
         }
         if skipTransaction { return transactionDone() }
         guard let message = context.message else { return transactionDone() }
-        let dataMacros = queueMacros()
+        let dataMacros = queueMacros(context)
         if !steps.contains(.noData) {
             if let reply = try await ask(.data, [], macros: dataMacros, noReply: steps.contains(.noReplyData), what: "DATA"),
                let d = try earlyEnd(reply) { return d }
@@ -390,22 +391,44 @@ actor MilterSession {
         MilterPacket(.macro, [command.rawValue] + MilterPacket.nulTerminated(macros.flatMap { [$0.0, $0.1] }))
     }
 
-    private func clientHostName(_ context: PolicyContext) -> String { "[\(context.clientAddress)]" }
+    /// The CONNECT packet's host name: the client's confirmed name, else `[address]` (as Postfix).
+    private func clientHostName(_ context: PolicyContext) -> String {
+        context.connection.clientName ?? "[\(context.clientAddress)]"
+    }
 
+    /// Postfix's milter_connect_macros (`j {daemon_name} {daemon_addr} v _`) and the
+    /// client's names and port.
     private func connectMacros(_ context: PolicyContext) -> [(String, String)] {
-        [("j", settings.hostname), ("{daemon_name}", context.listener), ("v", "Tollgate"),
-         ("{client_addr}", context.clientAddress), ("{client_name}", "unknown")]
+        let connection = context.connection
+        var m = [("j", settings.hostname), ("{daemon_name}", context.listener), ("v", "Tollgate")]
+        if let address = connection.serverAddress { m.append(("{daemon_addr}", address)) }
+        if let port = connection.serverPort { m.append(("{daemon_port}", String(port))) }
+        m.append(("_", "\(connection.clientName ?? "unknown") [\(context.clientAddress)]"))
+        m.append(("{client_addr}", context.clientAddress))
+        if let port = connection.clientPort { m.append(("{client_port}", String(port))) }
+        m.append(("{client_name}", connection.clientName ?? "unknown"))
+        m.append(("{client_ptr}", connection.reverseClientName ?? "unknown"))
+        return m
     }
 
+    /// Postfix's milter_helo_macros: the TLS session, once encrypted.
     private func heloMacros(_ context: PolicyContext) -> [(String, String)] {
-        // The PolicyContext says whether the session is encrypted, not with what.
-        context.tls ? [("{tls_version}", "TLS"), ("{cipher}", "unknown")] : []
+        guard let tls = context.connection.tls else { return [] }
+        var m = [("{tls_version}", tls.protocolVersion), ("{cipher}", tls.cipher)]
+        if let bits = tls.cipherBits { m.append(("{cipher_bits}", String(bits))) }
+        if let certificate = tls.clientCertificate {
+            m.append(("{cert_subject}", certificate.subject))
+            m.append(("{cert_issuer}", certificate.issuer))
+        }
+        return m
     }
 
+    /// Postfix's milter_mail_macros (`i {auth_type} {auth_authen} {auth_author}
+    /// {mail_addr} {mail_host} {mail_mailer}`).
     private func mailMacros(_ context: PolicyContext) -> [(String, String)] {
-        var m: [(String, String)] = []
-        // {auth_type} (the mechanism) is not in the PolicyContext, so it is not sent.
+        var m = queueMacros(context)
         if let user = context.authenticatedUser {
+            if let method = context.connection.saslMethod { m.append(("{auth_type}", method)) }
             m.append(("{auth_authen}", user))
         }
         let sender = context.sender ?? ""
@@ -415,9 +438,11 @@ actor MilterSession {
         return m
     }
 
-    /// `i`, the queue id: Tollgate assigns it only when the message is stored, after the
-    /// stages; Postfix, without a queue id, sends no `i` either — so none is sent.
-    private func queueMacros() -> [(String, String)] { [] }
+    /// `i`, the queue id the message will be stored under (the id of the `250` reply),
+    /// sent with MAIL, RCPT, DATA, EOH and EOM as Postfix does.
+    private func queueMacros(_ context: PolicyContext) -> [(String, String)] {
+        context.queueID.map { [("i", $0)] } ?? []
+    }
 
     private func domain(_ address: String) -> String {
         address.lastIndex(of: "@").map { String(address[address.index(after: $0)...]) } ?? ""

@@ -40,8 +40,29 @@ public enum PolicyProtocol {
         // As Postfix: the number of accepted recipients, known from DATA on; 0 before.
         values["recipient_count"] = context.phase == .data ? "\(context.recipients.count)" : "0"
         values["client_address"] = context.clientAddress
+        let connection = context.connection
+        // As Postfix: "unknown" when the name is not known (no PTR, not
+        // forward-confirmed, or lookups off as with smtpd_peername_lookup = no).
+        values["client_name"] = connection.clientName ?? "unknown"
+        values["reverse_client_name"] = connection.reverseClientName ?? "unknown"
+        values["client_port"] = connection.clientPort.map(String.init) ?? ""
+        values["server_address"] = connection.serverAddress ?? ""
+        values["server_port"] = connection.serverPort.map(String.init) ?? ""
+        values["queue_id"] = context.queueID ?? ""
         values["instance"] = instance
         values["sasl_username"] = context.authenticatedUser ?? ""
+        values["sasl_method"] = context.authenticatedUser == nil ? "" : (connection.saslMethod ?? "")
+        if let tls = connection.tls {
+            values["encryption_protocol"] = tls.protocolVersion
+            values["encryption_cipher"] = tls.cipher
+            values["encryption_keysize"] = tls.cipherBits.map(String.init) ?? ""
+            if let certificate = tls.clientCertificate {
+                values["ccert_subject"] = certificate.subject
+                values["ccert_issuer"] = certificate.issuer
+                values["ccert_fingerprint"] = certificate.fingerprint
+                values["ccert_pubkey_fingerprint"] = certificate.publicKeyFingerprint
+            }
+        }
         values["size"] = "\(context.messageSize ?? 0)"
         values["policy_context"] = policyContext
         values["mail_version"] = "tollgate"

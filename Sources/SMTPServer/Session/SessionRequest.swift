@@ -6,14 +6,37 @@ public struct SessionSnapshot: Sendable {
     public var sessionID: String
     public var listener: String
     public var clientAddress: String
-    /// The client's forward-confirmed reverse-DNS name (``ReverseDNS``); nil: unknown.
-    public var clientName: String?
+    /// Ports, the local address and the reverse-DNS names.
+    public var connection: ConnectionFacts
     /// The name given in HELO/EHLO since the last reset.
     public var helo: String?
     /// Whether EHLO (not HELO) was used.
     public var extended: Bool
     public var tls: Bool
+    /// The TLS session, once its handshake completed.
+    public var tlsSession: TLSSessionFacts?
     public var authenticatedUser: String?
+    /// The mechanism of the successful AUTH (`PLAIN`, `LOGIN`).
+    public var saslMethod: String?
+
+    /// The client's forward-confirmed reverse-DNS name (``ReverseDNS``); nil: unknown.
+    public var clientName: String? { connection.clientName }
+
+    public init(
+        sessionID: String, listener: String, clientAddress: String, connection: ConnectionFacts = ConnectionFacts(), helo: String? = nil,
+        extended: Bool = false, tls: Bool = false, tlsSession: TLSSessionFacts? = nil, authenticatedUser: String? = nil, saslMethod: String? = nil
+    ) {
+        self.sessionID = sessionID
+        self.listener = listener
+        self.clientAddress = clientAddress
+        self.connection = connection
+        self.helo = helo
+        self.extended = extended
+        self.tls = tls
+        self.tlsSession = tlsSession
+        self.authenticatedUser = authenticatedUser
+        self.saslMethod = saslMethod
+    }
 }
 
 /// A message's content once fully received, with its header fields read once.

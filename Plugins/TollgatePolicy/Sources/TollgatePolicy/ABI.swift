@@ -11,8 +11,11 @@ public enum TollgatePolicyABI {
     /// envelope (``EnvelopeChange``) and hold or discard a message (``MessageDisposition``).
     /// 3: stages export their own counters and gauges (``PolicyStage/metrics()``,
     /// ``StageMetricSample``).
+    /// 4: the context carries the connection (``PolicyContext/connection``: ports,
+    /// reverse-DNS names, SASL mechanism, TLS and client certificate) and the queue id
+    /// from the mail phase on (``PolicyContext/queueID``).
     @_alwaysEmitIntoClient
-    public static var version: Int32 { 3 }
+    public static var version: Int32 { 4 }
 
     /// The Swift compiler that built the caller, as `major * 10_000 + minor * 100 + patch`.
     ///

@@ -13,6 +13,9 @@ public struct PolicyContext: Sendable {
     public var helo: String?
     /// Whether the session is encrypted.
     public var tls: Bool
+    /// Ports, reverse-DNS names, the SASL mechanism and the TLS session (its protocol,
+    /// cipher and client certificate).
+    public var connection: ConnectionInfo
     /// The identity proven by AUTH, once authenticated.
     public var authenticatedUser: String?
     /// The envelope sender of the current transaction (`""` for the null sender), from the mail phase on.
@@ -28,6 +31,10 @@ public struct PolicyContext: Sendable {
     /// At the data phase, the message itself (raw header fields and body), as the
     /// stages before this one left it. `nil` at other phases and in `tollgate explain`.
     public var message: MessageContent?
+    /// The id the transaction's message will be queued under, from the mail phase on
+    /// (the same id as in the `250 … queued as` reply and in `tollgate queue`); `nil`
+    /// at connect, helo, starttls and auth, and in `tollgate explain`.
+    public var queueID: String?
     /// The facts attached so far by earlier stages and phases.
     public var facts: SessionFacts
     /// Whether this is a dry run (`tollgate explain`): stages must not count or change state.
@@ -40,6 +47,7 @@ public struct PolicyContext: Sendable {
         clientAddress: String,
         helo: String? = nil,
         tls: Bool = false,
+        connection: ConnectionInfo = ConnectionInfo(),
         authenticatedUser: String? = nil,
         sender: String? = nil,
         recipients: [String] = [],
@@ -47,6 +55,7 @@ public struct PolicyContext: Sendable {
         messageSize: Int? = nil,
         headers: [(name: String, value: String)] = [],
         message: MessageContent? = nil,
+        queueID: String? = nil,
         facts: SessionFacts = SessionFacts(),
         dryRun: Bool = false
     ) {
@@ -57,12 +66,14 @@ public struct PolicyContext: Sendable {
         self.clientAddress = clientAddress
         self.helo = helo
         self.tls = tls
+        self.connection = connection
         self.authenticatedUser = authenticatedUser
         self.sender = sender
         self.recipients = recipients
         self.recipient = recipient
         self.messageSize = messageSize
         self.headers = headers
+        self.queueID = queueID
         self.facts = facts
         self.dryRun = dryRun
     }

@@ -9,6 +9,8 @@ import TollgatePolicy
 /// `X-Redirect: ADDRESS` field goes to ADDRESS instead of its recipients, from
 /// `redirector@` the sender's domain. ABI 3: the stage exports a gauge of its
 /// configured domains to the relay's `/metrics` (`tollgate_domain_block_domains`).
+/// ABI 4: the message is marked with the queue id it will be stored under
+/// (`X-Domain-Block-Queue-ID`, from ``PolicyContext/queueID``).
 final class DomainBlockFactory: PolicyStageFactory {
     let name = "domain-block"
 
@@ -37,6 +39,7 @@ struct DomainBlockStage: PolicyStage {
     func evaluate(_ context: PolicyContext) async throws -> PolicyDecision {
         if context.phase == .data, let message = context.message {
             var changes: [MessageChange] = [.addHeader(name: "X-Domain-Block", value: "checked")]
+            if let queueID = context.queueID { changes.append(.addHeader(name: "X-Domain-Block-Queue-ID", value: queueID)) }
             let internalFields = message.fields.count(where: { $0.isNamed("X-Internal") })
             // Remove from the last so the occurrence numbers stay valid.
             for n in stride(from: internalFields, through: 1, by: -1) { changes.append(.removeHeader(name: "X-Internal", occurrence: n)) }

@@ -9,7 +9,8 @@ let package = Package(
     products: [
         .library(name: "TollgatePolicy", type: .dynamic, targets: ["TollgatePolicy"]),
         // For a plugin's tests only (never a plugin's library target): settings trees
-        // with source locations and a policy host with a clock the test moves.
+        // with source locations, a policy host with a clock the test moves, sessions
+        // that give each phase's context as the relay would, message fixtures.
         .library(name: "TollgatePolicyTestKit", targets: ["TollgatePolicyTestKit"]),
     ],
     targets: [

@@ -104,6 +104,30 @@ import TollgatePolicy
         #expect(opendkim.passed, "\(opendkim.output)")
     }
 
+    /// The plugin test kit's message fixtures through a kit session (the stage asked
+    /// only at data, with the transaction's envelope, after the relay's other phases):
+    /// every signature verifies with dkimpy. A message with two `From:` fields is
+    /// passed unsigned: which of them a receiver would show cannot be known.
+    @Test func everyTestKitMessageSignsAndVerifies() async throws {
+        try #require(DKIMVerifier.isAvailable, "python3-dkim is not installed (scripts/install-deps.sh)")
+        let (stage, _) = try await makeStage(["domain": "example.com", "selector": "ed2026", "key": .scalar(Self.keys.path("ed25519"))])
+        var signed: [[UInt8]] = []
+        for (name, message) in TestMessages.all + [("large", TestMessages.large(bytes: 200_000))] {
+            var session = TestSession()
+            let (steps, result) = try await session.run(stage, user: "alice", from: "alice@example.com", to: ["bob@example.net"], message: message)
+            #expect(steps.map(\.phase) == [.data], "\(name)")
+            if name == "twoFromFields" {
+                #expect(steps.first?.decision.reason == "not signed: no key aligns with 2 From: fields" && result.bytes == message.bytes)
+                continue
+            }
+            #expect(steps.first?.decision.reason.contains("signed d=example.com s=ed2026") == true, "\(name): \(steps.first?.decision.reason ?? "-")")
+            signed.append(result.bytes)
+        }
+        let verified = try DKIMVerifier.verify(signed, records: Self.keys.records)
+        #expect(verified.passed, "\(verified.output)")
+        #expect(verified.output.components(separatedBy: "PASS").count - 1 == signed.count, "\(verified.output)")
+    }
+
     @Test func fromIsOverSignedSoASecondFromBreaksTheSignature() async throws {
         try #require(DKIMVerifier.isAvailable, "python3-dkim is not installed (scripts/install-deps.sh)")
         let (stage, _) = try await makeStage(["domain": "example.com", "selector": "ed2026", "key": .scalar(Self.keys.path("ed25519"))])

@@ -1,5 +1,6 @@
-/// The plugin test kit: settings trees with source locations
-/// and a policy host with an injected clock.
+/// The plugin test kit: settings trees with source locations, a policy host with an
+/// injected clock (this file), sessions that give each phase's context as the relay
+/// would (`TestSession`), and message fixtures (`TestMessages`).
 import Synchronization
 import TollgatePolicy
 

@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
@@ -34,6 +34,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "4.0.0"..<"5.0.0"),
+        // The web console's HTTP server and its administrators' bcrypt hashes. No traits:
+        // the defaults would build swift-configuration and full Foundation for nothing.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth.git", from: "2.5.0"),
         .package(path: "Plugins/TollgatePolicy"),
     ],
     targets: [
@@ -145,6 +149,20 @@ let package = Package(
         ),
         // The application: sessions wired to the pipeline and the spool, the server's
         // services, `check`, `explain`, the metrics endpoint.
+        // The web console (SPEC §8): the queue, each message's trace and attempts, rates
+        // and refusals, and signed-in administrators' actions. Server-rendered HTML.
+        .target(
+            name: "TollgateConsole",
+            dependencies: [
+                "TollgateSpool", "TollgateConfiguration",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         // What swift-nio-ssl does not expose of its BoringSSL: the server's cipher preference,
         // a session's cipher, a certificate's names.
         .target(name: "CTLSShim", path: "Sources/CTLSShim"),
@@ -153,6 +171,7 @@ let package = Package(
             dependencies: [
                 "SMTPCore", "SMTPServer", "SMTPClient", "CTLSShim",
                 "TollgateConfiguration", "TollgatePipeline", "TollgateSpool", "TollgateSpoolPostgres", "TollgateDelivery", "TollgateMetrics",
+                "TollgateConsole",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -168,7 +187,7 @@ let package = Package(
         .executableTarget(
             name: "tollgate",
             dependencies: [
-                "TollgateApp", "TollgateConfiguration", "TollgateSpool", "DKIMKeys",
+                "TollgateApp", "TollgateConfiguration", "TollgateConsole", "TollgateSpool", "DKIMKeys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict,
@@ -378,10 +397,11 @@ let package = Package(
         .testTarget(
             name: "TollgateTests",
             dependencies: [
-                "TollgateApp", "TollgateConfiguration", "TollgateDelivery", "TollgatePipeline", "TollgateSpool", "SMTPCore", "SMTPServer", "TestSupport", "PolicyTestSupport",
+                "TollgateApp", "TollgateConfiguration", "TollgateConsole", "TollgateDelivery", "TollgatePipeline", "TollgateSpool", "SMTPCore", "SMTPServer", "TestSupport", "PolicyTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "TollgatePolicy", package: "TollgatePolicy"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
             ],
             swiftSettings: strict
         ),

@@ -27,6 +27,9 @@ case "$what" in test) packages+=(python3-dkim python3-nacl opendkim) ;; esac
 case "$what" in test) packages+=(postfwd policyd-rate-limit) ;; esac
 # OpenDKIM's key generator and rspamd (its rspamd_proxy worker in milter mode) for MilterTests; Debian's rspamd service never starts (policy-rc.d).
 case "$what" in test) packages+=(opendkim-tools rspamd) ;; esac
+# htpasswd -B makes the web console's users file; headless Chromium (with python3-websocket
+# for its DevTools protocol) drives the console as a browser (LiveRelayTests.ConsoleLiveTests).
+case "$what" in test) packages+=(apache2-utils chromium python3-websocket) ;; esac
 
 missing=()
 for p in "${packages[@]}"; do

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TollgatePolicy
 import TollgateConfiguration
+import TollgateConsole
 import TollgatePipeline
 import TollgateSpool
 import TollgateSpoolPostgres
@@ -32,8 +33,17 @@ public enum ConfigurationCheck {
         }
         let logger = Logger(label: "tollgate.check")
         let (setup, pipelineProblems) = PipelineBuilder.check(configuration, logger: logger)
+        var consoleProblems: [PolicyDiagnostic] = []
+        var administrators: [String] = []
+        if let path = configuration.console?.usersFile {
+            do {
+                administrators = try ConsoleUsers.load(path).names
+            } catch {
+                consoleProblems = error.problems.map { PolicyDiagnostic(SourceLocation(file: $0.file, line: max($0.line, 1), column: 1), $0.message) }
+            }
+        }
         var seen = Set<PolicyDiagnostic>()
-        let diagnostics = (relayProblems + pipelineProblems).filter { seen.insert($0).inserted }
+        let diagnostics = (relayProblems + consoleProblems + pipelineProblems).filter { seen.insert($0).inserted }
         if !diagnostics.isEmpty { return Report(diagnostics: diagnostics, summary: "") }
         var lines = ["\(path): OK"]
         lines.append("  hostname: \(configuration.hostname)")
@@ -48,6 +58,10 @@ public enum ConfigurationCheck {
         }
         lines.append("  stages: \(setup.stages.isEmpty ? "none" : setup.stages.joined(separator: " -> "))")
         lines.append("  departments: \(setup.departments.isEmpty ? "none" : setup.departments.joined(separator: ", "))")
+        if let console = configuration.console {
+            let who = console.usersFile == nil ? "read-only (no users)" : "administrators \(administrators.joined(separator: ", "))"
+            lines.append("  console: http://\(console.host):\(console.port)/ \(who)")
+        }
         if let postgres = configuration.spool.postgres {
             // Connects, migrates if needed and says why not in one line: unreachable,
             // refused credentials, or a schema newer than this binary.

@@ -1,5 +1,7 @@
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import TollgateConsole
 
 #if canImport(Glibc)
 import Glibc
@@ -7,13 +9,16 @@ import Glibc
 
 /// Logging to stderr, as text or one JSON object a line (`log.format`).
 public enum LogSetup {
-    public static func bootstrap(format: String, level: String) {
+    /// With `tally`, the accepted, refused and delivery events are also counted for the
+    /// web console's statistics (``TallyingLogHandler``).
+    public static func bootstrap(format: String, level: String, tally: EventTally? = nil) {
         let logLevel = Logger.Level(rawValue: level) ?? .info
         let style: RelayLogHandler.Format = format == "json" ? .json : .text
         LoggingSystem.bootstrap { label in
             var handler = RelayLogHandler(label: label, format: style)
             handler.logLevel = logLevel
-            return handler
+            guard let tally else { return handler }
+            return TallyingLogHandler(handler, tally: tally, clock: { Date().timeIntervalSince1970 })
         }
     }
 }

@@ -9,6 +9,7 @@ import SMTPServer
 import ServiceLifecycle
 import UnixSignals
 import TollgateConfiguration
+import TollgateConsole
 import TollgatePipeline
 import TollgatePolicy
 import TollgateSpool
@@ -38,9 +39,11 @@ public final class TollgateServer: Sendable {
     private let resolverPool = NIOThreadPool(numberOfThreads: 4)
     /// systemd's `NOTIFY_SOCKET`, when it started us (`Type=notify`).
     let notifier = SystemdNotifier()
+    /// The web console (`console:`), if configured.
+    let console: ConsoleServer?
 
     /// Everything is checked and opened here, so that `serve` fails fast and clearly.
-    public init(configPath: String, configuration: TollgateConfiguration, logger: Logger) async throws {
+    public init(configPath: String, configuration: TollgateConfiguration, logger: Logger, eventTally: EventTally? = nil) async throws {
         self.configPath = configPath
         self.logger = logger
         self.state = NIOLockedValueBox(configuration)
@@ -73,7 +76,17 @@ public final class TollgateServer: Sendable {
         let counters = SpoolFactory.counters(for: spool)
         self.counters = counters
         let setup = try await PipelineBuilder.build(configuration, logger: logger, metrics: metrics, counters: counters)
-        self.policy = NIOLockedValueBox(setup)
+        let policy = NIOLockedValueBox(setup)
+        self.policy = policy
+        if let settings = configuration.console {
+            let users = try Self.consoleUsers(settings)
+            let statistics = eventTally.map { ConsoleStatisticsProvider(tally: $0, policy: policy) }
+            var consoleLogger = logger
+            consoleLogger[metadataKey: "console.address"] = .string("\(settings.host):\(settings.port)")
+            self.console = ConsoleServer(configuration: settings, spool: spool, users: users, statistics: statistics, logger: consoleLogger)
+        } else {
+            self.console = nil
+        }
         let sslContext = try Self.makeSSLContext(configuration, logger: logger)
         let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, runner: runner, metrics: metrics, counters: counters, hostname: configuration.hostname, storeTimeout: .milliseconds(Int64(configuration.limits.storeTimeout * 1000)), timers: group, logger: logger)
         let group = self.group
@@ -118,6 +131,16 @@ public final class TollgateServer: Sendable {
         } catch {
             let files = ([tls.certificate, tls.key] + [tls.clientCAFile].compactMap { $0 }).joined(separator: ", ")
             throw StartupError("cannot load the TLS certificate, key or client CAs (\(files)): \(error)")
+        }
+    }
+
+    /// The console's administrators (`console.users`); nil: read-only.
+    static func consoleUsers(_ settings: TollgateConfiguration.Console) throws -> ConsoleUsers? {
+        guard let path = settings.usersFile else { return nil }
+        do {
+            return try ConsoleUsers.load(path)
+        } catch {
+            throw StartupError("console.users: \(error.description)")
         }
     }
 
@@ -196,6 +219,7 @@ public final class TollgateServer: Sendable {
             )
             services.append(MetricsService(server: server, host: metricsAddress.host, port: metricsAddress.port))
         }
+        if let console { services.append(console) }
         let serviceGroup = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         try await serviceGroup.run()
         await policy.withLockedValue { $0 }.pipeline.shutdown()
@@ -225,6 +249,14 @@ public final class TollgateServer: Sendable {
         let sslContext: NIOSSLContext?
         do {
             sslContext = try Self.makeSSLContext(configuration, logger: logger)
+        } catch {
+            logger.error("new configuration refused; keeping the running one", metadata: ["config.problems": "\(error)"])
+            return
+        }
+        // The console's administrators are read again; its address takes effect on restart.
+        let consoleUsers: ConsoleUsers?
+        do {
+            consoleUsers = try configuration.console.flatMap(Self.consoleUsers)
         } catch {
             logger.error("new configuration refused; keeping the running one", metadata: ["config.problems": "\(error)"])
             return
@@ -263,6 +295,7 @@ public final class TollgateServer: Sendable {
             }
         }
         authFailures.update(Self.authFailureLimits(configuration))
+        console?.reload(users: consoleUsers)
         state.withLockedValue { $0 = configuration }
         // Sessions that started before keep the old stages until they end.
         Task {

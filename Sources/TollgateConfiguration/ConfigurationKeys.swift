@@ -2,7 +2,7 @@
 /// these tables, and a test checks each one is in `docs/configuration.md`, so the
 /// reference cannot fall behind the loader.
 public enum ConfigurationKeys {
-    public static let top: Set<String> = ["hostname", "listeners", "tls", "limits", "spool", "upstreams", "delivery", "plugins", "stages", "policies", "metrics", "log"]
+    public static let top: Set<String> = ["hostname", "listeners", "tls", "limits", "spool", "upstreams", "delivery", "plugins", "stages", "policies", "metrics", "console", "log"]
     public static let tls: Set<String> = ["certificate", "key", "min_version", "ciphers", "client_ca_file"]
     public static let listener: Set<String> = ["name", "address", "tls", "auth", "auth_after_helo", "strict_envelopes", "clients"]
     public static let limits: Set<String> = [
@@ -21,6 +21,7 @@ public enum ConfigurationKeys {
     public static let plugins: Set<String> = ["path"]
     public static let stage: Set<String> = ["use", "library", "settings", "timeout", "on_error", "mode"]
     public static let metrics: Set<String> = ["address"]
+    public static let console: Set<String> = ["address", "users", "session_timeout"]
     public static let log: Set<String> = ["level", "format"]
 
     /// Every key as written in the reference: `limits.max_recipients`,
@@ -39,6 +40,7 @@ public enum ConfigurationKeys {
         add("plugins.", plugins)
         add("stages[].", stage)
         add("metrics.", metrics)
+        add("console.", console)
         add("log.", log)
         return keys
     }

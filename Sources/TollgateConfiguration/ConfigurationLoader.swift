@@ -148,6 +148,28 @@ public enum ConfigurationLoader {
                 for (_, _, v) in reader.mapping(value, allowed: ConfigurationKeys.metrics, what: "metrics") {
                     if let (h, p) = reader.hostPort(v, "metrics.address") { config.metrics = .init(host: h, port: p) }
                 }
+            case "console":
+                var address: (String, Int)?
+                var users: String?
+                var timeout: Double?
+                for (k, _, v) in reader.mapping(value, allowed: ConfigurationKeys.console, what: "console") {
+                    switch k {
+                    case "address": address = reader.hostPort(v, "console.address")
+                    case "users":
+                        users = reader.string(v, "console.users").map(resolve)
+                        if let users, !FileManager.default.isReadableFile(atPath: users) { reader.error(v, "cannot read \(users)") }
+                    default:
+                        timeout = reader.duration(v, "console.session_timeout")
+                        if let t = timeout, t < 60 { reader.error(v, "console.session_timeout must be at least 1m") }
+                    }
+                }
+                if let (host, port) = address {
+                    var console = TollgateConfiguration.Console(host: host, port: port, usersFile: users)
+                    if let timeout { console.sessionTimeout = timeout }
+                    config.console = console
+                } else {
+                    reader.error(value, "console needs an address (host:port)")
+                }
             case "log":
                 for (k, _, v) in reader.mapping(value, allowed: ConfigurationKeys.log, what: "log") {
                     guard let s = reader.string(v, "log.\(k)") else { continue }

@@ -19,6 +19,8 @@ public struct TollgateConfiguration: Sendable {
     /// The folder of department policy files, resolved.
     public var policies: String?
     public var metrics: Metrics?
+    /// `console:` — the web console (SPEC §8); nil: off.
+    public var console: Console?
     public var log = Log()
 
     public init(file: String) {
@@ -201,6 +203,21 @@ public struct TollgateConfiguration: Sendable {
     public struct Metrics: Sendable {
         public var host: String
         public var port: Int
+    }
+
+    public struct Console: Sendable {
+        public var host: String
+        public var port: Int
+        /// `users`: an `htpasswd -B` file of administrators; nil: read-only, every action refused.
+        public var usersFile: String?
+        /// `session_timeout`: how long a sign-in lasts without use (seconds).
+        public var sessionTimeout: Double = 3600
+
+        public init(host: String, port: Int, usersFile: String? = nil) {
+            self.host = host
+            self.port = port
+            self.usersFile = usersFile
+        }
     }
 
     public struct Log: Sendable {

@@ -49,3 +49,14 @@ public struct QuarantinedEntry: Sendable, Hashable {
         self.reason = reason
     }
 }
+
+/// How old a message is, as `queue list` and the console print it: `42s`, `17m`, `5h`, `3d`.
+public enum QueueAge {
+    public static func text(_ seconds: Double) -> String {
+        let s = Int(max(0, seconds))
+        if s < 120 { return "\(s)s" }
+        if s < 7200 { return "\(s / 60)m" }
+        if s < 172_800 { return "\(s / 3600)h" }
+        return "\(s / 86400)d"
+    }
+}

@@ -156,13 +156,7 @@ struct Queue: AsyncParsableCommand {
 }
 
 enum QueueFormat {
-    static func age(_ seconds: Double) -> String {
-        let s = Int(max(0, seconds))
-        if s < 120 { return "\(s)s" }
-        if s < 7200 { return "\(s / 60)m" }
-        if s < 172_800 { return "\(s / 3600)h" }
-        return "\(s / 86400)d"
-    }
+    static func age(_ seconds: Double) -> String { QueueAge.text(seconds) }
 
     static func show(_ m: SpoolMessage) -> String {
         let next = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: m.nextAttempt))

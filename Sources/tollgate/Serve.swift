@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import TollgateApp
 import TollgateConfiguration
+import TollgateConsole
 import TollgateSpool
 
 struct Serve: AsyncParsableCommand {
@@ -12,12 +13,14 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try options.load()
-        LogSetup.bootstrap(format: configuration.log.format, level: configuration.log.level)
+        // The console's statistics count the log's events from the start.
+        let tally = configuration.console == nil ? nil : EventTally(started: Date().timeIntervalSince1970)
+        LogSetup.bootstrap(format: configuration.log.format, level: configuration.log.level, tally: tally)
         let logger = Logger(label: "tollgate")
         signal(SIGPIPE, SIG_IGN)
         let server: TollgateServer
         do {
-            server = try await TollgateServer(configPath: options.path, configuration: configuration, logger: logger)
+            server = try await TollgateServer(configPath: options.path, configuration: configuration, logger: logger, eventTally: tally)
         } catch {
             throw UserError(message: "cannot start: \(ErrorText.describe(error))")
         }

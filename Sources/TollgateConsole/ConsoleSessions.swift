@@ -1,0 +1,79 @@
+import NIOConcurrencyHelpers
+
+/// Signed-in administrators: an opaque random token in a cookie names a session held
+/// here (nothing about the user is in the cookie), with its own CSRF token that every
+/// form carries. A session ends at sign-out, after `timeout` without use, or when its
+/// user is no longer in the users file (reload).
+final class ConsoleSessions: Sendable {
+    struct Session: Sendable {
+        var user: String
+        var csrf: String
+        var lastUsed: Double
+    }
+
+    private let sessions = NIOLockedValueBox<[String: Session]>([:])
+    let timeout: Double
+    /// Sessions kept at most; the oldest is dropped past it.
+    static let limit = 1000
+
+    init(timeout: Double) {
+        self.timeout = timeout
+    }
+
+    /// 32 random octets from the system's CSPRNG, as hex.
+    static func token() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for _ in 0..<32 {
+            let byte = UInt8.random(in: 0...255, using: &generator)
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Starts a session for `user`; returns its cookie token.
+    func start(user: String, now: Double) -> String {
+        let token = Self.token()
+        sessions.withLockedValue { all in
+            all = all.filter { now - $0.value.lastUsed < timeout }
+            if all.count >= Self.limit, let oldest = all.min(by: { $0.value.lastUsed < $1.value.lastUsed })?.key { all[oldest] = nil }
+            all[token] = Session(user: user, csrf: Self.token(), lastUsed: now)
+        }
+        return token
+    }
+
+    /// The live session of `token`, touched; nil if none or expired, or if `isUser`
+    /// no longer knows its user.
+    func session(_ token: String?, now: Double, isUser: (String) -> Bool) -> Session? {
+        guard let token, !token.isEmpty else { return nil }
+        return sessions.withLockedValue { all -> Session? in
+            guard var s = all[token] else { return nil }
+            guard now - s.lastUsed < timeout, isUser(s.user) else {
+                all[token] = nil
+                return nil
+            }
+            s.lastUsed = now
+            all[token] = s
+            return s
+        }
+    }
+
+    func end(_ token: String?) {
+        guard let token else { return }
+        _ = sessions.withLockedValue { $0.removeValue(forKey: token) }
+    }
+
+    var count: Int { sessions.withLockedValue { $0.count } }
+
+    /// Constant-time comparison of two tokens.
+    static func same(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8)
+        let y = Array(b.utf8)
+        guard x.count == y.count, !x.isEmpty else { return false }
+        var difference: UInt8 = 0
+        for i in x.indices { difference |= x[i] ^ y[i] }
+        return difference == 0
+    }
+}

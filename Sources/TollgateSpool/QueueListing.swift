@@ -17,11 +17,14 @@ public struct QueueListing: Sendable, Codable, Hashable {
     public var acceptedBy: String
     /// The owner of the delivery claim: delivering it, or its lease ran out unrenewed.
     public var claimedBy: String?
+    /// The upstream chosen at acceptance (a department's route); nil: the default
+    /// route. (Absent from JSON written before it existed: decoded as nil.)
+    public var upstream: String?
 
     public init(
         id: String, createdAt: Double, size: Int, sender: String, recipients: [String], state: QueueState,
         attempts: Int, lastError: String?, nextAttempt: Double, user: String?, department: String?,
-        acceptedBy: String, claimedBy: String?
+        acceptedBy: String, claimedBy: String?, upstream: String? = nil
     ) {
         self.id = id
         self.createdAt = createdAt
@@ -36,6 +39,7 @@ public struct QueueListing: Sendable, Codable, Hashable {
         self.department = department
         self.acceptedBy = acceptedBy
         self.claimedBy = claimedBy
+        self.upstream = upstream
     }
 }
 

@@ -206,32 +206,90 @@ extension SQLiteSpool {
     }
 
     public func list() async throws -> [QueueListing] {
-        try await pool.read { db in
-            let rows = try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT id, created, size, sender, state, attempts, last_error, next_attempt, user, department, accepted_by, claimed_by
-                    FROM messages ORDER BY created
-                    """
+        try await pool.read { db in try Self.listing(QueueFilter(), limit: -1, offset: 0, db) }
+    }
+
+    public func list(filter: QueueFilter, page: QueuePage) async throws -> QueueListPage {
+        let page = QueuePage(offset: page.offset, limit: page.limit)
+        // One read transaction: the total and the rows see the same queue.
+        return try await pool.read { db in
+            let (condition, arguments) = Self.condition(filter)
+            let total = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM messages m \(condition)", arguments: arguments) ?? 0
+            let rows = total > page.offset ? try Self.listing(filter, limit: page.limit, offset: page.offset, db) : []
+            return QueueListPage(rows: rows, total: total)
+        }
+    }
+
+    /// `filter` as a `WHERE` clause on `messages m` (empty when it is), with its
+    /// arguments. Every term has an index (schema v5); the case-insensitive ones
+    /// compare with NOCASE, as those indexes are built.
+    static func condition(_ filter: QueueFilter) -> (String, StatementArguments) {
+        var terms: [String] = []
+        var arguments = StatementArguments()
+        func term(_ sql: String, _ values: [(any DatabaseValueConvertible)?]) {
+            terms.append(sql)
+            arguments += StatementArguments(values)
+        }
+        if let state = filter.state { term("m.state = ?", [state.rawValue]) }
+        if let user = filter.user { term("m.user = ? COLLATE NOCASE", [user]) }
+        if let department = filter.department { term("m.department = ? COLLATE NOCASE", [department]) }
+        if let sender = filter.sender { term("m.sender = ? COLLATE NOCASE", [sender]) }
+        // IN rather than a correlated EXISTS: SQLite runs EXISTS once per message,
+        // IN looks the address up in its index once.
+        if let recipient = filter.recipient {
+            term("m.id IN (SELECT message_id FROM recipients WHERE address = ? COLLATE NOCASE AND state = 'pending')", [recipient])
+        }
+        if let upstream = filter.upstream { term("m.upstream = ?", [upstream]) }
+        // A claim owner is `node/pid/tag`: the owners of `node` sort from "node/" to
+        // "node0" ('0' follows '/'), a range on the claimed_by index.
+        if let node = filter.node {
+            term("(m.accepted_by = ? OR m.claimed_by = ? OR (m.claimed_by >= ? AND m.claimed_by < ?))", [node, node, node + "/", node + "0"])
+        }
+        return (terms.isEmpty ? "" : "WHERE " + terms.joined(separator: " AND "), arguments)
+    }
+
+    /// The listing's statement for a clause from ``condition(_:)``; after its
+    /// arguments come the limit and the offset.
+    static func listingSQL(_ condition: String) -> String {
+        """
+        SELECT m.id, m.created, m.size, m.sender, m.state, m.attempts, m.last_error, m.next_attempt, m.user, m.department,
+               m.accepted_by, m.claimed_by, m.upstream
+        FROM messages m \(condition) ORDER BY m.created, m.id LIMIT ? OFFSET ?
+        """
+    }
+
+    /// The messages `filter` matches, oldest first, `limit` (-1: all) after the first
+    /// `offset`, each with its pending recipients.
+    private static func listing(_ filter: QueueFilter, limit: Int, offset: Int, _ db: Database) throws -> [QueueListing] {
+        let (condition, arguments) = Self.condition(filter)
+        let rows = try Row.fetchAll(db, sql: listingSQL(condition), arguments: arguments + [limit, offset])
+        guard !rows.isEmpty else { return [] }
+        // The same page's pending recipients (the same read transaction: the same messages).
+        let recipientRows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT message_id, address FROM recipients
+                WHERE state = 'pending' AND message_id IN (SELECT id FROM (\(listingSQL(condition))))
+                ORDER BY message_id, idx
+                """,
+            arguments: arguments + [limit, offset]
+        )
+        var byMessage: [String: [String]] = [:]
+        for r in recipientRows {
+            guard let id = try? r.decode(String.self, forColumn: "message_id"), let address = try? r.decode(String.self, forColumn: "address") else { continue }
+            byMessage[id, default: []].append(address)
+        }
+        // An entry whose columns cannot be read is left out (loading it quarantines it).
+        return rows.compactMap { row in
+            try? QueueListing(
+                id: row.decode(forColumn: "id"), createdAt: row.decode(forColumn: "created"), size: row.decode(forColumn: "size"),
+                sender: row.decode(forColumn: "sender"), recipients: byMessage[row.decode(forColumn: "id")] ?? [],
+                state: QueueState(rawValue: row.decode(forColumn: "state")) ?? .queued,
+                attempts: row.decode(forColumn: "attempts"), lastError: row.decode(forColumn: "last_error"),
+                nextAttempt: row.decode(forColumn: "next_attempt"), user: row.decode(forColumn: "user"),
+                department: row.decode(forColumn: "department"), acceptedBy: row.decode(forColumn: "accepted_by"),
+                claimedBy: row.decode(forColumn: "claimed_by"), upstream: row.decode(forColumn: "upstream")
             )
-            let recipientRows = try Row.fetchAll(db.cachedStatement(sql: "SELECT message_id, address FROM recipients WHERE state = 'pending' ORDER BY message_id, idx"))
-            var byMessage: [String: [String]] = [:]
-            for r in recipientRows {
-                guard let id = try? r.decode(String.self, forColumn: "message_id"), let address = try? r.decode(String.self, forColumn: "address") else { continue }
-                byMessage[id, default: []].append(address)
-            }
-            // An entry whose columns cannot be read is left out (loading it quarantines it).
-            return rows.compactMap { row in
-                try? QueueListing(
-                    id: row.decode(forColumn: "id"), createdAt: row.decode(forColumn: "created"), size: row.decode(forColumn: "size"),
-                    sender: row.decode(forColumn: "sender"), recipients: byMessage[row.decode(forColumn: "id")] ?? [],
-                    state: QueueState(rawValue: row.decode(forColumn: "state")) ?? .queued,
-                    attempts: row.decode(forColumn: "attempts"), lastError: row.decode(forColumn: "last_error"),
-                    nextAttempt: row.decode(forColumn: "next_attempt"), user: row.decode(forColumn: "user"),
-                    department: row.decode(forColumn: "department"), acceptedBy: row.decode(forColumn: "accepted_by"),
-                    claimedBy: row.decode(forColumn: "claimed_by")
-                )
-            }
         }
     }
 }

@@ -83,6 +83,23 @@ extension SQLiteSpool {
                 CREATE INDEX history_completed ON history (completed);
                 """)
         }
+        // v5: indexes for `list(filter:page:)` on a large queue: the listing's order
+        // (created, id), and each filter with that order after it. Sender, user,
+        // department and recipient are stored as given and matched case-insensitively:
+        // their indexes are NOCASE, as the queries compare.
+        migrator.registerMigration("v5") { db in
+            try db.execute(sql: """
+                CREATE INDEX messages_created ON messages (created, id);
+                CREATE INDEX messages_state_created ON messages (state, created, id);
+                CREATE INDEX messages_sender ON messages (sender COLLATE NOCASE, created, id);
+                CREATE INDEX messages_user ON messages (user COLLATE NOCASE, created, id);
+                CREATE INDEX messages_department ON messages (department COLLATE NOCASE, created, id);
+                CREATE INDEX messages_upstream ON messages (upstream, created, id);
+                CREATE INDEX messages_accepted_by ON messages (accepted_by, created, id);
+                CREATE INDEX messages_claimed_by ON messages (claimed_by);
+                CREATE INDEX recipients_pending_address ON recipients (address COLLATE NOCASE) WHERE state = 'pending';
+                """)
+        }
         return migrator
     }
 }

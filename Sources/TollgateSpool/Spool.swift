@@ -73,8 +73,14 @@ public protocol Spool: Sendable {
     /// A message whose delivery ended within `spool.history` (see ``HistoryEntry``).
     func history(_ id: String) async throws -> HistoryEntry?
 
-    /// Every queued message without its content, oldest first (`queue list`).
+    /// Every queued message without its content, oldest first.
     func list() async throws -> [QueueListing]
+
+    /// One page of the messages `filter` matches, without their content, oldest first
+    /// (by creation time, then id), and how many match in all (`queue list`, the web
+    /// console). The store filters, counts and pages itself, on its indexes; a page
+    /// past the end has no rows and the same total.
+    func list(filter: QueueFilter, page: QueuePage) async throws -> QueueListPage
 
     /// Makes messages due at `now`, except held ones; `nil` means all. Returns the ids changed.
     @discardableResult

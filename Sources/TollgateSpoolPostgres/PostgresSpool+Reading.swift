@@ -154,23 +154,82 @@ extension PostgresSpool {
     }
 
     public func list() async throws -> [QueueListing] {
-        let rows = try await execute("cannot list the queue", """
-            SELECT m.id, m.created, m.size, m.sender, m.state, m.attempts, m.last_error, m.next_attempt, m."user", m.department,
-                   m.accepted_by, m.claimed_by,
-                   coalesce((SELECT array_agg(r.address ORDER BY r.idx) FROM recipients r WHERE r.message_id = m.id AND r.state = 'pending'), '{}')
-            FROM messages m ORDER BY m.created, m.id
+        try await listing(QueueFilter(), limit: nil, offset: 0).rows
+    }
+
+    public func list(filter: QueueFilter, page: QueuePage) async throws -> QueueListPage {
+        let page = QueuePage(offset: page.offset, limit: page.limit)
+        return try await listing(filter, limit: page.limit, offset: page.offset)
+    }
+
+    /// The messages `filter` matches, oldest first, `limit` (nil: all) after the first
+    /// `offset`, and how many match: one statement, so that the count and the rows
+    /// see the same snapshot (a page past the end still has its total).
+    private func listing(_ filter: QueueFilter, limit: Int?, offset: Int) async throws -> QueueListPage {
+        var q = PostgresQuery.StringInterpolation(literalCapacity: 1024, interpolationCount: 20)
+        // The recipients are gathered outside the page's subquery: inside it, they would
+        // be gathered for every row the offset skips as well.
+        q.appendLiteral("""
+            SELECT t.total, p.*,
+                   coalesce((SELECT array_agg(r.address ORDER BY r.idx) FROM recipients r WHERE r.message_id = p.id AND r.state = 'pending'), '{}')
+            FROM (SELECT count(*) AS total FROM messages m
             """)
-        // An entry whose columns cannot be read is left out (loading it quarantines it).
-        return rows.compactMap { row in
+        Self.appendCondition(filter, to: &q)
+        q.appendLiteral("""
+            ) t LEFT JOIN LATERAL (
+                SELECT m.id, m.created, m.size, m.sender, m.state, m.attempts, m.last_error, m.next_attempt, m."user", m.department,
+                       m.accepted_by, m.claimed_by, m.upstream
+                FROM messages m
+            """)
+        Self.appendCondition(filter, to: &q)
+        q.appendLiteral(" ORDER BY m.created, m.id LIMIT ")
+        q.appendInterpolation(limit)
+        q.appendLiteral(" OFFSET ")
+        q.appendInterpolation(offset)
+        q.appendLiteral(") p ON true ORDER BY p.created, p.id")
+        let rows = try await execute("cannot list the queue", PostgresQuery(stringInterpolation: q))
+        let total = try rows.first?[0].decode(Int.self) ?? 0
+        // An entry whose columns cannot be read is left out (loading it quarantines it);
+        // past the end, the one row has the total and no message.
+        let listings = rows.compactMap { row in
             try? QueueListing(
-                id: row[0].decode(String.self), createdAt: row[1].decode(Double.self), size: row[2].decode(Int.self),
-                sender: row[3].decode(String.self), recipients: row[12].decode([String].self),
-                state: QueueState(rawValue: row[4].decode(String.self)) ?? .queued,
-                attempts: row[5].decode(Int.self), lastError: row[6].decode(String?.self),
-                nextAttempt: row[7].decode(Double.self), user: row[8].decode(String?.self),
-                department: row[9].decode(String?.self), acceptedBy: row[10].decode(String.self),
-                claimedBy: row[11].decode(String?.self)
+                id: row[1].decode(String.self), createdAt: row[2].decode(Double.self), size: row[3].decode(Int.self),
+                sender: row[4].decode(String.self), recipients: row[14].decode([String].self),
+                state: QueueState(rawValue: row[5].decode(String.self)) ?? .queued,
+                attempts: row[6].decode(Int.self), lastError: row[7].decode(String?.self),
+                nextAttempt: row[8].decode(Double.self), user: row[9].decode(String?.self),
+                department: row[10].decode(String?.self), acceptedBy: row[11].decode(String.self),
+                claimedBy: row[12].decode(String?.self), upstream: row[13].decode(String?.self)
             )
+        }
+        return QueueListPage(rows: listings, total: total)
+    }
+
+    /// `filter` as a `WHERE` clause on `messages m` (nothing when it is empty), its
+    /// values bound. Every term has an index (schema 4): the case-insensitive ones
+    /// compare lower() to lower(), as those indexes are built.
+    static func appendCondition(_ filter: QueueFilter, to q: inout PostgresQuery.StringInterpolation) {
+        var first = true
+        /// `sql` with each `?` bound to the next of `values`.
+        func term(_ sql: String, _ values: [String]) {
+            q.appendLiteral(first ? " WHERE " : " AND ")
+            first = false
+            for (n, part) in sql.split(separator: "?", omittingEmptySubsequences: false).enumerated() {
+                if n > 0 { q.appendInterpolation(values[n - 1]) }
+                q.appendLiteral(String(part))
+            }
+        }
+        if let state = filter.state { term("m.state = ?", [state.rawValue]) }
+        if let user = filter.user { term(#"lower(m."user") = lower(?)"#, [user]) }
+        if let department = filter.department { term("lower(m.department) = lower(?)", [department]) }
+        if let sender = filter.sender { term("lower(m.sender) = lower(?)", [sender]) }
+        if let recipient = filter.recipient {
+            term("EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.state = 'pending' AND lower(r.address) = lower(?))", [recipient])
+        }
+        if let upstream = filter.upstream { term("m.upstream = ?", [upstream]) }
+        // A claim owner is `node/pid/tag`.
+        if let node = filter.node {
+            term("(m.accepted_by = ? OR m.claimed_by = ? OR (m.claimed_by IS NOT NULL AND split_part(m.claimed_by, '/', 1) = ?))", [node, node, node])
         }
     }
 }

@@ -4,7 +4,7 @@ import PostgresNIO
 extension PostgresSpool {
     /// The schema version this binary writes. A database of an earlier version is
     /// migrated at start; one of a later version (a newer Tollgate ran on it) is refused.
-    public static let schemaVersion = 3
+    public static let schemaVersion = 4
 
     /// One migration per version, each run in the transaction that records it.
     static let migrations: [Int: [PostgresQuery]] = [
@@ -101,6 +101,22 @@ extension PostgresSpool {
             )
             """,
             "CREATE INDEX history_completed ON history (completed)",
+        ],
+        // Indexes for `list(filter:page:)` on a large queue: the listing's order
+        // (created, id), and each filter with that order after it. Sender, user,
+        // department and recipient are stored as given and matched with lower(), as
+        // these indexes are built; a claim's node is the owner's first part.
+        4: [
+            "DROP INDEX messages_created",
+            "CREATE INDEX messages_created ON messages (created, id)",
+            "CREATE INDEX messages_state_created ON messages (state, created, id)",
+            "CREATE INDEX messages_sender ON messages (lower(sender), created, id)",
+            #"CREATE INDEX messages_user ON messages (lower("user"), created, id)"#,
+            "CREATE INDEX messages_department ON messages (lower(department), created, id)",
+            "CREATE INDEX messages_upstream ON messages (upstream, created, id)",
+            "CREATE INDEX messages_accepted_by ON messages (accepted_by, created, id)",
+            "CREATE INDEX messages_claim_node ON messages (split_part(claimed_by, '/', 1)) WHERE claimed_by IS NOT NULL",
+            "CREATE INDEX recipients_pending_address ON recipients (lower(address)) WHERE state = 'pending'",
         ],
     ]
 

@@ -37,6 +37,7 @@ struct Queue: AsyncParsableCommand {
         @Option(help: "Only messages from this authenticated user.") var user: String?
         @Option(help: "Only messages of this department.") var department: String?
         @Option(help: "Only messages this cluster node accepted or is delivering (spool.node).") var node: String?
+        @Option(help: "Only messages routed to this upstream (by name).") var upstream: String?
 
         func validate() throws {
             if let state, QueueState(rawValue: state) == nil {
@@ -44,23 +45,34 @@ struct Queue: AsyncParsableCommand {
             }
         }
 
+        var filter: QueueFilter {
+            QueueFilter(
+                state: state.flatMap(QueueState.init(rawValue:)), user: user, department: department, sender: sender,
+                recipient: recipient, upstream: upstream, node: node
+            )
+        }
+
         func run() async throws {
             let spool = try await Queue.openSpool(options)
             let now = Date().timeIntervalSince1970
-            let rows = try await spool.list().filter { m in
-                (state == nil || m.state.rawValue == state)
-                    && (sender == nil || m.sender.lowercased() == sender!.lowercased())
-                    && (recipient == nil || m.recipients.contains { $0.lowercased() == recipient!.lowercased() })
-                    && (user == nil || m.user == user)
-                    && (department == nil || m.department == department)
-                    && (node == nil || m.acceptedBy == node || m.claimedBy?.hasPrefix(node! + "/") == true)
+            let filter = self.filter
+            // The store filters; its pages are printed as they come.
+            var offset = 0
+            while true {
+                let page = try await spool.list(filter: filter, page: QueuePage(offset: offset, limit: QueuePage.maximumLimit))
+                if offset == 0, page.rows.isEmpty, !json {
+                    // As Postfix's mailq; --json prints nothing, one object per message.
+                    print(filter.isEmpty ? "the queue is empty" : "no queued message matches")
+                    return
+                }
+                try printRows(page.rows, now: now)
+                offset += page.rows.count
+                if page.rows.count < QueuePage.maximumLimit || offset >= page.total { return }
             }
-            if rows.isEmpty, !json {
-                // As Postfix's mailq; --json prints nothing, one object per message.
-                let filtered = state != nil || sender != nil || recipient != nil || user != nil || department != nil || node != nil
-                print(filtered ? "no queued message matches" : "the queue is empty")
-                return
-            }
+        }
+
+        /// One line per message, or one JSON object with `--json`.
+        private func printRows(_ rows: [QueueListing], now: Double) throws {
             for m in rows {
                 if json {
                     let object: [String: Any] = [

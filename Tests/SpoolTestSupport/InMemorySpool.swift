@@ -172,14 +172,39 @@ public final class InMemorySpool: Spool {
     public func history(_ id: String) async throws -> HistoryEntry? { state.withLockedValue { $0.history[id] } }
 
     public func list() async throws -> [QueueListing] {
-        messages.map { m in
-            QueueListing(
-                id: m.id, createdAt: m.createdAt, size: m.size, sender: m.sender,
-                recipients: m.pendingRecipients.map(\.address), state: m.state, attempts: m.attempts,
-                lastError: m.lastError, nextAttempt: m.nextAttempt, user: m.envelope.user, department: m.envelope.department,
-                acceptedBy: m.acceptedBy, claimedBy: m.claimedBy
-            )
-        }
+        listing(QueueFilter())
+    }
+
+    public func list(filter: QueueFilter, page: QueuePage) async throws -> QueueListPage {
+        let page = QueuePage(offset: page.offset, limit: page.limit)
+        let matching = listing(filter)
+        return QueueListPage(rows: Array(matching.dropFirst(page.offset).prefix(page.limit)), total: matching.count)
+    }
+
+    /// Every message `filter` matches, oldest first (created, then id), as the SQL stores order them.
+    private func listing(_ filter: QueueFilter) -> [QueueListing] {
+        messages
+            .map { m in
+                QueueListing(
+                    id: m.id, createdAt: m.createdAt, size: m.size, sender: m.sender,
+                    recipients: m.pendingRecipients.map(\.address), state: m.state, attempts: m.attempts,
+                    lastError: m.lastError, nextAttempt: m.nextAttempt, user: m.envelope.user, department: m.envelope.department,
+                    acceptedBy: m.acceptedBy, claimedBy: m.claimedBy, upstream: m.upstream
+                )
+            }
+            .filter { Self.matches(filter, $0) }
+            .sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+    }
+
+    /// What the SQL stores' conditions select: case-insensitive user, department,
+    /// sender and pending recipient; the node accepted it or holds its claim (`node/…`).
+    private static func matches(_ f: QueueFilter, _ m: QueueListing) -> Bool {
+        func same(_ a: String?, _ b: String?) -> Bool { b == nil || a?.lowercased() == b?.lowercased() }
+        return (f.state == nil || m.state == f.state)
+            && same(m.user, f.user) && same(m.department, f.department) && same(m.sender, f.sender)
+            && (f.recipient == nil || m.recipients.contains { same($0, f.recipient) })
+            && (f.upstream == nil || m.upstream == f.upstream)
+            && (f.node.map { node in m.acceptedBy == node || m.claimedBy == node || m.claimedBy?.hasPrefix(node + "/") == true } ?? true)
     }
 
     public func retry(_ ids: [String]?, now: Double) async throws -> [String] {

@@ -70,7 +70,10 @@ import Testing
         #expect(m.content == body && m.receivedHeader == "" && m.acceptedBy == "" && m.claimedBy == nil && m.state == .deferred)
         #expect(try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 1) == ["OLD1"])
         let applied = try await spool.pool.read { db in try SQLiteSpool.migrator.appliedMigrations(db) }
-        #expect(applied == ["v1", "v2", "v3", "v4"])
+        #expect(applied == ["v1", "v2", "v3", "v4", "v5"])
+        // v5's indexes serve the old rows too.
+        let listed = try await spool.list(filter: QueueFilter(state: .deferred, sender: "A@example.com", recipient: "b@example.net"), page: QueuePage())
+        #expect(listed.rows.map(\.id) == ["OLD1"] && listed.total == 1 && listed.rows.first?.upstream == nil)
     }
 
     @Test func twoOpenersOfOneFileShareClaims() async throws {

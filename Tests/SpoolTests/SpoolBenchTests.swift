@@ -83,4 +83,45 @@ struct SpoolBenchTests {
         #expect(sqlite1 > 0 && postgres1 > 0 && sqlite20 > 0 && postgres20 > 0)
         #expect(statements20 < 20 * concurrent)
     }
+
+    /// Pages of `list(filter:page:)` on 100,000 messages in PostgreSQL (the rows written
+    /// by SQL, as `SQLiteListingPlanTests.fill` writes them), and the plans of the
+    /// filters' statements: `SPOOL_BENCH=1 swift test --filter SpoolBenchTests/listingOnAHundredThousandMessages`.
+    @Test func listingOnAHundredThousandMessages() async throws {
+        let db = try await PostgresTestDatabase.make()
+        let postgres = try await PostgresSpool.open(db.settings, node: "node-a", logger: SpoolFixtures.quietLogger)
+        defer { Task { await postgres.close() } }
+        _ = try await db.server.psql("""
+            INSERT INTO messages (id, created, sender, envelope, size, checksum, checksum_kind, state, next_attempt, upstream, "user", department,
+                                  accepted_by, received_header, claimed_by, claim_expires)
+            SELECT 'M' || lpad(n::text, 9, '0'), 1700000000 + n / 2, 'sender' || n % 10 || '@example.com', '\\x7b7d', 100, 0, 0,
+                   CASE WHEN n % 7 = 0 THEN 'held' ELSE 'queued' END, 1700000000 + n, CASE WHEN n % 4 = 0 THEN 'outbox' END,
+                   'user' || n % 10, 'dept' || n % 5, 'node-a', '', CASE WHEN n % 3 = 0 THEN 'relay-b/1/x' END, NULL
+            FROM generate_series(0, 99999) n;
+            INSERT INTO recipients (message_id, idx, address, state)
+            SELECT 'M' || lpad(n::text, 9, '0'), 0, 'done' || n || '@example.net', 'delivered' FROM generate_series(0, 99999) n;
+            INSERT INTO recipients (message_id, idx, address, state)
+            SELECT 'M' || lpad(n::text, 9, '0'), 1, 'rcpt' || n % 1000 || '@example.net', 'pending' FROM generate_series(0, 99999) n;
+            ANALYZE;
+            """, database: db.name)
+        for (name, filter, offset) in [
+            ("first page", QueueFilter(), 0), ("page at 50,000", QueueFilter(), 50_000), ("state held", QueueFilter(state: .held), 0),
+            ("sender", QueueFilter(sender: "SENDER3@example.com"), 0), ("user, page 50", QueueFilter(user: "user3"), 5000),
+            ("recipient", QueueFilter(recipient: "rcpt7@example.net"), 0), ("node", QueueFilter(node: "relay-b"), 0),
+            ("upstream and state", QueueFilter(state: .queued, upstream: "outbox"), 0), ("no match", QueueFilter(sender: "nobody@example.com"), 0),
+        ] {
+            _ = try await postgres.list(filter: filter, page: QueuePage(offset: offset, limit: 100))
+            let started = ContinuousClock.now
+            let page = try await postgres.list(filter: filter, page: QueuePage(offset: offset, limit: 100))
+            print("PostgreSQL list(filter:page:) 100,000 messages, \(name): \(page.rows.count) rows of \(page.total) in \(ContinuousClock.now - started)")
+        }
+        for condition in [
+            "", "WHERE m.state = 'held'", "WHERE lower(m.sender) = lower('Sender3@example.com')",
+            "WHERE EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.state = 'pending' AND lower(r.address) = lower('rcpt7@example.net'))",
+            "WHERE (m.accepted_by = 'relay-b' OR m.claimed_by = 'relay-b' OR (m.claimed_by IS NOT NULL AND split_part(m.claimed_by, '/', 1) = 'relay-b'))",
+        ] {
+            let plan = try await db.server.psql("EXPLAIN SELECT m.id FROM messages m \(condition) ORDER BY m.created, m.id LIMIT 100", database: db.name)
+            print("PostgreSQL plan \(condition.isEmpty ? "(all)" : condition):\n\(plan)")
+        }
+    }
 }

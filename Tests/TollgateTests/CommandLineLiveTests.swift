@@ -31,6 +31,7 @@ extension LiveRelayTests {
             #expect(list.status == 0)
             #expect(list.stdout == "the queue is empty\n", "\(list.stdout)")
             #expect(try relay.cli(["queue", "list", "--state", "held"]).stdout == "no queued message matches\n")
+            #expect(try relay.cli(["queue", "list", "--upstream", "out"]).stdout == "no queued message matches\n")
             #expect(try relay.cli(["queue", "list", "--json"]).stdout == "")
         }
 

@@ -120,6 +120,8 @@ extension LiveRelayTests {
             #expect(show.contains("user:        alice"))
             #expect(show.contains("department:  finance"))
             #expect(show.contains("upstream:    finance-outbox"))
+            #expect(try s.relay.cli(["queue", "list", "--upstream", "finance-outbox"]).stdout.contains(id))
+            #expect(try s.relay.cli(["queue", "list", "--upstream", "outbox"]).stdout.contains(id) == false)
             #expect(show.contains("auth ldap: accept"))
             #expect(show.contains("mail sender-allowlist: continue"))
 

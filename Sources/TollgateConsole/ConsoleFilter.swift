@@ -21,19 +21,14 @@ struct ConsoleFilter: Sendable, Hashable {
         return parts.joined(separator: "&")
     }
 
-    struct Page: Sendable {
-        var rows: [QueueListing]
-        var total: Int
+    /// The store's filter (exact, case-insensitive matches; pending recipients only).
+    var queueFilter: QueueFilter {
+        QueueFilter(state: state, user: user, department: department, sender: sender, recipient: recipient, upstream: upstream)
     }
 
-    /// One page of the matching messages, oldest first, and how many match.
-    static func page(_ spool: any Spool, _ filter: ConsoleFilter, offset: Int, limit: Int) async throws -> Page {
-        func same(_ a: String?, _ b: String?) -> Bool { b == nil || a?.lowercased() == b?.lowercased() }
-        let matching = try await spool.list().filter { m in
-            (filter.state == nil || m.state == filter.state) && same(m.user, filter.user) && same(m.department, filter.department)
-                && same(m.sender, filter.sender) && (filter.recipient == nil || m.recipients.contains { same($0, filter.recipient) })
-        }
-        let rows = offset < matching.count ? Array(matching[offset..<min(matching.count, offset + limit)]) : []
-        return Page(rows: rows, total: matching.count)
+    /// One page of the matching messages, oldest first, and how many match — filtered,
+    /// counted and paged by the store (indexes in SQLite and PostgreSQL).
+    static func page(_ spool: any Spool, _ filter: ConsoleFilter, offset: Int, limit: Int) async throws -> QueueListPage {
+        try await spool.list(filter: filter.queueFilter, page: QueuePage(offset: offset, limit: limit))
     }
 }

@@ -60,7 +60,7 @@ enum ConsolePages {
 
     // MARK: - The queue
 
-    static func queue(page: ConsoleFilter.Page, filter: ConsoleFilter, offset: Int, limit: Int, now: Double, viewer: ConsoleServer.Viewer) -> String {
+    static func queue(page: QueueListPage, filter: ConsoleFilter, offset: Int, limit: Int, now: Double, viewer: ConsoleServer.Viewer) -> String {
         var html = "<h1>Queue</h1>"
         html += "<form class=\"filters\" method=\"get\" action=\"/\"><select name=\"state\"><option value=\"\">any state</option>"
         for state in QueueState.allCases {
@@ -74,11 +74,11 @@ enum ConsolePages {
         let first = page.rows.isEmpty ? 0 : offset + 1
         html += "<p class=\"note\" id=\"count\">\(page.total == 0 ? (filter.isEmpty ? "The queue is empty." : "No queued message matches.") : "Messages \(first)–\(offset + page.rows.count) of \(page.total)\(filter.isEmpty ? "" : " matching").")</p>"
         if !page.rows.isEmpty {
-            html += "<table id=\"queue\"><thead><tr><th>id</th><th>age</th><th>size</th><th>sender</th><th>pending recipients</th><th>user</th><th>department</th><th>state</th><th>attempts</th><th>last error</th></tr></thead><tbody>"
+            html += "<table id=\"queue\"><thead><tr><th>id</th><th>age</th><th>size</th><th>sender</th><th>pending recipients</th><th>user</th><th>department</th><th>upstream</th><th>state</th><th>attempts</th><th>last error</th></tr></thead><tbody>"
             for m in page.rows {
                 html += "<tr><td><a href=\"/message/\(HTML.query(m.id))\">\(e(m.id))</a></td><td>\(age(now - m.createdAt))</td><td class=\"n\">\(m.size)</td>"
                 html += "<td>&lt;\(e(m.sender))&gt;</td><td>\(m.recipients.map { "&lt;\(e($0))&gt;" }.joined(separator: "<br>"))</td>"
-                html += "<td>\(e(m.user ?? "-"))</td><td>\(e(m.department ?? "-"))</td><td class=\"state-\(m.state.rawValue)\">\(m.state.rawValue)</td>"
+                html += "<td>\(e(m.user ?? "-"))</td><td>\(e(m.department ?? "-"))</td><td>\(e(m.upstream ?? "default"))</td><td class=\"state-\(m.state.rawValue)\">\(m.state.rawValue)</td>"
                 html += "<td class=\"n\">\(m.attempts)</td><td>\(e(m.lastError ?? ""))</td></tr>"
             }
             html += "</tbody></table>"

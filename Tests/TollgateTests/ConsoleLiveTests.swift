@@ -97,6 +97,8 @@ extension LiveRelayTests {
             #expect(first.body.contains("Messages 1–1 of 2") && first.body.contains("rel=\"next\" href=\"/?offset=1&limit=1\""), "\(first.body)")
             let second = try HTTPTestClient.request(port: s.port, "/?offset=1&limit=1")
             #expect(second.body.contains("Messages 2–2 of 2") && second.body.contains("rel=\"prev\""))
+            let byUpstream = try HTTPTestClient.request(port: s.port, "/?upstream=elsewhere")
+            #expect(byUpstream.body.contains("No queued message matches."))
             let none = try HTTPTestClient.request(port: s.port, "/?sender=nobody%40example.com")
             #expect(none.body.contains("No queued message matches."))
 

@@ -206,6 +206,61 @@ extension LiveRelayTests {
             #expect(waitUntil(timeout: 15) { (try? HTTPTestClient.request(port: s.port, "/stats").body.contains("<td>down</td>")) == true })
         }
 
+        /// Headless Chromium as an administrator would use the console: the queue and a
+        /// held message render; a forged release without sign-in is refused and changes
+        /// nothing; signed in through the form, the release button releases it. With
+        /// `CONSOLE_SCREENSHOTS=DIR` the pages are kept as PNGs (the README's come from here).
+        @Test(.enabled(if: HeadlessBrowser.isAvailable)) func aBrowserSignsInAndReleasesAHeldMessage() throws {
+            let s = try Self.start(users: [("admin", "correct horse")])
+            defer { s.relay.stop() }
+            let queued = try Self.send(s, from: "alice@example.com")
+            let held = try Self.send(s, from: "bob@example.com", to: ["carol@example.org", "dave@example.org"])
+            #expect(try s.relay.cli(["queue", "hold", held]).status == 0)
+            let shots = ProcessInfo.processInfo.environment["CONSOLE_SCREENSHOTS"] ?? s.directory.path
+            let base = "http://127.0.0.1:\(s.port)"
+            let text = "document.querySelector('main').innerText"
+            let results = try HeadlessBrowser.run([
+                .go(base + "/"),
+                .eval("Array.from(document.querySelectorAll('#queue tbody tr')).map(r => r.cells[0].innerText + ' ' + r.cells[8].innerText)"),
+                .screenshot(shots + "/console-queue.png"),
+                .go(base + "/message/\(held)"),
+                .eval(text),
+                .eval("document.querySelectorAll('form[action$=\"/release\"]').length"),
+                // A release forged by another page, without a session: refused.
+                .submit("const f = document.createElement('form'); f.method = 'post'; f.action = '/message/\(held)/release'; const i = document.createElement('input'); i.name = 'csrf'; i.value = 'forged'; f.appendChild(i); document.body.appendChild(f); f.submit()"),
+                .eval(text),
+                // Still held (steps 8, 9).
+                .go(base + "/?state=held"),
+                .eval("Array.from(document.querySelectorAll('#queue tbody tr')).map(r => r.cells[0].innerText)"),
+                .go(base + "/signin"),
+                .submit("document.querySelector('input[name=username]').value = 'admin'; document.querySelector('input[name=password]').value = 'correct horse'; document.querySelector('#signin').click()"),
+                .eval("document.querySelector('header').innerText"),
+                .go(base + "/message/\(held)"),
+                .screenshot(shots + "/console-message.png"),
+                .submit("document.querySelector('#release').click()"),
+                .eval(text),
+                .go(base + "/stats"),
+                .screenshot(shots + "/console-statistics.png"),
+            ])
+            try #require(results.count == 19, "\(results)")
+            let rows = results[1] as? [String] ?? []
+            #expect(rows.contains("\(queued) deferred") || rows.contains("\(queued) queued"), "\(rows)")
+            #expect(rows.contains("\(held) held"), "\(rows)")
+            let heldPage = results[4] as? String ?? ""
+            #expect(heldPage.contains("held") && heldPage.contains("<carol@example.org>") && heldPage.contains("rate-limit"), "\(heldPage)")
+            #expect(results[5] as? Int == 0, "no release button before sign-in")
+            #expect((results[7] as? String ?? "").contains("read-only") == false && (results[7] as? String ?? "").contains("Sign in to act"), "\(results[7])")
+            #expect(results[9] as? [String] == [held], "the forged release changed nothing: \(results[9])")
+            #expect((results[12] as? String ?? "").contains("signed in as admin"), "\(results[12])")
+            #expect((results[15] as? String ?? "").contains(held) && (results[16] as? String ?? "").contains("queued, attempts"), "\(results[16])")
+            #expect(try s.relay.cli(["queue", "list", "--state", "queued"]).stdout.contains(held) || s.relay.log.contains("console.action=release"))
+            #expect(s.relay.log.contains("console.action=release") && s.relay.log.contains("console.user=admin"))
+            for name in ["console-queue.png", "console-message.png", "console-statistics.png"] {
+                let size = (try? FileManager.default.attributesOfItem(atPath: shots + "/" + name)[.size] as? Int) ?? 0
+                #expect(size > 10_000, "\(name): \(size) bytes")
+            }
+        }
+
         @Test func aBadUsersFileIsALocatedCheckError() throws {
             let dir = try TemporaryDirectory(label: "consolecheck")
             try TestFiles.write("admin:$2y$05$abcdefghijklmnopqrstuv\n# a comment\n\nbob\nadmin:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n", to: dir.path + "/console.htpasswd")

@@ -21,7 +21,7 @@ public enum ConfigurationKeys {
     public static let plugins: Set<String> = ["path"]
     public static let stage: Set<String> = ["use", "library", "settings", "timeout", "on_error", "mode"]
     public static let metrics: Set<String> = ["address"]
-    public static let console: Set<String> = ["address", "users", "session_timeout"]
+    public static let console: Set<String> = ["address", "users", "session_timeout", "hostnames"]
     public static let log: Set<String> = ["level", "format"]
 
     /// Every key as written in the reference: `limits.max_recipients`,

@@ -152,9 +152,12 @@ public enum ConfigurationLoader {
                 var address: (String, Int)?
                 var users: String?
                 var timeout: Double?
+                var hostnames: [String] = []
                 for (k, _, v) in reader.mapping(value, allowed: ConfigurationKeys.console, what: "console") {
                     switch k {
                     case "address": address = reader.hostPort(v, "console.address")
+                    case "hostnames":
+                        hostnames = reader.sequence(v, "console.hostnames").compactMap { reader.string($0, "console.hostnames[]") }
                     case "users":
                         users = reader.string(v, "console.users").map(resolve)
                         if let users, !FileManager.default.isReadableFile(atPath: users) { reader.error(v, "cannot read \(users)") }
@@ -166,6 +169,7 @@ public enum ConfigurationLoader {
                 if let (host, port) = address {
                     var console = TollgateConfiguration.Console(host: host, port: port, usersFile: users)
                     if let timeout { console.sessionTimeout = timeout }
+                    console.hostnames = hostnames
                     config.console = console
                 } else {
                     reader.error(value, "console needs an address (host:port)")

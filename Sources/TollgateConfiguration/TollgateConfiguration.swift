@@ -212,6 +212,9 @@ public struct TollgateConfiguration: Sendable {
         public var usersFile: String?
         /// `session_timeout`: how long a sign-in lasts without use (seconds).
         public var sessionTimeout: Double = 3600
+        /// `hostnames`: names besides `localhost` and the address's own that browsers
+        /// may use for the console (a proxy's name); other names get `421`.
+        public var hostnames: [String] = []
 
         public init(host: String, port: Int, usersFile: String? = nil) {
             self.host = host

@@ -22,6 +22,7 @@ public final class ConsoleServer: Service, Sendable {
     let logger: Logger
     let users: NIOLockedValueBox<ConsoleUsers?>
     let sessions: ConsoleSessions
+    let throttle = SignInThrottle()
     let clock: @Sendable () -> Double
     /// The bound port, once listening (`console.address` may say port 0 in tests).
     public let boundPort = NIOLockedValueBox<Int?>(nil)
@@ -47,6 +48,7 @@ public final class ConsoleServer: Service, Sendable {
 
     public func run() async throws {
         let router = Router()
+        router.add(middleware: HostCheck(allowed: Self.allowedHosts(configuration)))
         router.add(middleware: SecurityHeaders())
         router.get("/") { request, _ in try await self.queuePage(request) }
         router.get("/message/:id") { request, context in try await self.messagePage(request, id: context.parameters.require("id")) }
@@ -166,10 +168,16 @@ public final class ConsoleServer: Service, Sendable {
         else {
             return ConsolePages.response(.forbidden, ConsolePages.problem("The sign-in form has expired or did not come from this console; load it again.", viewer: viewer(request)))
         }
+        guard throttle.allows(form.username, now: clock()) else {
+            logger.warning("console sign-in refused: too many failures for this name", metadata: ["console.user": "\(form.username)"])
+            return ConsolePages.response(.tooManyRequests, ConsolePages.problem("Too many failed sign-ins for \(form.username); try again in a few minutes.", viewer: viewer(request)))
+        }
         guard await current.verify(form.username, form.password) else {
+            throttle.failed(form.username, now: clock())
             logger.notice("console sign-in failed", metadata: ["console.user": "\(form.username)"])
             return signInPage(request, failed: true)
         }
+        throttle.succeeded(form.username)
         let token = sessions.start(user: form.username, now: clock())
         logger.notice("console sign-in", metadata: ["console.user": "\(form.username)"])
         var response = Self.redirect("/")
@@ -226,6 +234,40 @@ public final class ConsoleServer: Service, Sendable {
 
     static func redirect(_ location: String) -> Response {
         Response(status: .seeOther, headers: [.location: location, .cacheControl: "no-store"])
+    }
+}
+
+extension ConsoleServer {
+    /// The names a browser may use for the console besides IP literals: `localhost`,
+    /// the listening name, and `console.hostnames` (a proxy's public name).
+    static func allowedHosts(_ configuration: TollgateConfiguration.Console) -> Set<String> {
+        Set((["localhost", configuration.host] + configuration.hostnames).map { $0.lowercased() })
+    }
+}
+
+/// Refuses a request whose `Host` is a name the console was not told of (`421`): a web
+/// page whose name an attacker points at 127.0.0.1 (DNS rebinding) cannot read the
+/// console from the administrator's browser. IP literals are always accepted.
+struct HostCheck<Context: RequestContext>: RouterMiddleware {
+    let allowed: Set<String>
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        // HTTP/1's Host field is the request's authority in swift-http-types.
+        let host = request.head.authority ?? ""
+        guard Self.accepts(host, allowed) else {
+            return Response(status: .misdirectedRequest, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: "This console does not answer to \(host); add the name to console.hostnames.\n")))
+        }
+        return try await next(request, context)
+    }
+
+    /// `host[:port]`, `[v6]:port`: an IP literal, or a name in `allowed`.
+    static func accepts(_ authority: String, _ allowed: Set<String>) -> Bool {
+        var name = Substring(authority)
+        if name.hasPrefix("[") { return name.contains("]") }
+        if let colon = name.lastIndex(of: ":") { name = name[..<colon] }
+        guard !name.isEmpty else { return false }
+        if name.split(separator: ".").count == 4, name.split(separator: ".").allSatisfy({ UInt8($0) != nil }) { return true }
+        return allowed.contains(name.lowercased())
     }
 }
 

@@ -77,3 +77,38 @@ final class ConsoleSessions: Sendable {
         return difference == 0
     }
 }
+
+/// Failed sign-ins per user name: after ``limit`` within ``window`` seconds the name
+/// is refused (`429`) until the oldest of them is older than the window, so passwords
+/// cannot be guessed at bcrypt's speed. Unknown names count too; at most ``maxNames``
+/// names are remembered (the stalest go first).
+final class SignInThrottle: Sendable {
+    static let limit = 5
+    static let window: Double = 300
+    static let maxNames = 10_000
+    private let failures = NIOLockedValueBox<[String: [Double]]>([:])
+
+    /// Whether `name` may try now.
+    func allows(_ name: String, now: Double) -> Bool {
+        failures.withLockedValue { all in
+            let recent = (all[name] ?? []).filter { now - $0 < Self.window }
+            all[name] = recent.isEmpty ? nil : recent
+            return recent.count < Self.limit
+        }
+    }
+
+    func failed(_ name: String, now: Double) {
+        failures.withLockedValue { all in
+            if all[name] == nil, all.count >= Self.maxNames,
+                let stalest = all.min(by: { ($0.value.last ?? 0) < ($1.value.last ?? 0) })?.key
+            {
+                all[stalest] = nil
+            }
+            all[name, default: []].append(now)
+        }
+    }
+
+    func succeeded(_ name: String) {
+        _ = failures.withLockedValue { $0.removeValue(forKey: name) }
+    }
+}

@@ -36,9 +36,9 @@ public enum HTTPTestClient {
     /// `Cookie` field.
     public static func request(
         port: Int, _ path: String, method: String = "GET", form: [(String, String)]? = nil, cookies: [String: String] = [:],
-        headers: [(String, String)] = [], timeout: Double = 10
+        headers: [(String, String)] = [], host: String? = nil, timeout: Double = 10
     ) throws -> Response {
-        var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host ?? "127.0.0.1:\(port)")\r\nConnection: close\r\n"
         if !cookies.isEmpty { head += "Cookie: " + cookies.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "; ") + "\r\n" }
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         var body = ""

@@ -120,6 +120,10 @@ extension LiveRelayTests {
             #expect(try HTTPTestClient.request(port: s.port, "/signin").status == 403)
             let list = try s.relay.cli(["queue", "list"]).stdout
             #expect(list.contains(plain) && list.contains(hostile) && list.contains("held"), "nothing changed: \(list)")
+            // A name the console was not told of (DNS rebinding): 421, no queue.
+            let rebound = try HTTPTestClient.request(port: s.port, "/", host: "attacker.example:\(s.port)")
+            #expect(rebound.status == 421 && !rebound.body.contains(plain))
+            #expect(try HTTPTestClient.request(port: s.port, "/", host: "localhost:\(s.port)").status == 200)
         }
 
         @Test func signedInAdministratorsActWithTheSessionsCSRFTokenOnly() throws {
@@ -144,6 +148,13 @@ extension LiveRelayTests {
             #expect(wrong.status == 401 && wrong.body.contains("Wrong user name or password") && wrong.cookies["tollgate_session"] == nil)
             let unknown = try HTTPTestClient.post(port: s.port, "/signin", form: [("username", "nobody"), ("password", "correct horse"), ("csrf", signInToken)], cookies: ["tollgate_signin": signInToken])
             #expect(unknown.status == 401)
+            // Guessing is throttled per name: five failures, then 429 even for the right password.
+            for _ in 0..<4 {
+                #expect(try HTTPTestClient.post(port: s.port, "/signin", form: [("username", "other"), ("password", "guess"), ("csrf", signInToken)], cookies: ["tollgate_signin": signInToken]).status == 401)
+            }
+            #expect(try HTTPTestClient.post(port: s.port, "/signin", form: [("username", "other"), ("password", "guess"), ("csrf", signInToken)], cookies: ["tollgate_signin": signInToken]).status == 401)
+            let locked = try HTTPTestClient.post(port: s.port, "/signin", form: [("username", "other"), ("password", "battery staple"), ("csrf", signInToken)], cookies: ["tollgate_signin": signInToken])
+            #expect(locked.status == 429 && locked.cookies["tollgate_session"] == nil)
             let good = try HTTPTestClient.post(port: s.port, "/signin", form: [("username", "admin"), ("password", "correct horse"), ("csrf", signInToken)], cookies: ["tollgate_signin": signInToken])
             #expect(good.status == 303 && good.header("location") == "/")
             let session = try #require(good.cookies["tollgate_session"])

@@ -1,3 +1,4 @@
+import Hummingbird
 import HummingbirdBcrypt
 import Logging
 import Synchronization
@@ -62,6 +63,28 @@ import Testing
         #expect(ConsoleSessions.same("abc", "abc") && !ConsoleSessions.same("abc", "abd") && !ConsoleSessions.same("", "") && !ConsoleSessions.same("ab", "abc"))
     }
 
+    @Test func hostNamesOtherThanTheConsolesAreRefused() {
+        let allowed: Set = ["localhost", "console.corp.example"]
+        for good in ["127.0.0.1:9465", "127.0.0.1", "[::1]:9465", "localhost:9465", "LOCALHOST", "console.corp.example"] {
+            #expect(HostCheck<BasicRequestContext>.accepts(good, allowed), "\(good)")
+        }
+        for bad in ["attacker.example:9465", "127.0.0.1.attacker.example", "", ":9465", "localhost.attacker.example"] {
+            #expect(!HostCheck<BasicRequestContext>.accepts(bad, allowed), "\(bad)")
+        }
+    }
+
+    @Test func failedSignInsLockTheNameForAWhile() {
+        let throttle = SignInThrottle()
+        for i in 0..<SignInThrottle.limit {
+            #expect(throttle.allows("admin", now: Double(i)))
+            throttle.failed("admin", now: Double(i))
+        }
+        #expect(!throttle.allows("admin", now: 10) && throttle.allows("other", now: 10))
+        #expect(throttle.allows("admin", now: SignInThrottle.window + 1), "the first failure has aged out")
+        throttle.succeeded("admin")
+        #expect(throttle.allows("admin", now: 11))
+    }
+
     @Test func theTallyCountsTheLastHourOfEvents() {
         let tally = EventTally(window: 3600, started: 0)
         func accepted(_ sender: String, user: String? = nil, at: Double) {
@@ -114,3 +137,4 @@ final class TallyLines: Sendable {
     func append(_ line: String) { lines.withLock { $0.append(line) } }
     var all: [String] { lines.withLock { $0 } }
 }
+

@@ -261,8 +261,8 @@ ensure_packages() {
     CREATED_POLICY_RC=1
   fi
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-  DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q "${pkgs[@]}" >/dev/null
   if [ "$CREATED_POLICY_RC" = 1 ]; then rm -f /usr/sbin/policy-rc.d; CREATED_POLICY_RC=0; fi
   # should Debian's instance have started anyway, stop it
   if [ -f /var/spool/postfix/pid/master.pid ] && alive "$(tr -d ' \n' </var/spool/postfix/pid/master.pid)"; then

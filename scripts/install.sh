@@ -15,6 +15,8 @@ SYSCONFDIR=${SYSCONFDIR:-$PREFIX/etc}
 CONFIG=${CONFIG:-release}
 BINDIR=${BINDIR:-.build/$CONFIG}
 DESTDIR=${DESTDIR:-}
+# The group the service runs as (the unit's Group=): it must read the configuration.
+GROUP=${TOLLGATE_GROUP:-tollgate}
 root=$DESTDIR$PREFIX
 etc=$DESTDIR$SYSCONFDIR/tollgate
 # The bundled plugins: the products between the markers in Package.swift.
@@ -30,11 +32,13 @@ unit() {
 }
 
 # Installs $1 as $2 (mode $3) unless $2 exists: configuration the operator may have edited.
+installed_config=()
 keep_or_install() {
     if [ -e "$2" ]; then
         echo "kept $2 (exists)"
     else
         install -m "$3" "$1" "$2"
+        installed_config+=("$2")
     fi
 }
 
@@ -62,6 +66,17 @@ install)
     install -m 0644 dist/man/tollgate.8 "$root/share/man/man8/tollgate.8"
     keep_or_install dist/tollgate.yaml "$etc/tollgate.yaml" 0640
     for f in $policies; do keep_or_install "policies/$f" "$etc/policies/$f" 0640; done
+    # The service (User=tollgate, Group=tollgate) reads the configuration through its
+    # group: the folders are 0750 and the files installed now 0640, group $GROUP. Files
+    # kept from before keep their owner and mode.
+    if getent group "$GROUP" >/dev/null; then
+        chgrp "$GROUP" "$etc" "$etc/policies" ${installed_config[@]+"${installed_config[@]}"}
+        chmod 0750 "$etc" "$etc/policies"
+    else
+        echo "no group $GROUP here: create the service's user, then give it the configuration:"
+        echo "  useradd --system --user-group --home-dir /var/lib/tollgate --shell /usr/sbin/nologin $GROUP"
+        echo "  chgrp -R $GROUP $SYSCONFDIR/tollgate && chmod 0750 $SYSCONFDIR/tollgate $SYSCONFDIR/tollgate/policies"
+    fi
     echo "installed tollgate in $root (configuration in $etc)"
     ;;
 uninstall)

@@ -57,6 +57,8 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     var heldContent = 0
     /// The listener's counters of handshakes and bytes; nil: not counted.
     let statistics: ListenerStatistics?
+    /// ``SMTPSessionDelegate/sessionOpened(sessionID:)`` was called (so closing is told too).
+    var opened = false
     /// A TLS handshake has begun and not yet finished.
     var handshaking = false
     let clientAddress: String
@@ -109,6 +111,8 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
 
     public func channelActive(context: ChannelHandlerContext) {
         logger.debug("session started")
+        opened = true
+        delegate.sessionOpened(sessionID: machine.session.id)
         framer = SMTPFramer(allocator: context.channel.allocator)
         context.fireChannelActive()
         let local = context.channel.localAddress
@@ -135,7 +139,7 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         if !closed { logger.debug("client disconnected") }
         closed = true
         releaseContentIfDone()
-        delegate.sessionClosed(sessionID: machine.session.id)
+        if opened { delegate.sessionClosed(sessionID: machine.session.id) }
         context.fireChannelInactive()
     }
 

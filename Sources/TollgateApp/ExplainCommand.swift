@@ -25,7 +25,11 @@ public enum ExplainCommand {
         // With a cluster's database the counters are the live ones, read (never
         // changed); the embedded store's are in the running relay's memory.
         guard configuration.spool.postgres != nil else {
-            return try await run(configuration: configuration, from: from, to: to, user: user, client: client, tls: tls, counters: MemoryCounters(), logger: logger)
+            var result = try await run(configuration: configuration, from: from, to: to, user: user, client: client, tls: tls, counters: MemoryCounters(), logger: logger)
+            if configuration.stages.contains(where: { $0.use == "rate-limit" }) {
+                result.text += "counters:   not the running relay's: with the embedded store they live in its memory, so the rate limits above count from 0 (its web console's Statistics page shows the live ones)\n"
+            }
+            return result
         }
         let spool = try await SpoolFactory.open(configuration.spool, node: NodeIdentity.current(named: configuration.spool.node).name, logger: logger)
         do {

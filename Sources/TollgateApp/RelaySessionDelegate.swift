@@ -80,7 +80,35 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
         return SessionDecision(.init(outcome.verdict), annotations: annotations, limits: annotations.limits)
     }
 
+    /// The sessions that use this delegate (and its pipeline) now, and who waits for
+    /// them to end (``sessionsEnded()``).
+    private let sessions = NIOLockedValueBox<(open: Set<String>, waiting: [CheckedContinuation<Void, Never>])>(([], []))
+
+    public func sessionOpened(sessionID: String) {
+        _ = sessions.withLockedValue { $0.open.insert(sessionID) }
+    }
+
+    /// Returns once no session uses this delegate: after a reload, the old pipeline's
+    /// stages are shut down only then, however long its last session lasts.
+    public func sessionsEnded() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let idle = sessions.withLockedValue { state -> Bool in
+                if state.open.isEmpty { return true }
+                state.waiting.append(continuation)
+                return false
+            }
+            if idle { continuation.resume() }
+        }
+    }
+
     public func sessionClosed(sessionID: String) {
+        let waiting = sessions.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+            state.open.remove(sessionID)
+            guard state.open.isEmpty else { return [] }
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+        for continuation in waiting { continuation.resume() }
         let pipeline = policy.setup.pipeline
         guard !pipeline.isEmpty else { return }
         let counters = self.counters

@@ -41,6 +41,9 @@ public final class TollgateServer: Sendable {
     let notifier = SystemdNotifier()
     /// The web console (`console:`), if configured.
     let console: ConsoleServer?
+    /// The delegate new sessions get; a reload replaces it and shuts the old one's
+    /// stages down once its sessions have ended.
+    private let currentDelegate: NIOLockedValueBox<RelaySessionDelegate>
 
     /// Everything is checked and opened here, so that `serve` fails fast and clearly.
     public init(configPath: String, configuration: TollgateConfiguration, logger: Logger, eventTally: EventTally? = nil) async throws {
@@ -89,6 +92,7 @@ public final class TollgateServer: Sendable {
         }
         let sslContext = try Self.makeSSLContext(configuration, logger: logger)
         let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: setup), spool: spool, runner: runner, metrics: metrics, counters: counters, hostname: configuration.hostname, storeTimeout: .milliseconds(Int64(configuration.limits.storeTimeout * 1000)), timers: group, logger: logger)
+        self.currentDelegate = NIOLockedValueBox(delegate)
         let group = self.group
         resolverPool.start()
         let reverseDNS = configuration.limits.reverseDNSTimeout > 0
@@ -289,6 +293,10 @@ public final class TollgateServer: Sendable {
             return old
         }
         let delegate = RelaySessionDelegate(policy: RelayPolicyEvaluator(setup: newSetup), spool: spool, runner: runner, metrics: metrics, counters: counters, hostname: configuration.hostname, storeTimeout: .milliseconds(Int64(configuration.limits.storeTimeout * 1000)), timers: group, logger: logger)
+        let oldDelegate = currentDelegate.withLockedValue { d -> RelaySessionDelegate in
+            defer { d = delegate }
+            return d
+        }
         for listener in listeners {
             if let l = configuration.listeners.first(where: { $0.name == listener.configuration.name }) {
                 listener.update(session: Self.sessionConfiguration(l, configuration), delegate: delegate, sslContext: l.tls == .none ? nil : sslContext)
@@ -297,9 +305,12 @@ public final class TollgateServer: Sendable {
         authFailures.update(Self.authFailureLimits(configuration))
         console?.reload(users: consoleUsers)
         state.withLockedValue { $0 = configuration }
-        // Sessions that started before keep the old stages until they end.
+        // Sessions that started before keep the old stages until they end; then the old
+        // stages are shut down. The grace covers a connection accepted just before the
+        // listeners took the new delegate, which tells the old one a moment later.
         Task {
-            try? await Task.sleep(for: .seconds(configuration.limits.commandTimeout))
+            try? await Task.sleep(for: .seconds(5))
+            await oldDelegate.sessionsEnded()
             await old.pipeline.shutdown()
         }
         var metadata: Logger.Metadata = [

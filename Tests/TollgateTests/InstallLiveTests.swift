@@ -24,9 +24,35 @@ extension LiveRelayTests {
             return found
         }
 
-        static func make(_ target: String, _ dest: String) throws -> (status: Int32, stdout: String, stderr: String) {
+        static func make(_ target: String, _ dest: String, group: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
             let bin = (RelayProcess.binary as NSString).deletingLastPathComponent
-            return try ChildProcess.run("make", ["-s", "-C", root, target, "DESTDIR=\(dest)", "PREFIX=/usr/local", "CONFIG=debug", "BUILD=no", "BINDIR=\(bin)"], timeout: 60)
+            let extra = group.map { ["TOLLGATE_GROUP=\($0)"] } ?? []
+            return try ChildProcess.run("make", ["-s", "-C", root, target, "DESTDIR=\(dest)", "PREFIX=/usr/local", "CONFIG=debug", "BUILD=no", "BINDIR=\(bin)"] + extra, timeout: 60)
+        }
+
+        /// The unit runs as `tollgate`: with that group present, the configuration is its
+        /// (folders 0750, files 0640); without it, install says how to create the user.
+        /// `nogroup` stands in for the service's group, which this machine need not have.
+        @Test func theConfigurationIsReadableByTheServicesGroup() throws {
+            let dir = try TemporaryDirectory()
+            defer { dir.remove() }
+            let dest = dir.path + "/dest"
+            let install = try Self.make("install", dest, group: "nogroup")
+            #expect(install.status == 0, "\(install.stderr)")
+            let etc = dest + "/usr/local/etc/tollgate"
+            func owner(_ path: String) -> (group: String, mode: Int) {
+                let attributes = (try? FileManager.default.attributesOfItem(atPath: path)) ?? [:]
+                return ((attributes[.groupOwnerAccountName] as? String) ?? "?", (attributes[.posixPermissions] as? Int) ?? -1)
+            }
+            for folder in [etc, etc + "/policies"] { #expect(owner(folder) == ("nogroup", 0o750), "\(folder): \(owner(folder))") }
+            #expect(owner(etc + "/tollgate.yaml") == ("nogroup", 0o640))
+            for policy in (try FileManager.default.contentsOfDirectory(atPath: etc + "/policies")) {
+                #expect(owner(etc + "/policies/" + policy) == ("nogroup", 0o640), "\(policy)")
+            }
+            let other = try TemporaryDirectory()
+            defer { other.remove() }
+            let without = try Self.make("install", other.path + "/dest", group: "no-such-group-tollgate")
+            #expect(without.status == 0 && without.stdout.contains("useradd --system --user-group"), "\(without.stdout)")
         }
 
         @Test func installCheckAndUninstall() throws {

@@ -81,27 +81,68 @@ extension LiveRelayTests {
             #expect(await stage.metrics() == [.gauge("domains", "Domains this stage refuses", 1)])
         }
 
-        /// ABI 2's dispositions and envelope changes through a real relay and the
-        /// fixture plugin: hold keeps the message held in the queue, discard answers 250
-        /// and drops it, a header asked for at RCPT is in the delivered message, and a
-        /// data-phase redirect changes the sender and the recipients the upstream sees.
-        @Test func holdDiscardPrependAndRedirectThroughARealRelay() throws {
+        /// A relay (not started) with the fixture's stage blocking `blocked.example`,
+        /// delivering to a sink of its own.
+        static func domainBlockRelay(_ label: String, limits: String? = nil) throws -> (RelayProcess, RawSMTPSink) {
             let library = try Self.fixture.get().library
-            let dir = try TemporaryDirectory(label: "disposition")
+            let dir = try TemporaryDirectory(label: label)
             let sinkPort = freePort()
             let sink = try RawSMTPSink.start(port: sinkPort, directory: dir.path + "/sink")
-            defer { sink.stop() }
             let relay = try RelayProcess(
                 rest: upstreamSection(port: sinkPort) + """
 
+                    \(limits.map { "limits:\n  " + $0 } ?? "")
                     stages:
                       - use: domain-block
                         library: \(library)
+                        on_error: defer
                         settings:
                           domains: [blocked.example]
                     """,
                 directory: dir
             )
+            return (relay, sink)
+        }
+
+        /// A session that began before a reload keeps the stages it began with for as
+        /// long as it lasts — here longer than `command_timeout`, after which the old
+        /// pipeline used to be shut down under it — and those stages are shut down once
+        /// it ends; a session begun after the reload has the new ones. The fixture's
+        /// stage throws if it is used after its `shutdown()`.
+        @Test func aSessionOpenAcrossAReloadKeepsItsStagesUntilItEnds() throws {
+            let (relay, sink) = try Self.domainBlockRelay("reloadsession", limits: "command_timeout: 2s")
+            defer { sink.stop() }
+            try relay.start()
+            defer { relay.stop() }
+            let old = try SMTPTestClient.connect(port: relay.port)
+            defer { old.close() }
+            #expect(try old.readReply().code == 220)
+            try old.command("EHLO client.example", expect: 250)
+            #expect(relay.process?.signal(SIGHUP) == true)
+            #expect(waitUntil(timeout: 10) { relay.log.contains("configuration reloaded") }, "\(relay.log.suffix(2000))")
+            // Kept alive past the 2 s command timeout and the 5 s grace.
+            for _ in 0..<7 {
+                Thread.sleep(forTimeInterval: 1)
+                try old.command("NOOP", expect: 250)
+            }
+            try old.command("MAIL FROM:<a@example.com>", expect: 250)
+            let allowed = try old.command("RCPT TO:<b@fine.example>")
+            #expect(allowed.code == 250, "the old session's stage was shut down under it: \(allowed)")
+            let blocked = try old.command("RCPT TO:<c@blocked.example>")
+            #expect(blocked.code == 550, "\(blocked)")
+            #expect(!relay.log.contains("used after its shutdown"), "\(relay.log.suffix(2000))")
+            // A session after the reload uses the new stages.
+            let fresh = try SMTPTestClient.sendMessage(port: relay.port, from: "a@example.com", to: ["d@fine.example"], data: Array("Subject: new\r\n\r\nBody.\r\n".utf8))
+            #expect(fresh.code == 250, "\(fresh)")
+        }
+
+        /// ABI 2's dispositions and envelope changes through a real relay and the
+        /// fixture plugin: hold keeps the message held in the queue, discard answers 250
+        /// and drops it, a header asked for at RCPT is in the delivered message, and a
+        /// data-phase redirect changes the sender and the recipients the upstream sees.
+        @Test func holdDiscardPrependAndRedirectThroughARealRelay() throws {
+            let (relay, sink) = try Self.domainBlockRelay("disposition")
+            defer { sink.stop() }
             try relay.start()
             defer { relay.stop() }
             func send(_ to: [String], _ marker: String, extra: String = "") throws -> (code: Int, id: String) {

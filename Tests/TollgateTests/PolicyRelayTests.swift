@@ -314,6 +314,8 @@ extension LiveRelayTests {
             let known = try s.relay.cli(["explain", "--user", "alice", "--from", "alice@finance.example.com", "--to", "x@example.net"])
             #expect(known.status == 0, "\(known.stdout)\(known.stderr)")
             #expect(known.stdout.contains("result:     accepted"))
+            // The embedded store's counters are the running relay's, not explain's: it says so.
+            #expect(known.stdout.contains("counters:   not the running relay's"), "\(known.stdout)")
         }
     }
 }

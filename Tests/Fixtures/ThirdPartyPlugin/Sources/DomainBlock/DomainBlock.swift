@@ -1,3 +1,4 @@
+import Synchronization
 import TollgatePolicy
 
 /// Refuses recipients in the configured domains (`settings: { domains: [...] }`), and
@@ -29,6 +30,22 @@ final class DomainBlockFactory: PolicyStageFactory {
 
 struct DomainBlockStage: PolicyStage {
     let domains: Set<String>
+    /// Set by ``shutdown()``: a stage must not be used after it (a real one would have
+    /// closed its connections), so this one says so, and the relay's tests can see
+    /// that it never is.
+    let stopped = StopFlag()
+
+    final class StopFlag: Sendable {
+        private let value = Mutex(false)
+        var isSet: Bool { value.withLock { $0 } }
+        func set() { value.withLock { $0 = true } }
+    }
+
+    struct UsedAfterShutdown: Error, CustomStringConvertible {
+        var description: String { "domain-block was used after its shutdown()" }
+    }
+
+    func shutdown() async { stopped.set() }
 
     var phases: Set<PolicyPhase> { [.rcpt, .data] }
 
@@ -37,6 +54,7 @@ struct DomainBlockStage: PolicyStage {
     }
 
     func evaluate(_ context: PolicyContext) async throws -> PolicyDecision {
+        if stopped.isSet { throw UsedAfterShutdown() }
         if context.phase == .data, let message = context.message {
             var changes: [MessageChange] = [.addHeader(name: "X-Domain-Block", value: "checked")]
             if let queueID = context.queueID { changes.append(.addHeader(name: "X-Domain-Block-Queue-ID", value: queueID)) }

@@ -352,6 +352,10 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
         context.write(wrapOutboundOut(out), promise: nil)
         needsFlush = true
         if reply.code >= 400 {
+            if let statistics {
+                let (code, reason) = ListenerStatistics.refusalClass(reply)
+                statistics.record { $0.refusals[code + "/" + reason, default: 0] += 1 }
+            }
             var metadata: Logger.Metadata = ["smtp.reply": "\(reply)"]
             if reply.code == 552, let tooLarge = machine.takeSizeRefusal() {
                 metadata["message.size"] = "\(tooLarge.size)"

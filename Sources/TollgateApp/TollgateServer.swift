@@ -68,6 +68,7 @@ public final class TollgateServer: Sendable {
         let node = NodeIdentity.current(named: configuration.spool.node)
         metrics.setNodeInfo(node: node.name, store: configuration.spool.postgres == nil ? "sqlite" : "postgres")
         self.spool = try await SpoolFactory.open(configuration.spool, node: node.name, logger: logger)
+        spool.observeCommits { [metrics] duration, operations in metrics.spoolCommitted(duration, operations: operations) }
         self.runner = QueueRunner(
             spool: spool,
             transports: try Transports.make(configuration, group: group, logger: logger),
@@ -204,7 +205,7 @@ public final class TollgateServer: Sendable {
                         metrics.listenerSampled(.init(
                             listener: listener.configuration.name, openSessions: listener.activeConnections, accepted: c.accepted,
                             refusedClient: c.refusedClient, refusedLimit: c.refusedLimit, tlsHandshakes: c.tlsHandshakes,
-                            tlsFailures: c.tlsFailures, bytesIn: c.bytesIn, bytesOut: c.bytesOut
+                            tlsFailures: c.tlsFailures, bytesIn: c.bytesIn, bytesOut: c.bytesOut, refusals: c.refusals
                         ))
                     }
                 },

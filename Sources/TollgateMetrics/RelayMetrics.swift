@@ -8,6 +8,8 @@ public final class RelayMetrics: Sendable {
     private let discarded: Counter
     private let refusedStore: Counter
     private let contentBuffered: Gauge
+    private let commitDuration: ValueHistogram
+    private let commitBatch: ValueHistogram
     private let contentBudget: Gauge
     /// Read at each exposition: the content sessions hold now.
     private let contentSample = NIOLockedValueBox<(@Sendable () -> (inUse: Int, limit: Int))?>(nil)
@@ -21,7 +23,22 @@ public final class RelayMetrics: Sendable {
         discarded = registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "smtp", metricName: "messages_discarded", unitName: "total", helpText: "Messages accepted and dropped because a stage said discard"), labels: [])
         contentBuffered = registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "content", metricName: "buffered", unitName: "bytes", helpText: "Message content held in memory by sessions (receiving, deciding, storing)"), labels: [])
         contentBudget = registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "content", metricName: "budget", unitName: "bytes", helpText: "limits.content_memory: past it, DATA gets 451 4.3.0"), labels: [])
+        commitDuration = registry.makeValueHistogram(
+            descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "spool", metricName: "commit_duration", unitName: "seconds", helpText: "Time of one group commit of the spool (new messages wait for it before 250)"),
+            labels: [], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]
+        )
+        commitBatch = registry.makeValueHistogram(
+            descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "spool", metricName: "commit_batch", unitName: "operations", helpText: "Operations (new messages, attempts, changes) in one group commit of the spool"),
+            labels: [], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256]
+        )
         refusedStore = registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "tollgate", subsystem: "spool", metricName: "write_failures", unitName: "total", helpText: "Messages that could not be stored (answered 4xx)"), labels: [])
+    }
+
+    /// One group commit of the spool: how long it took and how many operations it held.
+    public func spoolCommitted(_ duration: Duration, operations: Int) {
+        let (seconds, attoseconds) = duration.components
+        commitDuration.record(Double(seconds) + Double(attoseconds) / 1e18)
+        commitBatch.record(Double(operations))
     }
 
     public func messageAccepted() { accepted.increment() }
@@ -170,8 +187,11 @@ public final class RelayMetrics: Sendable {
         public var tlsFailures: Int
         public var bytesIn: Int
         public var bytesOut: Int
+        /// Replies 4xx/5xx by `code/reason` (`5/policy`, `4/system`, …).
+        public var refusals: [String: Int] = [:]
 
-        public init(listener: String, openSessions: Int, accepted: Int, refusedClient: Int, refusedLimit: Int, tlsHandshakes: Int, tlsFailures: Int, bytesIn: Int, bytesOut: Int) {
+        public init(listener: String, openSessions: Int, accepted: Int, refusedClient: Int, refusedLimit: Int, tlsHandshakes: Int, tlsFailures: Int, bytesIn: Int, bytesOut: Int, refusals: [String: Int] = [:]) {
+            self.refusals = refusals
             self.listener = listener
             self.openSessions = openSessions
             self.accepted = accepted
@@ -196,6 +216,14 @@ public final class RelayMetrics: Sendable {
         sampleTotal("smtp_tls_handshakes", tls, [listener, ("result", "failure")], l.tlsFailures)
         sampleTotal("smtp_received_bytes", "Octets read from clients (after TLS)", [listener], l.bytesIn)
         sampleTotal("smtp_sent_bytes", "Octets written to clients (after TLS)", [listener], l.bytesOut)
+        for (key, count) in l.refusals {
+            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { continue }
+            sampleTotal(
+                "smtp_refusals", "Replies 4xx/5xx to clients by class and the subject of their enhanced code (RFC 3463: policy, system, protocol, address, mailbox, content, network)",
+                [listener, ("code", parts[0]), ("reason", parts[1])], count
+            )
+        }
     }
 
     /// An AUTH attempt's result: `success`, `failure` or `temporary_failure`.

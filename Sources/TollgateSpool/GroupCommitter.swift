@@ -33,6 +33,8 @@ final class GroupCommitter: Sendable {
 
     private let pool: DatabasePool
     private let state = NIOLockedValueBox(State())
+    /// Told of every committed batch (`/metrics`): its time and its operations.
+    let observer = NIOLockedValueBox<CommitObserver?>(nil)
 
     init(pool: DatabasePool) {
         self.pool = pool
@@ -83,6 +85,7 @@ final class GroupCommitter: Sendable {
     }
 
     private func commit(_ batch: [Pending], _ db: Database) {
+        let began = ContinuousClock.now
         let durable = batch.contains { $0.durable }
         var resumptions: [@Sendable () -> Void] = []
         resumptions.reserveCapacity(batch.count)
@@ -111,6 +114,7 @@ final class GroupCommitter: Sendable {
             return
         }
         state.withLockedValue { $0.commits += 1 }
+        if let observe = observer.withLockedValue({ $0 }) { observe(ContinuousClock.now - began, batch.count) }
         for resume in resumptions { resume() }
     }
 }

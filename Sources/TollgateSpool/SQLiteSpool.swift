@@ -83,6 +83,10 @@ public final class SQLiteSpool: Spool {
 
     public func makeQueueID() -> String { ids.next() }
 
+    public func observeCommits(_ observer: @escaping CommitObserver) {
+        committer.observer.withLockedValue { $0 = observer }
+    }
+
     // MARK: - Writing
 
     public func insert(_ message: SpoolMessage, claim: SpoolClaim?) async throws {

@@ -105,6 +105,18 @@ public protocol Spool: Sendable {
 
     /// Entries moved aside as damaged, oldest first.
     func quarantined() async throws -> [QuarantinedEntry]
+
+    /// Tells `observer` of every group commit of new messages from now on: how long the
+    /// commit took and how many messages it held (`/metrics`).
+    func observeCommits(_ observer: @escaping CommitObserver)
+}
+
+/// A group commit's duration and its number of operations.
+public typealias CommitObserver = @Sendable (_ duration: Duration, _ operations: Int) -> Void
+
+extension Spool {
+    /// A store without group commits has nothing to tell.
+    public func observeCommits(_ observer: @escaping CommitObserver) {}
 }
 
 /// A delivery claim: who holds it and until when.

@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import TollgateSpool
 
 /// Commits the new messages of concurrent sessions together, as ``GroupCommitter``
 /// does for the embedded store: while one batch is being committed, the messages that
@@ -83,10 +84,15 @@ final class PostgresGroupCommitter<Item: Sendable>: Sendable {
         }
     }
 
+    /// Told of every committed batch (`/metrics`): its time and its items.
+    let observer = NIOLockedValueBox<CommitObserver?>(nil)
+
     private func commit(_ batch: [Pending]) async {
         do {
             state.withLockedValue { $0.commits += 1 }
+            let began = ContinuousClock.now
             try await write(batch.map(\.item))
+            if let observe = observer.withLockedValue({ $0 }) { observe(ContinuousClock.now - began, batch.count) }
             for p in batch { p.done(.success(())) }
         } catch {
             guard batch.count > 1, isRetryable(error) else {

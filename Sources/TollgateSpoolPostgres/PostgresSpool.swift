@@ -194,6 +194,10 @@ public final class PostgresSpool: Spool {
 
     public func makeQueueID() -> String { ids.next() }
 
+    public func observeCommits(_ observer: @escaping CommitObserver) {
+        inserts.observer.withLockedValue { $0 = observer }
+    }
+
     // MARK: - Writing
 
     public func insert(_ message: SpoolMessage, claim: SpoolClaim?) async throws {

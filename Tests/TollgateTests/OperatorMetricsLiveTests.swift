@@ -99,6 +99,12 @@ extension LiveRelayTests {
             #expect((Self.value(text, "tollgate_delivery_sent_bytes_total{upstream=\"sink\"}") ?? 0) > 100)
             #expect(lines.contains { $0.hasPrefix("tollgate_delivery_attempts_total{upstream=\"sink\",host=\"127.0.0.1") && $0.contains("result=\"sent\"") && $0.hasSuffix(" 1") }, "\(lines.filter { $0.contains("attempts") })")
             #expect(lines.contains { $0.hasPrefix("tollgate_delivery_attempts_total{upstream=\"sink\"") && $0.contains("result=\"deferred\"") }, "\(lines.filter { $0.contains("attempts") })")
+            // The spool's group commits: their time and size.
+            #expect((Self.value(text, "tollgate_spool_commit_duration_seconds_count") ?? 0) >= 2, "\(lines.filter { $0.contains("commit") })")
+            #expect((Self.value(text, "tollgate_spool_commit_duration_seconds_sum") ?? 0) > 0)
+            #expect((Self.value(text, "tollgate_spool_commit_batch_operations_count") ?? 0) >= 2)
+            // Refusals by class: the failed AUTH is 5/policy (535 5.7.8).
+            #expect((Self.value(text, "tollgate_smtp_refusals_total{listener=\"relay\",code=\"5\",reason=\"policy\"}") ?? 0) >= 1, "\(lines.filter { $0.contains("refusals") })")
             // What the relay wrote is private: spool folder 0700, database 0600.
             #expect(Self.mode(dir.path + "/spool") == 0o700)
             #expect(Self.mode(dir.path + "/spool/queue.sqlite") == 0o600)

@@ -60,7 +60,7 @@ public enum PipelineBuilder {
                 diagnostics.append(PolicyDiagnostic(stage.location, "\(path) is the plugin '\(factory.name)', not '\(stage.use)'"))
                 continue
             }
-            let host = RelayPolicyHost(plugin: stage.use, logger: logger, policies: policies, counters: counters, clock: clock)
+            let host = RelayPolicyHost(plugin: stage.use, logger: logger, policies: policies, counters: stage.mode == .shadow ? ShadowCounters(counters) : counters, clock: clock)
             let problems = factory.validate(settings: stage.settings, host: host)
             diagnostics += problems
             if problems.isEmpty { loaded.append((stage, factory, host)) }

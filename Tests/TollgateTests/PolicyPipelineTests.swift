@@ -121,6 +121,31 @@ import TollgateMetrics
         PolicyContext(phase: phase, sessionID: "s", listener: "l", clientAddress: "127.0.0.1", sender: "a@example.com")
     }
 
+    /// A shadow stage's counters are its own: what it reserves and commits never shows
+    /// in, nor adds to, the counter of the same name an enforced stage uses.
+    @Test func aShadowStagesCountersAreItsOwn() async throws {
+        let base = MemoryCounters()
+        let shadow = ShadowCounters(base)
+        let id = CounterID(name: "rate-limit/client/messages/127.0.0.1", window: 3600)
+        guard case .reserved(let before) = try await base.reserve([CounterCharge(id, amount: 1, limit: 5)], sessionID: "enforced", now: 100) else {
+            Issue.record("the enforced charge did not fit"); return
+        }
+        #expect(before[id] == 0)
+        await base.commit(sessionID: "enforced", now: 100)
+        // The shadow view starts from nothing, and its limit of 1 applies to its own count.
+        guard case .reserved(let seen) = try await shadow.reserve([CounterCharge(id, amount: 1, limit: 1)], sessionID: "s", now: 101) else {
+            Issue.record("the shadow charge did not fit"); return
+        }
+        #expect(seen[id] == 0)
+        await base.commit(sessionID: "s", now: 101)
+        #expect(try await base.usage([id], now: 102)[id] == 1, "the enforced count is unchanged by the shadow's")
+        #expect(try await shadow.usage([id], now: 102)[id] == 1)
+        guard case .exceeded(let over, let used) = try await shadow.reserve([CounterCharge(id, amount: 1, limit: 1)], sessionID: "s2", now: 103) else {
+            Issue.record("the shadow's own limit did not hold"); return
+        }
+        #expect(over == id && used == 1)
+    }
+
     @Test func aShadowRefusalIsRecordedAndTheEnforcedStagesDecide() async {
         let metrics = RelayMetrics()
         let p = PolicyPipeline(

@@ -19,6 +19,9 @@ extension LiveRelayTests {
         /// a free port, `users` if given, and a rate limit per client of 100 an hour.
         static func start(users: [(String, String)]? = nil) throws -> Setup {
             let dir = try TemporaryDirectory(label: "console")
+            // Loopback clients are the department "lab" (by network), with its own limit.
+            try FileManager.default.createDirectory(atPath: dir.path + "/policies", withIntermediateDirectories: true)
+            try TestFiles.write("department: lab\nmembers:\n  networks: [127.0.0.0/8]\nrate-limit:\n  - { key: department, messages: 50, per: 1h }\n", to: dir.path + "/policies/lab.yaml")
             let port = freePort()
             var usersLine = ""
             if let users {
@@ -46,6 +49,7 @@ extension LiveRelayTests {
                           limits:
                             - { key: client, messages: 100, per: 1h }
                             - { key: sender, messages: 2, per: 1h }
+                    policies: policies
                     console: { address: 127.0.0.1:\(port)\(usersLine) }
                     """,
                 directory: dir
@@ -99,6 +103,9 @@ extension LiveRelayTests {
             #expect(second.body.contains("Messages 2–2 of 2") && second.body.contains("rel=\"prev\""))
             let byUpstream = try HTTPTestClient.request(port: s.port, "/?upstream=elsewhere")
             #expect(byUpstream.body.contains("No queued message matches."))
+            let lab = try HTTPTestClient.request(port: s.port, "/?department=LAB")
+            #expect(lab.body.contains("Messages 1–2 of 2 matching") && lab.body.contains("<td>lab</td>"), "\(lab.body)")
+            #expect(try HTTPTestClient.request(port: s.port, "/?department=finance").body.contains("No queued message matches."))
             let none = try HTTPTestClient.request(port: s.port, "/?sender=nobody%40example.com")
             #expect(none.body.contains("No queued message matches."))
 
@@ -184,6 +191,14 @@ extension LiveRelayTests {
             #expect(try HTTPTestClient.post(port: s.port, "/message/\(id)/release", form: [("csrf", csrf)], cookies: ["tollgate_session": session]).status == 303)
             #expect(try s.relay.cli(["queue", "list", "--state", "queued"]).stdout.contains(id))
             #expect(try HTTPTestClient.post(port: s.port, "/message/\(id)/frobnicate", form: [("csrf", csrf)], cookies: ["tollgate_session": session]).status == 404)
+            // Retry: due now, so the queue runner tries it again (the upstream is down).
+            #expect(try HTTPTestClient.post(port: s.port, "/message/\(id)/retry", form: [("csrf", csrf)], cookies: ["tollgate_session": session]).status == 303)
+            #expect(waitUntil(timeout: 15) { (try? s.relay.cli(["queue", "show", id]).stdout.contains("attempts 2")) == true }, "\((try? s.relay.cli(["queue", "show", id]).stdout) ?? "")")
+            // Bounce: returned to its sender now; it leaves the queue, a DSN to frank is queued.
+            let bounced = try Self.send(s, from: "frank@example.com", to: ["erin@example.net"])
+            #expect(try HTTPTestClient.post(port: s.port, "/message/\(bounced)/bounce", form: [("csrf", csrf)], cookies: ["tollgate_session": session]).status == 303)
+            #expect(waitUntil(timeout: 15) { (try? s.relay.cli(["queue", "show", bounced]).stdout.contains("bounced at")) == true }, "\((try? s.relay.cli(["queue", "show", bounced]).stdout) ?? "")")
+            #expect(try s.relay.cli(["queue", "list", "--recipient", "frank@example.com"]).stdout.contains("<>"), "the DSN, from the null sender")
             #expect(try HTTPTestClient.post(port: s.port, "/message/\(id)/delete", form: [("csrf", csrf)], cookies: ["tollgate_session": session]).status == 303)
             #expect(!(try s.relay.cli(["queue", "list"]).stdout.contains(id)))
 
@@ -213,6 +228,8 @@ extension LiveRelayTests {
             #expect(stats.body.contains("Rate limit exceeded"), "the refusal's reply")
             // The dry run for the busiest sender: at its limit, one more is refused.
             #expect(stats.body.contains("sender busy@example.com: 2 used, 1 more would exceed 2 messages per 1h"), "\(stats.body)")
+            #expect(stats.body.contains("<td>lab</td><td class=\"n\">2</td>"), "accepted by department: \(stats.body)")
+            #expect(stats.body.contains("department lab 2+1 of 50 messages per 1h"), "the department's own limit: \(stats.body)")
             // The delivery attempts to the upstream that is down.
             #expect(waitUntil(timeout: 15) { (try? HTTPTestClient.request(port: s.port, "/stats").body.contains("<td>down</td>")) == true })
         }

@@ -85,8 +85,14 @@ public struct RateLimitStage: PolicyStage {
         let used: [CounterID: Int]
         if context.dryRun {
             used = try await host.counters.usage(charges.map(\.counter), now: now)
-            for (index, (limit, counter)) in checks.enumerated() where (used[charges[index].counter] ?? 0) + charges[index].amount > limit.limit {
-                return refusal(limit, counter, used: used[charges[index].counter] ?? 0, adding: charges[index].amount, context: context)
+            // A dry run (explain, the console) tells every limit, not only the first passed.
+            if let index = checks.indices.first(where: { (used[charges[$0].counter] ?? 0) + charges[$0].amount > checks[$0].0.limit }) {
+                var decision = refusal(checks[index].0, checks[index].1, used: used[charges[index].counter] ?? 0, adding: charges[index].amount, context: context)
+                let others = checks.indices.filter { $0 != index }.map { i in
+                    "\(checks[i].0.key.rawValue) \(checks[i].1.value) \(used[charges[i].counter] ?? 0)+\(charges[i].amount) of \(checks[i].0)"
+                }
+                if !others.isEmpty { decision.reason += "; also: " + others.joined(separator: "; ") }
+                return decision
             }
         } else {
             switch try await host.counters.reserve(charges, sessionID: context.sessionID, now: now) {

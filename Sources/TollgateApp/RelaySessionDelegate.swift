@@ -67,7 +67,7 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
                 (context.message, context.headers, context.messageSize) = (changed, changed.unfoldedHeaders, changed.size)
                 prepared = changed
             } catch {
-                logger.error("cannot apply the message changes stages asked for before DATA", metadata: ["smtp.session.id": "\(request.session.sessionID)", "error.message": "\(error)"])
+                logger.error("cannot apply the message changes stages asked for before DATA", metadata: ["smtp.session.id": "\(request.session.sessionID)", "error.message": "\(ErrorText.describe(error))"])
                 return SessionDecision(.refuse(SMTPReply(451, "4.3.0", "Temporary policy failure, try again later")), annotations: RelayAnnotations())
             }
         }

@@ -108,7 +108,7 @@ public final class ConsoleServer: Service, Sendable {
             let page = try await ConsoleFilter.page(spool, filter, offset: offset, limit: limit)
             return ConsolePages.response(.ok, ConsolePages.queue(page: page, filter: filter, offset: offset, limit: limit, now: clock(), viewer: viewer))
         } catch {
-            logger.warning("console: cannot read the queue", metadata: ["error.message": "\(error)"])
+            logger.warning("console: cannot read the queue", metadata: ["error.message": "\(ErrorText.describe(error))"])
             return ConsolePages.response(.serviceUnavailable, ConsolePages.problem("The queue cannot be read right now: \(error)", viewer: viewer))
         }
     }

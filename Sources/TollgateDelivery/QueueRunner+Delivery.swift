@@ -16,7 +16,7 @@ extension QueueRunner {
             guard let m = try await spool.load(id) else { return }
             message = m
         } catch {
-            logger.error("cannot load message", metadata: ["error.message": "\(error)"])
+            logger.error("cannot load message", metadata: ["error.message": "\(ErrorText.describe(error))"])
             try? await spool.releaseClaim(id, owner: settings.owner)
             return
         }
@@ -54,7 +54,7 @@ extension QueueRunner {
                         logger.warning("delivery claim lost; another runner may deliver the message too", metadata: ["queue.id": "\(id)"])
                     }
                 } catch {
-                    logger.warning("cannot renew the delivery claim", metadata: ["queue.id": "\(id)", "error.message": "\(error)"])
+                    logger.warning("cannot renew the delivery claim", metadata: ["queue.id": "\(id)", "error.message": "\(ErrorText.describe(error))"])
                 }
             }
         }
@@ -121,7 +121,7 @@ extension QueueRunner {
                 wake()
             } catch {
                 // Keep the message: without its bounce it must not be forgotten.
-                logger.error("cannot queue bounce; will try again", metadata: ["error.message": "\(error)"])
+                logger.error("cannot queue bounce; will try again", metadata: ["error.message": "\(ErrorText.describe(error))"])
                 // Recipients delivered in this attempt stay delivered; those that
                 // failed stay pending, so the failure (and its bounce) comes again.
                 var recipients = update.recipients
@@ -145,7 +145,7 @@ extension QueueRunner {
                 logger.warning("delivery claim lost before the attempt was recorded; the message may be delivered again")
             }
         } catch {
-            logger.error("cannot record delivery attempt", metadata: ["error.message": "\(error)"])
+            logger.error("cannot record delivery attempt", metadata: ["error.message": "\(ErrorText.describe(error))"])
         }
     }
 }

@@ -121,7 +121,7 @@ public final class QueueRunner: Service, Sendable {
             let released = try await spool.releaseStaleClaims(node: node, keeping: settings.owner, isRunning: NodeIdentity.isRunning)
             if released > 0 { logger.notice("released the claims of an earlier process of this node", metadata: ["queue.claims": "\(released)"]) }
         } catch {
-            logger.error("cannot release stale claims", metadata: ["error.message": "\(error)"])
+            logger.error("cannot release stale claims", metadata: ["error.message": "\(ErrorText.describe(error))"])
         }
         logger.info("queue runner started", metadata: ["queue.size": "\(queued)", "queue.owner": "\(settings.owner)"])
         await withDiscardingTaskGroup { group in
@@ -140,7 +140,7 @@ public final class QueueRunner: Service, Sendable {
                             logger.notice("claiming due messages again")
                         }
                     } catch {
-                        if !failing { logger.error("cannot claim due messages", metadata: ["error.message": "\(error)"]) }
+                        if !failing { logger.error("cannot claim due messages", metadata: ["error.message": "\(ErrorText.describe(error))"]) }
                         failing = true
                     }
                 }

@@ -63,7 +63,7 @@ actor UpstreamPool {
                 )
                 return (connection, "\(host.host):\(host.port)")
             } catch {
-                logger.warning("upstream host failed", metadata: ["upstream.host": "\(host.host):\(host.port)", "error.message": "\(error)"])
+                logger.warning("upstream host failed", metadata: ["upstream.host": "\(host.host):\(host.port)", "error.message": "\(ErrorText.describe(error))"])
                 lastError = error
             }
         }

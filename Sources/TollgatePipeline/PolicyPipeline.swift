@@ -205,7 +205,7 @@ public final class PolicyPipeline: Sendable {
     }
 
     private func errorDecision(_ stage: Stage, error: any Error, phase: PolicyPhase) -> PolicyDecision {
-        logger.warning("policy stage failed", metadata: ["policy.stage": "\(stage.name)", "policy.phase": "\(phase.rawValue)", "error.message": "\(error)"])
+        logger.warning("policy stage failed", metadata: ["policy.stage": "\(stage.name)", "policy.phase": "\(phase.rawValue)", "error.message": "\(ErrorText.describe(error))"])
         switch stage.onError {
         case .defer:
             return PolicyDecision(.defer(PolicyReply(code: 451, enhancedCode: "4.3.0", text: "Temporary policy failure, try again later")), reason: "stage failed: \(error)")

@@ -1,3 +1,4 @@
+import TollgateConfiguration
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -94,7 +95,7 @@ public final class PostgresCounters: PolicyCounterStore {
                 "UPDATE counter_entries SET reservation = NULL, at = \(now) WHERE reservation = \(reservation(sessionID))"
             )
         } catch {
-            spool.logger.error("counters not updated for an accepted message", metadata: ["smtp.session.id": "\(sessionID)", "error.message": "\(error)"])
+            spool.logger.error("counters not updated for an accepted message", metadata: ["smtp.session.id": "\(sessionID)", "error.message": "\(ErrorText.describe(error))"])
         }
         let due = lastCleanup.withLockedValue { last -> Bool in
             guard now - last >= 60 || now < last else { return false }
@@ -117,7 +118,7 @@ public final class PostgresCounters: PolicyCounterStore {
             _ = try await spool.execute("cannot release counters", "DELETE FROM counter_entries WHERE reservation = \(reservation(sessionID))")
         } catch {
             // Held at most for the reservation lifetime.
-            spool.logger.warning("counter reservations not released", metadata: ["smtp.session.id": "\(sessionID)", "error.message": "\(error)"])
+            spool.logger.warning("counter reservations not released", metadata: ["smtp.session.id": "\(sessionID)", "error.message": "\(ErrorText.describe(error))"])
         }
     }
 }

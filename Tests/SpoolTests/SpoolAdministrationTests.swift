@@ -122,6 +122,18 @@ import TollgateSpool
             #expect(try await spool.recordAttempt(m.id, owner: "a", recipients: done, nextAttempt: nil, lastError: nil))
             #expect(try await spool.history(m.id) == nil)
         }
+        // Retention: an entry older than spool.history is no longer shown (nor kept).
+        try await kind.with(keepHistory: 1) { spool in
+            let m = SpoolFixtures.message(id: spool.makeQueueID(), now: t0)
+            try await spool.insert(m)
+            _ = try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 10)
+            var done = m.recipients
+            done[0].state = .delivered
+            #expect(try await spool.recordAttempt(m.id, owner: "a", recipients: done, nextAttempt: nil, lastError: nil))
+            #expect(try await spool.history(m.id) != nil)
+            try await Task.sleep(for: .milliseconds(1500))
+            #expect(try await spool.history(m.id) == nil, "kept past its retention of 1 s")
+        }
     }
 
     @Test(arguments: StoreKind.allCases) func queueIDsAreNeverReused(_ kind: StoreKind) async throws {

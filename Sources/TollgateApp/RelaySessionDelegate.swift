@@ -48,6 +48,8 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
     public func needsDecision(_ phase: SessionPhase) -> Bool { policy.needsEvaluation(PolicyPhase(phase)) }
 
     public func decide(_ request: PolicyRequest<RelayAnnotations>) async -> SessionDecision<RelayAnnotations> {
+        enter()
+        defer { leave() }
         var context = PolicyContext(request)
         // A new transaction: what an earlier one of the session reserved and did not
         // commit (refused, RSET) is let go first.
@@ -80,20 +82,28 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
         return SessionDecision(.init(outcome.verdict), annotations: annotations, limits: annotations.limits)
     }
 
-    /// The sessions that use this delegate (and its pipeline) now, and who waits for
-    /// them to end (``sessionsEnded()``).
-    private let sessions = NIOLockedValueBox<(open: Set<String>, waiting: [CheckedContinuation<Void, Never>])>(([], []))
+    /// The sessions that use this delegate (and its pipeline) now, the calls into its
+    /// stages still running (a decision a client left during, a store past its
+    /// deadline, the end-of-session notices), and who waits for both to end
+    /// (``sessionsEnded()``).
+    private struct Use {
+        var open: Set<String> = []
+        var running = 0
+        var waiting: [CheckedContinuation<Void, Never>] = []
+    }
+    private let use = NIOLockedValueBox(Use())
 
     public func sessionOpened(sessionID: String) {
-        _ = sessions.withLockedValue { $0.open.insert(sessionID) }
+        _ = use.withLockedValue { $0.open.insert(sessionID) }
     }
 
-    /// Returns once no session uses this delegate: after a reload, the old pipeline's
-    /// stages are shut down only then, however long its last session lasts.
+    /// Returns once no session uses this delegate and no call into its stages runs:
+    /// after a reload, the old pipeline's stages are shut down only then, however long
+    /// its last session lasts.
     public func sessionsEnded() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let idle = sessions.withLockedValue { state -> Bool in
-                if state.open.isEmpty { return true }
+            let idle = use.withLockedValue { state -> Bool in
+                if state.open.isEmpty, state.running == 0 { return true }
                 state.waiting.append(continuation)
                 return false
             }
@@ -101,24 +111,38 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
         }
     }
 
-    public func sessionClosed(sessionID: String) {
-        let waiting = sessions.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
-            state.open.remove(sessionID)
-            guard state.open.isEmpty else { return [] }
+    /// A call into the stages begins; ``leave()`` when it ends.
+    func enter() { use.withLockedValue { $0.running += 1 } }
+
+    func leave() {
+        let waiting = use.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+            state.running -= 1
+            guard state.open.isEmpty, state.running == 0 else { return [] }
             defer { state.waiting = [] }
             return state.waiting
         }
         for continuation in waiting { continuation.resume() }
+    }
+
+    public func sessionClosed(sessionID: String) {
+        enter()
+        _ = use.withLockedValue { $0.open.remove(sessionID) }
         let pipeline = policy.setup.pipeline
-        guard !pipeline.isEmpty else { return }
+        guard !pipeline.isEmpty else {
+            leave()
+            return
+        }
         let counters = self.counters
         Task {
             await counters?.release(sessionID: sessionID)
             await pipeline.sessionClosed(sessionID: sessionID)
+            self.leave()
         }
     }
 
     public func authenticate(_ credentials: SASLCredentials, _ request: PolicyRequest<RelayAnnotations>) async -> AuthResult<RelayAnnotations> {
+        enter()
+        defer { leave() }
         var logger = self.logger
         logger[metadataKey: "smtp.session.id"] = .string(request.session.sessionID)
         logger[metadataKey: "smtp.auth.user"] = .string(credentials.username)
@@ -156,6 +180,8 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
     /// holding the session: the store goes on, and if it commits the message is kept
     /// and delivered — twice, if the client sends it again (a duplicate, never a loss).
     public func store(_ request: StoreRequest<RelayAnnotations>) async throws -> String {
+        enter()
+        defer { leave() }
         var request = request
         // Changes asked at MAIL/RCPT when no stage decides DATA (so `decide` did not
         // apply them): applied here, before the message is stored.
@@ -197,7 +223,11 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
             await counters?.commit(sessionID: request.session.sessionID, now: receivedAt)
             return queueID
         }
+        // The store may outlive the session's wait (store_timeout): it counts as a use
+        // of the stages (it tells them of the accepted message) until it ends.
+        enter()
         let outcome = await Self.first(within: storeTimeout, on: timers.any()) { [self, message, request] in
+            defer { self.leave() }
             try await insert(message, request)
         }
         switch outcome {
@@ -294,7 +324,11 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
             var context = PolicyContext(request)
             context.queueID = queueID
             let accepted = AcceptedMessage(queueID: queueID, context: context)
-            Task { await pipeline.messageAccepted(accepted) }
+            enter()
+            Task {
+                await pipeline.messageAccepted(accepted)
+                self.leave()
+            }
         }
     }
 }

@@ -1,5 +1,8 @@
 import Foundation
 import Hummingbird
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOConcurrencyHelpers
 import ServiceLifecycle
@@ -23,6 +26,10 @@ public final class ConsoleServer: Service, Sendable {
     let users: NIOLockedValueBox<ConsoleUsers?>
     let sessions: ConsoleSessions
     let throttle = SignInThrottle()
+    /// bcrypt checks running now: past ``maxVerifying`` a sign-in is answered 503 at
+    /// once, so a flood of sign-ins cannot take every core from the mail.
+    let verifying = NIOLockedValueBox(0)
+    static let maxVerifying = 2
     let clock: @Sendable () -> Double
     /// The bound port, once listening (`console.address` may say port 0 in tests).
     public let boundPort = NIOLockedValueBox<Int?>(nil)
@@ -48,8 +55,8 @@ public final class ConsoleServer: Service, Sendable {
 
     public func run() async throws {
         let router = Router()
-        router.add(middleware: HostCheck(allowed: Self.allowedHosts(configuration)))
         router.add(middleware: SecurityHeaders())
+        router.add(middleware: HostCheck(allowed: Self.allowedHosts(configuration)))
         router.get("/") { request, _ in try await self.queuePage(request) }
         router.get("/message/:id") { request, context in try await self.messagePage(request, id: context.parameters.require("id")) }
         router.get("/stats") { request, _ in await self.statisticsPage(request) }
@@ -88,7 +95,7 @@ public final class ConsoleServer: Service, Sendable {
     func viewer(_ request: Request) -> Viewer {
         let current = users.withLockedValue { $0 }
         guard let current else { return Viewer(user: nil, csrf: nil, readOnly: true) }
-        let session = sessions.session(request.cookies[Self.sessionCookie]?.value, now: clock()) { current.hashes[$0] != nil }
+        let session = sessions.session(request.cookies[Self.sessionCookie]?.value, now: clock()) { user, hash in current.hash(of: user) == hash }
         return Viewer(user: session?.user, csrf: session?.csrf, readOnly: false)
     }
 
@@ -109,7 +116,7 @@ public final class ConsoleServer: Service, Sendable {
             return ConsolePages.response(.ok, ConsolePages.queue(page: page, filter: filter, offset: offset, limit: limit, now: clock(), viewer: viewer))
         } catch {
             logger.warning("console: cannot read the queue", metadata: ["error.message": "\(ErrorText.describe(error))"])
-            return ConsolePages.response(.serviceUnavailable, ConsolePages.problem("The queue cannot be read right now: \(error)", viewer: viewer))
+            return ConsolePages.response(.serviceUnavailable, ConsolePages.problem("The queue cannot be read right now; the relay's log says why.", viewer: viewer))
         }
     }
 
@@ -168,20 +175,34 @@ public final class ConsoleServer: Service, Sendable {
         else {
             return ConsolePages.response(.forbidden, ConsolePages.problem("The sign-in form has expired or did not come from this console; load it again.", viewer: viewer(request)))
         }
-        guard throttle.allows(form.username, now: clock()) else {
-            logger.warning("console sign-in refused: too many failures for this name", metadata: ["console.user": "\(form.username)"])
+        guard form.username.utf8.count <= 256, form.password.utf8.count <= 1024 else {
+            return ConsolePages.response(.badRequest, ConsolePages.problem("User name or password too long.", viewer: viewer(request)))
+        }
+        guard throttle.attempt(form.username, now: clock()) else {
+            logger.warning("console sign-in refused: too many attempts for this name", metadata: ["console.user": "\(form.username)"])
             return ConsolePages.response(.tooManyRequests, ConsolePages.problem("Too many failed sign-ins for \(form.username); try again in a few minutes.", viewer: viewer(request)))
         }
-        guard await current.verify(form.username, form.password) else {
-            throttle.failed(form.username, now: clock())
+        let admitted = verifying.withLockedValue { n -> Bool in
+            guard n < Self.maxVerifying else { return false }
+            n += 1
+            return true
+        }
+        guard admitted else {
+            return ConsolePages.response(.serviceUnavailable, ConsolePages.problem("The console is busy checking other sign-ins; try again in a moment.", viewer: viewer(request)))
+        }
+        let verified = await current.verify(form.username, form.password)
+        verifying.withLockedValue { $0 -= 1 }
+        guard verified else {
             logger.notice("console sign-in failed", metadata: ["console.user": "\(form.username)"])
             return signInPage(request, failed: true)
         }
         throttle.succeeded(form.username)
-        let token = sessions.start(user: form.username, now: clock())
+        let token = sessions.start(user: form.username, hash: current.hash(of: form.username) ?? "", now: clock())
         logger.notice("console sign-in", metadata: ["console.user": "\(form.username)"])
         var response = Self.redirect("/")
-        response.setCookie(Self.cookie(Self.sessionCookie, token, maxAge: Int(configuration.sessionTimeout)))
+        // No Max-Age: the server ends a session idle for console.session_timeout; the
+        // browser keeps the cookie while it is in use.
+        response.setCookie(Self.cookie(Self.sessionCookie, token, maxAge: nil))
         response.setCookie(Self.cookie(Self.signInCookie, "", maxAge: 0))
         return response
     }
@@ -228,7 +249,7 @@ public final class ConsoleServer: Service, Sendable {
 
     // MARK: - Helpers
 
-    static func cookie(_ name: String, _ value: String, maxAge: Int) -> Cookie {
+    static func cookie(_ name: String, _ value: String, maxAge: Int?) -> Cookie {
         Cookie(name: name, value: value, maxAge: maxAge, path: "/", secure: true, httpOnly: true, sameSite: .strict)
     }
 
@@ -263,7 +284,10 @@ struct HostCheck<Context: RequestContext>: RouterMiddleware {
     /// `host[:port]`, `[v6]:port`: an IP literal, or a name in `allowed`.
     static func accepts(_ authority: String, _ allowed: Set<String>) -> Bool {
         var name = Substring(authority)
-        if name.hasPrefix("[") { return name.contains("]") }
+        if name.hasPrefix("["), let end = name.firstIndex(of: "]") {
+            var address = in6_addr()
+            return inet_pton(AF_INET6, String(name[name.index(after: name.startIndex)..<end]), &address) == 1
+        }
         if let colon = name.lastIndex(of: ":") { name = name[..<colon] }
         guard !name.isEmpty else { return false }
         if name.split(separator: ".").count == 4, name.split(separator: ".").allSatisfy({ UInt8($0) != nil }) { return true }

@@ -7,6 +7,8 @@ import NIOConcurrencyHelpers
 final class ConsoleSessions: Sendable {
     struct Session: Sendable {
         var user: String
+        /// The user's hash when they signed in: a changed password ends the session.
+        var hash: String
         var csrf: String
         var lastUsed: Double
     }
@@ -34,23 +36,23 @@ final class ConsoleSessions: Sendable {
     }
 
     /// Starts a session for `user`; returns its cookie token.
-    func start(user: String, now: Double) -> String {
+    func start(user: String, hash: String = "", now: Double) -> String {
         let token = Self.token()
         sessions.withLockedValue { all in
             all = all.filter { now - $0.value.lastUsed < timeout }
             if all.count >= Self.limit, let oldest = all.min(by: { $0.value.lastUsed < $1.value.lastUsed })?.key { all[oldest] = nil }
-            all[token] = Session(user: user, csrf: Self.token(), lastUsed: now)
+            all[token] = Session(user: user, hash: hash, csrf: Self.token(), lastUsed: now)
         }
         return token
     }
 
     /// The live session of `token`, touched; nil if none or expired, or if `isUser`
-    /// no longer knows its user.
-    func session(_ token: String?, now: Double, isUser: (String) -> Bool) -> Session? {
+    /// no longer knows its user with the hash it signed in with.
+    func session(_ token: String?, now: Double, isUser: (_ user: String, _ hash: String) -> Bool) -> Session? {
         guard let token, !token.isEmpty else { return nil }
         return sessions.withLockedValue { all -> Session? in
             guard var s = all[token] else { return nil }
-            guard now - s.lastUsed < timeout, isUser(s.user) else {
+            guard now - s.lastUsed < timeout, isUser(s.user, s.hash) else {
                 all[token] = nil
                 return nil
             }
@@ -88,23 +90,24 @@ final class SignInThrottle: Sendable {
     static let maxNames = 10_000
     private let failures = NIOLockedValueBox<[String: [Double]]>([:])
 
-    /// Whether `name` may try now.
-    func allows(_ name: String, now: Double) -> Bool {
+    /// Counts an attempt for `name` and says whether it may be made: at most ``limit``
+    /// within ``window``, counted when they start (so guesses sent at once count too).
+    /// A success clears the name (``succeeded(_:)``).
+    func attempt(_ name: String, now: Double) -> Bool {
         failures.withLockedValue { all in
-            let recent = (all[name] ?? []).filter { now - $0 < Self.window }
-            all[name] = recent.isEmpty ? nil : recent
-            return recent.count < Self.limit
-        }
-    }
-
-    func failed(_ name: String, now: Double) {
-        failures.withLockedValue { all in
-            if all[name] == nil, all.count >= Self.maxNames,
+            var recent = (all[name] ?? []).filter { now - $0 < Self.window }
+            guard recent.count < Self.limit else {
+                all[name] = recent
+                return false
+            }
+            if recent.isEmpty, all[name] == nil, all.count >= Self.maxNames,
                 let stalest = all.min(by: { ($0.value.last ?? 0) < ($1.value.last ?? 0) })?.key
             {
                 all[stalest] = nil
             }
-            all[name, default: []].append(now)
+            recent.append(now)
+            all[name] = recent
+            return true
         }
     }
 

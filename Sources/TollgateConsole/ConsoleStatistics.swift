@@ -77,7 +77,7 @@ public protocol ConsoleStatistics: Sendable {
 public final class EventTally: Sendable {
     enum Event: Sendable {
         case accepted(sender: String, user: String?, department: String?, client: String)
-        case refused(ConsoleStatisticsSnapshot.Refusal)
+        case refused(stage: String)
         case delivery(upstream: String, result: String)
     }
 
@@ -86,6 +86,8 @@ public final class EventTally: Sendable {
     public let window: Double
     let started: Double
     private let events = NIOLockedValueBox<[(at: Double, event: Event)]>([])
+    /// The last ``maxRefusals`` refusals whole (the events keep only their stage).
+    private let refusals = NIOLockedValueBox<[ConsoleStatisticsSnapshot.Refusal]>([])
 
     public init(window: Double = 3600, started: Double) {
         self.window = window
@@ -95,9 +97,10 @@ public final class EventTally: Sendable {
     /// Counts one log event if it is one of the SPEC §8 events.
     public func record(_ metadata: Logger.Metadata, at now: Double) {
         guard case .string(let kind)? = metadata["event"] ?? nil else { return }
+        // Values a client chose are cut to a bounded length: the tally's memory is bounded.
         func value(_ key: String) -> String? {
             guard let v = metadata[key] else { return nil }
-            let text = "\(v)"
+            let text = String("\(v)".prefix(256))
             return text.isEmpty || text == "-" ? nil : text
         }
         let event: Event
@@ -108,13 +111,16 @@ public final class EventTally: Sendable {
             if sender.hasPrefix("<"), sender.hasSuffix(">") { sender = String(sender.dropFirst().dropLast()) }
             event = .accepted(sender: sender, user: value("policy.user"), department: value("policy.department"), client: value("client.address") ?? "-")
         case "refused":
-            event = .refused(
-                ConsoleStatisticsSnapshot.Refusal(
-                    at: now, stage: value("policy.stage") ?? "smtp", phase: value("policy.phase") ?? "-", reply: value("smtp.reply") ?? "",
-                    client: value("client.address") ?? "-", user: value("policy.user") ?? "-", sender: value("smtp.mail.from") ?? "-",
-                    recipient: value("smtp.rcpt.to") ?? "-"
-                )
+            let refusal = ConsoleStatisticsSnapshot.Refusal(
+                at: now, stage: value("policy.stage") ?? "smtp", phase: value("policy.phase") ?? "-", reply: value("smtp.reply") ?? "",
+                client: value("client.address") ?? "-", user: value("policy.user") ?? "-", sender: value("smtp.mail.from") ?? "-",
+                recipient: value("smtp.rcpt.to") ?? "-"
             )
+            refusals.withLockedValue { kept in
+                kept.append(refusal)
+                if kept.count > Self.maxRefusals { kept.removeFirst(kept.count - Self.maxRefusals) }
+            }
+            event = .refused(stage: refusal.stage)
         case "delivery":
             event = .delivery(upstream: value("upstream.name") ?? "-", result: value("delivery.result") ?? "-")
         default:
@@ -137,7 +143,6 @@ public final class EventTally: Sendable {
         var users: [String: Int] = [:]
         var departments: [String: Int] = [:]
         var stages: [String: Int] = [:]
-        var refusals: [ConsoleStatisticsSnapshot.Refusal] = []
         var upstreams: [String: ConsoleStatisticsSnapshot.Upstream] = [:]
         // The last message of each user (or, without a user, each sender).
         var last: [String: ConsoleStatisticsSnapshot.Sender] = [:]
@@ -148,9 +153,8 @@ public final class EventTally: Sendable {
                 if let user { users[user, default: 0] += 1 }
                 if let department { departments[department, default: 0] += 1 }
                 last[user.map { "user " + $0 } ?? "sender " + (sender.isEmpty ? "<>" : sender)] = .init(user: user, department: department, sender: sender, client: client)
-            case .refused(let refusal):
-                stages[refusal.stage, default: 0] += 1
-                refusals.append(refusal)
+            case .refused(let stage):
+                stages[stage, default: 0] += 1
             case .delivery(let upstream, let result):
                 var u = upstreams[upstream] ?? ConsoleStatisticsSnapshot.Upstream(name: upstream)
                 switch result {
@@ -169,7 +173,7 @@ public final class EventTally: Sendable {
         snapshot.acceptedByUser = ranked(users)
         snapshot.acceptedByDepartment = ranked(departments)
         snapshot.refusalsByStage = ranked(stages)
-        snapshot.recentRefusals = Array(refusals.suffix(Self.maxRefusals).reversed())
+        snapshot.recentRefusals = refusals.withLockedValue { $0 }.filter { now - $0.at <= window }.reversed()
         snapshot.upstreams = upstreams.values.sorted { $0.name < $1.name }
         snapshot.busiest = snapshot.acceptedByUser.prefix(10).compactMap { last["user " + $0.name] }
         // Mail without a login: its senders.

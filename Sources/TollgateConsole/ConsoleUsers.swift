@@ -14,7 +14,16 @@ public struct ConsoleUsers: Sendable {
     }
 
     let hashes: [String: String]
+    /// Checked for names not in the file, at the file's highest cost, so that the time
+    /// of an answer does not tell which names exist.
+    let decoy: String
     public var names: [String] { hashes.keys.sorted() }
+
+    init(hashes: [String: String]) {
+        self.hashes = hashes
+        let cost = hashes.values.compactMap { UInt8(String($0.dropFirst(4).prefix(2))) }.max() ?? 10
+        decoy = Bcrypt.hash(UUID().uuidString, cost: cost)
+    }
 
     /// Reads `path`; throws every problem found (all lines are checked).
     public static func load(_ path: String) throws(ProblemList) -> ConsoleUsers {
@@ -81,12 +90,11 @@ public struct ConsoleUsers: Sendable {
     public func verify(_ name: String, _ password: String) async -> Bool {
         // `htpasswd -B` writes $2y$; the library knows $2b$ (the same algorithm, OpenBSD's name).
         let stored = hashes[name]
-        let hash = (stored ?? Self.decoy).replacingOccurrences(of: "$2y$", with: "$2b$", options: .anchored)
+        let hash = (stored ?? decoy).replacingOccurrences(of: "$2y$", with: "$2b$", options: .anchored)
         let matches = (try? await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(password, hash: hash) }) ?? false
         return stored != nil && matches
     }
 
-    /// A hash of a random password at cost 10 (the usual `htpasswd -B` cost), checked
-    /// for unknown names.
-    static let decoy = Bcrypt.hash(UUID().uuidString, cost: 10)
+    /// The hash `name` signs in with (sessions end when it changes).
+    func hash(of name: String) -> String? { hashes[name] }
 }

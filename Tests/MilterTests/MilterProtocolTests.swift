@@ -80,6 +80,13 @@ import TollgatePolicy
         for command in [Milter.Command.rcpt, .data, .endOfHeader, .endOfMessage] {
             #expect(milter.macros(for: command)["i"] == "4Q1R2S3T", "\(command)")
         }
+        // A PTR name that does not resolve back: Postfix's "(may be forged)".
+        let forged = try RecordingMilter(RecordingMilter.continuing())
+        defer { forged.stop() }
+        var f = Session()
+        f.connection = ConnectionInfo(clientPort: 1, clientName: nil, reverseClientName: "spoofed.example")
+        _ = try await self.stage(forged).evaluate(f.context(.connect))
+        #expect(forged.macros(for: .connect)["_"] == "spoofed.example [127.0.0.1] (may be forged)")
         await stage.shutdown()
     }
 

@@ -50,16 +50,17 @@ import Testing
         let token = sessions.start(user: "admin", now: 1000)
         #expect(token.count == 64 && token.allSatisfy(\.isHexDigit))
         #expect(sessions.start(user: "admin", now: 1000) != token)
-        let live = sessions.session(token, now: 1050) { _ in true }
+        let live = sessions.session(token, now: 1050) { _, _ in true }
         #expect(live?.user == "admin" && live?.csrf.count == 64 && live?.csrf != token)
         // Use renews it; idleness past the timeout ends it.
-        #expect(sessions.session(token, now: 1100) { _ in true } != nil)
-        #expect(sessions.session(token, now: 1161) { _ in true } == nil)
-        // A user no longer in the file: the session ends.
-        let other = sessions.start(user: "gone", now: 2000)
-        #expect(sessions.session(other, now: 2001) { $0 != "gone" } == nil)
-        #expect(sessions.session(other, now: 2002) { _ in true } == nil)
-        #expect(sessions.session(nil, now: 2000) { _ in true } == nil && sessions.session("", now: 2000) { _ in true } == nil)
+        #expect(sessions.session(token, now: 1100) { _, _ in true } != nil)
+        #expect(sessions.session(token, now: 1161) { _, _ in true } == nil)
+        // A user no longer in the file, or with another password: the session ends.
+        let other = sessions.start(user: "gone", hash: "h1", now: 2000)
+        #expect(sessions.session(other, now: 2001) { user, hash in user == "gone" && hash == "h1" } != nil)
+        #expect(sessions.session(other, now: 2002) { user, hash in user == "gone" && hash == "h2" } == nil, "the password changed")
+        #expect(sessions.session(other, now: 2003) { _, _ in true } == nil)
+        #expect(sessions.session(nil, now: 2000) { _, _ in true } == nil && sessions.session("", now: 2000) { _, _ in true } == nil)
         #expect(ConsoleSessions.same("abc", "abc") && !ConsoleSessions.same("abc", "abd") && !ConsoleSessions.same("", "") && !ConsoleSessions.same("ab", "abc"))
     }
 
@@ -73,16 +74,14 @@ import Testing
         }
     }
 
-    @Test func failedSignInsLockTheNameForAWhile() {
+    @Test func signInAttemptsAreCountedWhenTheyStart() {
         let throttle = SignInThrottle()
-        for i in 0..<SignInThrottle.limit {
-            #expect(throttle.allows("admin", now: Double(i)))
-            throttle.failed("admin", now: Double(i))
-        }
-        #expect(!throttle.allows("admin", now: 10) && throttle.allows("other", now: 10))
-        #expect(throttle.allows("admin", now: SignInThrottle.window + 1), "the first failure has aged out")
+        // Five at once (none has failed yet): the sixth is refused all the same.
+        for i in 0..<SignInThrottle.limit { #expect(throttle.attempt("admin", now: Double(i))) }
+        #expect(!throttle.attempt("admin", now: 10) && throttle.attempt("other", now: 10))
+        #expect(throttle.attempt("admin", now: SignInThrottle.window + 1), "the first attempt has aged out")
         throttle.succeeded("admin")
-        #expect(throttle.allows("admin", now: 11))
+        #expect(throttle.attempt("admin", now: SignInThrottle.window + 2))
     }
 
     @Test func theTallyCountsTheLastHourOfEvents() {

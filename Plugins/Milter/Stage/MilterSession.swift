@@ -403,7 +403,11 @@ actor MilterSession {
         var m = [("j", settings.hostname), ("{daemon_name}", context.listener), ("v", "Tollgate")]
         if let address = connection.serverAddress { m.append(("{daemon_addr}", address)) }
         if let port = connection.serverPort { m.append(("{daemon_port}", String(port))) }
-        m.append(("_", "\(connection.clientName ?? "unknown") [\(context.clientAddress)]"))
+        // As Postfix: the PTR name and the address, "(may be forged)" when the PTR name
+        // is not the forward-confirmed one.
+        let name = connection.clientName ?? "unknown"
+        let ptr = connection.reverseClientName ?? "unknown"
+        m.append(("_", "\(ptr) [\(context.clientAddress)]\(name.lowercased() == ptr.lowercased() ? "" : " (may be forged)")"))
         m.append(("{client_addr}", context.clientAddress))
         if let port = connection.clientPort { m.append(("{client_port}", String(port))) }
         m.append(("{client_name}", connection.clientName ?? "unknown"))

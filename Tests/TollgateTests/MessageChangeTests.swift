@@ -32,7 +32,7 @@ import TollgatePolicy
     static let original = "Received: from a by b\r\nFrom: a@example.com\r\nTo: b@example.net,\r\n c@example.net\r\nSubject: hello\r\nX-Spam: yes\r\nX-Spam: again\r\n\r\nBody line.\r\n"
 
     func pipeline(_ stages: [(String, any PolicyStage)]) -> PolicyPipeline {
-        PolicyPipeline(stages: stages.map { PolicyPipeline.Stage(name: $0.0, stage: $0.1, timeout: 5, onError: .defer) }, logger: Logger(label: "test"))
+        PolicyPipeline(stages: stages.map { PolicyPipeline.Stage(name: $0.0, stage: $0.1, timeout: 60, onError: .defer) }, logger: Logger(label: "test"))
     }
 
     func context(_ buffer: ByteBuffer) -> PolicyContext {
@@ -125,7 +125,7 @@ import TollgatePolicy
     }
 
     func stages(_ stages: [(String, any PolicyStage, TollgateConfiguration.StageMode)]) -> PolicyPipeline {
-        PolicyPipeline(stages: stages.map { PolicyPipeline.Stage(name: $0.0, stage: $0.1, timeout: 5, onError: .defer, mode: $0.2) }, logger: Logger(label: "test"))
+        PolicyPipeline(stages: stages.map { PolicyPipeline.Stage(name: $0.0, stage: $0.1, timeout: 60, onError: .defer, mode: $0.2) }, logger: Logger(label: "test"))
     }
 
     @Test func theStrongestDispositionWinsAndIsInTheTrace() async {

@@ -150,10 +150,12 @@ import TollgateMetrics
         let metrics = RelayMetrics()
         let p = PolicyPipeline(
             stages: [
-                .init(name: "new-rule", stage: Fixed(decision: reject), timeout: 5, onError: .defer, mode: .shadow),
-                .init(name: "failing", stage: PolicyPipelineTests.Failing(), timeout: 5, onError: .reject, mode: .shadow),
+                // Generous limits for the stages that answer at once: a loaded make test
+                // once took over 5 s to schedule one (the cooperative pool has two threads).
+                .init(name: "new-rule", stage: Fixed(decision: reject), timeout: 60, onError: .defer, mode: .shadow),
+                .init(name: "failing", stage: PolicyPipelineTests.Failing(), timeout: 60, onError: .reject, mode: .shadow),
                 .init(name: "slow", stage: PolicyPipelineTests.Slow(), timeout: 0.2, onError: .defer, mode: .shadow),
-                .init(name: "enforced", stage: Fixed(decision: PolicyDecision(.continue, reason: "fine")), timeout: 5, onError: .defer),
+                .init(name: "enforced", stage: Fixed(decision: PolicyDecision(.continue, reason: "fine")), timeout: 60, onError: .defer),
             ],
             logger: Logger(label: "test"), metrics: metrics
         )

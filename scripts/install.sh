@@ -70,8 +70,12 @@ install)
     # group: the folders are 0750 and the files installed now 0640, group $GROUP. Files
     # kept from before keep their owner and mode.
     if getent group "$GROUP" >/dev/null; then
-        chgrp "$GROUP" "$etc" "$etc/policies" ${installed_config[@]+"${installed_config[@]}"}
-        chmod 0750 "$etc" "$etc/policies"
+        # Not root (a packager's DESTDIR): say so and go on; the package sets the group.
+        if chgrp "$GROUP" "$etc" "$etc/policies" ${installed_config[@]+"${installed_config[@]}"} 2>/dev/null; then
+            chmod 0750 "$etc" "$etc/policies"
+        else
+            echo "cannot give $etc to the group $GROUP here (not root?): chgrp -R $GROUP $SYSCONFDIR/tollgate when installing"
+        fi
     else
         echo "no group $GROUP here: create the service's user, then give it the configuration:"
         echo "  useradd --system --user-group --home-dir /var/lib/tollgate --shell /usr/sbin/nologin $GROUP"

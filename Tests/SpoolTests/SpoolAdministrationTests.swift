@@ -1,4 +1,5 @@
 import NIOCore
+import Synchronization
 import SpoolTestSupport
 import Testing
 import TollgateConfiguration
@@ -133,6 +134,18 @@ import TollgateSpool
             #expect(try await spool.history(m.id) != nil)
             try await Task.sleep(for: .milliseconds(1500))
             #expect(try await spool.history(m.id) == nil, "kept past its retention of 1 s")
+        }
+    }
+
+    /// `/metrics` sees every group commit of new messages: its time and its size.
+    @Test(arguments: StoreKind.allCases.filter { $0 != .memory }) func groupCommitsAreObserved(_ kind: StoreKind) async throws {
+        try await kind.with { spool in
+            let seen = Mutex<[(Duration, Int)]>([])
+            spool.observeCommits { duration, operations in seen.withLock { $0.append((duration, operations)) } }
+            for _ in 0..<3 { try await spool.insert(SpoolFixtures.message(id: spool.makeQueueID(), now: t0)) }
+            let commits = seen.withLock { $0 }
+            #expect(!commits.isEmpty && commits.map(\.1).reduce(0, +) >= 3, "\(commits)")
+            #expect(commits.allSatisfy { $0.0 >= .zero && $0.1 >= 1 })
         }
     }
 

@@ -87,7 +87,10 @@ public final class TollgateServer: Sendable {
             let statistics = eventTally.map { ConsoleStatisticsProvider(tally: $0, policy: policy) }
             var consoleLogger = logger
             consoleLogger[metadataKey: "console.address"] = .string("\(settings.host):\(settings.port)")
-            self.console = ConsoleServer(configuration: settings, spool: spool, users: users, statistics: statistics, logger: consoleLogger)
+            self.console = ConsoleServer(
+                configuration: settings, spool: spool, users: users, defaultUpstream: configuration.delivery.defaultUpstream, statistics: statistics,
+                logger: consoleLogger
+            )
         } else {
             self.console = nil
         }
@@ -304,7 +307,7 @@ public final class TollgateServer: Sendable {
             }
         }
         authFailures.update(Self.authFailureLimits(configuration))
-        console?.reload(users: consoleUsers)
+        console?.reload(users: consoleUsers, defaultUpstream: configuration.delivery.defaultUpstream)
         state.withLockedValue { $0 = configuration }
         // Sessions that started before keep the old stages until they end; then the old
         // stages are shut down. The grace covers a connection accepted just before the

@@ -8,8 +8,11 @@ struct ConsoleFilter: Sendable, Hashable {
     var sender: String?
     var recipient: String?
     var upstream: String?
+    /// Not a filter: where messages without a route go, so that `upstream` naming it
+    /// lists them too, and the queue's column names it.
+    var defaultUpstream: String?
 
-    var isEmpty: Bool { self == ConsoleFilter() }
+    var isEmpty: Bool { state == nil && user == nil && department == nil && sender == nil && recipient == nil && upstream == nil }
 
     /// The query string that repeats these filters (for paging links).
     var query: String {
@@ -23,7 +26,7 @@ struct ConsoleFilter: Sendable, Hashable {
 
     /// The store's filter (exact, case-insensitive matches; pending recipients only).
     var queueFilter: QueueFilter {
-        QueueFilter(state: state, user: user, department: department, sender: sender, recipient: recipient, upstream: upstream)
+        QueueFilter(state: state, user: user, department: department, sender: sender, recipient: recipient, upstream: upstream, defaultUpstream: defaultUpstream)
     }
 
     /// One page of the matching messages, oldest first, and how many match — filtered,

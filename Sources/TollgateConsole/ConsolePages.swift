@@ -78,7 +78,7 @@ enum ConsolePages {
             for m in page.rows {
                 html += "<tr><td><a href=\"/message/\(HTML.query(m.id))\">\(e(m.id))</a></td><td>\(age(now - m.createdAt))</td><td class=\"n\">\(m.size)</td>"
                 html += "<td>&lt;\(e(m.sender))&gt;</td><td>\(m.recipients.map { "&lt;\(e($0))&gt;" }.joined(separator: "<br>"))</td>"
-                html += "<td>\(e(m.user ?? "-"))</td><td>\(e(m.department ?? "-"))</td><td>\(e(m.upstream ?? "default"))</td><td class=\"state-\(m.state.rawValue)\">\(m.state.rawValue)</td>"
+                html += "<td>\(e(m.user ?? "-"))</td><td>\(e(m.department ?? "-"))</td><td>\(e(m.upstream ?? filter.defaultUpstream.map { "\($0) (default)" } ?? "default"))</td><td class=\"state-\(m.state.rawValue)\">\(m.state.rawValue)</td>"
                 html += "<td class=\"n\">\(m.attempts)</td><td>\(e(m.lastError ?? ""))</td></tr>"
             }
             html += "</tbody></table>"

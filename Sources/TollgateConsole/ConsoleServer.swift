@@ -24,6 +24,9 @@ public final class ConsoleServer: Service, Sendable {
     let statistics: (any ConsoleStatistics)?
     let logger: Logger
     let users: NIOLockedValueBox<ConsoleUsers?>
+    /// `delivery.default_upstream`: where messages without a route go (the upstream
+    /// filter and column count them under it).
+    let defaultUpstream: NIOLockedValueBox<String?>
     let sessions: ConsoleSessions
     let throttle = SignInThrottle()
     /// bcrypt checks running now: past ``maxVerifying`` a sign-in is answered 503 at
@@ -35,22 +38,24 @@ public final class ConsoleServer: Service, Sendable {
     public let boundPort = NIOLockedValueBox<Int?>(nil)
 
     public init(
-        configuration: TollgateConfiguration.Console, spool: any Spool, users: ConsoleUsers?, statistics: (any ConsoleStatistics)? = nil,
-        logger: Logger, clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
+        configuration: TollgateConfiguration.Console, spool: any Spool, users: ConsoleUsers?, defaultUpstream: String? = nil,
+        statistics: (any ConsoleStatistics)? = nil, logger: Logger, clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }
     ) {
         self.configuration = configuration
         self.spool = spool
         self.statistics = statistics
         self.logger = logger
         self.users = NIOLockedValueBox(users)
+        self.defaultUpstream = NIOLockedValueBox(defaultUpstream)
         self.sessions = ConsoleSessions(timeout: configuration.sessionTimeout)
         self.clock = clock
     }
 
     /// A reload read the users file again: sessions of users no longer in it end at
-    /// their next request.
-    public func reload(users: ConsoleUsers?) {
+    /// their next request. The default upstream may have changed too.
+    public func reload(users: ConsoleUsers?, defaultUpstream: String?) {
         self.users.withLockedValue { $0 = users }
+        self.defaultUpstream.withLockedValue { $0 = defaultUpstream }
     }
 
     public func run() async throws {
@@ -104,7 +109,7 @@ public final class ConsoleServer: Service, Sendable {
     func queuePage(_ request: Request) async throws -> Response {
         let viewer = viewer(request)
         let query = request.uri.queryParameters
-        var filter = ConsoleFilter()
+        var filter = ConsoleFilter(defaultUpstream: defaultUpstream.withLockedValue { $0 })
         if let state = query.get("state"), !state.isEmpty { filter.state = QueueState(rawValue: state) }
         for (key, path) in [("user", \ConsoleFilter.user), ("department", \.department), ("sender", \.sender), ("recipient", \.recipient), ("upstream", \.upstream)] {
             if let value = query.get(key)?.trimmingCharacters(in: .whitespaces), !value.isEmpty { filter[keyPath: path] = value }

@@ -10,15 +10,19 @@ public struct QueueFilter: Sendable, Hashable {
     public var sender: String?
     /// One of the pending recipients, exact, case-insensitive.
     public var recipient: String?
-    /// The message's upstream (route) name, exact.
+    /// The upstream the message goes to, by name, exact: its route's, or — for a
+    /// message without a route of its own — ``defaultUpstream`` when it names the same.
     public var upstream: String?
+    /// Where messages without a route go (`delivery.default_upstream`): when
+    /// ``upstream`` names it, those messages match too.
+    public var defaultUpstream: String?
     /// The node that accepted the message, or the node holding its delivery claim
     /// (a claim owner is `node/pid/tag`; an owner equal to it matches too), exact.
     public var node: String?
 
     public init(
         state: QueueState? = nil, user: String? = nil, department: String? = nil, sender: String? = nil, recipient: String? = nil,
-        upstream: String? = nil, node: String? = nil
+        upstream: String? = nil, defaultUpstream: String? = nil, node: String? = nil
     ) {
         self.state = state
         self.user = user
@@ -26,8 +30,12 @@ public struct QueueFilter: Sendable, Hashable {
         self.sender = sender
         self.recipient = recipient
         self.upstream = upstream
+        self.defaultUpstream = defaultUpstream
         self.node = node
     }
+
+    /// Whether ``upstream`` names the default, so that unrouted messages match it too.
+    public var upstreamIncludesUnrouted: Bool { upstream != nil && upstream == defaultUpstream }
 
     /// No field given: every message matches.
     public var isEmpty: Bool {

@@ -239,7 +239,9 @@ extension SQLiteSpool {
         if let recipient = filter.recipient {
             term("m.id IN (SELECT message_id FROM recipients WHERE address = ? COLLATE NOCASE AND state = 'pending')", [recipient])
         }
-        if let upstream = filter.upstream { term("m.upstream = ?", [upstream]) }
+        if let upstream = filter.upstream {
+            term(filter.upstreamIncludesUnrouted ? "(m.upstream = ? OR m.upstream IS NULL)" : "m.upstream = ?", [upstream])
+        }
         // A claim owner is `node/pid/tag`: the owners of `node` sort from "node/" to
         // "node0" ('0' follows '/'), a range on the claimed_by index.
         if let node = filter.node {

@@ -179,9 +179,11 @@ public final class SQLiteSpool: Spool {
                 )
             }
             if let nextAttempt {
+                // A bounce asked for during the attempt stays due now (it is the runner's next job).
                 try db.cachedStatement(sql: """
-                        UPDATE messages SET attempts = attempts + 1, last_error = ?, next_attempt = ?, claimed_by = NULL, claim_expires = NULL,
-                        state = CASE state WHEN 'held' THEN 'held' ELSE 'deferred' END WHERE id = ?
+                        UPDATE messages SET attempts = attempts + 1, last_error = ?, claimed_by = NULL, claim_expires = NULL,
+                        next_attempt = CASE WHEN bounce_now = 1 THEN 0 ELSE ? END,
+                        state = CASE WHEN state = 'held' THEN 'held' WHEN bounce_now = 1 THEN 'queued' ELSE 'deferred' END WHERE id = ?
                         """).execute(arguments: [lastError, nextAttempt, id]
                 )
             } else {

@@ -226,7 +226,9 @@ extension PostgresSpool {
         if let recipient = filter.recipient {
             term("EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.state = 'pending' AND lower(r.address) = lower(?))", [recipient])
         }
-        if let upstream = filter.upstream { term("m.upstream = ?", [upstream]) }
+        if let upstream = filter.upstream {
+            term(filter.upstreamIncludesUnrouted ? "(m.upstream = ? OR m.upstream IS NULL)" : "m.upstream = ?", [upstream])
+        }
         // A claim owner is `node/pid/tag`.
         if let node = filter.node {
             term("(m.accepted_by = ? OR m.claimed_by = ? OR (m.claimed_by IS NOT NULL AND split_part(m.claimed_by, '/', 1) = ?))", [node, node, node])

@@ -264,8 +264,10 @@ public final class PostgresSpool: Spool {
                 FROM jsonb_to_recordset(\(states)::jsonb) AS x(idx bigint, state text, last_reply text, attempts bigint)
                 WHERE \(nextAttempt)::float8 IS NOT NULL AND r.message_id IN (SELECT id FROM own) AND r.idx = x.idx
             ), later AS (
-                UPDATE messages SET attempts = attempts + 1, last_error = \(lastError)::text, next_attempt = \(nextAttempt)::float8,
-                    claimed_by = NULL, claim_expires = NULL, state = CASE state WHEN 'held' THEN 'held' ELSE 'deferred' END
+                -- A bounce asked for during the attempt stays due now.
+                UPDATE messages SET attempts = attempts + 1, last_error = \(lastError)::text,
+                    next_attempt = CASE WHEN bounce_now THEN 0 ELSE \(nextAttempt)::float8 END, claimed_by = NULL, claim_expires = NULL,
+                    state = CASE WHEN state = 'held' THEN 'held' WHEN bounce_now THEN 'queued' ELSE 'deferred' END
                 WHERE \(nextAttempt)::float8 IS NOT NULL AND id IN (SELECT id FROM own)
             ), done AS (
                 DELETE FROM messages WHERE \(nextAttempt)::float8 IS NULL AND id IN (SELECT id FROM own)

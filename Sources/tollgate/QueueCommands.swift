@@ -12,7 +12,10 @@ struct Queue: AsyncParsableCommand {
     )
 
     static func openSpool(_ options: ConfigOption) async throws -> any Spool {
-        let configuration = try options.load()
+        try await openSpool(options.load())
+    }
+
+    static func openSpool(_ configuration: TollgateConfiguration) async throws -> any Spool {
         var logger = Logger(label: "tollgate.queue")
         logger.logLevel = .warning
         do {
@@ -37,7 +40,7 @@ struct Queue: AsyncParsableCommand {
         @Option(help: "Only messages from this authenticated user.") var user: String?
         @Option(help: "Only messages of this department.") var department: String?
         @Option(help: "Only messages this cluster node accepted or is delivering (spool.node).") var node: String?
-        @Option(help: "Only messages routed to this upstream (by name).") var upstream: String?
+        @Option(help: "Only messages going to this upstream (by name; the default upstream includes messages without a route).") var upstream: String?
 
         func validate() throws {
             if let state, QueueState(rawValue: state) == nil {
@@ -45,17 +48,18 @@ struct Queue: AsyncParsableCommand {
             }
         }
 
-        var filter: QueueFilter {
+        func filter(defaultUpstream: String?) -> QueueFilter {
             QueueFilter(
                 state: state.flatMap(QueueState.init(rawValue:)), user: user, department: department, sender: sender,
-                recipient: recipient, upstream: upstream, node: node
+                recipient: recipient, upstream: upstream, defaultUpstream: defaultUpstream, node: node
             )
         }
 
         func run() async throws {
-            let spool = try await Queue.openSpool(options)
+            let configuration = try options.load()
+            let spool = try await Queue.openSpool(configuration)
             let now = Date().timeIntervalSince1970
-            let filter = self.filter
+            let filter = self.filter(defaultUpstream: configuration.delivery.defaultUpstream)
             // The store filters; its pages are printed as they come.
             var offset = 0
             while true {
@@ -65,14 +69,14 @@ struct Queue: AsyncParsableCommand {
                     print(filter.isEmpty ? "the queue is empty" : "no queued message matches")
                     return
                 }
-                try printRows(page.rows, now: now)
+                try printRows(page.rows, now: now, defaultUpstream: configuration.delivery.defaultUpstream)
                 offset += page.rows.count
                 if page.rows.count < QueuePage.maximumLimit || offset >= page.total { return }
             }
         }
 
         /// One line per message, or one JSON object with `--json`.
-        private func printRows(_ rows: [QueueListing], now: Double) throws {
+        private func printRows(_ rows: [QueueListing], now: Double, defaultUpstream: String?) throws {
             for m in rows {
                 if json {
                     let object: [String: Any] = [
@@ -80,6 +84,8 @@ struct Queue: AsyncParsableCommand {
                         "recipients": m.recipients, "state": m.state.rawValue, "attempts": m.attempts,
                         "last_error": m.lastError ?? NSNull(), "user": m.user ?? NSNull(), "department": m.department ?? NSNull(),
                         "accepted_by": m.acceptedBy, "claimed_by": m.claimedBy ?? NSNull(),
+                        // Where it goes: its route's upstream, or the default one.
+                        "upstream": m.upstream ?? defaultUpstream ?? NSNull(),
                     ]
                     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
                     print(String(decoding: data, as: UTF8.self))

@@ -146,8 +146,9 @@ public final class InMemorySpool: Spool {
             entry.message.recipients = recipients
             entry.message.attempts += 1
             entry.message.lastError = lastError
-            entry.message.nextAttempt = nextAttempt
-            if entry.message.state != .held { entry.message.state = .deferred }
+            // A bounce asked for during the attempt stays due now.
+            entry.message.nextAttempt = entry.message.bounceRequested ? 0 : nextAttempt
+            if entry.message.state != .held && !entry.message.bounceRequested { entry.message.state = .deferred }
             entry.message.claimedBy = nil
             entry.claimExpires = nil
             s.entries[id] = entry
@@ -203,7 +204,7 @@ public final class InMemorySpool: Spool {
         return (f.state == nil || m.state == f.state)
             && same(m.user, f.user) && same(m.department, f.department) && same(m.sender, f.sender)
             && (f.recipient == nil || m.recipients.contains { same($0, f.recipient) })
-            && (f.upstream == nil || m.upstream == f.upstream)
+            && (f.upstream == nil || m.upstream == f.upstream || (f.upstreamIncludesUnrouted && m.upstream == nil))
             && (f.node.map { node in m.acceptedBy == node || m.claimedBy == node || m.claimedBy?.hasPrefix(node + "/") == true } ?? true)
     }
 

@@ -95,6 +95,21 @@ import TollgateSpool
         }
     }
 
+    /// An administrator's bounce that comes while a delivery is under way is not put
+    /// off until the next retry: the deferral keeps the message due now, bounce marked.
+    @Test(arguments: StoreKind.allCases) func aBounceAskedForDuringAnAttemptStaysDueNow(_ kind: StoreKind) async throws {
+        try await kind.with { spool in
+            let id = try await insert(spool, 1, at: t0)[0]
+            #expect(try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 1) == [id])
+            #expect(try await spool.requestBounce([id]) == [id])
+            let recipients = try #require(try await spool.load(id)).recipients
+            #expect(try await spool.recordAttempt(id, owner: "a", recipients: recipients, nextAttempt: t0 + 600, lastError: "451 4.4.1 later"))
+            let m = try #require(try await spool.load(id))
+            #expect(m.bounceRequested && m.state == .queued && m.nextAttempt <= t0 && m.attempts == 1 && m.claimedBy == nil)
+            #expect(try await spool.claimDue(owner: "b", now: t0 + 1, lease: 60, limit: 1) == [id])
+        }
+    }
+
     /// A restarted node takes back what its dead process had claimed, and nothing of
     /// another node's or its own.
     @Test(arguments: StoreKind.allCases) func aRestartedNodeReleasesItsDeadProcessesClaims(_ kind: StoreKind) async throws {

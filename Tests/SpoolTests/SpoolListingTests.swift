@@ -63,6 +63,11 @@ import TollgateSpool
             // Upstream and node: exact.
             #expect(try await ids(spool, QueueFilter(upstream: "outbox")) == [m[0]])
             #expect(try await ids(spool, QueueFilter(upstream: "OUTBOX")) == [])
+            // Messages without a route go to the default upstream, and are listed under it.
+            #expect(try await ids(spool, QueueFilter(upstream: "outbox", defaultUpstream: "outbox")) == [m[3], m[1], m[0]])
+            #expect(try await ids(spool, QueueFilter(upstream: "other", defaultUpstream: "outbox")) == [m[2]])
+            #expect(try await ids(spool, QueueFilter(state: .queued, upstream: "relay", defaultUpstream: "relay")) == [m[3], m[1]])
+            #expect(try await spool.list(filter: QueueFilter(upstream: "relay", defaultUpstream: "relay"), page: QueuePage(limit: 1)).total == 2)
             #expect(try await ids(spool, QueueFilter(node: "node-a")) == [m[3], m[1], m[2], m[0]])
             #expect(try await ids(spool, QueueFilter(node: "relay-b")) == [m[3]])
             #expect(try await ids(spool, QueueFilter(node: "relay-b/42/x")) == [m[3]])

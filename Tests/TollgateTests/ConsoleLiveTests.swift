@@ -103,6 +103,11 @@ extension LiveRelayTests {
             #expect(second.body.contains("Messages 2–2 of 2") && second.body.contains("rel=\"prev\""))
             let byUpstream = try HTTPTestClient.request(port: s.port, "/?upstream=elsewhere")
             #expect(byUpstream.body.contains("No queued message matches."))
+            // Without a route of their own, messages go to (and are listed under) the default upstream.
+            let byDefault = try HTTPTestClient.request(port: s.port, "/?upstream=down")
+            #expect(byDefault.body.contains("Messages 1–2 of 2 matching") && byDefault.body.contains("<td>down (default)</td>"), "\(byDefault.body)")
+            let listed = try s.relay.cli(["queue", "list", "--upstream", "down", "--json"]).stdout.split(separator: "\n")
+            #expect(listed.count == 2 && listed.allSatisfy { $0.contains("\"upstream\":\"down\"") }, "\(listed)")
             let lab = try HTTPTestClient.request(port: s.port, "/?department=LAB")
             #expect(lab.body.contains("Messages 1–2 of 2 matching") && lab.body.contains("<td>lab</td>"), "\(lab.body)")
             #expect(try HTTPTestClient.request(port: s.port, "/?department=finance").body.contains("No queued message matches."))

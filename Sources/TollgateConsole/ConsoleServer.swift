@@ -5,6 +5,7 @@ import Glibc
 #endif
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import ServiceLifecycle
 import TollgateConfiguration
 import TollgateSpool
@@ -59,14 +60,14 @@ public final class ConsoleServer: Service, Sendable {
     }
 
     public func run() async throws {
-        let router = Router()
+        let router = Router(context: ConsoleRequestContext.self)
         router.add(middleware: SecurityHeaders())
         router.add(middleware: HostCheck(allowed: Self.allowedHosts(configuration)))
         router.get("/") { request, _ in try await self.queuePage(request) }
         router.get("/message/:id") { request, context in try await self.messagePage(request, id: context.parameters.require("id")) }
         router.get("/stats") { request, _ in await self.statisticsPage(request) }
         router.get("/signin") { request, _ in self.signInPage(request) }
-        router.post("/signin") { request, _ in try await self.signIn(request) }
+        router.post("/signin") { request, context in try await self.signIn(request, from: context.clientAddress) }
         router.post("/signout") { request, _ in try await self.signOut(request) }
         router.post("/message/:id/:action") { request, context in
             try await self.act(request, id: context.parameters.require("id"), action: context.parameters.require("action"))
@@ -172,7 +173,7 @@ public final class ConsoleServer: Service, Sendable {
         return try? URLEncodedFormDecoder().decode(T.self, from: String(buffer: body))
     }
 
-    func signIn(_ request: Request) async throws -> Response {
+    func signIn(_ request: Request, from address: String) async throws -> Response {
         let current = users.withLockedValue { $0 }
         guard let current else { return ConsolePages.response(.forbidden, ConsolePages.readOnlyRefusal(viewer: Viewer(user: nil, csrf: nil, readOnly: true))) }
         guard let form = try await form(SignInForm.self, request),
@@ -183,9 +184,9 @@ public final class ConsoleServer: Service, Sendable {
         guard form.username.utf8.count <= 256, form.password.utf8.count <= 1024 else {
             return ConsolePages.response(.badRequest, ConsolePages.problem("User name or password too long.", viewer: viewer(request)))
         }
-        guard throttle.attempt(form.username, now: clock()) else {
-            logger.warning("console sign-in refused: too many attempts for this name", metadata: ["console.user": "\(form.username)"])
-            return ConsolePages.response(.tooManyRequests, ConsolePages.problem("Too many failed sign-ins for \(form.username); try again in a few minutes.", viewer: viewer(request)))
+        guard throttle.attempt(form.username, from: address, now: clock()) else {
+            logger.warning("console sign-in refused: too many attempts", metadata: ["console.user": "\(form.username)", "client.address": "\(address)"])
+            return ConsolePages.response(.tooManyRequests, ConsolePages.problem("Too many sign-ins from this address; try again in a few minutes.", viewer: viewer(request)))
         }
         let admitted = verifying.withLockedValue { n -> Bool in
             guard n < Self.maxVerifying else { return false }
@@ -198,12 +199,12 @@ public final class ConsoleServer: Service, Sendable {
         let verified = await current.verify(form.username, form.password)
         verifying.withLockedValue { $0 -= 1 }
         guard verified else {
-            logger.notice("console sign-in failed", metadata: ["console.user": "\(form.username)"])
+            logger.notice("console sign-in failed", metadata: ["console.user": "\(form.username)", "client.address": "\(address)"])
             return signInPage(request, failed: true)
         }
-        throttle.succeeded(form.username)
+        throttle.succeeded(form.username, from: address)
         let token = sessions.start(user: form.username, hash: current.hash(of: form.username) ?? "", now: clock())
-        logger.notice("console sign-in", metadata: ["console.user": "\(form.username)"])
+        logger.notice("console sign-in", metadata: ["console.user": "\(form.username)", "client.address": "\(address)"])
         var response = Self.redirect("/")
         // No Max-Age: the server ends a session idle for console.session_timeout; the
         // browser keeps the cookie while it is in use.
@@ -274,6 +275,21 @@ extension ConsoleServer {
 /// Refuses a request whose `Host` is a name the console was not told of (`421`): a web
 /// page whose name an attacker points at 127.0.0.1 (DNS rebinding) cannot read the
 /// console from the administrator's browser. IP literals are always accepted.
+/// The console's request context: Hummingbird's basic one, plus the client's address
+/// (the sign-in throttle counts by it).
+struct ConsoleRequestContext: RequestContext, RemoteAddressRequestContext {
+    var coreContext: CoreRequestContextStorage
+    let remoteAddress: SocketAddress?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+
+    /// The client's IP address, without its port (`-` if the channel has none).
+    var clientAddress: String { remoteAddress?.ipAddress ?? "-" }
+}
+
 struct HostCheck<Context: RequestContext>: RouterMiddleware {
     let allowed: Set<String>
 

@@ -80,38 +80,51 @@ final class ConsoleSessions: Sendable {
     }
 }
 
-/// Failed sign-ins per user name: after ``limit`` within ``window`` seconds the name
-/// is refused (`429`) until the oldest of them is older than the window, so passwords
-/// cannot be guessed at bcrypt's speed. Unknown names count too; at most ``maxNames``
-/// names are remembered (the stalest go first).
+/// Sign-in attempts, counted when they start (so guesses sent at once count too), by
+/// client address: at most ``limit`` for one user name from one address within
+/// ``window`` seconds, and at most ``addressLimit`` from one address for all names
+/// together; past either the attempt is refused (`429`) until the oldest has aged out.
+/// Passwords cannot be guessed at bcrypt's speed, and — because a name is limited per
+/// address — nobody can lock an administrator out from elsewhere by failing in their
+/// name. (A guesser with many addresses is still held to two bcrypt checks at a time,
+/// ``ConsoleServer/maxVerifying``.) At most ``maxKeys`` counters are kept, the stalest
+/// go first; a success clears that name's counter for that address.
 final class SignInThrottle: Sendable {
     static let limit = 5
+    static let addressLimit = 20
     static let window: Double = 300
-    static let maxNames = 10_000
-    private let failures = NIOLockedValueBox<[String: [Double]]>([:])
+    static let maxKeys = 10_000
+    private let attempts = NIOLockedValueBox<[String: [Double]]>([:])
 
-    /// Counts an attempt for `name` and says whether it may be made: at most ``limit``
-    /// within ``window``, counted when they start (so guesses sent at once count too).
-    /// A success clears the name (``succeeded(_:)``).
-    func attempt(_ name: String, now: Double) -> Bool {
-        failures.withLockedValue { all in
-            var recent = (all[name] ?? []).filter { now - $0 < Self.window }
-            guard recent.count < Self.limit else {
-                all[name] = recent
+    /// Counts an attempt for `name` from `address` and says whether it may be made.
+    func attempt(_ name: String, from address: String, now: Double) -> Bool {
+        attempts.withLockedValue { all in
+            let pair = Self.key(name, address), whole = Self.key(nil, address)
+            var byName = (all[pair] ?? []).filter { now - $0 < Self.window }
+            var byAddress = (all[whole] ?? []).filter { now - $0 < Self.window }
+            guard byName.count < Self.limit, byAddress.count < Self.addressLimit else {
+                all[pair] = byName
+                all[whole] = byAddress
                 return false
             }
-            if recent.isEmpty, all[name] == nil, all.count >= Self.maxNames,
-                let stalest = all.min(by: { ($0.value.last ?? 0) < ($1.value.last ?? 0) })?.key
-            {
+            // Room for the two counters this attempt may add.
+            while all.count > Self.maxKeys - 2, let stalest = all.min(by: { ($0.value.last ?? 0) < ($1.value.last ?? 0) })?.key {
                 all[stalest] = nil
             }
-            recent.append(now)
-            all[name] = recent
+            byName.append(now)
+            byAddress.append(now)
+            all[pair] = byName
+            all[whole] = byAddress
             return true
         }
     }
 
-    func succeeded(_ name: String) {
-        _ = failures.withLockedValue { $0.removeValue(forKey: name) }
+    /// A success from `address` clears `name`'s counter there (the address's total stays).
+    func succeeded(_ name: String, from address: String) {
+        _ = attempts.withLockedValue { $0.removeValue(forKey: Self.key(name, address)) }
+    }
+
+    private static func key(_ name: String?, _ address: String) -> String {
+        name.map { "\(address) \($0)" } ?? address
     }
 }

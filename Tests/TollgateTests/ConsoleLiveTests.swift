@@ -160,7 +160,7 @@ extension LiveRelayTests {
             #expect(wrong.status == 401 && wrong.body.contains("Wrong user name or password") && wrong.cookies["tollgate_session"] == nil)
             let unknown = try HTTPTestClient.post(port: s.port, "/signin", form: [("username", "nobody"), ("password", "correct horse"), ("csrf", signInToken)], cookies: ["tollgate_signin": signInToken])
             #expect(unknown.status == 401)
-            // Guessing is throttled per name: five failures, then 429 even for the right password.
+            // Guessing is throttled per name and address: five failures, then 429 even for the right password.
             for _ in 0..<4 {
                 #expect(try HTTPTestClient.post(port: s.port, "/signin", form: [("username", "other"), ("password", "guess"), ("csrf", signInToken)], cookies: ["tollgate_signin": signInToken]).status == 401)
             }

@@ -76,12 +76,24 @@ import Testing
 
     @Test func signInAttemptsAreCountedWhenTheyStart() {
         let throttle = SignInThrottle()
+        let a = "192.0.2.1", b = "198.51.100.7"
         // Five at once (none has failed yet): the sixth is refused all the same.
-        for i in 0..<SignInThrottle.limit { #expect(throttle.attempt("admin", now: Double(i))) }
-        #expect(!throttle.attempt("admin", now: 10) && throttle.attempt("other", now: 10))
-        #expect(throttle.attempt("admin", now: SignInThrottle.window + 1), "the first attempt has aged out")
-        throttle.succeeded("admin")
-        #expect(throttle.attempt("admin", now: SignInThrottle.window + 2))
+        for i in 0..<SignInThrottle.limit { #expect(throttle.attempt("admin", from: a, now: Double(i))) }
+        #expect(!throttle.attempt("admin", from: a, now: 10) && throttle.attempt("other", from: a, now: 10))
+        // Failing in admin's name from one address does not lock admin out from another.
+        #expect(throttle.attempt("admin", from: b, now: 10))
+        #expect(throttle.attempt("admin", from: a, now: SignInThrottle.window + 1), "the first attempt has aged out")
+        throttle.succeeded("admin", from: a)
+        #expect(throttle.attempt("admin", from: a, now: SignInThrottle.window + 2))
+    }
+
+    /// One address may not spread its guesses over many names.
+    @Test func oneAddressIsLimitedOverAllNames() {
+        let throttle = SignInThrottle()
+        for i in 0..<SignInThrottle.addressLimit { #expect(throttle.attempt("name\(i)", from: "192.0.2.1", now: 1)) }
+        #expect(!throttle.attempt("fresh", from: "192.0.2.1", now: 2))
+        #expect(throttle.attempt("fresh", from: "192.0.2.2", now: 2))
+        #expect(throttle.attempt("fresh", from: "192.0.2.1", now: 2 + SignInThrottle.window))
     }
 
     @Test func theTallyCountsTheLastHourOfEvents() {

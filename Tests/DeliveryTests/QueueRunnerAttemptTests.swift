@@ -15,7 +15,7 @@ import TollgateSpool
         let h = RunnerHarness(transport: FakeTransport { message, recipients in
             if attempts.increment() == 1 {
                 // As SMTPTransport answers when every host refused the connection.
-                return .all(recipients, SMTPReply(451, "4.4.1", "connection refused by mx1.example:25"))
+                return .all(recipients, SMTPReply(451, "4.4.1", "cannot connect to upstream: connection refused by mx1.example:25"))
             }
             return DeliveryOutcome(replies: Dictionary(uniqueKeysWithValues: recipients.map { i in
                 (i, message.recipients[i].address.hasPrefix("nobody") ? SMTPReply(550, "5.1.1", "no such user") : SMTPReply(250, "2.0.0", "ok: queued as 4F"))
@@ -28,8 +28,8 @@ import TollgateSpool
             let first = try #require(try await h.spool.attempts(id).first)
             #expect(first.number == 1 && first.at == t0 && first.upstream == "fake" && first.host == nil && first.owner == "runner-a")
             #expect(first.recipients == [
-                .init(address: "bob@example.net", code: 451, enhancedStatus: "4.4.1", text: "connection refused by mx1.example:25", state: .deferred),
-                .init(address: "nobody@example.net", code: 451, enhancedStatus: "4.4.1", text: "connection refused by mx1.example:25", state: .deferred),
+                .init(address: "bob@example.net", code: 451, enhancedStatus: "4.4.1", text: "cannot connect to upstream: connection refused by mx1.example:25", state: .deferred),
+                .init(address: "nobody@example.net", code: 451, enhancedStatus: "4.4.1", text: "cannot connect to upstream: connection refused by mx1.example:25", state: .deferred),
             ])
 
             h.clock.advance(by: 60)

@@ -22,12 +22,17 @@ import Testing
         let spool = try open(dir)
         let m = SpoolFixtures.message(id: spool.makeQueueID(), now: t0, header: "Received: by test\r\n")
         try await spool.insert(m)
+        #expect(try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 1) == [m.id])
+        let attempt = DeliveryAttempt(at: t0, upstream: nil, host: nil, owner: "a", recipients: [])
+        #expect(try await spool.recordAttempt(m.id, owner: "a", recipients: m.recipients, nextAttempt: t0, lastError: nil, attempt: attempt))
         // Flip one byte of the stored body behind the spool's back.
         try await spool.pool.write { db in
             try db.execute(sql: "UPDATE bodies SET content = ? WHERE message_id = ?", arguments: [Data("Subject: test\r\n\r\nhellO\r\n".utf8), m.id])
         }
         #expect(try await spool.load(m.id) == nil)
         #expect(try await spool.quarantined() == [QuarantinedEntry(id: m.id, reason: "content checksum mismatch")])
+        // Its attempts go with it.
+        #expect(try await spool.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM attempts") } == 0)
         #expect(try await spool.count() == 0)
         #expect(try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 10).isEmpty)
     }

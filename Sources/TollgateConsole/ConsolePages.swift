@@ -93,30 +93,30 @@ enum ConsolePages {
 
     // MARK: - One message
 
-    static func message(_ m: SpoolMessage, viewer: ConsoleServer.Viewer) -> String {
+    static func message(_ m: SpoolMessage, attempts: [DeliveryAttempt], viewer: ConsoleServer.Viewer) -> String {
         var facts: [(String, String)] = [("state", "\(m.state.rawValue), attempts \(m.attempts), next attempt \(date(m.nextAttempt))")]
         if let owner = m.claimedBy { facts.append(("claimed by", "\(owner) (delivering, or its lease has run out)")) }
         if let error = m.lastError { facts.append(("last error", error)) }
         var html = details(
             id: m.id, createdAt: m.createdAt, sender: m.sender, size: m.size, envelope: m.envelope, upstream: m.upstream, acceptedBy: m.acceptedBy,
-            facts: facts, recipients: m.recipients
+            facts: facts, recipients: m.recipients, attempts: attempts
         )
         html += actions(m, viewer: viewer)
         return layout("Message \(m.id)", html, viewer: viewer)
     }
 
-    static func history(_ h: HistoryEntry, viewer: ConsoleServer.Viewer) -> String {
+    static func history(_ h: HistoryEntry, attempts: [DeliveryAttempt], viewer: ConsoleServer.Viewer) -> String {
         let html = details(
             id: h.id, createdAt: h.createdAt, sender: h.sender, size: h.size, envelope: h.envelope, upstream: h.upstream, acceptedBy: h.acceptedBy,
             facts: [("state", "\(h.result) at \(date(h.completedAt)), attempts \(h.attempts) — no longer queued; the content is not kept")],
-            recipients: h.recipients
+            recipients: h.recipients, attempts: attempts
         )
         return layout("Message \(h.id)", html, viewer: viewer)
     }
 
     static func details(
         id: String, createdAt: Double, sender: String, size: Int, envelope: SpoolEnvelope, upstream: String?, acceptedBy: String,
-        facts: [(String, String)], recipients: [SpoolRecipient]
+        facts: [(String, String)], recipients: [SpoolRecipient], attempts: [DeliveryAttempt]
     ) -> String {
         var rows: [(String, String)] = [
             ("received", "\(date(createdAt)) from \(envelope.clientAddress) (\(envelope.helo ?? "-")) on \(envelope.listener)\(envelope.tls ? " with TLS" : "")"),
@@ -129,11 +129,13 @@ enum ConsolePages {
         if !acceptedBy.isEmpty { rows.append(("accepted by", acceptedBy)) }
         var html = "<h1>Message <code id=\"message-id\">\(e(id))</code></h1><dl id=\"envelope\">"
         for (name, value) in rows { html += "<dt>\(e(name))</dt><dd>\(e(value))</dd>" }
-        html += "</dl><h2>Recipients and delivery attempts</h2><table id=\"recipients\"><thead><tr><th>recipient</th><th>state</th><th>attempts</th><th>last reply</th></tr></thead><tbody>"
+        html += "</dl><h2>Recipients</h2><table id=\"recipients\"><thead><tr><th>recipient</th><th>state</th><th>attempts</th><th>last reply</th></tr></thead><tbody>"
         for r in recipients {
             html += "<tr><td>&lt;\(e(r.address))&gt;</td><td>\(e(r.state.rawValue))</td><td class=\"n\">\(r.attempts)</td><td>\(e(r.lastReply ?? ""))</td></tr>"
         }
-        html += "</tbody></table><h2>Decision trace</h2>"
+        html += "</tbody></table>"
+        html += self.attempts(attempts)
+        html += "<h2>Decision trace</h2>"
         if envelope.trace.isEmpty {
             html += "<p class=\"note\">No policy stage decided this message.</p>"
         } else {

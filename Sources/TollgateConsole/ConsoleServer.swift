@@ -129,10 +129,10 @@ public final class ConsoleServer: Service, Sendable {
     func messagePage(_ request: Request, id: String) async throws -> Response {
         let viewer = viewer(request)
         if let message = try await spool.load(id) {
-            return ConsolePages.response(.ok, ConsolePages.message(message, viewer: viewer))
+            return ConsolePages.response(.ok, ConsolePages.message(message, attempts: try await spool.attempts(id), viewer: viewer))
         }
         if let done = try await spool.history(id) {
-            return ConsolePages.response(.ok, ConsolePages.history(done, viewer: viewer))
+            return ConsolePages.response(.ok, ConsolePages.history(done, attempts: try await spool.attempts(id), viewer: viewer))
         }
         return ConsolePages.response(.notFound, ConsolePages.problem("No message \(id) in the queue, and none delivered or bounced within spool.history.", viewer: viewer))
     }

@@ -65,16 +65,24 @@ extension QueueRunner {
         var logger = logger
         logger[metadataKey: "upstream.name"] = .string(upstream)
         let pending = message.recipients.indices.filter { message.recipients[$0].state == .pending }
+        let started = now()
         let outcome: DeliveryOutcome
-        if let decided = folder.decidedWithoutAttempt(message, now: now()) {
+        // The upstream the attempt's record names: none when no upstream was tried.
+        var tried: String? = upstream.isEmpty ? nil : upstream
+        if let decided = folder.decidedWithoutAttempt(message, now: started) {
             outcome = decided
+            tried = nil
         } else if let transport = transports[upstream] {
             outcome = await transport.deliver(message, to: pending)
             countAttempt(outcome, of: message, upstream: upstream)
         } else {
             outcome = .all(pending, SMTPReply(451, "4.3.5", "upstream '\(upstream)' is not configured"))
         }
-        await record(message, folder.fold(message, outcome, now: now()), upstream: upstream.isEmpty ? "-" : upstream, remoteMTA: outcome.remoteMTA, logger: logger)
+        let attempt = DeliveryAttempt(at: started, upstream: tried, host: outcome.remoteMTA, owner: settings.owner, recipients: [])
+        await record(
+            message, folder.fold(message, outcome, now: now()), attempt: attempt, upstream: upstream.isEmpty ? "-" : upstream,
+            remoteMTA: outcome.remoteMTA, logger: logger
+        )
     }
 
     /// `tollgate_delivery_attempts_total{upstream,host,result}` and the octets sent.
@@ -87,9 +95,10 @@ extension QueueRunner {
     }
 
     /// Logs and counts each recipient's result, queues the bounce, then records the
-    /// attempt. The bounce is queued first, so a crash in between can duplicate a
-    /// bounce but never lose one.
-    private func record(_ message: SpoolMessage, _ update: DeliveryUpdate, upstream: String, remoteMTA: String?, logger: Logger) async {
+    /// attempt (`attempt`, with each recipient's reply and state filled in here). The
+    /// bounce is queued first, so a crash in between can duplicate a bounce but never
+    /// lose one.
+    private func record(_ message: SpoolMessage, _ update: DeliveryUpdate, attempt: DeliveryAttempt, upstream: String, remoteMTA: String?, logger: Logger) async {
         recording.withLockedValue { _ = $0.insert(message.id) }
         let tenths = Int(max(0, now() - message.createdAt) * 10)
         for result in update.results {
@@ -130,7 +139,8 @@ extension QueueRunner {
                 }
                 _ = try? await spool.recordAttempt(
                     message.id, owner: settings.owner, recipients: recipients,
-                    nextAttempt: folder.retryAfterBounceFailure(now: now()), lastError: "cannot queue bounce"
+                    nextAttempt: folder.retryAfterBounceFailure(now: now()), lastError: "cannot queue bounce",
+                    attempt: Self.filled(attempt, update.results, recipients)
                 )
                 return
             }
@@ -139,7 +149,8 @@ extension QueueRunner {
         }
         do {
             let recorded = try await spool.recordAttempt(
-                message.id, owner: settings.owner, recipients: update.recipients, nextAttempt: update.nextAttempt, lastError: update.lastError
+                message.id, owner: settings.owner, recipients: update.recipients, nextAttempt: update.nextAttempt, lastError: update.lastError,
+                attempt: Self.filled(attempt, update.results, update.recipients)
             )
             if !recorded {
                 logger.warning("delivery claim lost before the attempt was recorded; the message may be delivered again")
@@ -147,5 +158,23 @@ extension QueueRunner {
         } catch {
             logger.error("cannot record delivery attempt", metadata: ["error.message": "\(ErrorText.describe(error))"])
         }
+    }
+
+    /// `attempt` with the reply each recipient tried got, and the state it is recorded
+    /// in (`recipients`: a failure whose bounce could not be queued stays pending).
+    static func filled(_ attempt: DeliveryAttempt, _ results: [DeliveryUpdate.Result], _ recipients: [SpoolRecipient]) -> DeliveryAttempt {
+        var attempt = attempt
+        attempt.recipients = results.map { result in
+            let state: DeliveryAttempt.State = switch recipients[result.index].state {
+            case .delivered: .delivered
+            case .failed: .failed
+            case .pending: .deferred
+            }
+            let reply = result.reply
+            return DeliveryAttempt.Recipient(
+                address: result.address, code: reply.code, enhancedStatus: reply.enhancedCode, text: reply.lines.joined(separator: " / "), state: state
+            )
+        }
+        return attempt
     }
 }

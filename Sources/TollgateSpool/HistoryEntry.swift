@@ -1,7 +1,8 @@
 /// A message whose delivery has ended — every recipient delivered or bounced — kept
 /// for `spool.history` (7 days by default) so that `tollgate queue show ID` still
 /// answers for the id the client was given in `250 … queued as ID`. The content is
-/// not kept: only the envelope, the decision trace and each recipient's last reply.
+/// not kept: only the envelope, the decision trace and each recipient's last reply; its
+/// delivery attempts are kept beside it as long as it is (``Spool/attempts(_:)``).
 public struct HistoryEntry: Sendable, Hashable {
     public var id: String
     public var createdAt: Double

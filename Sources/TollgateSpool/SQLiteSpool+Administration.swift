@@ -21,9 +21,14 @@ extension SQLiteSpool {
         }
     }
 
+    /// A deleted message leaves nothing behind: its delivery attempts go with it.
     public func delete(_ ids: [String]) async throws -> [String] {
         try await committer.submit(durable: true) { db in
-            try Self.update(ids, db, sql: "DELETE FROM messages WHERE id = ?") { [$0] }
+            let deleted = try Self.update(ids, db, sql: "DELETE FROM messages WHERE id = ?") { [$0] }
+            for id in deleted {
+                try db.cachedStatement(sql: "DELETE FROM attempts WHERE message_id = ?").execute(arguments: [id])
+            }
+            return deleted
         }
     }
 

@@ -123,7 +123,10 @@ extension SQLiteSpool {
                 try db.execute(sql: "DELETE FROM bodies WHERE message_id = ?", arguments: [id])
             }
             try db.execute(sql: "DELETE FROM recipients WHERE message_id NOT IN (SELECT id FROM messages)")
-            return (orphans, db.changesCount)
+            let recipients = db.changesCount
+            // Attempts of a message neither queued nor in the history (quarantined above).
+            try db.execute(sql: "DELETE FROM attempts WHERE message_id NOT IN (SELECT id FROM messages) AND message_id NOT IN (SELECT id FROM history)")
+            return (orphans, recipients)
         }
         for id in bodies {
             logger.error("queue entry quarantined", metadata: ["queue.id": "\(id)", "queue.quarantine.reason": "content without its message"])
@@ -143,6 +146,7 @@ extension SQLiteSpool {
             try db.cachedStatement(sql: "INSERT OR REPLACE INTO quarantine (id, moved, reason, sender, envelope, content, received_header) VALUES (?, ?, ?, ?, ?, ?, ?)").execute(arguments: [id, Date().timeIntervalSince1970, reason, row?["sender"] as DatabaseValue?, row?["envelope"] as DatabaseValue?, content, row?["received_header"] as DatabaseValue?]
             )
             try db.cachedStatement(sql: "DELETE FROM messages WHERE id = ?").execute(arguments: [id])
+            try db.cachedStatement(sql: "DELETE FROM attempts WHERE message_id = ?").execute(arguments: [id])
         }
     }
 

@@ -100,6 +100,23 @@ extension SQLiteSpool {
                 CREATE INDEX recipients_pending_address ON recipients (address COLLATE NOCASE) WHERE state = 'pending';
                 """)
         }
+        // v6: each message's delivery attempts (DeliveryAttempt), kept while it is
+        // queued and then as long as its history entry; no foreign key, since they
+        // outlive the message's row. The recipients' results are JSON.
+        migrator.registerMigration("v6") { db in
+            try db.execute(sql: """
+                CREATE TABLE attempts (
+                    message_id TEXT NOT NULL,
+                    number INTEGER NOT NULL,
+                    at REAL NOT NULL,
+                    upstream TEXT,
+                    host TEXT,
+                    owner TEXT NOT NULL,
+                    recipients BLOB NOT NULL,
+                    PRIMARY KEY (message_id, number)
+                ) WITHOUT ROWID;
+                """)
+        }
         return migrator
     }
 }

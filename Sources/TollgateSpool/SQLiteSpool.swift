@@ -170,14 +170,20 @@ public final class SQLiteSpool: Spool {
     }
 
     @discardableResult
-    public func recordAttempt(_ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?) async throws -> Bool {
+    public func recordAttempt(
+        _ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?, attempt: DeliveryAttempt?
+    ) async throws -> Bool {
         let keepHistory = self.keepHistory
         return try await committer.submit(durable: false) { db in
-            guard try String.fetchOne(db.cachedStatement(sql: "SELECT claimed_by FROM messages WHERE id = ?"), arguments: [id]) == owner else { return false }
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT claimed_by, attempts FROM messages WHERE id = ?"), arguments: [id]),
+                  try row.decode(String?.self, forColumn: "claimed_by") == owner
+            else { return false }
             for (index, r) in recipients.enumerated() {
                 try db.cachedStatement(sql: "UPDATE recipients SET state = ?, last_reply = ?, attempts = ? WHERE message_id = ? AND idx = ?").execute(arguments: [r.state.rawValue, r.lastReply, r.attempts, id, index]
                 )
             }
+            let number = try row.decode(Int.self, forColumn: "attempts") + 1
+            try Self.keep(attempt, number: number, of: id, kept: nextAttempt != nil || keepHistory > 0, db)
             if let nextAttempt {
                 // A bounce asked for during the attempt stays due now (it is the runner's next job).
                 try db.cachedStatement(sql: """
@@ -194,11 +200,28 @@ public final class SQLiteSpool: Spool {
                         INSERT OR REPLACE INTO history (id, completed, created, sender, envelope, size, attempts, upstream, accepted_by, recipients)
                         SELECT id, ?, created, sender, envelope, size, attempts + 1, upstream, accepted_by, ? FROM messages WHERE id = ?
                         """).execute(arguments: [now, try JSONEncoder().encode(recipients), id])
+                    // Expired entries go with their attempts.
+                    try db.cachedStatement(sql: "DELETE FROM attempts WHERE message_id IN (SELECT id FROM history WHERE completed < ?)").execute(arguments: [now - keepHistory])
                     try db.cachedStatement(sql: "DELETE FROM history WHERE completed < ?").execute(arguments: [now - keepHistory])
                 }
                 try db.cachedStatement(sql: "DELETE FROM messages WHERE id = ?").execute(arguments: [id])
             }
             return true
         }
+    }
+
+    /// Adds `attempt` as attempt `number` (its recipients as JSON) to `id`'s record and drops
+    /// those older than the last ``DeliveryAttempt/keptPerMessage``; with `kept` false
+    /// (a finished message, no history kept) removes the whole record instead.
+    private static func keep(_ attempt: DeliveryAttempt?, number: Int, of id: String, kept: Bool, _ db: Database) throws {
+        guard kept else {
+            try db.cachedStatement(sql: "DELETE FROM attempts WHERE message_id = ?").execute(arguments: [id])
+            return
+        }
+        guard let attempt else { return }
+        let recipients = try JSONEncoder().encode(attempt.recipients)
+        try db.cachedStatement(sql: "INSERT OR REPLACE INTO attempts (message_id, number, at, upstream, host, owner, recipients) VALUES (?, ?, ?, ?, ?, ?, ?)").execute(arguments: [id, number, attempt.at, attempt.upstream, attempt.host, attempt.owner, recipients]
+        )
+        try db.cachedStatement(sql: "DELETE FROM attempts WHERE message_id = ? AND number <= ?").execute(arguments: [id, number - DeliveryAttempt.keptPerMessage])
     }
 }

@@ -8,7 +8,7 @@ import TollgateConfiguration
 /// other claimer gets the message; once it has expired (its node died, or stopped
 /// renewing) the message is claimable again, by anyone. The owner keeps a long
 /// delivery's claim with ``renewClaim(_:owner:now:lease:)``, and gives it up with
-/// ``recordAttempt(_:owner:recipients:nextAttempt:lastError:)`` or
+/// ``recordAttempt(_:owner:recipients:nextAttempt:lastError:attempt:)`` or
 /// ``releaseClaim(_:owner:)``. A store on a shared database implements this with
 /// `SELECT … FOR UPDATE SKIP LOCKED` and an `UPDATE` of the claim columns in one
 /// transaction.
@@ -46,9 +46,19 @@ public protocol Spool: Sendable {
 
     /// Records one delivery attempt and releases the claim: the recipients' states,
     /// then the message's removal (`nextAttempt == nil`: nothing left to do) or its
-    /// next attempt. Applies only while the claim is `owner`'s; returns whether it did.
+    /// next attempt, and `attempt` in the message's record of attempts (see
+    /// ``attempts(_:)``), all in one transaction. The store numbers `attempt` and
+    /// drops the message's oldest beyond ``DeliveryAttempt/keptPerMessage``. Applies
+    /// only while the claim is `owner`'s; returns whether it did.
     @discardableResult
-    func recordAttempt(_ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?) async throws -> Bool
+    func recordAttempt(
+        _ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?, attempt: DeliveryAttempt?
+    ) async throws -> Bool
+
+    /// The delivery attempts recorded for a queued message, or for one in the history
+    /// (``history(_:)``), oldest first: the last ``DeliveryAttempt/keptPerMessage``.
+    /// None for a message deleted from the queue, or whose history entry has expired.
+    func attempts(_ id: String) async throws -> [DeliveryAttempt]
 
     /// The whole message, or `nil` if there is none by that id. A store that finds the
     /// entry damaged quarantines it and returns `nil`.
@@ -134,6 +144,13 @@ extension Spool {
     /// Stores a new message, unclaimed.
     public func insert(_ message: SpoolMessage) async throws {
         try await insert(message, claim: nil)
+    }
+
+    /// Records an attempt that leaves nothing in the record of attempts (tests of the
+    /// recipients' states and the claims).
+    @discardableResult
+    public func recordAttempt(_ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?) async throws -> Bool {
+        try await recordAttempt(id, owner: owner, recipients: recipients, nextAttempt: nextAttempt, lastError: lastError, attempt: nil)
     }
 }
 

@@ -21,8 +21,13 @@ extension PostgresSpool {
         Self.inOrder(ids, try await changedIDs(execute("cannot release", "UPDATE messages SET state = 'queued', next_attempt = \(now) WHERE id = ANY(\(ids)) RETURNING id")))
     }
 
+    /// A deleted message leaves nothing behind: its delivery attempts go with it.
     public func delete(_ ids: [String]) async throws -> [String] {
-        Self.inOrder(ids, try await changedIDs(execute("cannot delete", "DELETE FROM messages WHERE id = ANY(\(ids)) RETURNING id")))
+        Self.inOrder(ids, try await changedIDs(execute("cannot delete", """
+            WITH gone AS (DELETE FROM messages WHERE id = ANY(\(ids)) RETURNING id),
+                 their_attempts AS (DELETE FROM attempts WHERE message_id IN (SELECT id FROM gone))
+            SELECT id FROM gone
+            """)))
     }
 
     public func requestBounce(_ ids: [String]) async throws -> [String] {

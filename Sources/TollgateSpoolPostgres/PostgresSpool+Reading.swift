@@ -96,7 +96,8 @@ extension PostgresSpool {
     func quarantine(_ id: String, reason: String) async throws {
         logger.error("queue entry quarantined", metadata: ["queue.id": "\(id)", "queue.quarantine.reason": "\(reason)"])
         try await execute("cannot quarantine a damaged message", """
-            WITH moved AS (DELETE FROM messages WHERE id = \(id) RETURNING id, sender, envelope, received_header)
+            WITH moved AS (DELETE FROM messages WHERE id = \(id) RETURNING id, sender, envelope, received_header),
+                 their_attempts AS (DELETE FROM attempts WHERE message_id IN (SELECT id FROM moved))
             INSERT INTO quarantine (id, moved, reason, sender, envelope, content, received_header)
             SELECT m.id, \(Date().timeIntervalSince1970), \(reason), m.sender, m.envelope,
                    (SELECT content FROM bodies WHERE message_id = m.id), m.received_header
@@ -121,6 +122,8 @@ extension PostgresSpool {
                    OR id IN (SELECT message_id FROM recipients WHERE state <> ALL(\(recipientStates)))
             ), moved AS (
                 DELETE FROM messages m USING bad WHERE m.id = bad.id RETURNING m.id, bad.reason, m.sender, m.envelope, m.received_header
+            ), their_attempts AS (
+                DELETE FROM attempts WHERE message_id IN (SELECT id FROM moved)
             )
             INSERT INTO quarantine (id, moved, reason, sender, envelope, content, received_header)
             SELECT m.id, \(Date().timeIntervalSince1970), m.reason, m.sender, m.envelope,

@@ -4,7 +4,7 @@ import PostgresNIO
 extension PostgresSpool {
     /// The schema version this binary writes. A database of an earlier version is
     /// migrated at start; one of a later version (a newer Tollgate ran on it) is refused.
-    public static let schemaVersion = 4
+    public static let schemaVersion = 5
 
     /// One migration per version, each run in the transaction that records it.
     static let migrations: [Int: [PostgresQuery]] = [
@@ -117,6 +117,23 @@ extension PostgresSpool {
             "CREATE INDEX messages_accepted_by ON messages (accepted_by, created, id)",
             "CREATE INDEX messages_claim_node ON messages (split_part(claimed_by, '/', 1)) WHERE claimed_by IS NOT NULL",
             "CREATE INDEX recipients_pending_address ON recipients (lower(address)) WHERE state = 'pending'",
+        ],
+        // Each message's delivery attempts (DeliveryAttempt), kept while it is queued
+        // and then as long as its history entry: no foreign key, since they outlive
+        // the message's row. The recipients' results are JSON.
+        5: [
+            """
+            CREATE TABLE attempts (
+                message_id text NOT NULL,
+                number bigint NOT NULL,
+                at double precision NOT NULL,
+                upstream text,
+                host text,
+                owner text NOT NULL,
+                recipients bytea NOT NULL,
+                PRIMARY KEY (message_id, number)
+            )
+            """,
         ],
     ]
 

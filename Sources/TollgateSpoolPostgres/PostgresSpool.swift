@@ -250,15 +250,20 @@ public final class PostgresSpool: Spool {
     }
 
     @discardableResult
-    public func recordAttempt(_ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?) async throws -> Bool {
+    public func recordAttempt(
+        _ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?, attempt: DeliveryAttempt?
+    ) async throws -> Bool {
         let states = try String(decoding: JSONEncoder().encode(recipients.enumerated().map { RecipientResult(idx: $0.offset, state: $0.element.state.rawValue, last_reply: $0.element.lastReply, attempts: $0.element.attempts) }), as: UTF8.self)
         // Done: the message is kept without its content for `queue show` (spool.history).
         let final = ByteBuffer(bytes: try JSONEncoder().encode(recipients))
         let now = Date().timeIntervalSince1970
         let keep = keepHistory > 0
+        // The attempt's record: kept while the message is queued, then with its history entry.
+        let logged = try attempt.map { ByteBuffer(bytes: try JSONEncoder().encode($0.recipients)) }
+        let keepAttempts = nextAttempt != nil || keep
         let rows = try await execute("cannot record a delivery attempt", """
             WITH own AS (
-                SELECT id FROM messages WHERE id = \(id) AND claimed_by = \(owner) FOR UPDATE
+                SELECT id, attempts + 1 AS number FROM messages WHERE id = \(id) AND claimed_by = \(owner) FOR UPDATE
             ), rcpt AS (
                 UPDATE recipients r SET state = x.state, last_reply = x.last_reply, attempts = x.attempts
                 FROM jsonb_to_recordset(\(states)::jsonb) AS x(idx bigint, state text, last_reply text, attempts bigint)
@@ -276,8 +281,18 @@ public final class PostgresSpool: Spool {
                 INSERT INTO history (id, completed, created, sender, envelope, size, attempts, upstream, accepted_by, recipients)
                 SELECT id, \(now), created, sender, envelope, size, attempts + 1, upstream, accepted_by, \(final) FROM done WHERE \(keep)
                 ON CONFLICT (id) DO NOTHING
+            ), logged AS (
+                INSERT INTO attempts (message_id, number, at, upstream, host, owner, recipients)
+                SELECT id, number, \(attempt?.at)::float8, \(attempt?.upstream)::text, \(attempt?.host)::text, \(attempt?.owner)::text, \(logged)::bytea
+                FROM own WHERE \(logged)::bytea IS NOT NULL AND \(keepAttempts)
+                ON CONFLICT (message_id, number) DO NOTHING
+            ), trimmed AS (
+                DELETE FROM attempts a USING own
+                WHERE a.message_id = own.id AND (NOT \(keepAttempts) OR a.number <= own.number - \(DeliveryAttempt.keptPerMessage))
             ), pruned AS (
-                DELETE FROM history WHERE \(nextAttempt)::float8 IS NULL AND completed < \(now - keepHistory)
+                DELETE FROM history WHERE \(nextAttempt)::float8 IS NULL AND completed < \(now - keepHistory) RETURNING id
+            ), forgotten AS (
+                DELETE FROM attempts WHERE message_id IN (SELECT id FROM pruned)
             )
             SELECT count(*) FROM own
             """)

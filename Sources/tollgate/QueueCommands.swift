@@ -106,9 +106,9 @@ struct Queue: AsyncParsableCommand {
         func run() async throws {
             let spool = try await Queue.openSpool(options)
             if let m = try await spool.load(id) {
-                print(QueueFormat.show(m))
+                print(QueueFormat.show(m, attempts: try await spool.attempts(id)))
             } else if let done = try await spool.history(id) {
-                print(QueueFormat.show(done))
+                print(QueueFormat.show(done, attempts: try await spool.attempts(id)))
             } else {
                 throw UserError(message: "unknown queue id: \(id) (not queued, and not delivered or bounced within spool.history)")
             }
@@ -176,29 +176,30 @@ struct Queue: AsyncParsableCommand {
 enum QueueFormat {
     static func age(_ seconds: Double) -> String { QueueAge.text(seconds) }
 
-    static func show(_ m: SpoolMessage) -> String {
+    static func show(_ m: SpoolMessage, attempts: [DeliveryAttempt]) -> String {
         let next = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: m.nextAttempt))
         var extra: [String] = []
         if let owner = m.claimedBy { extra.append("claimed by:  \(owner) (delivering, or its lease has run out)") }
         if let e = m.lastError { extra.append("last error:  \(e)") }
         return render(
             id: m.id, createdAt: m.createdAt, sender: m.sender, size: m.size, envelope: m.envelope, upstream: m.upstream, acceptedBy: m.acceptedBy,
-            state: "\(m.state.rawValue), attempts \(m.attempts), next \(next)", extra: extra, recipients: m.recipients
+            state: "\(m.state.rawValue), attempts \(m.attempts), next \(next)", extra: extra, recipients: m.recipients, attempts: attempts
         )
     }
 
     /// A message whose delivery has ended, from the history.
-    static func show(_ h: HistoryEntry) -> String {
+    static func show(_ h: HistoryEntry, attempts: [DeliveryAttempt]) -> String {
         let completed = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: h.completedAt))
         return render(
             id: h.id, createdAt: h.createdAt, sender: h.sender, size: h.size, envelope: h.envelope, upstream: h.upstream, acceptedBy: h.acceptedBy,
-            state: "\(h.result) at \(completed), attempts \(h.attempts) (no longer queued; the content is not kept)", extra: [], recipients: h.recipients
+            state: "\(h.result) at \(completed), attempts \(h.attempts) (no longer queued; the content is not kept)", extra: [], recipients: h.recipients,
+            attempts: attempts
         )
     }
 
     private static func render(
         id: String, createdAt: Double, sender: String, size: Int, envelope: SpoolEnvelope, upstream: String?, acceptedBy: String,
-        state: String, extra: [String], recipients: [SpoolRecipient]
+        state: String, extra: [String], recipients: [SpoolRecipient], attempts: [DeliveryAttempt]
     ) -> String {
         var lines: [String] = []
         let date = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: createdAt))
@@ -216,8 +217,26 @@ enum QueueFormat {
         for r in recipients {
             lines.append("  <\(r.address)> \(r.state.rawValue), attempts \(r.attempts)\(r.lastReply.map { ", last reply: \($0)" } ?? "")")
         }
+        lines += self.attempts(attempts)
         lines += trace(envelope)
         return lines.joined(separator: "\n")
+    }
+
+    /// Each recorded attempt: its number, time (UTC), upstream, host and claimer, then
+    /// every recipient tried with its reply and what became of it.
+    static func attempts(_ attempts: [DeliveryAttempt]) -> [String] {
+        var lines = ["attempts:"]
+        if attempts.isEmpty { lines.append("  (none recorded)") }
+        if let first = attempts.first, first.number > 1 { lines.append("  (attempts before #\(first.number) are not kept)") }
+        let iso = ISO8601DateFormatter()
+        for a in attempts {
+            let at = iso.string(from: Date(timeIntervalSince1970: a.at))
+            lines.append("  #\(a.number) \(at) upstream \(a.upstream ?? "-"), host \(a.host ?? "-"), by \(a.owner)")
+            for r in a.recipients {
+                lines.append("    <\(r.address)> \(r.state.rawValue): \(r.reply)")
+            }
+        }
+        return lines
     }
 
     private static func trace(_ envelope: SpoolEnvelope) -> [String] {

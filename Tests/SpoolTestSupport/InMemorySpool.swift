@@ -1,3 +1,4 @@
+import Foundation
 import NIOConcurrencyHelpers
 import TollgateConfiguration
 import TollgateDelivery
@@ -18,6 +19,8 @@ public final class InMemorySpool: Spool {
     private struct State {
         var entries: [String: Entry] = [:]
         var history: [String: HistoryEntry] = [:]
+        /// Each message's delivery attempts, oldest first, while it is queued or in the history.
+        var attempts: [String: [DeliveryAttempt]] = [:]
         var inserted = 0
         var claimTimes: [Double] = []
     }
@@ -26,12 +29,16 @@ public final class InMemorySpool: Spool {
     private let ids = QueueIDGenerator()
     private let state = NIOLockedValueBox(State())
 
-    /// Runs after every ``recordAttempt(_:owner:recipients:nextAttempt:lastError:)``
+    /// Runs after every ``recordAttempt(_:owner:recipients:nextAttempt:lastError:attempt:)``
     /// has changed the entry (and released its claim), before it returns.
     public let afterRecording = NIOLockedValueBox<(@Sendable () async -> Void)?>(nil)
 
-    public init(node: String = "memory") {
+    /// `spool.history` in seconds, on the wall clock as the other stores keep it.
+    let keepHistory: Double
+
+    public init(node: String = "memory", keepHistory: Double = .infinity) {
         self.node = node
+        self.keepHistory = keepHistory
     }
 
     // MARK: What tests look at
@@ -54,6 +61,11 @@ public final class InMemorySpool: Spool {
     /// The `now` of every ``claimDue(owner:now:lease:limit:)`` call, in order.
     public var claimTimes: [Double] {
         state.withLockedValue { $0.claimTimes }
+    }
+
+    /// How many attempts are kept, of every message.
+    public var storedAttemptCount: Int {
+        state.withLockedValue { $0.attempts.values.map(\.count).reduce(0, +) }
     }
 
     /// How many messages are under a claim that is live at `now`.
@@ -125,22 +137,40 @@ public final class InMemorySpool: Spool {
         }
     }
 
-    public func recordAttempt(_ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?) async throws -> Bool {
-        let recorded = recordNow(id, owner: owner, recipients: recipients, nextAttempt: nextAttempt, lastError: lastError)
+    public func recordAttempt(
+        _ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?, attempt: DeliveryAttempt?
+    ) async throws -> Bool {
+        let recorded = recordNow(id, owner: owner, recipients: recipients, nextAttempt: nextAttempt, lastError: lastError, attempt: attempt)
         if let hook = afterRecording.withLockedValue({ $0 }) { await hook() }
         return recorded
     }
 
-    private func recordNow(_ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?) -> Bool {
-        state.withLockedValue { s in
+    private func recordNow(_ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?, attempt: DeliveryAttempt?) -> Bool {
+        let keepHistory = self.keepHistory
+        return state.withLockedValue { s in
             guard var entry = s.entries[id], entry.message.claimedBy == owner else { return false }
+            if var attempt {
+                attempt.number = entry.message.attempts + 1
+                s.attempts[id, default: []].append(attempt)
+                s.attempts[id] = s.attempts[id].map { Array($0.suffix(DeliveryAttempt.keptPerMessage)) }
+            }
             guard let nextAttempt else {
                 let m = entry.message
+                let now = Date().timeIntervalSince1970
+                s.entries[id] = nil
+                guard keepHistory > 0 else {
+                    s.attempts[id] = nil
+                    return true
+                }
                 s.history[id] = HistoryEntry(
-                    id: id, createdAt: m.createdAt, completedAt: m.nextAttempt, sender: m.sender, size: m.size, attempts: m.attempts + 1,
+                    id: id, createdAt: m.createdAt, completedAt: now, sender: m.sender, size: m.size, attempts: m.attempts + 1,
                     upstream: m.upstream, acceptedBy: m.acceptedBy, envelope: m.envelope, recipients: recipients
                 )
-                s.entries[id] = nil
+                // Expired entries go with their attempts.
+                for (old, h) in s.history where h.completedAt < now - keepHistory {
+                    s.history[old] = nil
+                    s.attempts[old] = nil
+                }
                 return true
             }
             entry.message.recipients = recipients
@@ -170,7 +200,15 @@ public final class InMemorySpool: Spool {
 
     public func health() async throws {}
 
-    public func history(_ id: String) async throws -> HistoryEntry? { state.withLockedValue { $0.history[id] } }
+    public func history(_ id: String) async throws -> HistoryEntry? {
+        let cutoff = Date().timeIntervalSince1970 - keepHistory
+        return state.withLockedValue { s in s.history[id].flatMap { $0.completedAt >= cutoff ? $0 : nil } }
+    }
+
+    public func attempts(_ id: String) async throws -> [DeliveryAttempt] {
+        let shown = try await history(id) != nil
+        return state.withLockedValue { s in s.entries[id] != nil || shown ? s.attempts[id] ?? [] : [] }
+    }
 
     public func list() async throws -> [QueueListing] {
         listing(QueueFilter())
@@ -232,7 +270,13 @@ public final class InMemorySpool: Spool {
     }
 
     public func delete(_ ids: [String]) async throws -> [String] {
-        state.withLockedValue { s in ids.filter { s.entries.removeValue(forKey: $0) != nil } }
+        state.withLockedValue { s in
+            ids.filter { id in
+                guard s.entries.removeValue(forKey: id) != nil else { return false }
+                s.attempts[id] = nil
+                return true
+            }
+        }
     }
 
     public func requestBounce(_ ids: [String]) async throws -> [String] {

@@ -8,7 +8,7 @@ import Testing
 @testable import TollgateSpoolPostgres
 
 /// What only the PostgreSQL store does, against the test process's real PostgreSQL:
-/// quarantine by checksum, the schema's version, ids unique across nodes, one
+/// quarantine by checksum, the schema's version and its migration, ids unique across nodes, one
 /// statement for many sessions' messages, and clear failures.
 @Suite struct PostgresSpoolTests {
     let t0 = 1_700_000_000.0
@@ -34,6 +34,9 @@ import Testing
         defer { Task { await spool.close() } }
         let m = SpoolFixtures.message(id: spool.makeQueueID(), now: t0, header: "Received: by test\r\n")
         try await spool.insert(m)
+        #expect(try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 1) == [m.id])
+        let attempt = DeliveryAttempt(at: t0, upstream: nil, host: nil, owner: "a", recipients: [])
+        #expect(try await spool.recordAttempt(m.id, owner: "a", recipients: m.recipients, nextAttempt: t0, lastError: nil, attempt: attempt))
         // Flip one byte of the stored body behind the spool's back.
         try await db.server.psql("UPDATE bodies SET content = convert_to(E'Subject: test\\r\\n\\r\\nhellO\\r\\n', 'UTF8') WHERE message_id = '\(m.id)'", database: db.name)
         #expect(try await spool.load(m.id) == nil)
@@ -42,6 +45,8 @@ import Testing
         #expect(try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 10).isEmpty)
         // The damaged bytes are kept for the administrator.
         #expect(try await db.server.psql("SELECT length(content) FROM quarantine WHERE id = '\(m.id)'", database: db.name) == "24")
+        // Its attempts go with it.
+        #expect(try await db.server.psql("SELECT count(*) FROM attempts", database: db.name) == "0")
     }
 
     @Test func anUnknownStateIsQuarantinedAtOpen() async throws {
@@ -49,12 +54,17 @@ import Testing
         let first = try await open(db)
         let m = SpoolFixtures.message(id: first.makeQueueID(), now: t0)
         try await first.insert(m)
+        #expect(try await first.claimDue(owner: "a", now: t0, lease: 60, limit: 1) == [m.id])
+        let attempt = DeliveryAttempt(at: t0, upstream: nil, host: nil, owner: "a", recipients: [])
+        #expect(try await first.recordAttempt(m.id, owner: "a", recipients: m.recipients, nextAttempt: t0 + 60, lastError: nil, attempt: attempt))
         await first.close()
         try await db.server.psql("UPDATE messages SET state = 'frozen' WHERE id = '\(m.id)'", database: db.name)
         let spool = try await open(db)
         defer { Task { await spool.close() } }
         #expect(try await spool.quarantined() == [QuarantinedEntry(id: m.id, reason: "unknown message state")])
         #expect(try await spool.count() == 0)
+        // Its attempts go with it.
+        #expect(try await db.server.psql("SELECT count(*) FROM attempts", database: db.name) == "0")
     }
 
     @Test func aSchemaNewerThanTheBinaryIsRefusedInOneLine() async throws {
@@ -68,6 +78,31 @@ import Testing
         #expect(text.contains("schema version \(PostgresSpool.schemaVersion + 1), newer than this Tollgate's (\(PostgresSpool.schemaVersion))"), "\(text)")
         #expect(!text.contains("\n"))
         await #expect(throws: PostgresSpool.Error.self) { try await PostgresSpool.inspect(db.settings, node: "node-a") }
+    }
+
+    /// A schema 4 database (before the record of attempts) is migrated at start: a
+    /// message deferred three times has no attempts recorded; its next one is #4.
+    @Test func aVersionFourDatabaseGainsTheRecordOfAttempts() async throws {
+        let db = try await PostgresTestDatabase.make()
+        let first = try await open(db)
+        let m = SpoolFixtures.message(id: first.makeQueueID(), now: t0)
+        try await first.insert(m)
+        await first.close()
+        try await db.server.psql(
+            "DROP TABLE attempts; DELETE FROM schema_version WHERE version = 5; UPDATE messages SET attempts = 3, state = 'deferred' WHERE id = '\(m.id)'",
+            database: db.name
+        )
+        #expect(try await PostgresSpool.inspect(db.settings, node: "node-a") == 4)
+        let spool = try await open(db)
+        defer { Task { await spool.close() } }
+        #expect(try await db.server.psql("SELECT max(version) FROM schema_version", database: db.name) == "5")
+        #expect(try await spool.attempts(m.id).isEmpty)
+        #expect(try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 1) == [m.id])
+        let attempt = DeliveryAttempt(at: t0, upstream: "smarthost", host: nil, owner: "a", recipients: [
+            DeliveryAttempt.Recipient(address: "bob@example.net", code: 451, enhancedStatus: "4.4.1", text: "connection refused by mx1.example:25", state: .deferred),
+        ])
+        #expect(try await spool.recordAttempt(m.id, owner: "a", recipients: m.recipients, nextAttempt: t0 + 60, lastError: nil, attempt: attempt))
+        #expect(try await spool.attempts(m.id).map(\.number) == [4])
     }
 
     @Test func anEmptyDatabaseIsReportedAndCreatedAtStart() async throws {

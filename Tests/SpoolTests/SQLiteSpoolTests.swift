@@ -22,12 +22,17 @@ import Testing
         let spool = try open(dir)
         let m = SpoolFixtures.message(id: spool.makeQueueID(), now: t0, header: "Received: by test\r\n")
         try await spool.insert(m)
+        #expect(try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 1) == [m.id])
+        let attempt = DeliveryAttempt(at: t0, upstream: nil, host: nil, owner: "a", recipients: [])
+        #expect(try await spool.recordAttempt(m.id, owner: "a", recipients: m.recipients, nextAttempt: t0, lastError: nil, attempt: attempt))
         // Flip one byte of the stored body behind the spool's back.
         try await spool.pool.write { db in
             try db.execute(sql: "UPDATE bodies SET content = ? WHERE message_id = ?", arguments: [Data("Subject: test\r\n\r\nhellO\r\n".utf8), m.id])
         }
         #expect(try await spool.load(m.id) == nil)
         #expect(try await spool.quarantined() == [QuarantinedEntry(id: m.id, reason: "content checksum mismatch")])
+        // Its attempts go with it.
+        #expect(try await spool.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM attempts") } == 0)
         #expect(try await spool.count() == 0)
         #expect(try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 10).isEmpty)
     }
@@ -70,10 +75,53 @@ import Testing
         #expect(m.content == body && m.receivedHeader == "" && m.acceptedBy == "" && m.claimedBy == nil && m.state == .deferred)
         #expect(try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 1) == ["OLD1"])
         let applied = try await spool.pool.read { db in try SQLiteSpool.migrator.appliedMigrations(db) }
-        #expect(applied == ["v1", "v2", "v3", "v4", "v5"])
+        #expect(applied == ["v1", "v2", "v3", "v4", "v5", "v6"])
         // v5's indexes serve the old rows too.
         let listed = try await spool.list(filter: QueueFilter(state: .deferred, sender: "A@example.com", recipient: "b@example.net"), page: QueuePage())
         #expect(listed.rows.map(\.id) == ["OLD1"] && listed.total == 1 && listed.rows.first?.upstream == nil)
+    }
+
+    /// A v5 spool (before the record of attempts): a message deferred three times and
+    /// one in the history open with no attempts recorded; the next attempt is #4.
+    @Test func aVersionFiveSpoolGainsTheRecordOfAttempts() async throws {
+        let dir = try TemporaryDirectory(label: "spool")
+        defer { dir.remove() }
+        let body = ByteBuffer(string: "Subject: old\r\n\r\nstill here\r\n")
+        let recipients = [SpoolRecipient(address: "b@example.net")]
+        let queue = try DatabaseQueue(path: dir.file("queue.sqlite"))
+        try SQLiteSpool.migrator.migrate(queue, upTo: "v5")
+        try await queue.write { db in
+            let envelope = try JSONEncoder().encode(SpoolEnvelope())
+            try db.execute(
+                sql: """
+                    INSERT INTO messages (id, created, sender, envelope, size, checksum, state, next_attempt, attempts, accepted_by)
+                    VALUES ('OLD5', ?, 'a@example.com', ?, ?, ?, 'deferred', ?, 3, 'node-a')
+                    """,
+                arguments: [t0, envelope, body.readableBytes, Checksum.fnv1a(header: "", content: body), t0]
+            )
+            try db.execute(sql: "INSERT INTO recipients (message_id, idx, address, state, attempts) VALUES ('OLD5', 0, 'b@example.net', 'pending', 3)")
+            try db.execute(sql: "INSERT INTO bodies (message_id, content) VALUES ('OLD5', ?)", arguments: [Data(body.readableBytesView)])
+            try db.execute(
+                sql: """
+                    INSERT INTO history (id, completed, created, sender, envelope, size, attempts, upstream, accepted_by, recipients)
+                    VALUES ('DONE5', ?, ?, 'a@example.com', ?, 10, 2, NULL, 'node-a', ?)
+                    """,
+                arguments: [Date().timeIntervalSince1970, t0, envelope, try JSONEncoder().encode(recipients)]
+            )
+        }
+        try queue.close()
+
+        let spool = try open(dir)
+        #expect(try await spool.pool.read { db in try SQLiteSpool.migrator.appliedMigrations(db) }.last == "v6")
+        #expect(try await spool.attempts("OLD5").isEmpty)
+        #expect(try await spool.history("DONE5")?.attempts == 2)
+        #expect(try await spool.attempts("DONE5").isEmpty)
+        #expect(try await spool.claimDue(owner: "a", now: t0, lease: 60, limit: 1) == ["OLD5"])
+        let attempt = DeliveryAttempt(at: t0, upstream: nil, host: nil, owner: "a", recipients: [
+            DeliveryAttempt.Recipient(address: "b@example.net", code: 451, enhancedStatus: "4.4.1", text: "connection refused by mx1.example:25", state: .deferred),
+        ])
+        #expect(try await spool.recordAttempt("OLD5", owner: "a", recipients: recipients, nextAttempt: t0 + 60, lastError: nil, attempt: attempt))
+        #expect(try await spool.attempts("OLD5").map(\.number) == [4])
     }
 
     @Test func twoOpenersOfOneFileShareClaims() async throws {

@@ -1,9 +1,10 @@
+import GRDB
 import SpoolTestSupport
 import TestSupport
 import Testing
 import TollgateConfiguration
-import TollgateSpool
-import TollgateSpoolPostgres
+@testable import TollgateSpool
+@testable import TollgateSpoolPostgres
 
 /// The stores every claim and administration test runs against: the embedded store,
 /// the cluster's PostgreSQL store, and the in-memory one the queue-runner tests rely
@@ -14,11 +15,11 @@ enum StoreKind: String, CaseIterable, CustomTestStringConvertible {
     var testDescription: String { rawValue }
 
     /// Runs `body` with a fresh, empty store of this kind.
-    /// `keepHistory`: `spool.history` in seconds (the in-memory store keeps all).
+    /// `keepHistory`: `spool.history` in seconds.
     func with(keepHistory: Double = 7 * 86400, _ body: (any Spool) async throws -> Void) async throws {
         switch self {
         case .memory:
-            try await body(InMemorySpool(node: "node-a"))
+            try await body(InMemorySpool(node: "node-a", keepHistory: keepHistory))
         case .sqlite:
             let dir = try TemporaryDirectory(label: "spool")
             try await body(SQLiteSpool(directory: dir.path, node: "node-a", keepHistory: keepHistory, logger: SpoolFixtures.quietLogger))
@@ -34,6 +35,21 @@ enum StoreKind: String, CaseIterable, CustomTestStringConvertible {
                 throw error
             }
             await spool.close()
+        }
+    }
+}
+
+extension StoreKind {
+    /// How many attempt rows `spool` holds, whatever message they belong to: that
+    /// deleting and pruning removed them, not merely hid them from ``Spool/attempts(_:)``.
+    func storedAttempts(_ spool: any Spool) async throws -> Int {
+        switch self {
+        case .memory:
+            return try #require(spool as? InMemorySpool).storedAttemptCount
+        case .sqlite:
+            return try await #require(spool as? SQLiteSpool).pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM attempts") ?? 0 }
+        case .postgres:
+            return try await #require(spool as? PostgresSpool).execute("cannot count", "SELECT count(*) FROM attempts").first?[0].decode(Int.self) ?? 0
         }
     }
 }

@@ -3,7 +3,7 @@ import TestSupport
 import Testing
 
 /// The web console of a real `tollgate serve`, over plain HTTP: the queue with its
-/// filters and paging, a message's envelope, recipients and decision trace, values
+/// filters and paging, a message's envelope, recipients, delivery attempts and decision trace, values
 /// from mail escaped; read-only without `console.users` (every action 403); with it,
 /// bcrypt sign-in, a session cookie marked Secure/HttpOnly/SameSite, actions that need
 /// the session's CSRF token, sign-out; the statistics page; `check` of a bad users file.
@@ -199,13 +199,26 @@ extension LiveRelayTests {
             // Retry: due now, so the queue runner tries it again (the upstream is down).
             #expect(try HTTPTestClient.post(port: s.port, "/message/\(id)/retry", form: [("csrf", csrf)], cookies: ["tollgate_session": session]).status == 303)
             #expect(waitUntil(timeout: 15) { (try? s.relay.cli(["queue", "show", id]).stdout.contains("attempts 2")) == true }, "\((try? s.relay.cli(["queue", "show", id]).stdout) ?? "")")
+            // Both attempts are recorded: the upstream, no host (none answered), the reason.
+            let refused = "451 4.4.1 cannot connect to upstream: connection refused by 127.0.0.1:"
+            let shown = try s.relay.cli(["queue", "show", id]).stdout
+            #expect(shown.contains("\nattempts:\n  #1 ") && shown.contains("\n  #2 ") && shown.contains("Z upstream down, host -, by "), "\(shown)")
+            #expect(shown.components(separatedBy: "    <bob@example.net> deferred: \(refused)").count == 3, "\(shown)")
+            let tried = try HTTPTestClient.request(port: s.port, "/message/\(id)", cookies: ["tollgate_session": session]).body
+            #expect(tried.contains("<table id=\"attempts\">") && tried.contains("<td rowspan=\"1\" class=\"n\">2</td>"), "\(tried)")
+            #expect(tried.components(separatedBy: "<td>&lt;bob@example.net&gt;</td><td>deferred</td><td>\(refused)").count == 3, "\(tried)")
             // Bounce: returned to its sender now; it leaves the queue, a DSN to frank is queued.
             let bounced = try Self.send(s, from: "frank@example.com", to: ["erin@example.net"])
             #expect(try HTTPTestClient.post(port: s.port, "/message/\(bounced)/bounce", form: [("csrf", csrf)], cookies: ["tollgate_session": session]).status == 303)
             #expect(waitUntil(timeout: 15) { (try? s.relay.cli(["queue", "show", bounced]).stdout.contains("bounced at")) == true }, "\((try? s.relay.cli(["queue", "show", bounced]).stdout) ?? "")")
+            // From the history: its refused attempt, then the administrator's bounce (no upstream tried).
+            let finished = try HTTPTestClient.request(port: s.port, "/message/\(bounced)").body
+            #expect(finished.contains("<td>&lt;erin@example.net&gt;</td><td>deferred</td><td>\(refused)"), "\(finished)")
+            #expect(finished.contains("<td>&lt;erin@example.net&gt;</td><td>failed</td><td>554 5.0.0 bounced by the administrator</td>"), "\(finished)")
             #expect(try s.relay.cli(["queue", "list", "--recipient", "frank@example.com"]).stdout.contains("<>"), "the DSN, from the null sender")
             #expect(try HTTPTestClient.post(port: s.port, "/message/\(id)/delete", form: [("csrf", csrf)], cookies: ["tollgate_session": session]).status == 303)
             #expect(!(try s.relay.cli(["queue", "list"]).stdout.contains(id)))
+            #expect(try HTTPTestClient.request(port: s.port, "/message/\(id)").status == 404, "a deleted message is not shown, nor its attempts")
 
             // Sign-out ends the session: its token no longer acts.
             let other = try Self.send(s, from: "alice@example.com")

@@ -3,6 +3,7 @@ import HummingbirdBcrypt
 import Logging
 import Synchronization
 import Testing
+import TollgateSpool
 
 @testable import TollgateConsole
 
@@ -14,6 +15,20 @@ import Testing
         #expect(HTML.escape("a\u{0}b\u{1B}[31mc\td\ne") == "ab[31mc\td\ne")
         #expect(HTML.escape("Grüße ✓") == "Grüße ✓")
         #expect(HTML.query("a b&c=d/é") == "a%20b%26c%3Dd%2F%C3%A9")
+    }
+
+    /// A reply is a remote server's text: on the message page it is text, never markup.
+    @Test func anAttemptsReplyIsEscaped() {
+        let attempt = DeliveryAttempt(number: 3, at: 0, upstream: "smarthost", host: "mx1.example:25", owner: "relay-a/1/x", recipients: [
+            .init(address: "b@example.net", code: 550, enhancedStatus: "5.7.1", text: "<script>alert(1)</script> & <img src=x>", state: .failed),
+            .init(address: "c@example.net", code: 250, enhancedStatus: "2.0.0", text: "ok", state: .delivered),
+        ])
+        let html = ConsolePages.attempts([attempt])
+        #expect(!html.contains("<script>") && !html.contains("<img"))
+        #expect(html.contains("<td>550 5.7.1 &lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;img src=x&gt;</td>"), "\(html)")
+        #expect(html.contains("<td rowspan=\"2\" class=\"n\">3</td><td rowspan=\"2\">1970-01-01T00:00:00Z</td><td rowspan=\"2\">smarthost</td><td rowspan=\"2\">mx1.example:25</td>"), "\(html)")
+        #expect(html.contains("Attempts before #3 are not kept."))
+        #expect(ConsolePages.attempts([]).contains("No delivery attempt recorded yet."))
     }
 
     @Test func usersFileAcceptsBcryptOnlyAndSaysWhereNot() throws {

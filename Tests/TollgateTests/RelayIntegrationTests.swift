@@ -180,6 +180,18 @@ extension LiveRelayTests {
             defer { sink.stop() }
             #expect(waitUntil(timeout: 30) { sink.messages().contains { $0.rcptTo == ["later@example.net"] } })
             #expect(waitUntil(timeout: 10) { ((try? relay.cli(["queue", "list", "--json"]))?.stdout ?? "x").isEmpty })
+            // Its attempts stay with its history: refused ones without a host, then the delivery.
+            let id = try #require(reply.text.split(separator: " ").last.map(String.init))
+            let show = try relay.cli(["queue", "show", id])
+            #expect(show.status == 0, "\(show.stderr)")
+            let lines = show.stdout.split(separator: "\n").map(String.init)
+            let attempts = lines.drop { $0 != "attempts:" }.dropFirst().prefix { $0.hasPrefix("  ") }
+            let first = Array(attempts.prefix(2))
+            #expect(first.count == 2 && first[0].hasPrefix("  #1 20") && first[0].contains("Z upstream primary, host -, by "), "\(show.stdout)")
+            #expect(first.last == "    <later@example.net> deferred: 451 4.4.1 cannot connect to upstream: connection refused by 127.0.0.1:\(sinkPort)", "\(show.stdout)")
+            let last = Array(attempts.suffix(2))
+            #expect(last.first?.contains("Z upstream primary, host 127.0.0.1:\(sinkPort), by ") == true, "\(show.stdout)")
+            #expect(last.last?.hasPrefix("    <later@example.net> delivered: 250 ") == true, "\(show.stdout)")
         }
 
         @Test func permanentFailureBouncesToSenderWithNullSender() throws {

@@ -84,7 +84,7 @@ public final class TollgateServer: Sendable {
         self.policy = policy
         if let settings = configuration.console {
             let users = try Self.consoleUsers(settings)
-            let statistics = eventTally.map { ConsoleStatisticsProvider(tally: $0, policy: policy) }
+            let statistics = eventTally.map { ConsoleStatisticsProvider(tally: $0, policy: policy, counters: counters) }
             var consoleLogger = logger
             consoleLogger[metadataKey: "console.address"] = .string("\(settings.host):\(settings.port)")
             self.console = ConsoleServer(

@@ -188,7 +188,26 @@ enum ConsolePages {
             for r in rows { out += "<tr><td>\(e(r.name))</td><td class=\"n\">\(r.count)</td></tr>" }
             return out + "</tbody></table>"
         }
-        html += "<h2>Rates against their limits</h2>"
+        html += "<h2>Rate-limit counters against their limits</h2>"
+        html += "<p class=\"note\">Show: " + ([nil] + ConsoleStatisticsSnapshot.counterKeys.map { Optional($0) }).map { key -> String in
+            let label = key ?? "all"
+            return key == s.counterKey ? "<strong>\(e(label))</strong>" : "<a href=\"/stats\(key.map { "?key=" + $0 } ?? "")\">\(e(label))</a>"
+        }.joined(separator: " · ") + "</p>"
+        if let problem = s.countersProblem {
+            html += "<p class=\"problem\">\(e(problem))</p>"
+        } else if s.counters.isEmpty {
+            html += "<p class=\"note\">No rate-limit counter holds anything\(s.counterKey.map { " for key " + e($0) } ?? "").</p>"
+        } else {
+            let shown = s.countersTotal > s.counters.count ? ", the fullest \(s.counters.count) shown" : ""
+            html += "<p class=\"note\">\(s.countersTotal) counter\(s.countersTotal == 1 ? " holds" : "s hold") something\(shown), fullest first: accepted mail within the window and transactions in progress, shared by every node with the PostgreSQL store.</p>"
+            html += "<table id=\"counters\"><thead><tr><th>key</th><th>who</th><th>measure</th><th>window</th><th>used</th><th>limit</th><th>full</th></tr></thead><tbody>"
+            for c in s.counters {
+                let full = c.limit > 0 ? "\(Int((Double(c.used) * 100 / Double(c.limit)).rounded()))%" : "-"
+                html += "<tr><td>\(e(c.key))</td><td>\(e(c.value))</td><td>\(e(c.measure))</td><td>\(e(duration(c.window)))</td><td class=\"n\">\(c.used)</td><td class=\"n\">\(c.limit)</td><td class=\"n\">\(full)</td></tr>"
+            }
+            html += "</tbody></table>"
+        }
+        html += "<h2>The busiest, asked again</h2>"
         if s.limits.isEmpty {
             html += "<p class=\"note\">No user or department sent mail in this window, or no rate limit applies.</p>"
         } else {
@@ -219,5 +238,12 @@ enum ConsolePages {
             html += "</tbody></table>"
         }
         return layout("Statistics", html, viewer: viewer)
+    }
+
+    /// A window length as the policy files write it: `1h`, `30m`, `1d`, `90s`.
+    static func duration(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        for (unit, length) in [("d", 86_400), ("h", 3_600), ("m", 60)] where s >= length && s % length == 0 { return "\(s / length)\(unit)" }
+        return "\(s)s"
     }
 }

@@ -142,7 +142,9 @@ public final class ConsoleServer: Service, Sendable {
         guard let statistics else {
             return ConsolePages.response(.ok, ConsolePages.problem("No statistics are kept by this relay.", viewer: viewer))
         }
-        return ConsolePages.response(.ok, ConsolePages.statistics(await statistics.snapshot(now: clock()), viewer: viewer))
+        // Only a known key filters; anything else lists every counter.
+        let key = request.uri.queryParameters["key"].map(String.init).flatMap { ConsoleStatisticsSnapshot.counterKeys.contains($0) ? $0 : nil }
+        return ConsolePages.response(.ok, ConsolePages.statistics(await statistics.snapshot(now: clock(), counterKey: key), viewer: viewer))
     }
 
     func signInPage(_ request: Request, failed: Bool = false) -> Response {

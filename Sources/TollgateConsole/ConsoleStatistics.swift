@@ -1,7 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 
-/// What the console's statistics page shows (``ConsoleStatistics/snapshot(now:)``).
+/// What the console's statistics page shows (``ConsoleStatistics/snapshot(now:counterKey:)``).
 public struct ConsoleStatisticsSnapshot: Sendable {
     /// A count by name, largest first.
     public struct Count: Sendable, Hashable {
@@ -63,11 +63,41 @@ public struct ConsoleStatisticsSnapshot: Sendable {
         public var client: String
     }
     public var busiest: [Sender] = []
+
+    /// One rate-limit counter that holds something now: `used` of `limit` of
+    /// `measure` for `value` of `key` (user, department, sender, client) per `window`.
+    public struct Counter: Sendable, Hashable {
+        public var key: String
+        public var value: String
+        public var measure: String
+        public var window: Double
+        public var used: Int
+        public var limit: Int
+        public init(key: String, value: String, measure: String, window: Double, used: Int, limit: Int) {
+            self.key = key
+            self.value = value
+            self.measure = measure
+            self.window = window
+            self.used = used
+            self.limit = limit
+        }
+    }
+    /// The fullest counters (at most ``maxCounters``), and how many hold something.
+    public var counters: [Counter] = []
+    public var countersTotal = 0
+    /// The key the counters are filtered by (`user`, `department`, `sender`, `client`), if any.
+    public var counterKey: String?
+    /// Why the counters could not be read, if they could not.
+    public var countersProblem: String?
+    public static let maxCounters = 100
+    public static let counterKeys = ["user", "department", "sender", "client"]
 }
 
 /// Where the statistics page gets its figures.
 public protocol ConsoleStatistics: Sendable {
-    func snapshot(now: Double) async -> ConsoleStatisticsSnapshot
+    /// The figures at `now`; the counters only of `counterKey` if it is given (one of
+    /// ``ConsoleStatisticsSnapshot/counterKeys``).
+    func snapshot(now: Double, counterKey: String?) async -> ConsoleStatisticsSnapshot
 }
 
 /// The relay's events of the last hour, counted from its own `event=accepted`,

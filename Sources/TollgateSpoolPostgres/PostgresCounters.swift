@@ -77,8 +77,8 @@ public final class PostgresCounters: PolicyCounterStore {
                     )
                     try await connection.query(
                         """
-                        INSERT INTO counter_entries (counter, window_seconds, at, amount, reservation)
-                        VALUES (\(charge.counter.name), \(charge.counter.window), \(now), \(charge.amount), \(reservation))
+                        INSERT INTO counter_entries (counter, window_seconds, at, amount, reservation, limit_amount)
+                        VALUES (\(charge.counter.name), \(charge.counter.window), \(now), \(charge.amount), \(reservation), \(charge.limit))
                         """,
                         logger: logger
                     )
@@ -86,6 +86,34 @@ public final class PostgresCounters: PolicyCounterStore {
                 return CounterReservation.reserved(used: usage)
             }
         }
+    }
+
+    /// One statement: the live entries of the counters under `prefix`, summed per
+    /// counter, each with the limit of its newest entry; the fullest first.
+    public func listing(prefix: String, now: Double, maximum: Int) async throws -> (counters: [CounterUsage], total: Int) {
+        let rows = try await spool.execute("cannot list counters", """
+            WITH live AS (
+                SELECT counter, window_seconds, sum(amount)::bigint AS used,
+                       coalesce((array_agg(limit_amount ORDER BY at DESC) FILTER (WHERE limit_amount IS NOT NULL))[1], 0)::bigint AS max_amount
+                FROM counter_entries
+                WHERE starts_with(counter, \(prefix))
+                  AND ((reservation IS NULL AND at > \(now) - window_seconds) OR (reservation IS NOT NULL AND at > \(now - Self.lifetime)))
+                GROUP BY counter, window_seconds
+                HAVING sum(amount) > 0
+            )
+            SELECT counter, window_seconds, used, max_amount, count(*) OVER ()::bigint FROM live
+            ORDER BY CASE WHEN max_amount > 0 THEN used::float8 / max_amount ELSE 'infinity'::float8 END DESC, counter, window_seconds
+            LIMIT \(max(0, maximum))
+            """)
+        var total = 0
+        let counters = try rows.map { row in
+            total = try row[4].decode(Int.self)
+            return CounterUsage(
+                counter: CounterID(name: try row[0].decode(String.self), window: try row[1].decode(Double.self)),
+                used: try row[2].decode(Int.self), limit: try row[3].decode(Int.self)
+            )
+        }
+        return (counters, total)
     }
 
     public func commit(sessionID: String, now: Double) async {

@@ -4,7 +4,7 @@ import PostgresNIO
 extension PostgresSpool {
     /// The schema version this binary writes. A database of an earlier version is
     /// migrated at start; one of a later version (a newer Tollgate ran on it) is refused.
-    public static let schemaVersion = 5
+    public static let schemaVersion = 6
 
     /// One migration per version, each run in the transaction that records it.
     static let migrations: [Int: [PostgresQuery]] = [
@@ -134,6 +134,11 @@ extension PostgresSpool {
                 PRIMARY KEY (message_id, number)
             )
             """,
+        ],
+        // The limit each counter entry was charged against, for the console's listing
+        // of counters against their limits (PostgresCounters.listing).
+        6: [
+            "ALTER TABLE counter_entries ADD COLUMN limit_amount bigint",
         ],
     ]
 

@@ -248,6 +248,18 @@ extension LiveRelayTests {
             #expect(stats.body.contains("sender busy@example.com: 2 used, 1 more would exceed 2 messages per 1h"), "\(stats.body)")
             #expect(stats.body.contains("<td>lab</td><td class=\"n\">2</td>"), "accepted by department: \(stats.body)")
             #expect(stats.body.contains("department lab 2+1 of 50 messages per 1h"), "the department's own limit: \(stats.body)")
+            // The counters themselves, fullest first: the sender's full, the department's
+            // and the client's; the refused third message counted nowhere.
+            #expect(stats.body.contains("3 counters hold something, fullest first"), "\(stats.body)")
+            let row = { (key: String, who: String, used: Int, limit: Int, full: String) in
+                "<tr><td>\(key)</td><td>\(who)</td><td>messages</td><td>1h</td><td class=\"n\">\(used)</td><td class=\"n\">\(limit)</td><td class=\"n\">\(full)</td></tr>"
+            }
+            let rows = [row("sender", "busy@example.com", 2, 2, "100%"), row("department", "lab", 2, 50, "4%"), row("client", "127.0.0.1", 2, 100, "2%")]
+            #expect(rows.allSatisfy { stats.body.contains($0) }, "\(stats.body)")
+            #expect(rows.compactMap { stats.body.range(of: $0)?.lowerBound } == rows.compactMap { stats.body.range(of: $0)?.lowerBound }.sorted(), "fullest first")
+            let departments = try HTTPTestClient.request(port: s.port, "/stats?key=department").body
+            #expect(departments.contains(rows[1]) && !departments.contains(rows[0]) && departments.contains("1 counter holds something"), "\(departments)")
+            #expect(try HTTPTestClient.request(port: s.port, "/stats?key=user").body.contains("No rate-limit counter holds anything for key user."))
             // The delivery attempts to the upstream that is down.
             #expect(waitUntil(timeout: 15) { (try? HTTPTestClient.request(port: s.port, "/stats").body.contains("<td>down</td>")) == true })
         }

@@ -27,11 +27,14 @@ public actor MemoryCounters: PolicyCounterStore {
         var entries: [Entry] = []
         var newest = -Double.infinity
         var lastUse = -Double.infinity
+        /// The limit of the last committed charge.
+        var limit = 0
     }
 
     struct Reservation {
         var amount: Int
         var since: Double
+        var limit: Int
     }
 
     public let maxCounters: Int
@@ -69,7 +72,7 @@ public actor MemoryCounters: PolicyCounterStore {
         var held = reservations[sessionID] ?? [:]
         for charge in charges {
             let since = held[charge.counter]?.since ?? now
-            held[charge.counter] = Reservation(amount: charge.amount, since: since)
+            held[charge.counter] = Reservation(amount: charge.amount, since: since, limit: charge.limit)
         }
         reservations[sessionID] = held
         return .reserved(used: usage)
@@ -83,6 +86,7 @@ public actor MemoryCounters: PolicyCounterStore {
             log.entries.append(Entry(time: now, amount: reservation.amount))
             log.newest = max(log.newest, now)
             log.lastUse = now
+            log.limit = reservation.limit
             if log.entries.count > maxEntriesPerCounter { Self.mergeClosest(&log.entries) }
             logs[counter] = log
         }
@@ -91,6 +95,24 @@ public actor MemoryCounters: PolicyCounterStore {
 
     public func release(sessionID: String) {
         reservations[sessionID] = nil
+    }
+
+    public func listing(prefix: String, now: Double, maximum: Int) -> (counters: [CounterUsage], total: Int) {
+        var limits: [CounterID: Int] = [:]
+        for (counter, log) in logs where counter.name.hasPrefix(prefix) { limits[counter] = log.limit }
+        // A reservation's limit is the newer one.
+        var newest: [CounterID: Double] = [:]
+        for held in reservations.values {
+            for (counter, r) in held where counter.name.hasPrefix(prefix) && now - r.since < Self.reservationLifetime && r.since >= newest[counter, default: -.infinity] {
+                limits[counter] = r.limit
+                newest[counter] = r.since
+            }
+        }
+        let all = limits.compactMap { counter, limit -> CounterUsage? in
+            let used = committed(counter, now: now) + reserved(counter, now: now, except: nil)
+            return used > 0 ? CounterUsage(counter: counter, used: used, limit: limit) : nil
+        }
+        return (Array(all.sorted(by: CounterUsage.fullestFirst).prefix(max(0, maximum))), all.count)
     }
 
     /// How many counters hold committed amounts (for tests and logs).

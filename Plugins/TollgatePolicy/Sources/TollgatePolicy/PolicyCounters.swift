@@ -67,8 +67,39 @@ public protocol PolicyCounters: Sendable {
     func reserve(_ charges: [CounterCharge], sessionID: String, now: Double) async throws -> CounterReservation
 }
 
-/// The relay's side of the counters: commit and release by transaction.
+/// One counter as an administrator looks at it (``PolicyCounterStore/listing(prefix:now:maximum:)``):
+/// what it holds now and the limit the last reservation checked it against.
+public struct CounterUsage: Sendable, Hashable {
+    public var counter: CounterID
+    /// Committed amounts within the window and reservations in progress.
+    public var used: Int
+    /// The limit of the most recent charge against it.
+    public var limit: Int
+
+    public init(counter: CounterID, used: Int, limit: Int) {
+        self.counter = counter
+        self.used = used
+        self.limit = limit
+    }
+
+    /// How full it is, `used / limit` (a limit of 0 counts as full once used).
+    public var fullness: Double { limit > 0 ? Double(used) / Double(limit) : (used > 0 ? .infinity : 0) }
+
+    /// Fullest first, then by name and window: the order of a listing.
+    public static func fullestFirst(_ a: CounterUsage, _ b: CounterUsage) -> Bool {
+        if a.fullness != b.fullness { return a.fullness > b.fullness }
+        return (a.counter.name, a.counter.window) < (b.counter.name, b.counter.window)
+    }
+}
+
+/// The relay's side of the counters: commit and release by transaction, and the
+/// listing the web console shows. Plugins see only ``PolicyCounters``.
 public protocol PolicyCounterStore: PolicyCounters {
+    /// The counters whose names start with `prefix` that hold something now, fullest
+    /// first (``CounterUsage/fullestFirst(_:_:)``), at most `maximum` of them, and how
+    /// many there are in all.
+    func listing(prefix: String, now: Double, maximum: Int) async throws -> (counters: [CounterUsage], total: Int)
+
     /// The transaction of `sessionID` was accepted: its reservations count from `now`.
     func commit(sessionID: String, now: Double) async
     /// The transaction of `sessionID` ended without a message: its reservations go.

@@ -5,8 +5,9 @@
 #   make fuzz   every fuzz target for FUZZ_SECONDS (default 60) each
 #   make crash-test  the crash loop (CRASH_ROUNDS, default 20) and power-cut loop (POWERCUT_ROUNDS, default 10)
 #   make install PREFIX=/usr/local DESTDIR=…   release build, then SPEC §8's layout; make uninstall
+#   make test-install-release   the install tests on the release build (what make install ships)
 SWIFT ?= swift
-.PHONY: run run-cluster test bench build release deps-run deps-test clean crash-test fuzz fuzz-short install uninstall
+.PHONY: run run-cluster test test-install-release bench build release deps-run deps-test clean crash-test fuzz fuzz-short install uninstall
 
 deps-run:
 	@bash scripts/install-deps.sh run
@@ -71,6 +72,14 @@ ifeq ($(BUILD),yes)
 	$(SWIFT) build -c $(CONFIG)
 endif
 	PREFIX=$(PREFIX) SYSCONFDIR=$(SYSCONFDIR) DESTDIR=$(DESTDIR) CONFIG=$(CONFIG) BINDIR=$(BINDIR) bash scripts/install.sh install
+
+# The install tests of `make test` (which installs the debug build it has) on the
+# release build instead: the products `make install` ships, with their RUNPATH and
+# plugin lookup, installed into a temporary DESTDIR and run from there.
+test-install-release: deps-test
+	$(SWIFT) build -c release
+	$(SWIFT) build --build-tests
+	TOLLGATE_INSTALL_CONFIG=release $(SWIFT) test --skip-build --filter InstallLiveTests
 
 uninstall:
 	PREFIX=$(PREFIX) SYSCONFDIR=$(SYSCONFDIR) DESTDIR=$(DESTDIR) CONFIG=$(CONFIG) bash scripts/install.sh uninstall

@@ -24,10 +24,29 @@ extension LiveRelayTests {
             return found
         }
 
+        /// The products installed: those next to the test bundle (debug, in `make test`),
+        /// or with `TOLLGATE_INSTALL_CONFIG=release` the release build in `.build/release`
+        /// (`make test-install-release`: what `make install` ships).
+        static var products: (config: String, folder: String) {
+            if ProcessInfo.processInfo.environment["TOLLGATE_INSTALL_CONFIG"] == "release" { return ("release", root + "/.build/release") }
+            return ("debug", (RelayProcess.binary as NSString).deletingLastPathComponent)
+        }
+
         static func make(_ target: String, _ dest: String, group: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
-            let bin = (RelayProcess.binary as NSString).deletingLastPathComponent
             let extra = group.map { ["TOLLGATE_GROUP=\($0)"] } ?? []
-            return try ChildProcess.run("make", ["-s", "-C", root, target, "DESTDIR=\(dest)", "PREFIX=/usr/local", "CONFIG=debug", "BUILD=no", "BINDIR=\(bin)"] + extra, timeout: 60)
+            return try ChildProcess.run(
+                "make", ["-s", "-C", root, target, "DESTDIR=\(dest)", "PREFIX=/usr/local", "CONFIG=\(products.config)", "BUILD=no", "BINDIR=\(products.folder)"] + extra, timeout: 60
+            )
+        }
+
+        /// The binary installed is the one built (a release install test that installed
+        /// debug products would prove nothing).
+        @Test func theInstalledBinaryIsTheBuiltOne() throws {
+            let dir = try TemporaryDirectory()
+            defer { dir.remove() }
+            #expect(try Self.make("install", dir.path + "/dest").status == 0)
+            let built = try #require(FileManager.default.contents(atPath: Self.products.folder + "/tollgate"), "no \(Self.products.folder)/tollgate: build it first")
+            #expect(FileManager.default.contents(atPath: dir.path + "/dest/usr/local/bin/tollgate") == built)
         }
 
         /// The unit runs as `tollgate`: with that group present, the configuration is its

@@ -47,11 +47,20 @@ let package = Package(
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),
+        // Failed TLS handshakes in words, for both sides (SMTPServer and SMTPClient).
+        .target(
+            name: "TLSFailureText",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict
+        ),
         // The receiving side: session state machine, NIO handler, listeners.
         .target(
             name: "SMTPServer",
             dependencies: [
-                "SMTPCore", "CTLSShim",
+                "SMTPCore", "CTLSShim", "TLSFailureText",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -66,7 +75,7 @@ let package = Package(
         .target(
             name: "SMTPClient",
             dependencies: [
-                "SMTPCore",
+                "SMTPCore", "TLSFailureText",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -410,7 +419,7 @@ let package = Package(
         .testTarget(
             name: "SMTPClientTests",
             dependencies: [
-                "SMTPClient", "SMTPCore", "TestSupport",
+                "SMTPClient", "SMTPCore", "TestSupport", "TLSFailureText",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

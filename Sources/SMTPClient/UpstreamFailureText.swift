@@ -7,6 +7,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
+import TLSFailureText
 
 /// Transport and TLS errors as one sentence an administrator understands, for the
 /// stored reply, the log and the bounce: never a library's type names, its error stack
@@ -41,88 +42,15 @@ enum UpstreamFailureText {
     /// Why the TLS handshake with `peer` (the name or address connected to) failed.
     /// `certificate` is what the chain check saw (``PeerCertificateCheck``).
     static func tls(_ error: any Error, peer: String, certificate: PeerCertificateCheck.Problem?) -> String {
-        if let error = error as? NIOSSLExtraError {
-            if error == .failedToValidateHostname { return "hostname \(peer) not in certificate" }
-            if error == .serverHostnameImpossibleToMatch || error == .invalidSNIHostname || error == .cannotUseIPAddressInSNI {
-                return "hostname \(peer) cannot be checked against a certificate"
-            }
-            return "TLS set-up failed"
-        }
-        if let error = error as? NIOSSLError {
-            switch error {
-            case .handshakeFailed(let boring): return tls(boring, certificate)
-            case .uncleanShutdown: return "upstream closed the connection during the TLS handshake"
-            case .shutdownFailed: return "TLS shutdown failed"
-            case .failedToLoadCertificate, .failedToLoadPrivateKey, .noSuchFilesystemObject:
-                return "cannot load the TLS certificate files"
-            default: return "TLS handshake failed"
-            }
-        }
-        if let error = error as? BoringSSLError { return tls(error, certificate) }
-        if let error = error as? IOError {
-            return "connection error during the TLS handshake: \(errnoText(error.errnoCode))"
-        }
-        return "TLS handshake failed"
+        TLSFailureText.describe(error, peer: .upstream(peer), certificate: certificate?.description)
     }
 
-    static func tls(_ error: BoringSSLError, _ certificate: PeerCertificateCheck.Problem?) -> String {
-        switch error {
-        case .sslError(let stack), .unknownError(let stack):
-            if stack.contains(.eofDuringHandshake) { return "upstream closed the connection during the TLS handshake" }
-            for reason in stack.compactMap(reasonCode) {
-                if let text = sentence(reason, certificate) { return text }
-            }
-            if let reason = stack.compactMap(reasonCode).first {
-                return "TLS handshake failed: " + reason.lowercased().replacing("_", with: " ")
-            }
-            return "TLS handshake failed"
-        case .zeroReturn: return "upstream closed the connection during the TLS handshake"
-        case .syscallError: return "connection lost during the TLS handshake"
-        case .invalidSNIName: return "the upstream's name cannot be sent as TLS server name"
-        default: return "TLS handshake failed"
-        }
-    }
-
-    /// BoringSSL reason codes (`ssl/internal.h`, `include/openssl/ssl.h`) in words.
+    /// A BoringSSL reason code in words (``TLSFailureText/sentence(_:peer:certificate:)``).
     static func sentence(_ reason: String, _ certificate: PeerCertificateCheck.Problem?) -> String? {
-        switch reason {
-        case "CERTIFICATE_VERIFY_FAILED":
-            return "certificate verification failed: " + (certificate?.description ?? "untrusted issuer")
-        case "WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNEXPECTED_RECORD":
-            return "upstream does not speak TLS (wrong version number)"
-        case "UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_PROTOCOL_VERSION", "PROTOCOL_VERSION":
-            return "no TLS protocol version in common (TLS 1.2 or later is required)"
-        case "NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE", "SSLV3_ALERT_HANDSHAKE_FAILURE", "TLSV1_ALERT_INSUFFICIENT_SECURITY":
-            return "upstream refused the TLS handshake: no cipher suite in common"
-        case "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE", "SSLV3_ALERT_CERTIFICATE_UNKNOWN", "TLSV1_ALERT_ACCESS_DENIED",
-            "TLSV1_CERTIFICATE_REQUIRED":
-            return "upstream refused the TLS handshake: it did not accept the client certificate"
-        case "SSLV3_ALERT_CERTIFICATE_EXPIRED": return "upstream refused the TLS handshake: certificate expired"
-        case "TLSV1_ALERT_INTERNAL_ERROR": return "upstream reported an internal TLS error"
-        case "TLSV1_UNRECOGNIZED_NAME": return "upstream does not know the TLS server name"
-        case "DECODE_ERROR", "TLSV1_ALERT_DECODE_ERROR", "SSLV3_ALERT_ILLEGAL_PARAMETER", "EXCESSIVE_MESSAGE_SIZE":
-            return "malformed TLS message from upstream"
-        default: return nil
-        }
+        TLSFailureText.sentence(reason, peer: .upstream(""), certificate: certificate?.description)
     }
 
-    /// `CERTIFICATE_VERIFY_FAILED` from BoringSSL's
-    /// `error:1000007d:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED at FILE:LINE`.
-    static func reasonCode(_ error: BoringSSLInternalError) -> String? {
-        let text = error.description
-        guard let start = text.firstRange(of: "error:") else { return nil }
-        var message = text[start.upperBound...]
-        if let at = message.firstRange(of: " at ") { message = message[..<at.lowerBound] }
-        guard let last = message.split(separator: ":").last, !last.isEmpty,
-            last.allSatisfy({ $0.isUppercase || $0.isNumber || $0 == "_" })
-        else { return nil }
-        return String(last)
-    }
-
-    static func errnoText(_ code: CInt) -> String {
-        guard let text = strerror(code) else { return "error \(code)" }
-        return String(cString: text).lowercased()
-    }
+    static func errnoText(_ code: CInt) -> String { TLSFailureText.errnoText(code) }
 
     static func seconds(_ time: TimeAmount) -> String {
         let ms = time.nanoseconds / 1_000_000

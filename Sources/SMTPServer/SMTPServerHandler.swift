@@ -3,6 +3,7 @@ import NIOCore
 import NIOSSL
 import NIOTLS
 import SMTPCore
+import TLSFailureText
 
 /// Events the listener sends down a session's pipeline.
 public enum SMTPServerEvent: Sendable {
@@ -199,9 +200,20 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        tlsHandshakeEnded(succeeded: false)
-        logger.debug("session error", metadata: ["error.message": "\(error)"])
+        if handshaking {
+            tlsHandshakeEnded(succeeded: false, error: error)
+        } else {
+            logger.debug("session error", metadata: ["error.message": "\(Self.sessionErrorText(error))"])
+        }
         close(context: context)
+    }
+
+    /// A connection's error after the handshake, in words (`connection reset by peer`).
+    static func sessionErrorText(_ error: any Error) -> String {
+        if let error = error as? IOError { return "connection error: " + TLSFailureText.errnoText(error.errnoCode) }
+        if let error = error as? NIOSSLError, case .uncleanShutdown = error { return "the client closed the connection without ending TLS" }
+        if error is NIOSSLError || error is BoringSSLError { return "TLS error: " + TLSFailureText.describe(error, peer: .client, certificate: nil) }
+        return "\(error)".split(whereSeparator: \.isNewline).joined(separator: " ")
     }
 
     // MARK: - Frames
@@ -328,13 +340,16 @@ public final class SMTPServerHandler<Delegate: SMTPSessionDelegate>: ChannelDupl
     }
 
     /// Counts a handshake once, when it completes, fails or the client goes away.
-    func tlsHandshakeEnded(succeeded: Bool) {
+    /// A failure is logged at `info` with why, in words (`client does not speak TLS
+    /// (wrong version number)`); a client that leaves mid-handshake closed it.
+    func tlsHandshakeEnded(succeeded: Bool, error: (any Error)? = nil) {
         guard handshaking else { return }
         handshaking = false
         if succeeded {
             statistics?.record { $0.tlsHandshakes += 1 }
         } else {
-            logger.debug("TLS handshake failed")
+            let reason = TLSFailureText.describe(error ?? ChannelError.eof, peer: .client, certificate: nil)
+            logger.info("TLS handshake failed", metadata: ["error.message": "\(reason)"])
             statistics?.record { $0.tlsFailures += 1 }
         }
     }

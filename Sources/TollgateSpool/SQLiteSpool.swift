@@ -93,6 +93,21 @@ public final class SQLiteSpool: Spool {
         let envelope = try JSONEncoder().encode(message.envelope)
         let checksum = message.checksum
         let node = self.node
+        do {
+            try await insert(message, claim: claim, envelope: envelope, checksum: checksum, node: node)
+        } catch {
+            // One sentence for the session's log line: GRDB's text carries the SQL.
+            throw Error(description: "cannot store message \(message.id) in \(path): \(Self.describe(error))")
+        }
+    }
+
+    /// A database error in words: `disk I/O error (SQLite error 10)`, without the statement.
+    static func describe(_ error: any Swift.Error) -> String {
+        guard let error = error as? DatabaseError else { return ErrorText.describe(error) }
+        return "\(error.message ?? "error") (SQLite error \(error.extendedResultCode.rawValue))"
+    }
+
+    private func insert(_ message: SpoolMessage, claim: SpoolClaim?, envelope: Data, checksum: Int64, node: String) async throws {
         try await committer.submit(durable: true) { db in
             try db.cachedStatement(sql: """
                     INSERT INTO messages (id, created, sender, envelope, size, checksum, state, next_attempt, attempts,

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOPosix
 import NIOSSL
+import TLSFailureText
 import Testing
 
 @testable import SMTPClient
@@ -45,5 +46,26 @@ import Testing
         let notYet = PeerCertificateCheck.Problem(notBefore: 2_000_000_000, notAfter: 2_100_000_000, selfSigned: false, now: 1_900_000_000)
         #expect(UpstreamFailureText.sentence("CERTIFICATE_VERIFY_FAILED", notYet) == "certificate verification failed: certificate not valid before 2033-05-18 03:33 UTC")
         #expect(UpstreamFailureText.sentence("SOMETHING_ELSE", nil) == nil)
+    }
+
+    /// The listeners' side: the same failures, said of the client (the session's
+    /// `TLS handshake failed` log line).
+    @Test func aClientsHandshakeInWords() {
+        let cases: [(any Error, String)] = [
+            (NIOSSLError.handshakeFailed(.sslError([.eofDuringHandshake])), "client closed the connection during the TLS handshake"),
+            (ChannelError.eof, "client closed the connection during the TLS handshake"),
+            (NIOSSLError.handshakeFailed(.syscallError), "connection lost during the TLS handshake"),
+            (IOError(errnoCode: ECONNRESET, reason: "read"), "connection error during the TLS handshake: connection reset by peer"),
+            (NIOSSLExtraError.failedToValidateHostname, "TLS set-up failed"),
+        ]
+        for (error, sentence) in cases {
+            #expect(TLSFailureText.describe(error, peer: .client, certificate: nil) == sentence)
+        }
+        #expect(TLSFailureText.sentence("WRONG_VERSION_NUMBER", peer: .client, certificate: nil) == "client does not speak TLS (wrong version number)")
+        #expect(TLSFailureText.sentence("HTTP_REQUEST", peer: .client, certificate: nil) == "client does not speak TLS (wrong version number)")
+        #expect(TLSFailureText.sentence("NO_SHARED_CIPHER", peer: .client, certificate: nil) == "no cipher suite in common with the client")
+        #expect(TLSFailureText.sentence("TLSV1_ALERT_UNKNOWN_CA", peer: .client, certificate: nil) == "client refused the TLS handshake: it did not accept the relay's certificate")
+        #expect(TLSFailureText.sentence("CERTIFICATE_VERIFY_FAILED", peer: .client, certificate: "self-signed certificate") == "client certificate verification failed: self-signed certificate")
+        #expect(TLSFailureText.sentence("PEER_DID_NOT_RETURN_A_CERTIFICATE", peer: .client, certificate: nil) == "client sent no certificate, and one is required")
     }
 }

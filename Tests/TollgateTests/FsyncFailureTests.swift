@@ -39,6 +39,9 @@ extension LiveRelayTests {
             }
             #expect(refusals.allSatisfy { (400..<500).contains($0.code) }, "while fsync fails: \(refusals)")
             #expect(relay.process?.isRunning == true, "the relay died on EIO: \(relay.log.suffix(2000))")
+            // Each refusal is logged as one sentence with the spool's path, not GRDB's text with the SQL.
+            let storeFailures = relay.log.split(separator: "\n").filter { $0.contains("could not store message") }
+            #expect(!storeFailures.isEmpty && storeFailures.allSatisfy { $0.contains("in \(spool)/queue.sqlite: ") && !$0.contains("while executing") }, "\(storeFailures)")
             // The disk recovers: the relay accepts mail again, without a restart.
             unlink(trigger)
             var recovered = false

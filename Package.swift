@@ -407,7 +407,7 @@ let package = Package(
         .testTarget(
             name: "TollgateTests",
             dependencies: [
-                "TollgateApp", "TollgateConfiguration", "TollgateConsole", "TollgateDelivery", "TollgatePipeline", "TollgateSpool", "SMTPCore", "SMTPServer", "TestSupport", "PolicyTestSupport",
+                "TollgateApp", "TollgateConfiguration", "TollgateConsole", "TollgateDelivery", "TollgatePipeline", "TollgateSpool", "TollgateSpoolPostgres", "SMTPCore", "SMTPServer", "TestSupport", "PolicyTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "TollgatePolicy", package: "TollgatePolicy"),

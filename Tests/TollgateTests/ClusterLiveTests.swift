@@ -1,5 +1,6 @@
 import Foundation
 import TestSupport
+import TollgateSpoolPostgres
 import Testing
 
 #if canImport(Glibc)
@@ -145,7 +146,7 @@ extension LiveRelayTests {
             defer { good.directory.remove() }
             let ok = try good.cli(["check"])
             #expect(ok.status == 0, "\(ok.stderr)")
-            #expect(ok.stdout.contains("spool: postgres \(server.url(database: database)) node=relay-a lease=5s (schema 0, migrated to 5 at start)"), "\(ok.stdout)")
+            #expect(ok.stdout.contains("spool: postgres \(server.url(database: database)) node=relay-a lease=5s (schema 0, migrated to \(PostgresSpool.schemaVersion) at start)"), "\(ok.stdout)")
 
             let port = freePort()
             let nowhere = try RelayProcess(spool: "postgres: { url: \"postgresql://tollgate@127.0.0.1:\(port)/x\", connect_timeout: 2s }", rest: Self.upstream(freePort()))

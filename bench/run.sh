@@ -502,6 +502,7 @@ fsync = on
 synchronous_commit = on
 shared_preload_libraries = 'pg_stat_statements'
 pg_stat_statements.track_utility = on
+pg_stat_statements.track_planning = on
 max_connections = 200
 EOF
   as_postgres "$PG_BIN/postgres" -D "$d" >"$1/postgres.log" 2>&1 &
@@ -651,10 +652,19 @@ run_one() { # SYSTEM SESSIONS SIZE RCPTS INDEX
         "$sys" "$n" "$size" "$rcpts" "$rc" >>"$OUT/results.jsonl"
     fi
   fi
+  mkdir -p "$OUT/logs"
+  # where the database's time goes: each statement's calls, planning and execution
+  if [ "$sys" = tollgate-cluster ] && [ -n "$PG_PORT" ]; then
+    "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U tollgate -d tollgate -P pager=off -c "
+      SELECT calls, round(total_plan_time::numeric, 1) AS plan_ms, round(total_exec_time::numeric, 1) AS exec_ms,
+             round(((total_plan_time + total_exec_time) / greatest(calls, 1))::numeric, 3) AS ms_per_call,
+             left(regexp_replace(query, '\s+', ' ', 'g'), 90) AS query
+      FROM pg_stat_statements ORDER BY total_plan_time + total_exec_time DESC LIMIT 15" \
+      >"$OUT/logs/$tag.pg-statements.txt" 2>&1 || true
+  fi
   stop_system "$sys" "$dir"
   stop_pid "$SINK_PID" smtp-sink
   # keep the tail of the relay's log with the results
-  mkdir -p "$OUT/logs"
   local lf="$dir/tollgate.log"
   [ "$sys" = postfix ] && lf="$dir/maillog"
   if [ -f "$lf" ]; then

@@ -19,6 +19,12 @@ import TollgatePolicy
 public final class PostgresCounters: PolicyCounterStore {
     let spool: PostgresSpool
     private let lastCleanup = NIOLockedValueBox(-Double.infinity)
+    /// The sessions of this process that may hold reservations: a reservation is made
+    /// only here (its key carries this process's incarnation), so commit and release of
+    /// any other session — most of them, a relay without rate limits all — need no
+    /// statement. A session is added before its first reservation and leaves at commit
+    /// or release, which the relay calls at every session's end.
+    private let reserving = NIOLockedValueBox(Set<String>())
 
     public init(_ spool: PostgresSpool) {
         self.spool = spool
@@ -48,6 +54,7 @@ public final class PostgresCounters: PolicyCounterStore {
 
     public func reserve(_ charges: [CounterCharge], sessionID: String, now: Double) async throws -> CounterReservation {
         guard !charges.isEmpty else { return .reserved(used: [:]) }
+        reserving.withLockedValue { _ = $0.insert(sessionID) }
         let reservation = reservation(sessionID)
         let client = spool.client
         let logger = spool.logger
@@ -118,10 +125,12 @@ public final class PostgresCounters: PolicyCounterStore {
 
     public func commit(sessionID: String, now: Double) async {
         do {
-            _ = try await spool.execute(
-                "cannot commit counters",
-                "UPDATE counter_entries SET reservation = NULL, at = \(now) WHERE reservation = \(reservation(sessionID))"
-            )
+            if reserving.withLockedValue({ $0.remove(sessionID) }) != nil {
+                _ = try await spool.execute(
+                    "cannot commit counters", prepared: CounterCommitStatement.self,
+                    "UPDATE counter_entries SET reservation = NULL, at = \(now) WHERE reservation = \(reservation(sessionID))"
+                )
+            }
         } catch {
             spool.logger.error("counters not updated for an accepted message", metadata: ["smtp.session.id": "\(sessionID)", "error.message": "\(ErrorText.describe(error))"])
         }
@@ -142,6 +151,7 @@ public final class PostgresCounters: PolicyCounterStore {
     }
 
     public func release(sessionID: String) async {
+        guard reserving.withLockedValue({ $0.remove(sessionID) }) != nil else { return }
         do {
             _ = try await spool.execute("cannot release counters", "DELETE FROM counter_entries WHERE reservation = \(reservation(sessionID))")
         } catch {

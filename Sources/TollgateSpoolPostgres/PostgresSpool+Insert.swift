@@ -91,6 +91,6 @@ extension PostgresSpool {
             )
             INSERT INTO bodies (message_id, content) SELECT * FROM unnest(\(ids)::text[], \(contents)::bytea[])
             """
-        _ = try await rows(client.query(query))
+        _ = try await client.rows(query, prepared: InsertBatchStatement.self)
     }
 }

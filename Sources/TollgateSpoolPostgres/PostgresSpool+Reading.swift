@@ -24,7 +24,7 @@ extension PostgresSpool {
 
     public func load(_ id: String) async throws -> SpoolMessage? {
         // One round trip: the row, its content and its recipients as a JSON array.
-        let rows = try await execute("cannot load a message", """
+        let rows = try await execute("cannot load a message", prepared: LoadStatement.self, """
             SELECT m.created, m.sender, m.envelope, m.size, m.checksum, m.checksum_kind, m.state, m.next_attempt, m.attempts,
                    m.last_error, m.upstream, m.bounce_now, m.accepted_by, m.received_header, m.claimed_by, b.content,
                    (SELECT coalesce(jsonb_agg(jsonb_build_object(

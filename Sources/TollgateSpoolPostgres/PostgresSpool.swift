@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -50,6 +51,8 @@ public final class PostgresSpool: Spool {
     public let incarnation: Int64
     /// `spool.history` in seconds; 0 keeps none.
     let keepHistory: Double
+    /// When the history was last pruned (``pruneHistory(now:)``).
+    let lastPrune = NIOLockedValueBox(-Double.infinity)
 
     private init(
         node: String, url: String, client: PostgresClient, logger: Logger, reachability: PostgresReachability,
@@ -211,7 +214,7 @@ public final class PostgresSpool: Spool {
 
     public func claimDue(owner: String, now: Double, lease: Double, limit: Int) async throws -> [String] {
         guard limit > 0 else { return [] }
-        let rows = try await execute("cannot claim messages", """
+        let rows = try await execute("cannot claim messages", prepared: ClaimDueStatement.self, """
             WITH due AS (
                 SELECT id, next_attempt FROM messages
                 WHERE state IN ('queued', 'deferred') AND next_attempt <= \(now) AND (claimed_by IS NULL OR claim_expires <= \(now))
@@ -261,7 +264,7 @@ public final class PostgresSpool: Spool {
         // The attempt's record: kept while the message is queued, then with its history entry.
         let logged = try attempt.map { ByteBuffer(bytes: try JSONEncoder().encode($0.recipients)) }
         let keepAttempts = nextAttempt != nil || keep
-        let rows = try await execute("cannot record a delivery attempt", """
+        let rows = try await execute("cannot record a delivery attempt", prepared: RecordAttemptStatement.self, """
             WITH own AS (
                 SELECT id, attempts + 1 AS number FROM messages WHERE id = \(id) AND claimed_by = \(owner) FOR UPDATE
             ), rcpt AS (
@@ -289,14 +292,30 @@ public final class PostgresSpool: Spool {
             ), trimmed AS (
                 DELETE FROM attempts a USING own
                 WHERE a.message_id = own.id AND (NOT \(keepAttempts) OR a.number <= own.number - \(DeliveryAttempt.keptPerMessage))
-            ), pruned AS (
-                DELETE FROM history WHERE \(nextAttempt)::float8 IS NULL AND completed < \(now - keepHistory) RETURNING id
-            ), forgotten AS (
-                DELETE FROM attempts WHERE message_id IN (SELECT id FROM pruned)
             )
             SELECT count(*) FROM own
             """)
+        if nextAttempt == nil { try await pruneHistory(now: now) }
         return try (rows.first?[0].decode(Int.self) ?? 0) > 0
+    }
+
+    /// History entries past `spool.history` go, with their attempts: at a message's end,
+    /// at most every tenth of the retention (every minute with the default). Not part of
+    /// the prepared `recordAttempt`: a generic plan cannot know that `completed < now −
+    /// history` selects few rows of a large history, and might scan it all.
+    func pruneHistory(now: Double) async throws {
+        let due = lastPrune.withLockedValue { last -> Bool in
+            guard now - last >= min(60, keepHistory / 10) || now < last else { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
+        try await execute("cannot prune the history", """
+            WITH pruned AS (
+                DELETE FROM history WHERE completed < \(now - keepHistory) RETURNING id
+            )
+            DELETE FROM attempts WHERE message_id IN (SELECT id FROM pruned)
+            """)
     }
 
     // MARK: - Running statements
@@ -306,6 +325,14 @@ public final class PostgresSpool: Spool {
     func execute(_ what: String, _ query: PostgresQuery) async throws -> [PostgresRandomAccessRow] {
         try await reachability.run(what) { [client] in
             try await Self.rows(client.query(query))
+        }
+    }
+
+    /// Runs one statement of the message path, prepared (``PreparedQuery``), under the deadline.
+    @discardableResult
+    func execute<Tag>(_ what: String, prepared tag: Tag.Type, _ query: PostgresQuery) async throws -> [PostgresRandomAccessRow] {
+        try await reachability.run(what) { [client] in
+            try await client.rows(query, prepared: tag)
         }
     }
 

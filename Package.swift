@@ -488,7 +488,7 @@ if Context.environment["TOLLGATE_FUZZ"] != nil {
     }
     let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
     // Only what the targets link, so one `swift build` builds exactly them.
-    let linked: Set = ["SMTPCore", "SMTPServer", "CTLSShim", "SMTPClient", "TollgateConfiguration", "TollgateSpool", "LDAPDirectory", "CLDAP"]
+    let linked: Set = ["SMTPCore", "SMTPServer", "CTLSShim", "TLSFailureText", "SMTPClient", "TollgateConfiguration", "TollgateSpool", "LDAPDirectory", "CLDAP"]
     package.products = []
     package.targets = package.targets.filter { linked.contains($0.name) }
     package.targets += [

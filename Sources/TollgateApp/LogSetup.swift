@@ -24,8 +24,8 @@ public enum LogSetup {
 }
 
 /// Writes each event as one line to stderr with one `write(2)`: text
-/// (`TIMESTAMP LEVEL LABEL: key=value … [SOURCE] MESSAGE`, keys sorted) or a JSON
-/// object. Timestamps are UTC, formatted once a second, so no time zone is looked up
+/// (`TIMESTAMP LEVEL LABEL: key=value … [SOURCE] MESSAGE`, keys sorted, values quoted as
+/// logfmt quotes them) or a JSON object. Timestamps are UTC, formatted once a second, so no time zone is looked up
 /// per line; nothing is shared between events but that cached second.
 public struct RelayLogHandler: LogHandler {
     public enum Format: Sendable {
@@ -71,7 +71,7 @@ public struct RelayLogHandler: LogHandler {
         switch format {
         case .text:
             line = "\(timestamp) \(event.level) \(label):"
-            for key in keys { line += " \(key)=" + Self.oneLine("\(fields[key]!)") }
+            for key in keys { line += " \(key)=" + Self.fieldValue("\(fields[key]!)") }
             line += " [\(event.source)] " + Self.oneLine("\(event.message)") + "\n"
         case .json:
             line = "{\"ts\":\(Self.json(timestamp)),\"level\":\(Self.json(event.level.rawValue)),\"logger\":\(Self.json(label)),\"msg\":\(Self.json("\(event.message)"))"
@@ -81,25 +81,48 @@ public struct RelayLogHandler: LogHandler {
         return line
     }
 
+    /// A field's value as logfmt writes it: bare when it holds no space, `=`, `"` or
+    /// control character (and is not empty), else in double quotes with `"` and `\`
+    /// backslash-escaped and control characters escaped as in ``oneLine(_:)``. So a value
+    /// a client chose (`AUTH` name, `EHLO`, an address) cannot add a field of its own:
+    /// `smtp.auth.user="x event=accepted"` is one field, however it is split.
+    static func fieldValue(_ s: String) -> String {
+        guard s.isEmpty || s.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F || $0 == "=" || $0 == "\"" }) else {
+            return s
+        }
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            default: appendEscaped(scalar, to: &out)
+            }
+        }
+        return out + "\""
+    }
+
     /// `s` with CR, LF and other control characters escaped, so that a value a client
     /// chose (a login name, an address, an upstream's reply) cannot forge a log line.
     static func oneLine(_ s: String) -> String {
         guard s.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { return s }
         var out = ""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    out += "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
+        for scalar in s.unicodeScalars { appendEscaped(scalar, to: &out) }
+        return out
+    }
+
+    /// `scalar`, or its escape (`\n`, `\r`, `\t`, `\xNN`) if it is a control character.
+    private static func appendEscaped(_ scalar: Unicode.Scalar, to out: inout String) {
+        switch scalar {
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        default:
+            if scalar.value < 0x20 || scalar.value == 0x7F {
+                out += "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
+            } else {
+                out.unicodeScalars.append(scalar)
             }
         }
-        return out
     }
 
     /// A JSON string literal (RFC 8259 §7).

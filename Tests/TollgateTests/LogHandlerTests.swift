@@ -31,6 +31,45 @@ import Testing
         let handler = RelayLogHandler(label: "tollgate", format: .text)
         let line = handler.render(event("authentication failed", ["smtp.auth.user": "bob\r\n2026-12-01T00:00:00.000Z info tollgate: [x] authenticated\u{0}"]), timestamp: "T")
         #expect(line.filter { $0 == "\n" || $0 == "\r" }.count == 1 && line.hasSuffix("\n"))
-        #expect(line.contains("smtp.auth.user=bob\\r\\n2026") && line.contains("\\x00"))
+        #expect(line.contains("smtp.auth.user=\"bob\\r\\n2026") && line.contains("\\x00"))
+    }
+
+    /// A value with a space, `=` or `"` is quoted as logfmt quotes it, so a name a client
+    /// chose cannot add a field: a logfmt reader finds the fields the relay wrote, no more.
+    @Test func clientTextCannotForgeAField() {
+        let handler = RelayLogHandler(label: "tollgate", format: .text)
+        let hostile = "x event=accepted queue.id=\"Q9\" policy.user=admin\\"
+        let line = handler.render(event("authentication failed", ["smtp.auth.user": .string(hostile), "smtp.helo": "a=b", "empty": "", "plain": "DOMAIN\\bob"]), timestamp: "T")
+        #expect(line == "T info tollgate: empty=\"\" plain=DOMAIN\\bob smtp.auth.user=\"x event=accepted queue.id=\\\"Q9\\\" policy.user=admin\\\\\" smtp.helo=\"a=b\" [TollgateApp] authentication failed\n")
+        let fields = Self.logfmtFields(line)
+        #expect(fields.map(\.key) == ["empty", "plain", "smtp.auth.user", "smtp.helo"])
+        #expect(fields.first { $0.key == "smtp.auth.user" }?.value == hostile)
+        #expect(fields.first { $0.key == "plain" }?.value == "DOMAIN\\bob")
+    }
+
+    /// The `key=value` pairs between `LABEL:` and ` [SOURCE]`, read as a logfmt reader
+    /// (go-logfmt, Loki's `| logfmt`) reads them.
+    static func logfmtFields(_ line: String) -> [(key: String, value: String)] {
+        var rest = Substring(line.drop { $0 != ":" }.dropFirst())
+        var fields: [(key: String, value: String)] = []
+        while true {
+            rest = rest.drop { $0 == " " }
+            guard !rest.isEmpty, rest.first != "[" else { return fields }
+            let key = rest.prefix { $0 != "=" }
+            rest = rest.dropFirst(key.count + 1)
+            var value = ""
+            if rest.first == "\"" {
+                rest = rest.dropFirst()
+                while let c = rest.first, c != "\"" {
+                    rest = rest.dropFirst()
+                    if c == "\\", let next = rest.first { value.append(next); rest = rest.dropFirst() } else { value.append(c) }
+                }
+                rest = rest.dropFirst()
+            } else {
+                value = String(rest.prefix { $0 != " " })
+                rest = rest.dropFirst(value.count)
+            }
+            fields.append((String(key), value))
+        }
     }
 }

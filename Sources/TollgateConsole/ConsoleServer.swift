@@ -142,8 +142,13 @@ public final class ConsoleServer: Service, Sendable {
         guard let statistics else {
             return ConsolePages.response(.ok, ConsolePages.problem("No statistics are kept by this relay.", viewer: viewer))
         }
-        // Only a known key filters; anything else lists every counter.
-        let key = request.uri.queryParameters["key"].map(String.init).flatMap { ConsoleStatisticsSnapshot.counterKeys.contains($0) ? $0 : nil }
+        // A key the rate limits do not have is a mistake in the address, said as such,
+        // not a listing of every counter that looks like the filtered one.
+        let key = request.uri.queryParameters["key"].map(String.init)
+        if let key, !ConsoleStatisticsSnapshot.counterKeys.contains(key) {
+            let known = ConsoleStatisticsSnapshot.counterKeys.joined(separator: ", ")
+            return ConsolePages.response(.badRequest, ConsolePages.problem("No counter key \(key): the keys are \(known).", viewer: viewer))
+        }
         return ConsolePages.response(.ok, ConsolePages.statistics(await statistics.snapshot(now: clock(), counterKey: key), viewer: viewer))
     }
 

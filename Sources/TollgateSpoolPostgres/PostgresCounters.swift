@@ -96,12 +96,12 @@ public final class PostgresCounters: PolicyCounterStore {
     }
 
     /// One statement: the live entries of the counters under `prefix`, summed per
-    /// counter, each with the limit of its newest entry; the fullest first.
+    /// counter, each with the lowest limit of those entries; the fullest first.
     public func listing(prefix: String, now: Double, maximum: Int) async throws -> (counters: [CounterUsage], total: Int) {
         let rows = try await spool.execute("cannot list counters", """
             WITH live AS (
                 SELECT counter, window_seconds, sum(amount)::bigint AS used,
-                       coalesce((array_agg(limit_amount ORDER BY at DESC) FILTER (WHERE limit_amount IS NOT NULL))[1], 0)::bigint AS max_amount
+                       coalesce(min(limit_amount), 0)::bigint AS max_amount
                 FROM counter_entries
                 WHERE starts_with(counter, \(prefix))
                   AND ((reservation IS NULL AND at > \(now) - window_seconds) OR (reservation IS NOT NULL AND at > \(now - Self.lifetime)))

@@ -16,7 +16,8 @@ import TollgateSpoolPostgres
     let short = CounterID(name: "rate-limit/user/messages/carol", window: 60)
 
     func check(_ counters: any PolicyCounterStore) async throws {
-        // alice: 2 committed of 4, then the limit raised to 10 by a later charge.
+        // alice: 2 committed under a limit of 4 (a department's), a third under 10 (the
+        // stage's): one counter, two limits; the listing shows the lower, which binds.
         for n in 0..<2 {
             _ = try await counters.reserve([CounterCharge(alice, amount: 1, limit: 4), CounterCharge(lab, amount: 3, limit: 50)], sessionID: "a\(n)", now: t0 + Double(n))
             await counters.commit(sessionID: "a\(n)", now: t0 + Double(n))
@@ -43,7 +44,7 @@ import TollgateSpoolPostgres
         #expect(all.total == 3)
         #expect(all.counters == [
             CounterUsage(counter: bob, used: 3, limit: 3),
-            CounterUsage(counter: alice, used: 3, limit: 10),
+            CounterUsage(counter: alice, used: 3, limit: 4),
             CounterUsage(counter: lab, used: 6, limit: 50),
         ])
         // At most `maximum`, the fullest first, with the total of all.

@@ -260,6 +260,9 @@ extension LiveRelayTests {
             let departments = try HTTPTestClient.request(port: s.port, "/stats?key=department").body
             #expect(departments.contains(rows[1]) && !departments.contains(rows[0]) && departments.contains("1 counter holds something"), "\(departments)")
             #expect(try HTTPTestClient.request(port: s.port, "/stats?key=user").body.contains("No rate-limit counter holds anything for key user."))
+            // A key the limits do not have is refused with the ones they do, escaped.
+            let bogus = try HTTPTestClient.request(port: s.port, "/stats?key=%3Cb%3Ebogus")
+            #expect(bogus.status == 400 && bogus.body.contains("No counter key &lt;b&gt;bogus: the keys are user, department, sender, client."), "\(bogus.status) \(bogus.body)")
             // The delivery attempts to the upstream that is down.
             #expect(waitUntil(timeout: 15) { (try? HTTPTestClient.request(port: s.port, "/stats").body.contains("<td>down</td>")) == true })
         }

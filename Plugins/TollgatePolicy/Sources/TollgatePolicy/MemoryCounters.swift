@@ -21,14 +21,14 @@ public actor MemoryCounters: PolicyCounterStore {
     struct Entry {
         var time: Double
         var amount: Int
+        /// The limit the charge was checked against (the lowest, once merged).
+        var limit: Int = 0
     }
 
     struct Log {
         var entries: [Entry] = []
         var newest = -Double.infinity
         var lastUse = -Double.infinity
-        /// The limit of the last committed charge.
-        var limit = 0
     }
 
     struct Reservation {
@@ -71,8 +71,11 @@ public actor MemoryCounters: PolicyCounterStore {
         }
         var held = reservations[sessionID] ?? [:]
         for charge in charges {
+            // A later phase (or a second stage) charging the same counter replaces the
+            // amount; the limit shown is the lower one.
             let since = held[charge.counter]?.since ?? now
-            held[charge.counter] = Reservation(amount: charge.amount, since: since, limit: charge.limit)
+            let limit = min(held[charge.counter]?.limit ?? charge.limit, charge.limit)
+            held[charge.counter] = Reservation(amount: charge.amount, since: since, limit: limit)
         }
         reservations[sessionID] = held
         return .reserved(used: usage)
@@ -83,10 +86,9 @@ public actor MemoryCounters: PolicyCounterStore {
         for (counter, reservation) in held where reservation.amount > 0 {
             var log = logs[counter] ?? Log()
             log.entries.removeAll { $0.time <= now - counter.window }
-            log.entries.append(Entry(time: now, amount: reservation.amount))
+            log.entries.append(Entry(time: now, amount: reservation.amount, limit: reservation.limit))
             log.newest = max(log.newest, now)
             log.lastUse = now
-            log.limit = reservation.limit
             if log.entries.count > maxEntriesPerCounter { Self.mergeClosest(&log.entries) }
             logs[counter] = log
         }
@@ -98,14 +100,17 @@ public actor MemoryCounters: PolicyCounterStore {
     }
 
     public func listing(prefix: String, now: Double, maximum: Int) -> (counters: [CounterUsage], total: Int) {
+        // The lowest limit charged within the window: a client address (or sender)
+        // counted under a department's limit and under the stage's is as full as the
+        // lower one says.
         var limits: [CounterID: Int] = [:]
-        for (counter, log) in logs where counter.name.hasPrefix(prefix) { limits[counter] = log.limit }
-        // A reservation's limit is the newer one.
-        var newest: [CounterID: Double] = [:]
+        for (counter, log) in logs where counter.name.hasPrefix(prefix) {
+            let start = now - counter.window
+            for entry in log.entries where entry.time > start { limits[counter] = min(limits[counter] ?? entry.limit, entry.limit) }
+        }
         for held in reservations.values {
-            for (counter, r) in held where counter.name.hasPrefix(prefix) && now - r.since < Self.reservationLifetime && r.since >= newest[counter, default: -.infinity] {
-                limits[counter] = r.limit
-                newest[counter] = r.since
+            for (counter, r) in held where counter.name.hasPrefix(prefix) && now - r.since < Self.reservationLifetime {
+                limits[counter] = min(limits[counter] ?? r.limit, r.limit)
             }
         }
         let all = limits.compactMap { counter, limit -> CounterUsage? in
@@ -162,7 +167,10 @@ public actor MemoryCounters: PolicyCounterStore {
                 best = index
             }
         }
-        entries[best + 1] = Entry(time: max(entries[best].time, entries[best + 1].time), amount: entries[best].amount &+ entries[best + 1].amount)
+        entries[best + 1] = Entry(
+            time: max(entries[best].time, entries[best + 1].time), amount: entries[best].amount &+ entries[best + 1].amount,
+            limit: min(entries[best].limit, entries[best + 1].limit)
+        )
         entries.remove(at: best)
     }
 }

@@ -68,12 +68,14 @@ public protocol PolicyCounters: Sendable {
 }
 
 /// One counter as an administrator looks at it (``PolicyCounterStore/listing(prefix:now:maximum:)``):
-/// what it holds now and the limit the last reservation checked it against.
+/// what it holds now and the lowest limit a charge within its window was checked against.
 public struct CounterUsage: Sendable, Hashable {
     public var counter: CounterID
     /// Committed amounts within the window and reservations in progress.
     public var used: Int
-    /// The limit of the most recent charge against it.
+    /// The lowest limit of the charges within its window: a counter that two limits
+    /// share (a client address counted under a department's limit and the stage's) is
+    /// as full as the lower one.
     public var limit: Int
 
     public init(counter: CounterID, used: Int, limit: Int) {

@@ -24,6 +24,7 @@ cat <<MSG
 Tollgate demo
   relay      127.0.0.1:2525  STARTTLS, no AUTH: local applications sending as *@apps.example.com
   submission 127.0.0.1:2587  STARTTLS + AUTH against the demo directory (demo/ldap/directory.ldif)
+  console    http://127.0.0.1:9465/  the queue and statistics; sign in as admin / admin-pw
 Delivered mail lands in demo/var/outbox/ (finance's in demo/var/outbox-finance/).
 
 Try, in another terminal:

@@ -117,7 +117,7 @@ public final class SMTPListener<Delegate: SMTPSessionDelegate>: Sendable {
             }
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         serverChannel.withLockedValue { $0 = channel }
-        logger.info("listening", metadata: ["smtp.listener.address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        logger.info("listening", metadata: ["smtp.listener.address": "\(channel.localAddress?.hostPort ?? "?")"])
     }
 
     /// Stops accepting, asks every session to finish, and waits up to `grace` for them;
@@ -263,4 +263,16 @@ final class RefuseHandler: ChannelInboundHandler, Sendable {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+}
+
+extension SocketAddress {
+    /// `127.0.0.1:2525` or `[::1]:2525`, as the configuration writes an address (NIO's
+    /// own description is `[IPv4]127.0.0.1/127.0.0.1:2525`); a Unix socket's path.
+    public var hostPort: String {
+        switch self {
+        case .v4: return "\(ipAddress ?? "?"):\(port ?? 0)"
+        case .v6: return "[\(ipAddress ?? "?")]:\(port ?? 0)"
+        case .unixDomainSocket: return pathname ?? "?"
+        }
+    }
 }

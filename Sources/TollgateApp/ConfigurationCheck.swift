@@ -19,6 +19,21 @@ public enum TollgateVersion {
 
 /// `tollgate check`: the configuration, every policy file and every plugin.
 public enum ConfigurationCheck {
+    /// As an editor lists them: the configuration file's first, then each other file
+    /// (policy files, users files) in the order it was first named; within a file by
+    /// line and column. Problems at one place keep the order they were found in.
+    static func ordered(_ diagnostics: [PolicyDiagnostic], first: String) -> [PolicyDiagnostic] {
+        var rank: [String: Int] = [first: 0]
+        for d in diagnostics where rank[d.location.file] == nil { rank[d.location.file] = rank.count }
+        return diagnostics.enumerated().sorted { a, b in
+            let (x, y) = (a.element.location, b.element.location)
+            if x.file != y.file { return rank[x.file]! < rank[y.file]! }
+            if x.line != y.line { return x.line < y.line }
+            if x.column != y.column { return x.column < y.column }
+            return a.offset < b.offset
+        }.map(\.element)
+    }
+
     public struct Report: Sendable {
         public var diagnostics: [PolicyDiagnostic]
         public var summary: String
@@ -29,7 +44,7 @@ public enum ConfigurationCheck {
     public static func run(path: String) async -> Report {
         let (read, relayProblems) = ConfigurationLoader.loadCollecting(path)
         guard let configuration = read else {
-            return Report(diagnostics: relayProblems, summary: "")
+            return Report(diagnostics: ordered(relayProblems, first: path), summary: "")
         }
         let logger = Logger(label: "tollgate.check")
         let (setup, pipelineProblems) = PipelineBuilder.check(configuration, logger: logger)
@@ -43,7 +58,7 @@ public enum ConfigurationCheck {
             }
         }
         var seen = Set<PolicyDiagnostic>()
-        let diagnostics = (relayProblems + consoleProblems + pipelineProblems).filter { seen.insert($0).inserted }
+        let diagnostics = ordered((relayProblems + consoleProblems + pipelineProblems).filter { seen.insert($0).inserted }, first: path)
         if !diagnostics.isEmpty { return Report(diagnostics: diagnostics, summary: "") }
         var lines = ["\(path): OK"]
         lines.append("  hostname: \(configuration.hostname)")

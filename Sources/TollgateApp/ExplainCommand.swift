@@ -52,15 +52,17 @@ public enum ExplainCommand {
         var context = PolicyContext(phase: .connect, sessionID: "explain", listener: configuration.listeners.first?.name ?? "relay", clientAddress: client, tls: tls, dryRun: true)
         var refused = false
         var department: DepartmentPolicies.Department?
-        func run(_ phase: PolicyPhase) async -> PolicyVerdict {
+        // The columns: phase, stage and verdict each end at the same place (10, 29, 39),
+        // as in the lookup lines below and the README.
+        func run(_ phase: PolicyPhase, saidAlready: Bool = false) async -> PolicyVerdict {
             context.phase = phase
             let outcome = await delegate.evaluate(context, applied: department?.info.name)
             context.facts.merge(outcome.facts)
             if let d = outcome.department { department = d }
             for entry in outcome.trace {
-                out += "\(entry.phase.padding(toLength: 9, withPad: " ", startingAt: 0)) \(entry.stage.padding(toLength: 18, withPad: " ", startingAt: 0)) \(entry.shownVerdict.padding(toLength: max(10, entry.shownVerdict.count), withPad: " ", startingAt: 0)) \(entry.reason)\n"
+                out += "\(entry.phase.padding(toLength: 9, withPad: " ", startingAt: 0)) \(entry.stage.padding(toLength: 18, withPad: " ", startingAt: 0)) \(entry.shownVerdict.padding(toLength: max(9, entry.shownVerdict.count), withPad: " ", startingAt: 0)) \(entry.reason)\n"
             }
-            if outcome.trace.isEmpty {
+            if outcome.trace.isEmpty, !saidAlready {
                 out += "\(phase.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0)) (no stages)\n"
             }
             if let reply = outcome.verdict.reply {
@@ -101,7 +103,8 @@ public enum ExplainCommand {
             if !looked {
                 out += "auth      (no stage looks users up: \(user) is taken as logged in, with no facts)\n"
             }
-            if !refused, await run(.auth).reply != nil { refused = true }
+            // The lookup's line already stands for the auth phase.
+            if !refused, await run(.auth, saidAlready: true).reply != nil { refused = true }
         }
         if !refused {
             context.sender = from

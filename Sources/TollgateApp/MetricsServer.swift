@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import SMTPServer
 import TollgateConfiguration
 import TollgatePipeline
 import TollgateSpool
@@ -41,7 +42,7 @@ public final class MetricsServer: Sendable {
                 }
             }
             .bind(host: host, port: port).get()
-        logger.info("metrics listening", metadata: ["metrics.address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        logger.info("metrics listening", metadata: ["metrics.address": "\(channel.localAddress?.hostPort ?? "?")"])
         return channel
     }
 }

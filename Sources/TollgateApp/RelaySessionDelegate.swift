@@ -312,7 +312,9 @@ public final class RelaySessionDelegate: SMTPSessionDelegate {
                 "policy.user": "\(request.annotations.facts.user ?? request.session.authenticatedUser ?? "-")",
                 "smtp.mail.from": "\(request.envelope.sender)",
                 "smtp.rcpt.count": "\(message.recipients.count)",
-                "message.size": "\(request.message.size)",
+                // What is stored and sent upstream: the Received: header added here and the
+                // content as the stages left it (as tollgate_smtp_message_bytes_total counts).
+                "message.size": "\(message.size)",
                 "policy.trace": "\(request.annotations.trace.map { "\($0.phase)/\($0.stage)=\($0.verdict)" }.joined(separator: " "))",
                 "policy.department": "\(request.annotations.facts.department ?? "-")",
                 "queue.state": "\(message.state.rawValue)",

@@ -22,6 +22,8 @@ public final class TollgateServer: Sendable {
     private let configPath: String
     let logger: Logger
     let state: NIOLockedValueBox<TollgateConfiguration>
+    /// The configuration the relay started with: what its sockets, spool and runner use.
+    let started: TollgateConfiguration
     let group: MultiThreadedEventLoopGroup
     private let spool: any Spool
     private let metrics = RelayMetrics()
@@ -50,6 +52,7 @@ public final class TollgateServer: Sendable {
         self.configPath = configPath
         self.logger = logger
         self.state = NIOLockedValueBox(configuration)
+        self.started = configuration
         let openFiles = FileDescriptorBudget.raiseSoftLimit()
         let sessionCap = FileDescriptorBudget.sessionsPerListener(configuration, openFiles: openFiles)
         self.sessionCap = sessionCap
@@ -308,6 +311,9 @@ public final class TollgateServer: Sendable {
         }
         authFailures.update(Self.authFailureLimits(configuration))
         console?.reload(users: consoleUsers, defaultUpstream: configuration.delivery.defaultUpstream)
+        // What the file changed that only a restart applies: compared with the file the
+        // relay started with, so a second reload still says it.
+        let waiting = RestartOnlySettings.changed(from: started, to: configuration)
         state.withLockedValue { $0 = configuration }
         // Sessions that started before keep the old stages until they end; then the old
         // stages are shut down. The grace covers a connection accepted just before the
@@ -328,6 +334,10 @@ public final class TollgateServer: Sendable {
         if let tls = configuration.tls, let leaf = try? NIOSSLCertificate.fromPEMFile(tls.certificate).first {
             metadata["tls.certificate"] = "\(tls.certificate)"
             metadata["tls.certificate.not_after"] = "\(Date(timeIntervalSince1970: TimeInterval(leaf.notValidAfter)))"
+        }
+        if !waiting.isEmpty {
+            metadata["config.restart_needed"] = "\(waiting.joined(separator: ","))"
+            logger.warning("these changes take effect on restart", metadata: ["config.restart_needed": "\(waiting.joined(separator: ","))"])
         }
         logger.info("configuration reloaded", metadata: metadata)
     }

@@ -59,7 +59,7 @@ extension ConfigurationLoader {
                 }
             case "password_file":
                 guard let p = reader.string(v, "spool.postgres.password_file").map(resolve) else { continue }
-                if !FileManager.default.isReadableFile(atPath: p) { reader.error(v, "cannot read \(p)") }
+                reader.requireReadable(v, p)
                 postgres.passwordFile = p
             case "tls":
                 if let mode = reader.choice(v, "spool.postgres.tls", TollgateConfiguration.PostgresTLSMode.self, TollgateConfiguration.PostgresTLSMode.allCases) {
@@ -68,7 +68,7 @@ extension ConfigurationLoader {
             case "ca_file":
                 caNode = v
                 guard let p = reader.string(v, "spool.postgres.ca_file").map(resolve) else { continue }
-                if !FileManager.default.isReadableFile(atPath: p) { reader.error(v, "cannot read \(p)") }
+                reader.requireReadable(v, p)
                 postgres.caFile = p
             case "statement_timeout":
                 guard let d = reader.duration(v, "spool.postgres.statement_timeout") else { continue }

@@ -13,17 +13,30 @@ public enum ConfigurationLoader {
         public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
     }
 
-    /// The file to use: `-c FILE`, else `$TOLLGATE_CONFIG`, else `./tollgate.yaml`,
-    /// else `/etc/tollgate/tollgate.yaml`.
+    /// The file to use: `-c FILE`, else `$TOLLGATE_CONFIG`, else `./tollgate.yaml`, else
+    /// the installed one beside the executable (`PREFIX/etc/tollgate/tollgate.yaml` for
+    /// `PREFIX/bin/tollgate`, as `make install` lays them out), else
+    /// `/etc/tollgate/tollgate.yaml`.
     public static func resolvePath(_ explicit: String?) -> String {
         if let explicit { return explicit }
         if let env = ProcessInfo.processInfo.environment["TOLLGATE_CONFIG"], !env.isEmpty { return env }
         if FileManager.default.fileExists(atPath: "tollgate.yaml") { return "tollgate.yaml" }
+        if let installed = installedPath(), FileManager.default.fileExists(atPath: installed) { return installed }
         return "/etc/tollgate/tollgate.yaml"
     }
 
+    /// `PREFIX/etc/tollgate/tollgate.yaml` when this executable is `PREFIX/bin/…` (a
+    /// symbolic link followed), else nil: a build folder's binary has none.
+    static func installedPath(executable: String? = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) -> String? {
+        guard let executable else { return nil }
+        let bin = (executable as NSString).deletingLastPathComponent
+        guard (bin as NSString).lastPathComponent == "bin" else { return nil }
+        let prefix = (bin as NSString).deletingLastPathComponent
+        return (prefix == "/" ? "" : prefix) + "/etc/tollgate/tollgate.yaml"
+    }
+
     /// Where ``resolvePath(_:)`` looks, in order; said when no file is found.
-    public static let searchOrder = "-c FILE, else $TOLLGATE_CONFIG, else ./tollgate.yaml, else /etc/tollgate/tollgate.yaml"
+    public static let searchOrder = "-c FILE, else $TOLLGATE_CONFIG, else ./tollgate.yaml, else PREFIX/etc/tollgate/tollgate.yaml beside PREFIX/bin/tollgate, else /etc/tollgate/tollgate.yaml"
 
     public static func load(_ path: String) throws(Failure) -> TollgateConfiguration {
         let (configuration, diagnostics) = loadCollecting(path)
@@ -37,7 +50,7 @@ public enum ConfigurationLoader {
     public static func loadCollecting(_ path: String) -> (TollgateConfiguration?, [PolicyDiagnostic]) {
         let start = SourceLocation(file: path, line: 1, column: 1)
         guard let data = FileManager.default.contents(atPath: path) else {
-            let why = access(path, F_OK) != 0 ? "it does not exist" : (access(path, R_OK) != 0 ? "permission denied" : "it is not a readable file")
+            let why = Units.unreadable(path) ?? "it is not a readable file"
             return (nil, [PolicyDiagnostic(start, "cannot read the configuration file: \(why) (the file is \(searchOrder))")])
         }
         guard let text = String(data: data, encoding: .utf8) else {
@@ -93,7 +106,7 @@ public enum ConfigurationLoader {
                         if let suites = reader.cipherSuites(v, "tls.ciphers") { policy.suites = suites }
                     default:
                         let path = reader.string(v, "tls.\(k)").map(resolve)
-                        if let path, !FileManager.default.isReadableFile(atPath: path) { reader.error(v, "cannot read \(path)") }
+                        if let path { reader.requireReadable(v, path) }
                         switch k {
                         case "certificate": certificate = path
                         case "key": key = path
@@ -121,8 +134,13 @@ public enum ConfigurationLoader {
                         defaultUpstreamNode = v
                         config.delivery.defaultUpstream = reader.string(v, "delivery.default_upstream")
                     case "retry":
-                        let list = reader.sequence(v, "delivery.retry").compactMap { reader.duration($0, "a retry interval") }
-                        if list.isEmpty { reader.error(v, "delivery.retry needs at least one interval") } else { config.delivery.retry = list }
+                        guard case .sequence(let items) = v else {
+                            // One problem, said once: not also "needs at least one interval".
+                            reader.error(v, "delivery.retry must be a list of intervals such as [5m, 30m, 2h]" + (v.scalar.map { ", not '\($0.string)'" } ?? ""))
+                            continue
+                        }
+                        let list = items.compactMap { reader.duration($0, "a retry interval") }
+                        if items.isEmpty { reader.error(v, "delivery.retry needs at least one interval") } else if list.count == items.count { config.delivery.retry = list }
                     case "max_lifetime":
                         if let d = reader.duration(v, "delivery.max_lifetime") { config.delivery.maxLifetime = d }
                     default:
@@ -160,7 +178,7 @@ public enum ConfigurationLoader {
                         hostnames = reader.sequence(v, "console.hostnames").compactMap { reader.string($0, "console.hostnames[]") }
                     case "users":
                         users = reader.string(v, "console.users").map(resolve)
-                        if let users, !FileManager.default.isReadableFile(atPath: users) { reader.error(v, "cannot read \(users)") }
+                        if let users { reader.requireReadable(v, users) }
                     default:
                         timeout = reader.duration(v, "console.session_timeout")
                         if let t = timeout, t < 60 { reader.error(v, "console.session_timeout must be at least 1m") }
@@ -273,8 +291,8 @@ public enum ConfigurationLoader {
                     if s < SMTPLimits.minMessageSize { reader.error(v, "limits.max_message_size must be at least 64KB (RFC 5321 §4.5.3.1.7)") } else { limits.maxMessageSize = s }
                 }
             case "max_recipients":
-                if let n = reader.int(v, "limits.max_recipients") {
-                    if n < SMTPLimits.minRecipients { reader.error(v, "limits.max_recipients must be at least 100 (RFC 5321 §4.5.3.1.8)") } else { limits.maxRecipients = n }
+                if let n = reader.int(v, "limits.max_recipients", min: SMTPLimits.minRecipients, why: "RFC 5321 §4.5.3.1.8 asks a server to take 100 recipients") {
+                    limits.maxRecipients = n
                 }
             case "max_connections":
                 if let n = reader.int(v, "limits.max_connections", min: 1) { limits.maxConnections = n }
@@ -331,7 +349,7 @@ public enum ConfigurationLoader {
             case "verify_certificate": upstream.verifyCertificate = reader.bool(v, "verify_certificate") ?? true
             case "ca_file":
                 if let p = reader.string(v, "ca_file").map(resolve) {
-                    if !FileManager.default.isReadableFile(atPath: p) { reader.error(v, "cannot read \(p)") }
+                    reader.requireReadable(v, p)
                     upstream.caFile = p
                 }
             case "tls_min_version":
@@ -344,7 +362,7 @@ public enum ConfigurationLoader {
                     if ak == "username" {
                         upstream.username = reader.string(av, "auth.username")
                     } else if let p = reader.string(av, "auth.password_file").map(resolve) {
-                        if !FileManager.default.isReadableFile(atPath: p) { reader.error(av, "cannot read \(p)") }
+                        reader.requireReadable(av, p)
                         upstream.passwordFile = p
                     }
                 }

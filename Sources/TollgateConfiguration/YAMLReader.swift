@@ -1,3 +1,4 @@
+import Foundation
 import SMTPCore
 import TollgatePolicy
 import Yams
@@ -87,10 +88,12 @@ public struct YAMLReader {
         sequence(node, what).compactMap { string($0, "each entry of \(what)") }
     }
 
-    public mutating func int(_ node: Node, _ what: String, min: Int = 0) -> Int? {
+    /// A whole number of at least `min`; `why`, when given, is said after a refusal
+    /// (`limits.max_recipients must be a whole number of at least 100, not '50' (RFC …)`).
+    public mutating func int(_ node: Node, _ what: String, min: Int = 0, why: String? = nil) -> Int? {
         guard let text = string(node, what) else { return nil }
         guard let value = Int(text), value >= min else {
-            error(node, "\(what) must be a whole number of at least \(min), not '\(text)'")
+            error(node, "\(what) must be a whole number of at least \(min), not '\(text)'" + (why.map { " (\($0))" } ?? ""))
             return nil
         }
         return value
@@ -162,11 +165,20 @@ public struct YAMLReader {
         return value
     }
 
+    /// Reports `cannot read PATH: why` at `node` when `path` is not a readable file.
+    public mutating func requireReadable(_ node: Node, _ path: String) {
+        if let why = Units.unreadable(path) { error(node, "cannot read \(path): \(why)") }
+    }
+
     /// `host:port` or `[v6]:port`.
     public mutating func hostPort(_ node: Node, _ what: String) -> (String, Int)? {
         guard let text = string(node, what) else { return nil }
         guard let value = Units.hostPort(text) else {
-            error(node, "\(what) must be host:port (or [v6-address]:port), not '\(text)'")
+            if let (host, port) = Units.splitHostPort(text), !host.isEmpty, !port.isEmpty, port.allSatisfy(\.isASCII), port.allSatisfy(\.isNumber) {
+                error(node, "\(what): the port must be from 0 to 65535, not \(port) (in '\(text)')")
+            } else {
+                error(node, "\(what) must be host:port (or [v6-address]:port), not '\(text)'")
+            }
             return nil
         }
         return value
@@ -201,21 +213,36 @@ public enum Units {
     public static func size(_ text: String) -> Int? { PolicyUnits.size(text) }
 
     public static func hostPort(_ text: String) -> (String, Int)? {
-        var host: Substring
-        var portText: Substring
+        guard let (host, portText) = splitHostPort(text), !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { return nil }
+        return (String(host), port)
+    }
+
+    /// Why `path` cannot be read as a file, in words, or nil when it can.
+    public static func unreadable(_ path: String) -> String? {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            switch errno {
+            case ENOENT: return "it does not exist"
+            case EACCES: return "permission denied (on a folder above it)"
+            case ENOTDIR: return "a part of its path is not a folder"
+            default: return String(cString: strerror(errno))
+            }
+        }
+        if (info.st_mode & S_IFMT) == S_IFDIR { return "it is a folder, not a file" }
+        if access(path, R_OK) != 0 { return "permission denied" }
+        return nil
+    }
+
+    /// The host and the port's text of `host:port` or `[v6]:port`, unchecked.
+    static func splitHostPort(_ text: String) -> (host: Substring, port: Substring)? {
         if text.hasPrefix("[") {
             guard let close = text.firstIndex(of: "]") else { return nil }
-            host = text[text.index(after: text.startIndex)..<close]
             let rest = text[text.index(after: close)...]
             guard rest.hasPrefix(":") else { return nil }
-            portText = rest.dropFirst()
-        } else {
-            guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else { return nil }
-            host = text[..<colon]
-            portText = text[text.index(after: colon)...]
+            return (text[text.index(after: text.startIndex)..<close], rest.dropFirst())
         }
-        guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { return nil }
-        return (String(host), port)
+        guard let colon = text.lastIndex(of: ":"), !text[..<colon].contains(":") else { return nil }
+        return (text[..<colon], text[text.index(after: colon)...])
     }
 }
 

@@ -46,7 +46,8 @@ public enum PipelineBuilder {
         for stage in configuration.stages {
             guard let path = stage.library ?? PluginLoader.locate(stage.use, searchPath: searchPath) else {
                 let tried = PluginLoader.candidateNames(stage.use).joined(separator: ", ")
-                diagnostics.append(PolicyDiagnostic(stage.location, "plugin '\(stage.use)' not found (looked for \(tried) in \(searchPath.joined(separator: ", ")))"))
+                let guess = PluginLoader.closest(to: stage.use, in: PluginLoader.available(searchPath: searchPath)).map { " — did you mean '\($0)'?" } ?? ""
+                diagnostics.append(PolicyDiagnostic(stage.location, "plugin '\(stage.use)' not found\(guess) (looked for \(tried) in \(searchPath.joined(separator: ", ")))"))
                 continue
             }
             let factory: any PolicyStageFactory

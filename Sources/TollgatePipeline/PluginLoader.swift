@@ -54,6 +54,37 @@ public enum PluginLoader {
         return nil
     }
 
+    /// The plugins the search path holds under Tollgate's own naming
+    /// (`libtollgate-NAME.so`), by name, for a "did you mean" after a mistyped `use:`.
+    public static func available(searchPath: [String]) -> [String] {
+        var names = Set<String>()
+        for folder in searchPath {
+            for file in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where file.hasPrefix("libtollgate-") && file.hasSuffix(".so") {
+                names.insert(String(file.dropFirst("libtollgate-".count).dropLast(3)))
+            }
+        }
+        return names.sorted()
+    }
+
+    /// The name in `names` closest to `name` within two edits (a typo), if any.
+    public static func closest(to name: String, in names: [String]) -> String? {
+        let scored = names.map { ($0, editDistance(Array(name), Array($0))) }.filter { $0.1 <= 2 }
+        return scored.min { ($0.1, $0.0) < ($1.1, $1.0) }?.0
+    }
+
+    /// Levenshtein distance.
+    static func editDistance(_ a: [Character], _ b: [Character]) -> Int {
+        var previous = Array(0...b.count)
+        for (i, x) in a.enumerated() {
+            var current = [i + 1]
+            for (j, y) in b.enumerated() {
+                current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1)))
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
+
     /// Opens `path` and returns its factory.
     public static func load(_ path: String) throws(Failure) -> any PolicyStageFactory {
         guard FileManager.default.fileExists(atPath: path) else {

@@ -89,6 +89,9 @@ final class GroupCommitter: Sendable {
         let durable = batch.contains { $0.durable }
         var resumptions: [@Sendable () -> Void] = []
         resumptions.reserveCapacity(batch.count)
+        // Operations that wrote something: a claim poll that found nothing due is no
+        // commit to measure (it would fill the histograms with idle one-operation batches).
+        var writing = 0
         do {
             // Outside a transaction, so the setting applies to this commit.
             try db.cachedStatement(sql: durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL").execute()
@@ -97,6 +100,8 @@ final class GroupCommitter: Sendable {
                 for operation in batch {
                     do {
                         var resume: (@Sendable () -> Void)?
+                        let before = db.totalChangesCount
+                        defer { if db.totalChangesCount != before { writing += 1 } }
                         try db.inSavepoint {
                             resume = try operation.run(db)
                             return .commit
@@ -114,7 +119,7 @@ final class GroupCommitter: Sendable {
             return
         }
         state.withLockedValue { $0.commits += 1 }
-        if let observe = observer.withLockedValue({ $0 }) { observe(ContinuousClock.now - began, batch.count) }
+        if writing > 0, let observe = observer.withLockedValue({ $0 }) { observe(ContinuousClock.now - began, writing) }
         for resume in resumptions { resume() }
     }
 }

@@ -23,6 +23,12 @@ struct Tollgate: AsyncParsableCommand {
         }
         do {
             var command = try parseAsRoot()
+            // So is a group without its subcommand (`tollgate queue`, `tollgate dkim`).
+            let chosen = type(of: command)
+            if !chosen.configuration.subcommands.isEmpty, chosen.configuration.defaultSubcommand == nil {
+                FileHandle.standardError.write(Data((helpMessage(for: chosen) + "\n").utf8))
+                Foundation.exit(2)
+            }
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
@@ -51,7 +57,7 @@ struct UserError: Error {
 }
 
 struct ConfigOption: ParsableArguments {
-    @Option(name: .shortAndLong, help: "The configuration file (default: $TOLLGATE_CONFIG, ./tollgate.yaml, /etc/tollgate/tollgate.yaml).")
+    @Option(name: .shortAndLong, help: "The configuration file (default: $TOLLGATE_CONFIG, ./tollgate.yaml, PREFIX/etc/tollgate/tollgate.yaml beside PREFIX/bin/tollgate, /etc/tollgate/tollgate.yaml).")
     var config: String?
 
     var path: String { ConfigurationLoader.resolvePath(config) }

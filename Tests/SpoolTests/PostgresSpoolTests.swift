@@ -305,7 +305,7 @@ import Testing
         #expect(errors("  postgres: { url: \"postgresql://u@h/q?sslmode=require\" }").first?.contains("query parameters are not taken") == true)
         #expect(errors("  postgres: { url: \"postgresql://u@h/q\", tls: maybe }") == ["/tmp/t/tollgate.yaml:6:47: spool.postgres.tls must be one of disable, require, verify-full, not 'maybe'"])
         #expect(errors("  postgres: { tls: require }") == ["/tmp/t/tollgate.yaml:6:13: spool.postgres needs a url (postgresql://USER@HOST:PORT/DATABASE)"])
-        #expect(errors("  postgres: { url: \"postgresql://u@h/q\", password_file: /nonexistent/pw }") == ["/tmp/t/tollgate.yaml:6:57: cannot read /nonexistent/pw"])
+        #expect(errors("  postgres: { url: \"postgresql://u@h/q\", password_file: /nonexistent/pw }") == ["/tmp/t/tollgate.yaml:6:57: cannot read /nonexistent/pw: it does not exist"])
         #expect(errors("  node: \"relay/a\"") == ["/tmp/t/tollgate.yaml:6:9: spool.node must be 1 to 63 printable ASCII characters without spaces or '/'"])
         #expect(errors("  lease: 1s") == ["/tmp/t/tollgate.yaml:6:10: spool.lease must be at least 3s (a delivery renews its claim every third of it)"])
         #expect(errors("  path: q\n  postgres: { url: \"postgresql://u@h/q\" }").first?.contains("spool has both path and postgres") == true)

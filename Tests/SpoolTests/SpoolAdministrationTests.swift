@@ -145,6 +145,11 @@ import TollgateSpool
             let commits = seen.withLock { $0 }
             #expect(!commits.isEmpty && commits.map(\.1).reduce(0, +) >= 3, "\(commits)")
             #expect(commits.allSatisfy { $0.0 >= .zero && $0.1 >= 1 })
+            // A claim poll that finds nothing due writes nothing: no commit to observe.
+            let count = commits.count
+            let far = t0 - 86_400
+            for _ in 0..<3 { #expect(try await spool.claimDue(owner: "idle", now: far, lease: 60, limit: 10).isEmpty) }
+            #expect(seen.withLock { $0.count } == count, "idle polls observed: \(seen.withLock { $0 })")
         }
     }
 

@@ -1,7 +1,7 @@
 import PolicyTestSupport
 import TestSupport
 import Testing
-import TollgateConfiguration
+@testable import TollgateConfiguration
 import TollgatePipeline
 
 /// docs/configuration.md names every key the loader accepts (its own tables,
@@ -23,6 +23,15 @@ import TollgatePipeline
     }
 
     /// The tables are what the loader reads with: a key outside them is refused, located.
+    /// `make install`'s layout: PREFIX/bin/tollgate reads PREFIX/etc/tollgate/tollgate.yaml.
+    @Test func theInstalledConfigurationIsBesideTheInstalledBinary() {
+        #expect(ConfigurationLoader.installedPath(executable: "/usr/local/bin/tollgate") == "/usr/local/etc/tollgate/tollgate.yaml")
+        #expect(ConfigurationLoader.installedPath(executable: "/opt/tg/bin/tollgate") == "/opt/tg/etc/tollgate/tollgate.yaml")
+        #expect(ConfigurationLoader.installedPath(executable: "/bin/tollgate") == "/etc/tollgate/tollgate.yaml")
+        #expect(ConfigurationLoader.installedPath(executable: "/work/main/.build/debug/tollgate") == nil)
+        #expect(ConfigurationLoader.installedPath(executable: nil) == nil)
+    }
+
     @Test func aKeyOutsideTheTablesIsRefusedWithItsLocation() {
         let text = "listeners:\n  - name: a\n    address: 127.0.0.1:2525\n    colour: red\nupstreams:\n  - name: o\n    directory: /tmp\n"
         let (_, diagnostics) = ConfigurationLoader.parseCollecting(text, file: "t.yaml")

@@ -105,6 +105,10 @@ extension LiveRelayTests {
             let check = try ChildProcess.run(tollgate, ["check", "-c", prefix + "/etc/tollgate/tollgate.yaml"], timeout: 30, environment: ["PATH": "/usr/bin:/bin"], workingDirectory: dir.path)
             #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
             #expect(!check.stdout.isEmpty)
+            // With no -c, no $TOLLGATE_CONFIG and no ./tollgate.yaml, it reads the installed
+            // configuration beside it (PREFIX/etc/tollgate), not /etc/tollgate.
+            let bare = try ChildProcess.run(tollgate, ["check"], timeout: 30, environment: ["PATH": "/usr/bin:/bin"], workingDirectory: dir.path)
+            #expect(bare.status == 0 && bare.stdout.hasPrefix(prefix + "/etc/tollgate/tollgate.yaml: OK\n"), "\(bare.stdout)\(bare.stderr)")
 
             // The man page covers every command and option `--help` shows, and no other option.
             let man = (TestFiles.readString(prefix + "/share/man/man8/tollgate.8") ?? "").replacingOccurrences(of: "\\-", with: "-")

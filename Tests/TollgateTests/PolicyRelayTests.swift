@@ -190,6 +190,39 @@ extension LiveRelayTests {
             #expect(events.contains { $0["event"] == "delivery" && $0["delivery.result"] == "deferred" && $0["upstream.name"] == "finance-outbox" })
             #expect(delivery["queue.id"] == accepted["queue.id"] && delivery["delivery.result"] == "sent" && delivery["upstream.name"] == "outbox", "\(delivery)")
             #expect(delivery["smtp.rcpt.to"] == "x@example.net" && delivery["delivery.delay"] != nil)
+            // message.size is what was stored and sent: the outbox file less its envelope lines.
+            let eml = try #require(TestFiles.read(s.relay.directory.path + "/outbox/\(accepted["queue.id"] ?? "").eml"))
+            let envelope = String(decoding: eml, as: UTF8.self).components(separatedBy: "\r\n").prefix { $0.hasPrefix("Return-Path: ") || $0.hasPrefix("X-Envelope-To: ") }
+            #expect(accepted["message.size"] == "\(eml.count - envelope.map { $0.utf8.count + 2 }.reduce(0, +))", "\(accepted)")
+        }
+
+        /// A name and an address a client chose, with spaces and `key=` in them, stay one
+        /// field each in the text log: no line gains an `event` or `queue.id` it was not given.
+        @Test func textLogsKeepWhatAClientChoseInOneField() async throws {
+            let s = try await start(log: "{ level: info, format: text }")
+            defer { s.relay.stop() }
+            defer { Task { await s.slapd.stop() } }
+            let name = "x event=accepted queue.id=FORGED \"y=z\""
+            #expect(try s.send(user: name, password: "nope", from: "alice@finance.example.com").contains("<~* 535 5.7.8"))
+            let sender = "\"p event=accepted queue.id=FORGED\"@example.com"
+            let refused = try s.send(user: "dave", password: "dave-pw", from: sender)
+            #expect(refused.contains("<~* 553 5.7.1"), "\(refused)")
+            #expect(await waitUntil(timeout: 10) { s.relay.log.contains("event=refused") }, "\(s.relay.log.suffix(2000))")
+            var sawName = false, sawSender = false
+            for line in s.relay.log.split(separator: "\n") where line.contains(" tollgate: ") {
+                let fields = LogHandlerTests.logfmtFields(String(line))
+                #expect(Set(fields.map(\.key)).count == fields.count, "a key twice: \(line)")
+                #expect(!fields.contains { $0.key == "queue.id" && $0.value == "FORGED" }, "\(line)")
+                #expect(!fields.contains { $0.key == "event" && $0.value == "accepted" }, "\(line)")
+                if fields.contains(where: { $0.key == "smtp.auth.user" && $0.value == name }) { sawName = true }
+                if fields.contains(where: { $0.key == "event" && $0.value == "refused" }) {
+                    #expect(fields.contains { $0.key == "smtp.mail.from" && $0.value == sender }, "\(line)")
+                    sawSender = true
+                }
+            }
+            #expect(sawName && sawSender, "\(s.relay.log.suffix(3000))")
+            // The listener's address as the configuration writes it.
+            #expect(s.relay.log.contains("smtp.listener.address=127.0.0.1:\(s.relay.port) "), "\(s.relay.log.prefix(3000))")
         }
 
         @Test func badCredentialsAndInjectionAreRefused() async throws {
@@ -314,6 +347,13 @@ extension LiveRelayTests {
             let known = try s.relay.cli(["explain", "--user", "alice", "--from", "alice@finance.example.com", "--to", "x@example.net"])
             #expect(known.status == 0, "\(known.stdout)\(known.stderr)")
             #expect(known.stdout.contains("result:     accepted"))
+            // One auth line (the lookup's), and every trace line in the README's columns:
+            // phase to 10, stage to 29, verdict to 39.
+            #expect(!known.stdout.contains("auth      (no stages)"), "\(known.stdout)")
+            let auth = known.stdout.split(separator: "\n").filter { $0.hasPrefix("auth ") }
+            #expect(auth.count == 1 && auth[0].hasPrefix("auth      ldap               found     user alice"), "\(known.stdout)")
+            let mail = try #require(known.stdout.split(separator: "\n").first { $0.hasPrefix("mail ") })
+            #expect(mail.hasPrefix("mail      sender-allowlist   continue  "), "\(mail)")
             // The embedded store's counters are the running relay's, not explain's: it says so.
             #expect(known.stdout.contains("counters:   not the running relay's"), "\(known.stdout)")
         }

@@ -87,6 +87,15 @@ extension LiveRelayTests {
 
             // An unchanged configuration changes no upstream.
             try reload(expecting: "upstreams.changes=unchanged")
+            #expect(!relay.log.contains("config.restart_needed"), "\(relay.log.suffix(2000))")
+
+            // A console added by a reload is not started by it: the log says a restart is needed.
+            let consolePort = freePort()
+            try (Self.configuration(port: relay.port, upstream: "    hosts: [127.0.0.1:\(portA)]\n    tls: none") + "\nconsole: { address: 127.0.0.1:\(consolePort) }\n")
+                .write(toFile: relay.configPath, atomically: true, encoding: .utf8)
+            try reload(expecting: "config.restart_needed=console")
+            #expect(relay.log.contains("these changes take effect on restart"), "\(relay.log.suffix(2000))")
+            #expect((try? HTTPTestClient.request(port: consolePort, "/")) == nil, "a console was started by a reload")
         }
     }
 }

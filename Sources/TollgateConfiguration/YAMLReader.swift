@@ -1,4 +1,3 @@
-import Foundation
 import SMTPCore
 import TollgatePolicy
 import Yams
@@ -219,18 +218,7 @@ public enum Units {
 
     /// Why `path` cannot be read as a file, in words, or nil when it can.
     public static func unreadable(_ path: String) -> String? {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            switch errno {
-            case ENOENT: return "it does not exist"
-            case EACCES: return "permission denied (on a folder above it)"
-            case ENOTDIR: return "a part of its path is not a folder"
-            default: return String(cString: strerror(errno))
-            }
-        }
-        if (info.st_mode & S_IFMT) == S_IFDIR { return "it is a folder, not a file" }
-        if access(path, R_OK) != 0 { return "permission denied" }
-        return nil
+        PolicySettingsReader.whyUnreadable(path)
     }
 
     /// The host and the port's text of `host:port` or `[v6]:port`, unchecked.

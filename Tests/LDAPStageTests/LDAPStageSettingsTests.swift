@@ -113,7 +113,10 @@ struct LDAPStageSettingsTests {
             $0.contains("needs an ldaps:// uri")
         })
         #expect(problems(Settings.map(["uri": "ldaps://x", "ca_file": "/nonexistent/ca.pem", "base": "dc=x"])).contains {
-            $0.contains("cannot read CA file")
+            $0 == "cannot read CA file '/nonexistent/ca.pem': it does not exist"
+        })
+        #expect(problems(Settings.map(["uri": "ldaps://x", "ca_file": "/etc", "base": "dc=x"])).contains {
+            $0 == "cannot read CA file '/etc': it is a folder, not a file"
         })
         #expect(problems(Settings.map(["uri": "ldap://x", "bind_dn": "cn=relay,dc=x", "base": "dc=x"])).contains {
             $0.contains("needs 'bind_password'")

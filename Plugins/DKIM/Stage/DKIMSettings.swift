@@ -111,7 +111,7 @@ public struct DKIMSettings: Sendable {
         } else {
             let path = reader.resolvedPath(keyText, at: location)
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                reader.fail(location, "cannot read the key file \(path)")
+                reader.fail(location, "cannot read the key file \(path): \(PolicySettingsReader.whyUnreadable(path) ?? "it is not UTF-8 text")")
                 return nil
             }
             pem = text

@@ -110,8 +110,8 @@ struct LDAPStageSettings: Sendable, Hashable {
             caFile = resolved
             if !startTLS && !usesLDAPS {
                 reader.fail(reader.location("ca_file"), "'ca_file' needs an ldaps:// uri or 'starttls: true'")
-            } else if !FileAccess.isReadable(resolved) {
-                reader.fail(reader.location("ca_file"), "cannot read CA file '\(resolved)'")
+            } else if let why = PolicySettingsReader.whyUnreadable(resolved) {
+                reader.fail(reader.location("ca_file"), "cannot read CA file '\(resolved)': \(why)")
             }
         }
 
@@ -121,8 +121,8 @@ struct LDAPStageSettings: Sendable, Hashable {
         if let path = bindPasswordFile {
             let resolved = reader.resolvedPath(path, at: reader.location("bind_password_file"))
             bindPasswordFile = resolved
-            if !FileAccess.isReadable(resolved) {
-                reader.fail(reader.location("bind_password_file"), "cannot read password file '\(resolved)'")
+            if let why = PolicySettingsReader.whyUnreadable(resolved) {
+                reader.fail(reader.location("bind_password_file"), "cannot read password file '\(resolved)': \(why)")
             }
         }
         if bindPassword != nil && bindPasswordFile != nil {

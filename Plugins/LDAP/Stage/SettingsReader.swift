@@ -19,10 +19,6 @@ extension PolicySettingsReader {
 
 /// Small file helpers without Foundation.
 enum FileAccess {
-    static func isReadable(_ path: String) -> Bool {
-        access(path, R_OK) == 0
-    }
-
     /// The file's contents as UTF-8, or `nil` when it cannot be read.
     static func read(_ path: String, limit: Int = 1 << 20) -> String? {
         guard let file = fopen(path, "rb") else { return nil }

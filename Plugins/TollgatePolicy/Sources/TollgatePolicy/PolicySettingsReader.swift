@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// Reads typed values out of a ``PolicySettings`` map, collecting located diagnostics
 /// instead of stopping at the first problem, so `tollgate check` shows every mistake
 /// at once as `FILE:LINE:COLUMN: message`.
@@ -112,6 +118,24 @@ public struct PolicySettingsReader: Sendable {
     /// A list of strings; a single scalar counts as a list of one.
     public mutating func stringList(_ key: String) -> [String]? {
         locatedStrings(key)?.map(\.text)
+    }
+
+    /// Why the file at `path` cannot be read, in words (`it does not exist`, `permission
+    /// denied`, `it is a folder, not a file`, …), or nil when it can: for a diagnostic
+    /// `cannot read PATH: WHY` that tells the administrator what to fix.
+    public static func whyUnreadable(_ path: String) -> String? {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            switch errno {
+            case ENOENT: return "it does not exist"
+            case EACCES: return "permission denied (on a folder above it)"
+            case ENOTDIR: return "a part of its path is not a folder"
+            default: return String(cString: strerror(errno))
+            }
+        }
+        if (info.st_mode & S_IFMT) == S_IFDIR { return "it is a folder, not a file" }
+        if access(path, R_OK) != 0 { return "permission denied" }
+        return nil
     }
 
     /// A path as written, resolved against the folder of the file it was written in.

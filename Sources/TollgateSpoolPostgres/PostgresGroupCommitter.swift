@@ -12,11 +12,15 @@ import TollgateSpool
 /// refused statement rolled back whole, so nothing is stored twice. A batch that
 /// fails for want of the database fails for all its callers (451: the commit may or
 /// may not have happened, so a message may later arrive twice, never be lost).
-final class PostgresGroupCommitter<Item: Sendable>: Sendable {
+///
+/// The same for the results of deliveries (``PostgresSpool/recordAttempt``): each item
+/// gets its own `Output` back (whether its claim was still its own).
+final class PostgresGroupCommitter<Item: Sendable, Output: Sendable>: Sendable {
     private struct Pending: Sendable {
         var item: Item
         var cost: Int
-        var done: @Sendable (Result<Void, any Error>) -> Void
+        var key: String?
+        var done: @Sendable (Result<Output, any Error>) -> Void
     }
 
     private struct State {
@@ -29,17 +33,25 @@ final class PostgresGroupCommitter<Item: Sendable>: Sendable {
     private let state = NIOLockedValueBox(State())
     private let maxItems: Int
     private let maxCost: Int
-    private let write: @Sendable ([Item]) async throws -> Void
+    private let write: @Sendable ([Item]) async throws -> [Output]
     private let isRetryable: @Sendable (any Error) -> Bool
+    private let key: @Sendable (Item) -> String?
 
     /// - Parameters:
     ///   - maxItems, maxCost: the most one batch takes (items, and their summed cost: bytes).
-    ///   - write: stores a batch in one statement; throws if nothing was stored.
+    ///   - key: items with the same key never share a batch (one statement must not
+    ///     change one row twice); nil: any.
+    ///   - write: stores a batch in one statement and returns each item's output, in
+    ///     order; throws if nothing was stored.
     ///   - isRetryable: whether an error of `write` is the statement's own (retry one
     ///     by one) rather than the connection's.
-    init(maxItems: Int, maxCost: Int, isRetryable: @escaping @Sendable (any Error) -> Bool, write: @escaping @Sendable ([Item]) async throws -> Void) {
+    init(
+        maxItems: Int, maxCost: Int, key: @escaping @Sendable (Item) -> String? = { _ in nil },
+        isRetryable: @escaping @Sendable (any Error) -> Bool, write: @escaping @Sendable ([Item]) async throws -> [Output]
+    ) {
         self.maxItems = maxItems
         self.maxCost = maxCost
+        self.key = key
         self.isRetryable = isRetryable
         self.write = write
     }
@@ -49,10 +61,11 @@ final class PostgresGroupCommitter<Item: Sendable>: Sendable {
     /// Statements sent so far (for tests and benchmarks).
     var commits: Int { state.withLockedValue { $0.commits } }
 
-    /// Stores `item` with the next batch; returns once that batch is committed.
-    func submit(_ item: Item, cost: Int) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let pending = Pending(item: item, cost: cost) { continuation.resume(with: $0) }
+    /// Stores `item` with the next batch; returns its output once that batch is committed.
+    @discardableResult
+    func submit(_ item: Item, cost: Int) async throws -> Output {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Output, any Error>) in
+            let pending = Pending(item: item, cost: cost, key: key(item)) { continuation.resume(with: $0) }
             let start = state.withLockedValue { s -> Bool in
                 s.pending.append(pending)
                 guard !s.flushing else { return false }
@@ -69,7 +82,9 @@ final class PostgresGroupCommitter<Item: Sendable>: Sendable {
             let batch = state.withLockedValue { s -> [Pending] in
                 var taken = 0
                 var cost = 0
+                var keys = Set<String>()
                 while taken < s.pending.count, taken < maxItems, taken == 0 || cost + s.pending[taken].cost <= maxCost {
+                    if let key = s.pending[taken].key, !keys.insert(key).inserted { break }
                     cost += s.pending[taken].cost
                     taken += 1
                 }
@@ -91,9 +106,10 @@ final class PostgresGroupCommitter<Item: Sendable>: Sendable {
         do {
             state.withLockedValue { $0.commits += 1 }
             let began = ContinuousClock.now
-            try await write(batch.map(\.item))
+            let outputs = try await write(batch.map(\.item))
+            guard outputs.count == batch.count else { throw BatchOutputMismatch(items: batch.count, outputs: outputs.count) }
             if let observe = observer.withLockedValue({ $0 }) { observe(ContinuousClock.now - began, batch.count) }
-            for p in batch { p.done(.success(())) }
+            for (p, output) in zip(batch, outputs) { p.done(.success(output)) }
         } catch {
             guard batch.count > 1, isRetryable(error) else {
                 for p in batch { p.done(.failure(error)) }
@@ -102,12 +118,21 @@ final class PostgresGroupCommitter<Item: Sendable>: Sendable {
             for p in batch {
                 do {
                     state.withLockedValue { $0.commits += 1 }
-                    try await write([p.item])
-                    p.done(.success(()))
+                    let outputs = try await write([p.item])
+                    guard let output = outputs.first else { throw BatchOutputMismatch(items: 1, outputs: 0) }
+                    p.done(.success(output))
                 } catch {
                     p.done(.failure(error))
                 }
             }
         }
     }
+}
+
+/// A batch statement answered for fewer (or more) items than it was given: a bug, said
+/// as such rather than resuming callers with another's result.
+struct BatchOutputMismatch: Error, CustomStringConvertible {
+    var items: Int
+    var outputs: Int
+    var description: String { "a batch of \(items) statements' work returned \(outputs) results" }
 }

@@ -44,7 +44,9 @@ public final class PostgresSpool: Spool {
     let client: PostgresClient
     let logger: Logger
     let reachability: PostgresReachability
-    let inserts: PostgresGroupCommitter<InsertRow>
+    let inserts: PostgresGroupCommitter<InsertRow, Void>
+    /// The results of deliveries, grouped as the inserts are (``recordAttempt``).
+    let results: PostgresGroupCommitter<AttemptRow, Bool>
     private let ids: QueueIDGenerator
     private let runner: Task<Void, Never>
     /// This process's incarnation (from the `incarnations` sequence).
@@ -73,7 +75,16 @@ public final class PostgresSpool: Spool {
         self.inserts = PostgresGroupCommitter(
             maxItems: 256, maxCost: 16 * 1024 * 1024,
             isRetryable: { !PostgresReachability.isConnectionLevel($0) },
-            write: { batch in try await withDeadline(deadline, "insert") { try await Self.insertBatch(batch, client: client) } }
+            write: { batch in
+                try await withDeadline(deadline, "insert") { try await Self.insertBatch(batch, client: client) }
+                return Array(repeating: (), count: batch.count)
+            }
+        )
+        let keep = keepHistory > 0
+        self.results = PostgresGroupCommitter(
+            maxItems: 256, maxCost: 4 * 1024 * 1024, key: { $0.id },
+            isRetryable: { !PostgresReachability.isConnectionLevel($0) },
+            write: { batch in try await withDeadline(deadline, "record attempts") { try await Self.recordAttempts(batch, keepHistory: keep, client: client) } }
         )
     }
 
@@ -252,51 +263,19 @@ public final class PostgresSpool: Spool {
         ).count
     }
 
+    /// Grouped with the other deliveries' results that arrive while a statement runs
+    /// (``results``, ``recordAttempts(_:keepHistory:client:)``): one round trip and one
+    /// commit for all of them, as new messages are stored.
     @discardableResult
     public func recordAttempt(
         _ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?, attempt: DeliveryAttempt?
     ) async throws -> Bool {
-        let states = try String(decoding: JSONEncoder().encode(recipients.enumerated().map { RecipientResult(idx: $0.offset, state: $0.element.state.rawValue, last_reply: $0.element.lastReply, attempts: $0.element.attempts) }), as: UTF8.self)
-        // Done: the message is kept without its content for `queue show` (spool.history).
-        let final = ByteBuffer(bytes: try JSONEncoder().encode(recipients))
-        let now = Date().timeIntervalSince1970
-        let keep = keepHistory > 0
-        // The attempt's record: kept while the message is queued, then with its history entry.
-        let logged = try attempt.map { ByteBuffer(bytes: try JSONEncoder().encode($0.recipients)) }
-        let keepAttempts = nextAttempt != nil || keep
-        let rows = try await execute("cannot record a delivery attempt", prepared: RecordAttemptStatement.self, """
-            WITH own AS (
-                SELECT id, attempts + 1 AS number FROM messages WHERE id = \(id) AND claimed_by = \(owner) FOR UPDATE
-            ), rcpt AS (
-                UPDATE recipients r SET state = x.state, last_reply = x.last_reply, attempts = x.attempts
-                FROM jsonb_to_recordset(\(states)::jsonb) AS x(idx bigint, state text, last_reply text, attempts bigint)
-                WHERE \(nextAttempt)::float8 IS NOT NULL AND r.message_id IN (SELECT id FROM own) AND r.idx = x.idx
-            ), later AS (
-                -- A bounce asked for during the attempt stays due now.
-                UPDATE messages SET attempts = attempts + 1, last_error = \(lastError)::text,
-                    next_attempt = CASE WHEN bounce_now THEN 0 ELSE \(nextAttempt)::float8 END, claimed_by = NULL, claim_expires = NULL,
-                    state = CASE WHEN state = 'held' THEN 'held' WHEN bounce_now THEN 'queued' ELSE 'deferred' END
-                WHERE \(nextAttempt)::float8 IS NOT NULL AND id IN (SELECT id FROM own)
-            ), done AS (
-                DELETE FROM messages WHERE \(nextAttempt)::float8 IS NULL AND id IN (SELECT id FROM own)
-                RETURNING id, created, sender, envelope, size, attempts, upstream, accepted_by
-            ), kept AS (
-                INSERT INTO history (id, completed, created, sender, envelope, size, attempts, upstream, accepted_by, recipients)
-                SELECT id, \(now), created, sender, envelope, size, attempts + 1, upstream, accepted_by, \(final) FROM done WHERE \(keep)
-                ON CONFLICT (id) DO NOTHING
-            ), logged AS (
-                INSERT INTO attempts (message_id, number, at, upstream, host, owner, recipients)
-                SELECT id, number, \(attempt?.at)::float8, \(attempt?.upstream)::text, \(attempt?.host)::text, \(attempt?.owner)::text, \(logged)::bytea
-                FROM own WHERE \(logged)::bytea IS NOT NULL AND \(keepAttempts)
-                ON CONFLICT (message_id, number) DO NOTHING
-            ), trimmed AS (
-                DELETE FROM attempts a USING own
-                WHERE a.message_id = own.id AND (NOT \(keepAttempts) OR a.number <= own.number - \(DeliveryAttempt.keptPerMessage))
-            )
-            SELECT count(*) FROM own
-            """)
-        if nextAttempt == nil { try await pruneHistory(now: now) }
-        return try (rows.first?[0].decode(Int.self) ?? 0) > 0
+        let row = try AttemptRow(id: id, owner: owner, recipients: recipients, nextAttempt: nextAttempt, lastError: lastError, attempt: attempt)
+        let own = try await reachability.run("cannot record a delivery attempt") { [results] in
+            try await results.submit(row, cost: row.cost)
+        }
+        if nextAttempt == nil { try await pruneHistory(now: Date().timeIntervalSince1970) }
+        return own
     }
 
     /// History entries past `spool.history` go, with their attempts: at a message's end,
@@ -405,12 +384,4 @@ public final class PostgresSpool: Spool {
         if error is NIOSSLExtraError || text.contains("Hostname") { return "the database's TLS certificate does not name its host" }
         return "TLS with the database failed"
     }
-}
-
-/// A recipient's result, as `recordAttempt` sends it.
-private struct RecipientResult: Encodable {
-    var idx: Int
-    var state: String
-    var last_reply: String?
-    var attempts: Int
 }

@@ -168,6 +168,65 @@ import Testing
         #expect(spool.inserts.largestBatch > 1)
     }
 
+    /// Deliveries' results that arrive together share statements, and each gets its
+    /// own answer: delivered ones move to the history, deferred ones stay with their
+    /// recipients' states and next attempt, and one whose claim another owner holds
+    /// changes nothing and is told so.
+    @Test func concurrentResultsShareStatementsAndEachGetsItsOwnAnswer() async throws {
+        let db = try await PostgresTestDatabase.make()
+        let spool = try await open(db)
+        defer { Task { await spool.close() } }
+        var ids: [String] = []
+        for _ in 0..<60 {
+            let m = SpoolFixtures.message(id: spool.makeQueueID(), to: ["b@example.net", "c@example.net"], now: t0)
+            try await spool.insert(m)
+            ids.append(m.id)
+        }
+        let claimed = try await spool.claimDue(owner: "node-a/1", now: t0 + 1, lease: 60, limit: 100)
+        #expect(Set(claimed) == Set(ids))
+        let before = spool.results.commits
+        let outcomes = try await withThrowingTaskGroup(of: (String, Bool).self) { group in
+            for (n, id) in ids.enumerated() {
+                group.addTask {
+                    var recipients = [SpoolRecipient(address: "b@example.net"), SpoolRecipient(address: "c@example.net")]
+                    let owner = n % 10 == 9 ? "node-b/7" : "node-a/1"
+                    let attempt = DeliveryAttempt(number: 1, at: self.t0 + 2, upstream: "up", host: "127.0.0.1", owner: owner, recipients: [])
+                    if n % 2 == 0 {
+                        for i in recipients.indices { recipients[i].state = .delivered; recipients[i].attempts = 1 }
+                        return (id, try await spool.recordAttempt(id, owner: owner, recipients: recipients, nextAttempt: nil, lastError: nil, attempt: attempt))
+                    }
+                    recipients[0].state = .delivered
+                    recipients[0].attempts = 1
+                    recipients[1].lastReply = "451 4.3.0 try later \(n)"
+                    recipients[1].attempts = 1
+                    return (id, try await spool.recordAttempt(id, owner: owner, recipients: recipients, nextAttempt: self.t0 + 600, lastError: "451 \(n)", attempt: attempt))
+                }
+            }
+            return try await group.reduce(into: [String: Bool]()) { $0[$1.0] = $1.1 }
+        }
+        let statements = spool.results.commits - before
+        #expect(statements < ids.count, "\(statements) statements for \(ids.count) results")
+        for (n, id) in ids.enumerated() {
+            let foreign = n % 10 == 9
+            #expect(outcomes[id] == !foreign, "\(n)")
+            let queued = try await spool.load(id)
+            if foreign {
+                // Untouched: still claimed, both recipients pending, no attempt recorded.
+                #expect(queued?.recipients.map(\.state) == [.pending, .pending] && queued?.attempts == 0, "\(n)")
+                #expect(try await spool.attempts(id).isEmpty)
+            } else if n % 2 == 0 {
+                #expect(queued == nil, "\(n) delivered but still queued")
+                #expect(try await spool.history(id) != nil, "\(n) not in the history")
+                #expect(try await spool.attempts(id).count == 1)
+            } else {
+                #expect(queued?.recipients.map(\.state) == [.delivered, .pending], "\(n)")
+                #expect(queued?.recipients[1].lastReply == "451 4.3.0 try later \(n)" && queued?.lastError == "451 \(n)", "\(n)")
+                #expect(queued?.nextAttempt == t0 + 600 && queued?.attempts == 1 && queued?.state == .deferred, "\(n)")
+                #expect(try await spool.attempts(id).map(\.number) == [1])
+            }
+        }
+    }
+
     @Test func aRefusedMessageDoesNotSinkItsBatch() async throws {
         let db = try await PostgresTestDatabase.make()
         let spool = try await open(db)

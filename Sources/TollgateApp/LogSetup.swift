@@ -83,11 +83,12 @@ public struct RelayLogHandler: LogHandler {
 
     /// A field's value as logfmt writes it: bare when it holds no space, `=`, `"` or
     /// control character (and is not empty), else in double quotes with `"` and `\`
-    /// backslash-escaped and control characters escaped as in ``oneLine(_:)``. So a value
+    /// backslash-escaped, and control characters (C0, DEL, C1, the line and paragraph
+    /// separators) as `\n`, `\r`, `\t` or `\u00XX`. So a value
     /// a client chose (`AUTH` name, `EHLO`, an address) cannot add a field of its own:
     /// `smtp.auth.user="x event=accepted"` is one field, however it is split.
     static func fieldValue(_ s: String) -> String {
-        guard s.isEmpty || s.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F || $0 == "=" || $0 == "\"" }) else {
+        guard s.isEmpty || s.unicodeScalars.contains(where: { $0.value <= 0x20 || (0x7F...0x9F).contains($0.value) || $0.value == 0x2028 || $0.value == 0x2029 || $0 == "=" || $0 == "\"" }) else {
             return s
         }
         var out = "\""
@@ -95,7 +96,18 @@ public struct RelayLogHandler: LogHandler {
             switch scalar {
             case "\"": out += "\\\""
             case "\\": out += "\\\\"
-            default: appendEscaped(scalar, to: &out)
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                // `\u00XX`, the escape logfmt readers (go-logfmt, Loki) decode; an
+                // unknown one (`\x01`) would make the whole line unreadable to them.
+                if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029 {
+                    let hex = String(scalar.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
             }
         }
         return out + "\""

@@ -1,22 +1,29 @@
 import TollgateConfiguration
 
-/// The settings a reload (SIGHUP) cannot apply — the sockets the relay listens on, the
-/// spool, the delivery runner's settings, logging — named as in the file, so that the
+/// The settings a reload (SIGHUP) cannot apply — the sockets the relay listens on and
+/// what each listener fixed when it opened (TLS mode, `clients`, connection caps,
+/// timeouts), the spool, the delivery runner's settings, logging — named as in the file, so that the
 /// reload's log line can say which of the new file's changes wait for a restart instead
 /// of leaving them silently unapplied.
 enum RestartOnlySettings {
     /// The top-level keys whose restart-only parts differ between `old` and `new`, in
-    /// the file's order (`listeners`, `spool`, `delivery`, `metrics`, `console`, `log`).
+    /// the file's order (`listeners`, `limits`, `spool`, `delivery`, `metrics`, `console`, `log`).
     static func changed(from old: TollgateConfiguration, to new: TollgateConfiguration) -> [String] {
         let parts: [(String, (TollgateConfiguration) -> String)] = [
-            ("listeners", listeners), ("spool", spool), ("delivery", delivery),
+            ("listeners", listeners), ("limits", limits), ("spool", spool), ("delivery", delivery),
             ("metrics", metrics), ("console", console), ("log", log),
         ]
         return parts.compactMap { key, part in part(old) == part(new) ? nil : key }
     }
 
     static func listeners(_ c: TollgateConfiguration) -> String {
-        c.listeners.map { "\($0.name)=\($0.host):\($0.port)" }.sorted().joined(separator: " ")
+        c.listeners.map { "\($0.name)=\($0.host):\($0.port) \($0.tls.rawValue) \($0.clients)" }.sorted().joined(separator: " ")
+    }
+
+    /// The limits each listener took when it opened (the others apply at a reload).
+    static func limits(_ c: TollgateConfiguration) -> String {
+        let l = c.limits
+        return "\(l.maxConnections) \(l.maxConnectionsPerClient) \(l.commandTimeout) \(l.dataTimeout) \(l.stressCommandTimeout) \(l.reverseDNSTimeout) \(l.contentMemory)"
     }
 
     static func spool(_ c: TollgateConfiguration) -> String {

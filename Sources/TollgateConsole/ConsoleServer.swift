@@ -144,7 +144,8 @@ public final class ConsoleServer: Service, Sendable {
         }
         // A key the rate limits do not have is a mistake in the address, said as such,
         // not a listing of every counter that looks like the filtered one.
-        let key = request.uri.queryParameters["key"].map(String.init)
+        // An empty one (`/stats?key=`, a form sent with nothing chosen) lists them all.
+        let key = request.uri.queryParameters["key"].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
         if let key, !ConsoleStatisticsSnapshot.counterKeys.contains(key) {
             let known = ConsoleStatisticsSnapshot.counterKeys.joined(separator: ", ")
             return ConsolePages.response(.badRequest, ConsolePages.problem("No counter key \(key): the keys are \(known).", viewer: viewer))

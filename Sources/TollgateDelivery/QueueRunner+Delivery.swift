@@ -45,7 +45,10 @@ extension QueueRunner {
             try? await Task.sleep(for: min(settings.renewEvery, .milliseconds(200)))
             guard ContinuousClock.now >= lastRenewal.advanced(by: settings.renewEvery) else { continue }
             lastRenewal = .now
-            for id in delivering.withLockedValue({ Array($0.keys) }) where !recording.withLockedValue({ $0.contains(id) }) {
+            // Those whose result is being recorded too: a record that waits (a busy
+            // database, a batch of results before it) must not outlive its claim. Once
+            // recorded, the claim is gone and the renewal finds nothing, which is no loss.
+            for id in delivering.withLockedValue({ Array($0.keys) }) {
                 do {
                     // A delivery that ended meanwhile released its claim by recording: no loss.
                     if try await !spool.renewClaim(id, owner: settings.owner, now: now(), lease: settings.lease),

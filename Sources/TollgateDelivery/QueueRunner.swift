@@ -73,7 +73,7 @@ public final class QueueRunner: Service, Sendable {
     /// The messages being delivered now, whose claims ``renewClaims()`` keeps alive.
     let delivering = NIOLockedValueBox([String: Int]())
     /// Deliveries whose result is being recorded: recording releases the claim, so a
-    /// renewal that finds it gone then is no loss.
+    /// renewal that finds it gone then is no loss (and says nothing).
     let recording = NIOLockedValueBox(Set<String>())
 
     public init(

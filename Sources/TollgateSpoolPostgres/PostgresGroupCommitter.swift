@@ -20,6 +20,7 @@ final class PostgresGroupCommitter<Item: Sendable, Output: Sendable>: Sendable {
         var item: Item
         var cost: Int
         var key: String?
+        var since: ContinuousClock.Instant
         var done: @Sendable (Result<Output, any Error>) -> Void
     }
 
@@ -36,22 +37,27 @@ final class PostgresGroupCommitter<Item: Sendable, Output: Sendable>: Sendable {
     private let write: @Sendable ([Item]) async throws -> [Output]
     private let isRetryable: @Sendable (any Error) -> Bool
     private let key: @Sendable (Item) -> String?
+    private let maxWait: Duration
 
     /// - Parameters:
     ///   - maxItems, maxCost: the most one batch takes (items, and their summed cost: bytes).
     ///   - key: items with the same key never share a batch (one statement must not
     ///     change one row twice); nil: any.
+    ///   - maxWait: an item still waiting for a batch after this long is withdrawn,
+    ///     not written: its caller has been answered already (its own deadline is the
+    ///     same), and a result written that late could outlive its claim.
     ///   - write: stores a batch in one statement and returns each item's output, in
     ///     order; throws if nothing was stored.
     ///   - isRetryable: whether an error of `write` is the statement's own (retry one
     ///     by one) rather than the connection's.
     init(
-        maxItems: Int, maxCost: Int, key: @escaping @Sendable (Item) -> String? = { _ in nil },
+        maxItems: Int, maxCost: Int, key: @escaping @Sendable (Item) -> String? = { _ in nil }, maxWait: Duration,
         isRetryable: @escaping @Sendable (any Error) -> Bool, write: @escaping @Sendable ([Item]) async throws -> [Output]
     ) {
         self.maxItems = maxItems
         self.maxCost = maxCost
         self.key = key
+        self.maxWait = maxWait
         self.isRetryable = isRetryable
         self.write = write
     }
@@ -65,7 +71,7 @@ final class PostgresGroupCommitter<Item: Sendable, Output: Sendable>: Sendable {
     @discardableResult
     func submit(_ item: Item, cost: Int) async throws -> Output {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Output, any Error>) in
-            let pending = Pending(item: item, cost: cost, key: key(item)) { continuation.resume(with: $0) }
+            let pending = Pending(item: item, cost: cost, key: key(item), since: .now) { continuation.resume(with: $0) }
             let start = state.withLockedValue { s -> Bool in
                 s.pending.append(pending)
                 guard !s.flushing else { return false }
@@ -79,7 +85,10 @@ final class PostgresGroupCommitter<Item: Sendable, Output: Sendable>: Sendable {
     /// Commits batches until nothing is pending.
     private func flush() async {
         while true {
-            let batch = state.withLockedValue { s -> [Pending] in
+            let cutoff = ContinuousClock.now - maxWait
+            let (batch, withdrawn) = state.withLockedValue { s -> ([Pending], [Pending]) in
+                let withdrawn = s.pending.filter { $0.since < cutoff }
+                if !withdrawn.isEmpty { s.pending.removeAll { $0.since < cutoff } }
                 var taken = 0
                 var cost = 0
                 var keys = Set<String>()
@@ -92,8 +101,9 @@ final class PostgresGroupCommitter<Item: Sendable, Output: Sendable>: Sendable {
                 s.pending.removeFirst(taken)
                 if batch.isEmpty { s.flushing = false }
                 s.largestBatch = max(s.largestBatch, batch.count)
-                return batch
+                return (batch, withdrawn)
             }
+            for p in withdrawn { p.done(.failure(Withdrawn(waited: maxWait))) }
             guard !batch.isEmpty else { return }
             await commit(batch)
         }
@@ -116,6 +126,10 @@ final class PostgresGroupCommitter<Item: Sendable, Output: Sendable>: Sendable {
                 return
             }
             for p in batch {
+                if p.since < ContinuousClock.now - maxWait {
+                    p.done(.failure(Withdrawn(waited: maxWait)))
+                    continue
+                }
                 do {
                     state.withLockedValue { $0.commits += 1 }
                     let outputs = try await write([p.item])
@@ -135,4 +149,10 @@ struct BatchOutputMismatch: Error, CustomStringConvertible {
     var items: Int
     var outputs: Int
     var description: String { "a batch of \(items) statements' work returned \(outputs) results" }
+}
+
+/// An item that waited longer than the committer's `maxWait` for a batch: not written.
+struct Withdrawn: Error, CustomStringConvertible {
+    var waited: Duration
+    var description: String { "the database took longer than \(waited) to take the write: not sent" }
 }

@@ -104,6 +104,19 @@ final class PostgresReachability: Sendable {
     }
 }
 
+extension PostgresReachability {
+    /// A batch whose failure is its statement's own, so that its items may be tried one
+    /// by one: not the connection's, and not a statement or lock timeout (57014, 55P03),
+    /// which would only come again for each item, a timeout apiece.
+    static func isRetryableOneByOne(_ error: any Error) -> Bool {
+        guard !isConnectionLevel(error), !(error is BatchOutputMismatch) else { return false }
+        if let error = error as? PSQLError, error.code == .server, let state = error.serverInfo?[.sqlState], state == "57014" || state == "55P03" {
+            return false
+        }
+        return true
+    }
+}
+
 struct DeadlineExceeded: Error, CustomStringConvertible {
     var what: String
     var seconds: Double

@@ -74,7 +74,7 @@ public final class PostgresSpool: Spool {
         let deadline = reachability.deadline
         self.inserts = PostgresGroupCommitter(
             maxItems: 256, maxCost: 16 * 1024 * 1024,
-            isRetryable: { !PostgresReachability.isConnectionLevel($0) },
+            maxWait: deadline, isRetryable: PostgresReachability.isRetryableOneByOne,
             write: { batch in
                 try await withDeadline(deadline, "insert") { try await Self.insertBatch(batch, client: client) }
                 return Array(repeating: (), count: batch.count)
@@ -82,8 +82,7 @@ public final class PostgresSpool: Spool {
         )
         let keep = keepHistory > 0
         self.results = PostgresGroupCommitter(
-            maxItems: 256, maxCost: 4 * 1024 * 1024, key: { $0.id },
-            isRetryable: { !PostgresReachability.isConnectionLevel($0) },
+            maxItems: 256, maxCost: 4 * 1024 * 1024, key: { $0.id }, maxWait: deadline, isRetryable: PostgresReachability.isRetryableOneByOne,
             write: { batch in try await withDeadline(deadline, "record attempts") { try await Self.recordAttempts(batch, keepHistory: keep, client: client) } }
         )
     }

@@ -169,62 +169,123 @@ import Testing
     }
 
     /// Deliveries' results that arrive together share statements, and each gets its
-    /// own answer: delivered ones move to the history, deferred ones stay with their
-    /// recipients' states and next attempt, and one whose claim another owner holds
-    /// changes nothing and is told so.
+    /// own answer and its own rows: delivered ones move to the history with their own
+    /// recipients, deferred ones keep their own states, next attempt and attempt record,
+    /// and one whose claim another owner holds (deferred or done) changes nothing and is
+    /// told so. Every message has its own addresses, replies and hosts, so a result
+    /// joined to another message's row would show.
     @Test func concurrentResultsShareStatementsAndEachGetsItsOwnAnswer() async throws {
         let db = try await PostgresTestDatabase.make()
         let spool = try await open(db)
         defer { Task { await spool.close() } }
+        let count = 60
         var ids: [String] = []
-        for _ in 0..<60 {
-            let m = SpoolFixtures.message(id: spool.makeQueueID(), to: ["b@example.net", "c@example.net"], now: t0)
+        for n in 0..<count {
+            let m = SpoolFixtures.message(id: spool.makeQueueID(), to: ["b\(n)@example.net", "c\(n)@example.net"], now: t0)
             try await spool.insert(m)
             ids.append(m.id)
         }
         let claimed = try await spool.claimDue(owner: "node-a/1", now: t0 + 1, lease: 60, limit: 100)
         #expect(Set(claimed) == Set(ids))
+        // Every seventh is held by another owner: deferred and done ones alike.
+        func foreign(_ n: Int) -> Bool { n % 7 == 3 }
+        func done(_ n: Int) -> Bool { n % 2 == 0 }
         let before = spool.results.commits
         let outcomes = try await withThrowingTaskGroup(of: (String, Bool).self) { group in
             for (n, id) in ids.enumerated() {
                 group.addTask {
-                    var recipients = [SpoolRecipient(address: "b@example.net"), SpoolRecipient(address: "c@example.net")]
-                    let owner = n % 10 == 9 ? "node-b/7" : "node-a/1"
-                    let attempt = DeliveryAttempt(number: 1, at: self.t0 + 2, upstream: "up", host: "127.0.0.1", owner: owner, recipients: [])
-                    if n % 2 == 0 {
-                        for i in recipients.indices { recipients[i].state = .delivered; recipients[i].attempts = 1 }
-                        return (id, try await spool.recordAttempt(id, owner: owner, recipients: recipients, nextAttempt: nil, lastError: nil, attempt: attempt))
-                    }
+                    let owner = foreign(n) ? "node-b/7" : "node-a/1"
+                    var recipients = [SpoolRecipient(address: "b\(n)@example.net"), SpoolRecipient(address: "c\(n)@example.net")]
                     recipients[0].state = .delivered
                     recipients[0].attempts = 1
-                    recipients[1].lastReply = "451 4.3.0 try later \(n)"
+                    recipients[0].lastReply = "250 ok \(n)"
                     recipients[1].attempts = 1
-                    return (id, try await spool.recordAttempt(id, owner: owner, recipients: recipients, nextAttempt: self.t0 + 600, lastError: "451 \(n)", attempt: attempt))
+                    if done(n) {
+                        recipients[1].state = .delivered
+                        recipients[1].lastReply = "250 ok too \(n)"
+                    } else {
+                        recipients[1].lastReply = "451 4.3.0 try later \(n)"
+                    }
+                    let record = DeliveryAttempt(
+                        at: self.t0 + 2, upstream: "up\(n)", host: "10.0.0.\(n)", owner: owner,
+                        recipients: [.init(address: "b\(n)@example.net", code: 250, enhancedStatus: nil, text: "ok \(n)", state: .delivered)]
+                    )
+                    let own = try await spool.recordAttempt(
+                        id, owner: owner, recipients: recipients, nextAttempt: done(n) ? nil : self.t0 + 600 + Double(n),
+                        lastError: done(n) ? nil : "451 \(n)", attempt: record
+                    )
+                    return (id, own)
                 }
             }
             return try await group.reduce(into: [String: Bool]()) { $0[$1.0] = $1.1 }
         }
         let statements = spool.results.commits - before
-        #expect(statements < ids.count, "\(statements) statements for \(ids.count) results")
+        #expect(statements < count, "\(statements) statements for \(count) results")
         for (n, id) in ids.enumerated() {
-            let foreign = n % 10 == 9
-            #expect(outcomes[id] == !foreign, "\(n)")
+            #expect(outcomes[id] == !foreign(n), "\(n)")
             let queued = try await spool.load(id)
-            if foreign {
-                // Untouched: still claimed, both recipients pending, no attempt recorded.
+            let attempts = try await spool.attempts(id)
+            if foreign(n) {
+                // Untouched: still queued as it was, no attempt recorded.
                 #expect(queued?.recipients.map(\.state) == [.pending, .pending] && queued?.attempts == 0, "\(n)")
-                #expect(try await spool.attempts(id).isEmpty)
-            } else if n % 2 == 0 {
+                let history = try await spool.history(id)
+                #expect(attempts.isEmpty && history == nil, "\(n)")
+                continue
+            }
+            #expect(attempts.count == 1, "\(n)")
+            #expect(attempts.first.map { $0.number == 1 && $0.upstream == "up\(n)" && $0.host == "10.0.0.\(n)" && $0.recipients.map(\.text) == ["ok \(n)"] } == true, "\(n): \(attempts)")
+            if done(n) {
                 #expect(queued == nil, "\(n) delivered but still queued")
-                #expect(try await spool.history(id) != nil, "\(n) not in the history")
-                #expect(try await spool.attempts(id).count == 1)
+                let history = try await spool.history(id)
+                #expect(history?.recipients.map(\.address) == ["b\(n)@example.net", "c\(n)@example.net"], "\(n)")
+                #expect(history?.recipients.map(\.lastReply) == ["250 ok \(n)", "250 ok too \(n)"] && history?.attempts == 1, "\(n)")
             } else {
+                #expect(queued?.recipients.map(\.address) == ["b\(n)@example.net", "c\(n)@example.net"], "\(n)")
                 #expect(queued?.recipients.map(\.state) == [.delivered, .pending], "\(n)")
-                #expect(queued?.recipients[1].lastReply == "451 4.3.0 try later \(n)" && queued?.lastError == "451 \(n)", "\(n)")
-                #expect(queued?.nextAttempt == t0 + 600 && queued?.attempts == 1 && queued?.state == .deferred, "\(n)")
-                #expect(try await spool.attempts(id).map(\.number) == [1])
+                #expect(queued?.recipients.map(\.lastReply) == ["250 ok \(n)", "451 4.3.0 try later \(n)"] && queued?.lastError == "451 \(n)", "\(n)")
+                #expect(queued?.nextAttempt == t0 + 600 + Double(n) && queued?.attempts == 1 && queued?.state == .deferred, "\(n)")
             }
         }
+    }
+
+    /// Two results for one message sent at once never share a statement: each is
+    /// applied in turn (the second finds the claim released by the first), and one
+    /// result the database refuses (a NUL in its reply) fails alone.
+    @Test func resultsForOneMessageAndARefusedOneAreKeptApart() async throws {
+        let db = try await PostgresTestDatabase.make()
+        let spool = try await open(db)
+        defer { Task { await spool.close() } }
+        var ids: [String] = []
+        for _ in 0..<20 {
+            let m = SpoolFixtures.message(id: spool.makeQueueID(), now: t0)
+            try await spool.insert(m)
+            ids.append(m.id)
+        }
+        _ = try await spool.claimDue(owner: "o", now: t0 + 1, lease: 60, limit: 100)
+        let first = ids[0]
+        let results = await withTaskGroup(of: (Int, Result<Bool, any Error>).self) { group in
+            for (n, id) in ids.enumerated() {
+                group.addTask {
+                    var r = SpoolRecipient(address: "bob@example.net")
+                    r.lastReply = n == 5 ? "451 bad \u{0} byte" : "451 later"
+                    do { return (n, .success(try await spool.recordAttempt(id, owner: "o", recipients: [r], nextAttempt: self.t0 + 60, lastError: "x", attempt: nil))) }
+                    catch { return (n, .failure(error)) }
+                }
+            }
+            // The first message's result twice.
+            group.addTask {
+                do { return (100, .success(try await spool.recordAttempt(first, owner: "o", recipients: [SpoolRecipient(address: "bob@example.net")], nextAttempt: self.t0 + 60, lastError: "y", attempt: nil))) }
+                catch { return (100, .failure(error)) }
+            }
+            return await group.reduce(into: [Int: Result<Bool, any Error>]()) { $0[$1.0] = $1.1 }
+        }
+        for n in 1..<20 where n != 5 {
+            #expect((try? results[n]?.get()) == true, "\(n)")
+        }
+        #expect((try? results[5]?.get()) == nil, "a NUL in a reply was stored")
+        // One of the two results for the first message applied, the other found the claim gone.
+        #expect([try? results[0]?.get(), try? results[100]?.get()].compactMap { $0 }.sorted { !$0 && $1 } == [false, true], "\(results[0] as Any) \(results[100] as Any)")
+        #expect(try await spool.load(ids[0])?.attempts == 1)
     }
 
     @Test func aRefusedMessageDoesNotSinkItsBatch() async throws {

@@ -263,6 +263,7 @@ extension LiveRelayTests {
             // A key the limits do not have is refused with the ones they do, escaped.
             let bogus = try HTTPTestClient.request(port: s.port, "/stats?key=%3Cb%3Ebogus")
             #expect(bogus.status == 400 && bogus.body.contains("No counter key &lt;b&gt;bogus: the keys are user, department, sender, client."), "\(bogus.status) \(bogus.body)")
+            #expect(try HTTPTestClient.request(port: s.port, "/stats?key=").body.contains("3 counters hold something, fullest first"))
             // The delivery attempts to the upstream that is down.
             #expect(waitUntil(timeout: 15) { (try? HTTPTestClient.request(port: s.port, "/stats").body.contains("<td>down</td>")) == true })
         }

@@ -31,7 +31,9 @@ import Testing
         let handler = RelayLogHandler(label: "tollgate", format: .text)
         let line = handler.render(event("authentication failed", ["smtp.auth.user": "bob\r\n2026-12-01T00:00:00.000Z info tollgate: [x] authenticated\u{0}"]), timestamp: "T")
         #expect(line.filter { $0 == "\n" || $0 == "\r" }.count == 1 && line.hasSuffix("\n"))
-        #expect(line.contains("smtp.auth.user=\"bob\\r\\n2026") && line.contains("\\x00"))
+        #expect(line.contains("smtp.auth.user=\"bob\\r\\n2026") && line.contains("\\u0000"))
+        // And a logfmt reader still reads the line, with the value as the client sent it.
+        #expect(Self.logfmtFields(line)?.first { $0.key == "smtp.auth.user" }?.value == "bob\r\n2026-12-01T00:00:00.000Z info tollgate: [x] authenticated\u{0}")
     }
 
     /// A value with a space, `=` or `"` is quoted as logfmt quotes it, so a name a client
@@ -41,35 +43,54 @@ import Testing
         let hostile = "x event=accepted queue.id=\"Q9\" policy.user=admin\\"
         let line = handler.render(event("authentication failed", ["smtp.auth.user": .string(hostile), "smtp.helo": "a=b", "empty": "", "plain": "DOMAIN\\bob"]), timestamp: "T")
         #expect(line == "T info tollgate: empty=\"\" plain=DOMAIN\\bob smtp.auth.user=\"x event=accepted queue.id=\\\"Q9\\\" policy.user=admin\\\\\" smtp.helo=\"a=b\" [TollgateApp] authentication failed\n")
-        let fields = Self.logfmtFields(line)
+        let fields = Self.logfmtFields(line) ?? []
         #expect(fields.map(\.key) == ["empty", "plain", "smtp.auth.user", "smtp.helo"])
         #expect(fields.first { $0.key == "smtp.auth.user" }?.value == hostile)
         #expect(fields.first { $0.key == "plain" }?.value == "DOMAIN\\bob")
     }
 
     /// The `key=value` pairs between `LABEL:` and ` [SOURCE]`, read as a logfmt reader
-    /// (go-logfmt, Loki's `| logfmt`) reads them.
-    static func logfmtFields(_ line: String) -> [(key: String, value: String)] {
-        var rest = Substring(line.drop { $0 != ":" }.dropFirst())
+    /// (go-logfmt, Loki's `| logfmt`) reads them: nil for a line it would refuse (an
+    /// escape it does not know, a quote left open).
+    static func logfmtFields(_ line: String) -> [(key: String, value: String)]? {
+        // After `TIMESTAMP LEVEL LABEL: ` (the timestamp's colons have no space after them).
+        guard let label = line.range(of: ": ") else { return nil }
+        var rest = line[label.upperBound...].unicodeScalars[...]
         var fields: [(key: String, value: String)] = []
         while true {
-            rest = rest.drop { $0 == " " }
-            guard !rest.isEmpty, rest.first != "[" else { return fields }
-            let key = rest.prefix { $0 != "=" }
-            rest = rest.dropFirst(key.count + 1)
-            var value = ""
+            while rest.first == " " { rest = rest.dropFirst() }
+            guard let first = rest.first, first != "[" else { return fields }
+            let key = rest.prefix { $0 != "=" && $0 != " " }
+            rest = rest.dropFirst(key.count)
+            guard rest.first == "=" else { return nil }
+            rest = rest.dropFirst()
+            var value = String.UnicodeScalarView()
             if rest.first == "\"" {
                 rest = rest.dropFirst()
-                while let c = rest.first, c != "\"" {
+                while true {
+                    guard let c = rest.first else { return nil }
                     rest = rest.dropFirst()
-                    if c == "\\", let next = rest.first { value.append(next); rest = rest.dropFirst() } else { value.append(c) }
+                    if c == "\"" { break }
+                    guard c == "\\" else { value.append(c); continue }
+                    guard let e = rest.first else { return nil }
+                    rest = rest.dropFirst()
+                    switch e {
+                    case "\"", "\\", "/": value.append(e)
+                    case "n": value.append("\n")
+                    case "r": value.append("\r")
+                    case "t": value.append("\t")
+                    case "u":
+                        guard let code = UInt32(String(String.UnicodeScalarView(rest.prefix(4))), radix: 16), rest.count >= 4, let scalar = Unicode.Scalar(code) else { return nil }
+                        value.append(scalar)
+                        rest = rest.dropFirst(4)
+                    default: return nil
+                    }
                 }
-                rest = rest.dropFirst()
             } else {
-                value = String(rest.prefix { $0 != " " })
+                value.append(contentsOf: rest.prefix { $0 != " " })
                 rest = rest.dropFirst(value.count)
             }
-            fields.append((String(key), value))
+            fields.append((String(String.UnicodeScalarView(key)), String(value)))
         }
     }
 }

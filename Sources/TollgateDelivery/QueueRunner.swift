@@ -70,6 +70,10 @@ public final class QueueRunner: Service, Sendable {
     /// Deliveries in flight, and whether the runner has closed for good (then no slot
     /// is handed out, so no delivery can start after the transports shut down).
     let slots = NIOLockedValueBox((busy: 0, closed: false))
+    /// Whether the loop's last look at the queue found every slot busy: only then is a
+    /// slot given back a reason to look again at once (otherwise nothing more was due,
+    /// and a look per finished delivery would be a statement per message for nothing).
+    let starved = NIOLockedValueBox(false)
     /// The messages being delivered now, whose claims ``renewClaims()`` keeps alive.
     let delivering = NIOLockedValueBox([String: Int]())
     /// Deliveries whose result is being recorded: recording releases the claim, so a
@@ -130,7 +134,11 @@ public final class QueueRunner: Service, Sendable {
             // line when that starts and one when it ends, not one a second.
             var failing = false
             while !signal.isStopped, !Task.isCancelled {
+                // Set before the slots are counted, so a slot given back in between
+                // still wakes the sleep below (a wake before the sleep is kept).
+                starved.withLockedValue { $0 = true }
                 let capacity = settings.concurrency - slots.withLockedValue { $0.busy }
+                if capacity > 0 { starved.withLockedValue { $0 = false } }
                 var claimed: [String] = []
                 if capacity > 0 {
                     do {
@@ -197,9 +205,10 @@ public final class QueueRunner: Service, Sendable {
         }
     }
 
-    /// A delivery ended: its slot is free, and the queue may have more.
+    /// A delivery ended: its slot is free, and if the last look found no free slot, the
+    /// queue may have more than was claimed.
     func giveBackSlot() {
         slots.withLockedValue { $0.busy -= 1 }
-        signal.wake()
+        if starved.withLockedValue({ $0 }) { signal.wake() }
     }
 }

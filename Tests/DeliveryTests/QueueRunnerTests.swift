@@ -174,6 +174,55 @@ import TollgateSpool
         #expect(log.warnings.isEmpty, "\(log.warnings)")
     }
 
+    /// A result that waits to be written (a busy database, a batch of results before
+    /// it) keeps its claim alive meanwhile: the runner renews it until the record is
+    /// made, so no other runner can take the message over and deliver it again.
+    @Test func aClaimIsRenewedWhileItsResultWaitsToBeRecorded() async throws {
+        let gate = Gate()
+        let log = LogRecording()
+        let h = RunnerHarness(lease: 10, renewInterval: .milliseconds(20), logger: log.logger)
+        h.spool.beforeRecording.withLockedValue { $0 = { await gate.wait() } }
+        let t0 = h.clock.now
+        try await h.running {
+            let id = try await h.enqueue()
+            #expect(await waitUntil(timeout: 10) { h.transport.deliveries.count == 1 })
+            // Delivered; its result has not been written. The lease would end at t0 + 10.
+            h.clock.advance(by: 9)
+            #expect(await waitUntil(timeout: 10) { h.spool.claimExpiry(id) == t0 + 19 }, "\(String(describing: h.spool.claimExpiry(id)))")
+            h.clock.advance(by: 6)
+            #expect(try await h.spool.claimDue(owner: "runner-b", now: h.clock.now, lease: 10, limit: 10).isEmpty)
+            gate.open()
+            #expect(await waitUntil(timeout: 10) { h.spool.messages.isEmpty })
+        }
+        #expect(h.transport.deliveries.count == 1)
+        #expect(log.warnings.isEmpty, "\(log.warnings)")
+    }
+
+    /// A finished delivery looks at the queue again only when the last look found no
+    /// free slot: twenty messages that all found a slot cost one look, not one each
+    /// (a statement per message with the PostgreSQL store); a backlog larger than the
+    /// slots is still drained at once, each freed slot taking the next message. The
+    /// poll interval is a minute here, so only wakes can explain a prompt look.
+    @Test func aFinishedDeliveryLooksAgainOnlyWhenSlotsRanOut() async throws {
+        let roomy = RunnerHarness(concurrency: 30, pollInterval: .seconds(60))
+        try await roomy.running {
+            #expect(await waitUntil(timeout: 10) { roomy.spool.claimTimes.count == 1 })
+            for _ in 0..<20 {
+                try await roomy.spool.insert(SpoolFixtures.message(id: roomy.spool.makeQueueID(), now: roomy.clock.now, header: "Received: by test\r\n"))
+            }
+            roomy.runner.wake()
+            #expect(await waitUntil(timeout: 10) { roomy.spool.messages.isEmpty && roomy.transport.deliveries.count == 20 })
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(roomy.spool.claimTimes.count == 2, "\(roomy.spool.claimTimes.count) looks at the queue for one batch")
+        }
+        let busy = RunnerHarness(concurrency: 3, pollInterval: .seconds(60))
+        try await busy.running {
+            for _ in 0..<10 { try await busy.enqueue() }
+            #expect(await waitUntil(timeout: 10) { busy.spool.messages.isEmpty }, "a backlog waited for the poll interval")
+        }
+        #expect(busy.transport.deliveries.count == 10 && busy.transport.maxConcurrent <= 3)
+    }
+
     @Test func twoRunnersOnOneSpoolNeverDeliverOneMessageAtOnce() async throws {
         let spool = InMemorySpool()
         let clock = ManualClock()

@@ -19,6 +19,7 @@ struct RunnerHarness {
         concurrency: Int = 8,
         lease: Double = 60,
         renewInterval: Duration? = nil,
+        pollInterval: Duration = .milliseconds(20),
         logger: Logger = SpoolFixtures.quietLogger
     ) {
         self.spool = spool
@@ -28,7 +29,7 @@ struct RunnerHarness {
         settings.concurrency = concurrency
         settings.lease = lease
         settings.renewInterval = renewInterval
-        settings.pollInterval = .milliseconds(20)
+        settings.pollInterval = pollInterval
         settings.defaultUpstream = "fake"
         runner = QueueRunner(spool: spool, transports: ["fake": transport], settings: settings, logger: logger, now: clock.function)
     }

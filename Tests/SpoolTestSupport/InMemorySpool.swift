@@ -33,6 +33,10 @@ public final class InMemorySpool: Spool {
     /// has changed the entry (and released its claim), before it returns.
     public let afterRecording = NIOLockedValueBox<(@Sendable () async -> Void)?>(nil)
 
+    /// Runs at the start of every ``recordAttempt(_:owner:recipients:nextAttempt:lastError:attempt:)``,
+    /// before the entry changes: a record that waits (a busy database's batch).
+    public let beforeRecording = NIOLockedValueBox<(@Sendable () async -> Void)?>(nil)
+
     /// `spool.history` in seconds, on the wall clock as the other stores keep it.
     let keepHistory: Double
 
@@ -140,6 +144,7 @@ public final class InMemorySpool: Spool {
     public func recordAttempt(
         _ id: String, owner: String, recipients: [SpoolRecipient], nextAttempt: Double?, lastError: String?, attempt: DeliveryAttempt?
     ) async throws -> Bool {
+        if let hook = beforeRecording.withLockedValue({ $0 }) { await hook() }
         let recorded = recordNow(id, owner: owner, recipients: recipients, nextAttempt: nextAttempt, lastError: lastError, attempt: attempt)
         if let hook = afterRecording.withLockedValue({ $0 }) { await hook() }
         return recorded

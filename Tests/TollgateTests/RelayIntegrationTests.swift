@@ -277,7 +277,7 @@ extension LiveRelayTests {
                 ("hostname: x\nlistners: []\n", "2:1: unknown key 'listners'"),
                 ("hostname: x\nlisteners:\n  - name: a\n    address: 127.0.0.1:notaport\nupstreams:\n  - name: u\n    directory: out\n", "4:14: listener address must be host:port"),
                 ("listeners:\n  - name: a\n    address: 127.0.0.1:1\n    tls: sometimes\nupstreams:\n  - name: u\n    directory: out\n", "4:10: listener tls must be one of none, starttls, implicit"),
-                ("listeners:\n  - name: a\n    address: 127.0.0.1:1\nlimits:\n  max_recipients: 10\nupstreams:\n  - name: u\n    directory: out\n", "5:19: limits.max_recipients must be at least 100"),
+                ("listeners:\n  - name: a\n    address: 127.0.0.1:1\nlimits:\n  max_recipients: 10\nupstreams:\n  - name: u\n    directory: out\n", "5:19: limits.max_recipients must be a whole number of at least 100"),
                 ("listeners:\n  - name: a\n    address: 127.0.0.1:1\nupstreams:\n  - name: u\n    directory: out\ndelivery:\n  default_upstream: nowhere\n", "8:21: delivery.default_upstream names 'nowhere'"),
                 ("listeners:\n  - name: a\n    address: 127.0.0.1:1\nupstreams:\n  - name: u\n    hosts: [127.0.0.1:1]\n    tls: none\n    auth: { username: x, password_file: /etc/hostname }\n", "8:11: upstream 'u' has auth with tls: none"),
                 ("listeners:\n  - name: a\n    address: 127.0.0.1:1\ntls:\n  certificate: /etc/hostname\n  key: /etc/hostname\n  ciphers: [RC4-MD5]\nupstreams:\n  - name: u\n    directory: out\n", "7:12: tls.ciphers: unknown cipher suite 'RC4-MD5'"),

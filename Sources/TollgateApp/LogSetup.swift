@@ -88,7 +88,7 @@ public struct RelayLogHandler: LogHandler {
     /// a client chose (`AUTH` name, `EHLO`, an address) cannot add a field of its own:
     /// `smtp.auth.user="x event=accepted"` is one field, however it is split.
     static func fieldValue(_ s: String) -> String {
-        guard s.isEmpty || s.unicodeScalars.contains(where: { $0.value <= 0x20 || (0x7F...0x9F).contains($0.value) || $0.value == 0x2028 || $0.value == 0x2029 || $0 == "=" || $0 == "\"" }) else {
+        guard s.isEmpty || s.unicodeScalars.contains(where: { $0 == " " || $0 == "=" || $0 == "\"" || isQuotedControl($0) }) else {
             return s
         }
         var out = "\""
@@ -102,7 +102,7 @@ public struct RelayLogHandler: LogHandler {
             default:
                 // `\u00XX`, the escape logfmt readers (go-logfmt, Loki) decode; an
                 // unknown one (`\x01`) would make the whole line unreadable to them.
-                if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029 {
+                if isQuotedControl(scalar) {
                     let hex = String(scalar.value, radix: 16)
                     out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
                 } else {
@@ -111,6 +111,12 @@ public struct RelayLogHandler: LogHandler {
             }
         }
         return out + "\""
+    }
+
+    /// The characters a field's value never holds raw: C0, DEL, C1, and the line and
+    /// paragraph separators (some readers end a line at them).
+    static func isQuotedControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029
     }
 
     /// `s` with CR, LF and other control characters escaped, so that a value a client

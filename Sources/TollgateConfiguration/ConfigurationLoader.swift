@@ -50,7 +50,7 @@ public enum ConfigurationLoader {
     public static func loadCollecting(_ path: String) -> (TollgateConfiguration?, [PolicyDiagnostic]) {
         let start = SourceLocation(file: path, line: 1, column: 1)
         guard let data = FileManager.default.contents(atPath: path) else {
-            let why = Units.unreadable(path) ?? "it is not a readable file"
+            let why = PolicySettingsReader.whyUnreadable(path) ?? "it is not a readable file"
             return (nil, [PolicyDiagnostic(start, "cannot read the configuration file: \(why) (the file is \(searchOrder))")])
         }
         guard let text = String(data: data, encoding: .utf8) else {

@@ -166,7 +166,7 @@ public struct YAMLReader {
 
     /// Reports `cannot read PATH: why` at `node` when `path` is not a readable file.
     public mutating func requireReadable(_ node: Node, _ path: String) {
-        if let why = Units.unreadable(path) { error(node, "cannot read \(path): \(why)") }
+        if let why = PolicySettingsReader.whyUnreadable(path) { error(node, "cannot read \(path): \(why)") }
     }
 
     /// `host:port` or `[v6]:port`.
@@ -214,11 +214,6 @@ public enum Units {
     public static func hostPort(_ text: String) -> (String, Int)? {
         guard let (host, portText) = splitHostPort(text), !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { return nil }
         return (String(host), port)
-    }
-
-    /// Why `path` cannot be read as a file, in words, or nil when it can.
-    public static func unreadable(_ path: String) -> String? {
-        PolicySettingsReader.whyUnreadable(path)
     }
 
     /// The host and the port's text of `host:port` or `[v6]:port`, unchecked.
